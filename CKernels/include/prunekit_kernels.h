@@ -1,0 +1,211 @@
+// PruneKit C kernels: the whole C contract.
+//
+// Conventions (see STYLE.md): C11; exported symbols pk_<op>[_<variant>]_<dtype>; the naive
+// reference of each kernel is pk_ref_<op>... with the same signature (src/ref/). Sizes are int64_t,
+// negative sizes are rejected. Parameter order: sizes, scalars, inputs, outputs, workspace.
+// All matrices are row-major. Kernels never print, exit or abort; they return a pk_status.
+// Threads own disjoint outputs and every output element is reduced in a fixed order, so results
+// are bitwise identical for any thread count. Denormals are flushed to zero inside the kernels'
+// threads (FTZ/DAZ); the caller's floating-point state is restored on return.
+#ifndef PRUNEKIT_KERNELS_H
+#define PRUNEKIT_KERNELS_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum pk_status {
+    PK_OK = 0,
+    PK_ERR_NULL = 1,       // a required pointer is NULL
+    PK_ERR_SHAPE = 2,      // a size is negative or a leading dimension too small
+    PK_ERR_ALIAS = 3,      // an output overlaps an input it must not overlap
+    PK_ERR_ARG = 4,        // a scalar argument is out of its domain
+    PK_ERR_NONFINITE = 5,  // NaN or Inf where finite values are required
+    PK_ERR_NOMEM = 6,      // workspace could not be allocated
+    PK_STATUS_COUNT = 7
+} pk_status;
+
+/// pk_status_string — a static, human-readable description of a status (never NULL).
+const char *pk_status_string(pk_status s);
+
+// ------------------------------------------------------------------------------------------------
+// Runtime: CPU features, threads (src/runtime.c, src/parallel.c)
+
+typedef enum pk_isa { PK_ISA_SCALAR = 0, PK_ISA_AVX2 = 1, PK_ISA_AVX512 = 2 } pk_isa;
+
+/// pk_cpu_isa — the best instruction set this CPU supports (detected once at run time).
+pk_isa pk_cpu_isa(void);
+/// pk_active_isa — the instruction set the kernels use: min(pk_cpu_isa(), limit set below).
+pk_isa pk_active_isa(void);
+/// pk_set_isa_limit — caps the kernels' instruction set (tests use it to cover every path).
+void pk_set_isa_limit(pk_isa limit);
+/// pk_isa_name — "avx512", "avx2" or "scalar".
+const char *pk_isa_name(pk_isa isa);
+/// pk_cpu_features — a static space-separated list of the detected CPU features.
+const char *pk_cpu_features(void);
+
+/// pk_openmp_enabled — 1 when the kernels were built with OpenMP, 0 when they use the portable
+/// pthread pool (a versioned SwiftPM dependency builds without OpenMP).
+int pk_openmp_enabled(void);
+/// pk_get_num_threads — threads the kernels use (OMP_NUM_THREADS / PRUNEKIT_NUM_THREADS, else all cores).
+int pk_get_num_threads(void);
+/// pk_set_num_threads — sets that number (>= 1); results do not depend on it.
+void pk_set_num_threads(int n);
+
+// ------------------------------------------------------------------------------------------------
+// Masked GEMM (src/gemm.c; reference src/ref/gemm_ref.c)
+
+/// pk_gemm_masked_f32 — C := alpha · A · (W ⊙ M)ᵀ + beta · C            (forward of a masked Linear)
+/// Shapes    A m×k (lda ≥ k), W n×k (ldw ≥ k), M n×k uint8 (ldm ≥ k) or NULL (no mask), C m×n (ldc ≥ n).
+/// Mask      M[j,p] != 0 keeps W[j,p]; the mask is applied while packing W.
+/// beta      beta == 0 ⇒ C is write-only: NaN already in C never propagates.
+/// Aliasing  C must not overlap A, W or M.
+/// Edges     m == 0 || n == 0 ⇒ PK_OK, nothing read. k == 0 ⇒ C := beta·C.
+/// Threads   OpenMP over tiles of C; each element written by one thread in a fixed k-order ⇒
+///           identical bits for any thread count.
+/// Errors    PK_ERR_SHAPE, PK_ERR_NULL, PK_ERR_ALIAS, PK_ERR_NOMEM.
+/// Reference pk_ref_gemm_masked_f32.
+pk_status pk_gemm_masked_f32(int64_t m, int64_t n, int64_t k, float alpha,
+                             const float *A, int64_t lda, const float *W, int64_t ldw,
+                             const uint8_t *M, int64_t ldm, float beta, float *C, int64_t ldc);
+
+/// pk_gemm_masked_nn_f32 — C := alpha · A · (W ⊙ M) + beta · C          (input gradient dX = dY·(W⊙M))
+/// Shapes    A m×k (lda ≥ k), W k×n (ldw ≥ n), M k×n uint8 (ldm ≥ n) or NULL, C m×n (ldc ≥ n).
+/// Other     as pk_gemm_masked_f32.
+/// Reference pk_ref_gemm_masked_nn_f32.
+pk_status pk_gemm_masked_nn_f32(int64_t m, int64_t n, int64_t k, float alpha,
+                                const float *A, int64_t lda, const float *W, int64_t ldw,
+                                const uint8_t *M, int64_t ldm, float beta, float *C, int64_t ldc);
+
+/// pk_gemm_masked_tn_f32 — C := (alpha · Aᵀ · B + beta · C) ⊙ M         (weight gradient dW = dYᵀ·X ⊙ M)
+/// Shapes    A k×m (lda ≥ m), B k×n (ldb ≥ n), M m×n uint8 (ldm ≥ n) or NULL, C m×n (ldc ≥ n).
+/// Mask      entries with M[i,j] == 0 are written as exactly +0.0 (C is write-only there).
+/// Other     as pk_gemm_masked_f32.
+/// Reference pk_ref_gemm_masked_tn_f32.
+pk_status pk_gemm_masked_tn_f32(int64_t m, int64_t n, int64_t k, float alpha,
+                                const float *A, int64_t lda, const float *B, int64_t ldb,
+                                const uint8_t *M, int64_t ldm, float beta, float *C, int64_t ldc);
+
+/// pk_linear_forward_f32 — Y := X · (W ⊙ M)ᵀ + 1·biasᵀ                 (Linear forward, bias fused)
+/// Shapes    X m×k (ldx ≥ k), W n×k (ldw ≥ k), M n×k or NULL, bias n or NULL, Y m×n (ldy ≥ n).
+/// Y is write-only. Errors and threads as pk_gemm_masked_f32. Reference pk_ref_linear_forward_f32.
+pk_status pk_linear_forward_f32(int64_t m, int64_t n, int64_t k,
+                                const float *X, int64_t ldx, const float *W, int64_t ldw,
+                                const uint8_t *M, int64_t ldm, const float *bias,
+                                float *Y, int64_t ldy);
+
+// ------------------------------------------------------------------------------------------------
+// Element-wise and reductions (src/elementwise.c; reference src/ref/elementwise_ref.c)
+
+/// pk_relu_forward_f32 — y[i] := max(x[i], 0). Shapes x, y of n. y may equal x (in place).
+pk_status pk_relu_forward_f32(int64_t n, const float *x, float *y);
+/// pk_relu_backward_f32 — dx[i] := y[i] > 0 ? dy[i] : 0, y the forward output. dx may equal dy.
+pk_status pk_relu_backward_f32(int64_t n, const float *y, const float *dy, float *dx);
+/// pk_sum_rows_f32 — out[j] := beta·out[j] + Σ_i X[i,j]; X m×n (ldx ≥ n). Fixed i order per j.
+pk_status pk_sum_rows_f32(int64_t m, int64_t n, float beta, const float *X, int64_t ldx, float *out);
+/// pk_mask_apply_f32 — w[i] := m[i] ? w[i] : 0 (exact zeros).
+pk_status pk_mask_apply_f32(int64_t n, const uint8_t *m, float *w);
+/// pk_count_nonzero_u8 — *count := #{i : m[i] != 0}.
+pk_status pk_count_nonzero_u8(int64_t n, const uint8_t *m, int64_t *count);
+/// pk_all_finite_f32 — *ok := 1 when every x[i] is finite, else 0.
+pk_status pk_all_finite_f32(int64_t n, const float *x, int *ok);
+
+// ------------------------------------------------------------------------------------------------
+// Convolution helpers and pooling (src/conv.c, src/pool.c; references in src/ref/)
+
+/// pk_im2col_f32 — rows of patches for a batched convolution, no padding, stride s.
+/// Shapes    x N×C×H×W; OH = (H−KH)/s+1, OW = (W−KW)/s+1;
+///           cols (N·OH·OW)×(C·KH·KW), row (n,oh,ow), column (c,kh,kw) — PyTorch's weight order.
+/// Errors    PK_ERR_SHAPE when a kernel dimension exceeds the image or s < 1.
+pk_status pk_im2col_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
+                        int64_t s, const float *x, float *cols);
+/// pk_col2im_f32 — dx := scatter-add of dcols (layout of pk_im2col_f32) back into N×C×H×W.
+/// dx is write-only; each image is summed by one thread in a fixed order.
+pk_status pk_col2im_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
+                        int64_t s, const float *dcols, float *dx);
+/// pk_nhwc_to_nchw_f32 — y[n,c,p] := x[n,p,c] for P = H·W positions: x N×P×C, y N×C×P.
+pk_status pk_nhwc_to_nchw_f32(int64_t N, int64_t P, int64_t C, const float *x, float *y);
+/// pk_nchw_to_nhwc_f32 — the inverse: x N×C×P to y N×P×C.
+pk_status pk_nchw_to_nhwc_f32(int64_t N, int64_t C, int64_t P, const float *x, float *y);
+/// pk_bias_add_nchw_f32 — y[n,c,p] += bias[c]; y N×C×P.
+pk_status pk_bias_add_nchw_f32(int64_t N, int64_t C, int64_t P, const float *bias, float *y);
+/// pk_bias_grad_nchw_f32 — db[c] := Σ_{n,p} dy[n,c,p]; fixed order.
+pk_status pk_bias_grad_nchw_f32(int64_t N, int64_t C, int64_t P, const float *dy, float *db);
+
+/// pk_maxpool2d_forward_f32 — k×k max pooling with stride k (floor), x N×C×H×W → y N×C×OH×OW,
+/// OH = H/k, OW = W/k; idx (int32, same shape as y) receives the flat h·W+w of each max (first
+/// maximum in scan order wins; NaN propagates). Errors PK_ERR_SHAPE when k < 1 or k > H or W.
+pk_status pk_maxpool2d_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t k,
+                                   const float *x, float *y, int32_t *idx);
+/// pk_maxpool2d_backward_f32 — dx := 0 everywhere except dx[n,c,idx] += dy (write-only dx).
+pk_status pk_maxpool2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t k,
+                                    const float *dy, const int32_t *idx, float *dx);
+
+// ------------------------------------------------------------------------------------------------
+// Loss (src/loss.c; reference src/ref/loss_ref.c)
+
+/// pk_softmax_xent_f32 — mean softmax cross-entropy over m rows of n logits.
+/// Shapes    logits m×n, labels m (int32 in [0, n)), dlogits m×n or NULL, *loss scalar.
+/// Output    *loss := (1/m) Σ_i −log softmax(logits_i)[labels_i]; dlogits := (softmax − onehot)/m.
+///           *correct := #{i : argmax_i == labels_i} when correct != NULL (first max wins).
+/// Errors    PK_ERR_ARG for a label out of range (nothing written), PK_ERR_SHAPE for n < 1.
+pk_status pk_softmax_xent_f32(int64_t m, int64_t n, const float *logits, const int32_t *labels,
+                              float *loss, float *dlogits, int64_t *correct);
+
+// ------------------------------------------------------------------------------------------------
+// Mask-aware optimizer updates (src/optim.c; reference src/ref/optim_ref.c)
+// mask may be NULL (all kept). Entries with mask[i] == 0 are not touched at all: the weight, its
+// optimizer state and the gradient keep their bits (the weight is 0 by the masking invariant).
+
+/// pk_sgd_step_f32 — g' = g + wd·w; v := momentum·v + g' (v may be NULL when momentum == 0);
+/// w := w − lr·(nesterov ? g' + momentum·v : v or g').
+pk_status pk_sgd_step_f32(int64_t n, float lr, float momentum, float weight_decay, int nesterov,
+                          const uint8_t *mask, const float *g, float *w, float *v);
+/// pk_adam_step_f32 — Adam (decoupled = 0: L2 added to g) or AdamW (decoupled = 1: w *= 1 − lr·wd).
+/// t ≥ 1 is the step number after this step (bias correction uses beta^t).
+/// m := b1·m + (1−b1)·g; v := b2·v + (1−b2)·g²; w −= lr·(m/(1−b1^t)) / (sqrt(v/(1−b2^t)) + eps).
+pk_status pk_adam_step_f32(int64_t n, float lr, float beta1, float beta2, float eps,
+                           float weight_decay, int decoupled, int64_t t,
+                           const uint8_t *mask, const float *g, float *w, float *m, float *v);
+
+// ------------------------------------------------------------------------------------------------
+// References (src/ref/): same contracts, naive loops, single-threaded.
+pk_status pk_ref_gemm_masked_f32(int64_t m, int64_t n, int64_t k, float alpha,
+                                 const float *A, int64_t lda, const float *W, int64_t ldw,
+                                 const uint8_t *M, int64_t ldm, float beta, float *C, int64_t ldc);
+pk_status pk_ref_gemm_masked_nn_f32(int64_t m, int64_t n, int64_t k, float alpha,
+                                    const float *A, int64_t lda, const float *W, int64_t ldw,
+                                    const uint8_t *M, int64_t ldm, float beta, float *C, int64_t ldc);
+pk_status pk_ref_gemm_masked_tn_f32(int64_t m, int64_t n, int64_t k, float alpha,
+                                    const float *A, int64_t lda, const float *B, int64_t ldb,
+                                    const uint8_t *M, int64_t ldm, float beta, float *C, int64_t ldc);
+pk_status pk_ref_linear_forward_f32(int64_t m, int64_t n, int64_t k,
+                                    const float *X, int64_t ldx, const float *W, int64_t ldw,
+                                    const uint8_t *M, int64_t ldm, const float *bias,
+                                    float *Y, int64_t ldy);
+pk_status pk_ref_relu_forward_f32(int64_t n, const float *x, float *y);
+pk_status pk_ref_relu_backward_f32(int64_t n, const float *y, const float *dy, float *dx);
+pk_status pk_ref_sum_rows_f32(int64_t m, int64_t n, float beta, const float *X, int64_t ldx, float *out);
+pk_status pk_ref_im2col_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
+                            int64_t s, const float *x, float *cols);
+pk_status pk_ref_col2im_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
+                            int64_t s, const float *dcols, float *dx);
+pk_status pk_ref_maxpool2d_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t k,
+                                       const float *x, float *y, int32_t *idx);
+pk_status pk_ref_maxpool2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t k,
+                                        const float *dy, const int32_t *idx, float *dx);
+pk_status pk_ref_softmax_xent_f32(int64_t m, int64_t n, const float *logits, const int32_t *labels,
+                                  float *loss, float *dlogits, int64_t *correct);
+pk_status pk_ref_sgd_step_f32(int64_t n, float lr, float momentum, float weight_decay, int nesterov,
+                              const uint8_t *mask, const float *g, float *w, float *v);
+pk_status pk_ref_adam_step_f32(int64_t n, float lr, float beta1, float beta2, float eps,
+                               float weight_decay, int decoupled, int64_t t,
+                               const uint8_t *mask, const float *g, float *w, float *m, float *v);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

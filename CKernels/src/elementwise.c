@@ -1,0 +1,100 @@
+// Element-wise kernels and small reductions: ReLU, column sums, mask application, counts.
+#include "internal.h"
+
+typedef struct { const float *x; const float *y; const float *dy; float *out; const uint8_t *m; } ew_ctx;
+
+static void relu_fwd_range(void *v, int64_t b, int64_t e) {
+    // n elements: y = max(x, 0); NaN stays NaN
+    const ew_ctx *c = v;
+    for (int64_t i = b; i < e; i++) { float t = c->x[i]; c->out[i] = t > 0.0f ? t : (t != t ? t : 0.0f); }
+}
+
+pk_status pk_relu_forward_f32(int64_t n, const float *x, float *y) {
+    if (n < 0) return PK_ERR_SHAPE;
+    if (n == 0) return PK_OK;
+    if (!x || !y) return PK_ERR_NULL;
+    if (x != y && pk_overlaps(x, (size_t)n * 4, y, (size_t)n * 4)) return PK_ERR_ALIAS;
+    ew_ctx c = {x, NULL, NULL, y, NULL};
+    pk_parallel_for(n, 1 << 15, relu_fwd_range, &c);
+    return PK_OK;
+}
+
+static void relu_bwd_range(void *v, int64_t b, int64_t e) {
+    // n elements: dx = y > 0 ? dy : 0
+    const ew_ctx *c = v;
+    for (int64_t i = b; i < e; i++) c->out[i] = c->y[i] > 0.0f ? c->dy[i] : 0.0f;
+}
+
+pk_status pk_relu_backward_f32(int64_t n, const float *y, const float *dy, float *dx) {
+    if (n < 0) return PK_ERR_SHAPE;
+    if (n == 0) return PK_OK;
+    if (!y || !dy || !dx) return PK_ERR_NULL;
+    if ((dx != dy && pk_overlaps(dx, (size_t)n * 4, dy, (size_t)n * 4)) ||
+        (dx != y && pk_overlaps(dx, (size_t)n * 4, y, (size_t)n * 4)))
+        return PK_ERR_ALIAS;
+    ew_ctx c = {NULL, y, dy, dx, NULL};
+    pk_parallel_for(n, 1 << 15, relu_bwd_range, &c);
+    return PK_OK;
+}
+
+typedef struct { int64_t m, n, ldx; float beta; const float *X; float *out; } sum_ctx;
+
+static void sum_rows_range(void *v, int64_t b, int64_t e) {
+    // columns [b, e) of an m×n matrix, rows summed in order 0..m-1
+    const sum_ctx *c = v;
+    for (int64_t j = b; j < e; j++) c->out[j] = c->beta == 0.0f ? 0.0f : c->beta * c->out[j];
+    for (int64_t i = 0; i < c->m; i++) {
+        const float *row = c->X + i * c->ldx;
+        for (int64_t j = b; j < e; j++) c->out[j] += row[j];
+    }
+}
+
+pk_status pk_sum_rows_f32(int64_t m, int64_t n, float beta, const float *X, int64_t ldx, float *out) {
+    if (m < 0 || n < 0) return PK_ERR_SHAPE;
+    if (n == 0) return PK_OK;
+    if (!out || (m > 0 && !X)) return PK_ERR_NULL;
+    if (m > 0 && ldx < n) return PK_ERR_SHAPE;
+    if (m > 0 && pk_overlaps(out, (size_t)n * 4, X, pk_span(m, n, ldx, 4))) return PK_ERR_ALIAS;
+    sum_ctx c = {m, n, ldx, beta, X, out};
+    pk_parallel_for(n, PK_MAX(16, (1 << 16) / PK_MAX(m, 1)), sum_rows_range, &c);
+    return PK_OK;
+}
+
+static void mask_apply_range(void *v, int64_t b, int64_t e) {
+    // n elements: w = m ? w : 0
+    const ew_ctx *c = v;
+    for (int64_t i = b; i < e; i++) if (!c->m[i]) c->out[i] = 0.0f;
+}
+
+pk_status pk_mask_apply_f32(int64_t n, const uint8_t *m, float *w) {
+    if (n < 0) return PK_ERR_SHAPE;
+    if (n == 0) return PK_OK;
+    if (!m || !w) return PK_ERR_NULL;
+    if (pk_overlaps(m, (size_t)n, w, (size_t)n * 4)) return PK_ERR_ALIAS;
+    ew_ctx c = {NULL, NULL, NULL, w, m};
+    pk_parallel_for(n, 1 << 16, mask_apply_range, &c);
+    return PK_OK;
+}
+
+pk_status pk_count_nonzero_u8(int64_t n, const uint8_t *m, int64_t *count) {
+    if (n < 0) return PK_ERR_SHAPE;
+    if (!count) return PK_ERR_NULL;
+    if (n > 0 && !m) return PK_ERR_NULL;
+    int64_t c = 0;
+    for (int64_t i = 0; i < n; i++) c += m[i] != 0;
+    *count = c;
+    return PK_OK;
+}
+
+pk_status pk_all_finite_f32(int64_t n, const float *x, int *ok) {
+    if (n < 0) return PK_ERR_SHAPE;
+    if (!ok) return PK_ERR_NULL;
+    if (n > 0 && !x) return PK_ERR_NULL;
+    int good = 1;
+    for (int64_t i = 0; i < n; i++) {
+        float t = x[i];
+        if (t - t != 0.0f) { good = 0; break; } // NaN or ±Inf
+    }
+    *ok = good;
+    return PK_OK;
+}

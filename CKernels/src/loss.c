@@ -1,0 +1,53 @@
+// Softmax cross-entropy (mean over rows), its gradient and the count of correct predictions.
+#include "internal.h"
+#include <math.h>
+
+typedef struct { int64_t m, n; const float *logits; const int32_t *labels; float *d; float *rowloss; int64_t *rowok; } xent_ctx;
+
+static void xent_range(void *v, int64_t b, int64_t e) {
+    // rows [b, e): stable log-softmax in double, loss per row, gradient (p − onehot)/m
+    const xent_ctx *c = v;
+    for (int64_t i = b; i < e; i++) {
+        const float *z = c->logits + i * c->n;
+        int64_t arg = 0;
+        float mx = z[0];
+        for (int64_t j = 1; j < c->n; j++) if (z[j] > mx) { mx = z[j]; arg = j; }
+        double s = 0.0;
+        for (int64_t j = 0; j < c->n; j++) s += exp((double)z[j] - mx);
+        double lse = log(s) + mx;
+        int32_t y = c->labels[i];
+        c->rowloss[i] = (float)(lse - (double)z[y]);
+        c->rowok[i] = arg == y;
+        if (c->d) {
+            float *d = c->d + i * c->n;
+            double inv = 1.0 / (double)c->m;
+            for (int64_t j = 0; j < c->n; j++) {
+                double p = exp((double)z[j] - lse);
+                d[j] = (float)((p - (j == y ? 1.0 : 0.0)) * inv);
+            }
+        }
+    }
+}
+
+pk_status pk_softmax_xent_f32(int64_t m, int64_t n, const float *logits, const int32_t *labels,
+                              float *loss, float *dlogits, int64_t *correct) {
+    if (m < 0 || n < 1) return PK_ERR_SHAPE;
+    if (!loss) return PK_ERR_NULL;
+    if (m == 0) { *loss = 0.0f; if (correct) *correct = 0; return PK_OK; }
+    if (!logits || !labels) return PK_ERR_NULL;
+    for (int64_t i = 0; i < m; i++) if (labels[i] < 0 || labels[i] >= n) return PK_ERR_ARG;
+    if (dlogits && pk_overlaps(dlogits, (size_t)(m * n) * 4, logits, (size_t)(m * n) * 4) && dlogits != logits)
+        return PK_ERR_ALIAS;
+    // per-row results in scratch so the final sums run in a fixed order
+    float *rowloss = pk_scratch(2, (size_t)m * (sizeof(float) + sizeof(int64_t)));
+    if (!rowloss) return PK_ERR_NOMEM;
+    int64_t *rowok = (int64_t *)(void *)(rowloss + ((m + 1) & ~(int64_t)1));
+    xent_ctx c = {m, n, logits, labels, dlogits, rowloss, rowok};
+    pk_parallel_for(m, 64, xent_range, &c);
+    double total = 0.0;
+    int64_t ok = 0;
+    for (int64_t i = 0; i < m; i++) { total += rowloss[i]; ok += rowok[i]; }
+    *loss = (float)(total / (double)m);
+    if (correct) *correct = ok;
+    return PK_OK;
+}

@@ -1,0 +1,28 @@
+// Naive reference of softmax cross-entropy: per-row softmax in double.
+#include "prunekit_kernels.h"
+#include <math.h>
+
+pk_status pk_ref_softmax_xent_f32(int64_t m, int64_t n, const float *logits, const int32_t *labels,
+                                  float *loss, float *dlogits, int64_t *correct) {
+    if (m < 0 || n < 1) return PK_ERR_SHAPE;
+    if (!loss) return PK_ERR_NULL;
+    for (int64_t i = 0; i < m; i++) if (labels[i] < 0 || labels[i] >= n) return PK_ERR_ARG;
+    double total = 0.0;
+    int64_t ok = 0;
+    for (int64_t i = 0; i < m; i++) {
+        const float *z = logits + i * n;
+        double mx = z[0];
+        int64_t arg = 0;
+        for (int64_t j = 1; j < n; j++) if (z[j] > mx) { mx = z[j]; arg = j; }
+        double s = 0.0;
+        for (int64_t j = 0; j < n; j++) s += exp(z[j] - mx);
+        total += log(s) + mx - z[labels[i]];
+        ok += arg == labels[i];
+        if (dlogits)
+            for (int64_t j = 0; j < n; j++)
+                dlogits[i * n + j] = (float)((exp(z[j] - mx) / s - (j == labels[i])) / (double)m);
+    }
+    *loss = m > 0 ? (float)(total / (double)m) : 0.0f;
+    if (correct) *correct = ok;
+    return PK_OK;
+}

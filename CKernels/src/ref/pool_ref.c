@@ -1,0 +1,35 @@
+// Naive references of max pooling.
+#include "prunekit_kernels.h"
+
+pk_status pk_ref_maxpool2d_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t k,
+                                       const float *x, float *y, int32_t *idx) {
+    if (N < 0 || C < 0 || k < 1 || k > H || k > W) return PK_ERR_SHAPE;
+    int64_t OH = H / k, OW = W / k;
+    for (int64_t q = 0; q < N * C; q++)
+        for (int64_t oh = 0; oh < OH; oh++)
+            for (int64_t ow = 0; ow < OW; ow++) {
+                int64_t best = -1;
+                for (int64_t i = 0; i < k; i++)
+                    for (int64_t j = 0; j < k; j++) {
+                        int64_t at = (oh * k + i) * W + ow * k + j;
+                        float t = x[q * H * W + at];
+                        if (best < 0) { best = at; continue; }
+                        float b = x[q * H * W + best];
+                        if (b != b) continue;
+                        if (t != t || t > b) best = at;
+                    }
+                y[(q * OH + oh) * OW + ow] = x[q * H * W + best];
+                idx[(q * OH + oh) * OW + ow] = (int32_t)best;
+            }
+    return PK_OK;
+}
+
+pk_status pk_ref_maxpool2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t k,
+                                        const float *dy, const int32_t *idx, float *dx) {
+    if (N < 0 || C < 0 || k < 1 || k > H || k > W) return PK_ERR_SHAPE;
+    int64_t OH = H / k, OW = W / k;
+    for (int64_t i = 0; i < N * C * H * W; i++) dx[i] = 0.0f;
+    for (int64_t q = 0; q < N * C; q++)
+        for (int64_t o = 0; o < OH * OW; o++) dx[q * H * W + idx[q * OH * OW + o]] += dy[q * OH * OW + o];
+    return PK_OK;
+}

@@ -1,0 +1,70 @@
+// swift-tools-version:6.1
+// PruneKit: neural-network pruning from Swift, hot loops in C (OpenMP).
+//
+// OpenMP needs `-fopenmp`, an unsafe flag, and SwiftPM refuses unsafe flags in a package that is
+// used as a versioned dependency. So the flag is added only when this package is built as the root
+// package (from its own clone: `swift build`, `swift test`, the README commands). When it is
+// resolved as a dependency (its directory sits under a `checkouts/` folder) the C kernels are
+// built without OpenMP and run on PruneKit's own portable pthread pool instead: same results,
+// same parallelism, only the thread pool differs. PRUNEKIT_OPENMP=1 / =0 forces either way.
+import PackageDescription
+
+let env = Context.environment
+let asDependency = Context.packageDirectory.contains("/checkouts/")
+let useOpenMP: Bool = {
+    switch env["PRUNEKIT_OPENMP"] {
+    case "1", "on", "yes", "true": return true
+    case "0", "off", "no", "false": return false
+    default: return !asDependency
+    }
+}()
+
+var kernelCSettings: [CSetting] = [.define("_GNU_SOURCE")]
+var kernelLinker: [LinkerSetting] = [.linkedLibrary("m"), .linkedLibrary("pthread")]
+if useOpenMP {
+    kernelCSettings.append(.unsafeFlags(["-fopenmp"]))
+    kernelLinker.append(.linkedLibrary(":libomp.so.5"))
+}
+if !asDependency {
+    // Kernels are timed and tested: keep them optimised even in debug builds.
+    kernelCSettings.append(.unsafeFlags(["-O3"]))
+}
+
+let package = Package(
+    name: "PruneKit",
+    products: [
+        .library(name: "PruneKit", targets: ["PruneKit"]),
+        .executable(name: "prunekit", targets: ["prunekit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .target(
+            name: "CPruneKernels",
+            path: "CKernels",
+            cSettings: kernelCSettings,
+            linkerSettings: kernelLinker
+        ),
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
+        .target(
+            name: "PruneKit",
+            dependencies: ["CPruneKernels", "COpenBLAS", "CZlib"],
+            path: "Sources/PruneKit"
+        ),
+        .executableTarget(
+            name: "prunekit",
+            dependencies: ["PruneKit", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/prunekit"
+        ),
+        .testTarget(
+            name: "PruneKitTests",
+            dependencies: ["PruneKit", "CPruneKernels"],
+            path: "Tests/PruneKitTests",
+            resources: [.copy("Fixtures")]
+        ),
+    ]
+)

@@ -1,0 +1,62 @@
+// What the kernels run on: instruction set, threads, and the OpenBLAS build that is linked.
+internal import CPruneKernels
+internal import COpenBLAS
+
+/// The run-time configuration of PruneKit's kernels.
+public enum Runtime {
+    /// Instruction set the kernels use now ("avx512", "avx2" or "scalar").
+    public static var isa: String { String(cString: pk_isa_name(pk_active_isa())) }
+    /// Best instruction set of this CPU.
+    public static var cpuISA: String { String(cString: pk_isa_name(pk_cpu_isa())) }
+    /// CPU features detected at run time.
+    public static var cpuFeatures: String { String(cString: pk_cpu_features()) }
+    /// True when the kernels were compiled with OpenMP (false: portable pthread pool).
+    public static var openMP: Bool { pk_openmp_enabled() != 0 }
+
+    /// Threads the kernels use. Results are bitwise identical for any value.
+    public static var threads: Int {
+        get { Int(pk_get_num_threads()) }
+        set { pk_set_num_threads(Int32(clamping: newValue)) }
+    }
+
+    /// Caps the instruction set ("avx512", "avx2", "scalar"); used by tests to cover every path.
+    public static func limitISA(_ name: String) {
+        switch name {
+        case "scalar": pk_set_isa_limit(PK_ISA_SCALAR)
+        case "avx2": pk_set_isa_limit(PK_ISA_AVX2)
+        default: pk_set_isa_limit(PK_ISA_AVX512)
+        }
+    }
+
+    /// OpenBLAS's kernel family ("Prescott", "SkylakeX", ...).
+    public static var openBLASCoreName: String {
+        guard let p = openblas_get_corename() else { return "unknown" }
+        return String(cString: p)
+    }
+
+    /// OpenBLAS's build configuration string.
+    public static var openBLASConfig: String {
+        guard let p = openblas_get_config() else { return "unknown" }
+        return String(cString: p)
+    }
+
+    /// A warning when OpenBLAS runs generic (pre-AVX) kernels on a CPU that has AVX-512/AVX2,
+    /// as Debian's 0.3.21 does on Sapphire Rapids; nil when it uses the CPU properly.
+    public static var openBLASWarning: String? {
+        let core = openBLASCoreName.lowercased()
+        let generic = ["prescott", "core2", "penryn", "dunnington", "nehalem", "atom", "katmai", "northwood",
+                       "banias", "opteron", "barcelona", "generic"]
+        guard generic.contains(core), pk_cpu_isa() != PK_ISA_SCALAR else { return nil }
+        let target = pk_cpu_isa() == PK_ISA_AVX512 ? "SkylakeX" : "Haswell"
+        return "OpenBLAS fell back to its generic '\(openBLASCoreName)' kernels on a CPU with \(cpuISA): "
+            + "it runs at a fraction of this machine's speed. Start the process with "
+            + "OPENBLAS_CORETYPE=\(target) to use its \(target) kernels."
+    }
+
+    /// Single-precision GEMM through OpenBLAS (C := A·Bᵀ, row-major A m×k, B n×k), for comparisons.
+    public static func openBLASGemmNT(m: Int, n: Int, k: Int, a: FloatStorage, b: FloatStorage, c: FloatStorage) {
+        precondition(a.count >= m * k && b.count >= n * k && c.count >= m * n)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1, a.base, Int32(k),
+                    b.base, Int32(k), 0, c.base, Int32(n))
+    }
+}

@@ -1,0 +1,78 @@
+/// max(x, 0), element-wise.
+public final class ReLU: Layer {
+    private var output: Tensor?
+    public init() {}
+    public var summary: String { "ReLU" }
+
+    public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
+        let y = Tensor(zeros: x.shape)
+        try Kernels.reluForward(n: x.count, x: x.storage, y: y.storage)
+        output = training ? y : nil
+        return y
+    }
+
+    public func backward(_ dy: Tensor, needInputGradient: Bool) throws -> Tensor? {
+        guard let y = output else { throw LayerError.backwardBeforeForward(summary) }
+        try dy.expectShape(y.shape)
+        guard needInputGradient else { return nil }
+        let dx = Tensor(zeros: y.shape)
+        try Kernels.reluBackward(n: y.count, y: y.storage, dy: dy.storage, dx: dx.storage)
+        return dx
+    }
+}
+
+/// Collapses every dimension after the first: N×C×H×W → N×(C·H·W) (PyTorch's order).
+public final class Flatten: Layer {
+    private var inputShape: [Int]?
+    public init() {}
+    public var summary: String { "Flatten" }
+
+    public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
+        guard x.rank >= 1 else { throw LayerError.badInput(layer: summary, expected: "[batch, ...]", got: x.shape) }
+        inputShape = x.shape
+        return try x.reshaped([x.shape[0], x.shape.dropFirst().reduce(1, *)])
+    }
+
+    public func backward(_ dy: Tensor, needInputGradient: Bool) throws -> Tensor? {
+        guard let s = inputShape else { throw LayerError.backwardBeforeForward(summary) }
+        return needInputGradient ? try dy.reshaped(s) : nil
+    }
+}
+
+/// k×k max pooling with stride k (PyTorch's MaxPool2d(k), floor mode).
+public final class MaxPool2d: Layer {
+    public let kernelSize: Int
+    private var indices: Int32Storage?
+    private var inputShape: [Int] = []
+
+    public init(_ kernelSize: Int) {
+        precondition(kernelSize > 0, "MaxPool2d needs a positive kernel size")
+        self.kernelSize = kernelSize
+    }
+
+    public var summary: String { "MaxPool2d(\(kernelSize))" }
+
+    public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
+        guard x.rank == 4, x.shape[2] >= kernelSize, x.shape[3] >= kernelSize else {
+            throw LayerError.badInput(layer: summary, expected: "[batch, C, H ≥ \(kernelSize), W ≥ \(kernelSize)]", got: x.shape)
+        }
+        let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let outShape = [n, c, h / kernelSize, w / kernelSize]
+        let y = Tensor(zeros: outShape)
+        let idx = Int32Storage(count: y.count)
+        try Kernels.maxPoolForward(n: n, c: c, h: h, w: w, k: kernelSize, x: x.storage, y: y.storage, idx: idx)
+        indices = training ? idx : nil
+        inputShape = x.shape
+        return y
+    }
+
+    public func backward(_ dy: Tensor, needInputGradient: Bool) throws -> Tensor? {
+        guard let idx = indices else { throw LayerError.backwardBeforeForward(summary) }
+        let (n, c, h, w) = (inputShape[0], inputShape[1], inputShape[2], inputShape[3])
+        try dy.expectShape([n, c, h / kernelSize, w / kernelSize])
+        guard needInputGradient else { return nil }
+        let dx = Tensor(zeros: inputShape)
+        try Kernels.maxPoolBackward(n: n, c: c, h: h, w: w, k: kernelSize, dy: dy.storage, idx: idx, dx: dx.storage)
+        return dx
+    }
+}

@@ -1,0 +1,36 @@
+/// A differentiable building block with explicit forward and backward passes.
+///
+/// `forward` caches what `backward` needs; `backward` takes ∂L/∂output, writes the parameters'
+/// gradients (overwriting them) and returns ∂L/∂input when asked. Layers compose: `Sequential` is
+/// one, and blocks with skips (residual encoders) implement this protocol over their sub-layers.
+public protocol Layer: AnyObject {
+    /// Output for `input`; `training` lets layers keep what backward needs.
+    func forward(_ input: Tensor, training: Bool) throws -> Tensor
+    /// Gradients of the parameters from ∂L/∂output; returns ∂L/∂input when `needInputGradient`.
+    func backward(_ outputGradient: Tensor, needInputGradient: Bool) throws -> Tensor?
+    /// Parameters with names relative to this layer ("weight", "bias", "0.weight", ...).
+    var namedParameters: [(name: String, parameter: Parameter)] { get }
+    /// A short description ("Linear(784 → 300)").
+    var summary: String { get }
+}
+
+extension Layer {
+    public var namedParameters: [(name: String, parameter: Parameter)] { [] }
+    public var parameters: [Parameter] { namedParameters.map(\.parameter) }
+
+    /// Inference forward pass.
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try forward(x, training: false) }
+}
+
+/// Errors from using a layer out of order or with inputs of the wrong shape.
+public enum LayerError: Error, CustomStringConvertible, Equatable {
+    case backwardBeforeForward(String)
+    case badInput(layer: String, expected: String, got: [Int])
+
+    public var description: String {
+        switch self {
+        case let .backwardBeforeForward(l): return "\(l): backward called before a training forward pass"
+        case let .badInput(l, e, g): return "\(l): expected input \(e), got shape \(g)"
+        }
+    }
+}

@@ -1,0 +1,69 @@
+/// Fully connected layer y = x·(W ⊙ M)ᵀ + b, W out×in (PyTorch's layout and init).
+public final class Linear: Layer {
+    public let inFeatures: Int
+    public let outFeatures: Int
+    public let weight: Parameter
+    public let bias: Parameter?
+    private var input: Tensor?
+
+    /// PyTorch's default init: U(−1/√in, 1/√in) for weight and bias.
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, rng: inout SeededGenerator) {
+        precondition(inFeatures > 0 && outFeatures > 0, "Linear needs positive sizes")
+        self.inFeatures = inFeatures
+        self.outFeatures = outFeatures
+        let bound = 1 / Float(inFeatures).squareRoot()
+        weight = Parameter(Tensor.uniform([outFeatures, inFeatures], -bound, bound, rng: &rng), prunable: true)
+        self.bias = bias ? Parameter(Tensor.uniform([outFeatures], -bound, bound, rng: &rng), prunable: false) : nil
+    }
+
+    /// A layer with the given weight (out×in) and optional bias (out).
+    public init(weight w: Tensor, bias b: Tensor?) throws {
+        guard w.rank == 2, w.shape[0] > 0, w.shape[1] > 0 else { throw TensorError.invalidShape(w.shape) }
+        if let b { try b.expectShape([w.shape[0]]) }
+        inFeatures = w.shape[1]
+        outFeatures = w.shape[0]
+        weight = Parameter(w, prunable: true)
+        bias = b.map { Parameter($0, prunable: false) }
+    }
+
+    public var summary: String { "Linear(\(inFeatures) → \(outFeatures))" }
+
+    public var namedParameters: [(name: String, parameter: Parameter)] {
+        var p: [(name: String, parameter: Parameter)] = [("weight", weight)]
+        if let bias { p.append(("bias", bias)) }
+        return p
+    }
+
+    public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
+        guard x.rank == 2, x.shape[1] == inFeatures else {
+            throw LayerError.badInput(layer: summary, expected: "[batch, \(inFeatures)]", got: x.shape)
+        }
+        let m = x.shape[0]
+        let y = Tensor(zeros: [m, outFeatures])
+        try Kernels.linearForward(m: m, n: outFeatures, k: inFeatures, x: x.storage, w: weight.value.storage,
+                                  mask: weight.maskStorage, bias: bias?.value.storage, y: y.storage)
+        input = training ? x : nil
+        return y
+    }
+
+    public func backward(_ dy: Tensor, needInputGradient: Bool) throws -> Tensor? {
+        guard let x = input else { throw LayerError.backwardBeforeForward(summary) }
+        let m = x.shape[0]
+        try dy.expectShape([m, outFeatures])
+        // dW (out×in) = dYᵀ·X ⊙ M; db = Σ rows of dY; dX = dY·(W ⊙ M)
+        let dw = Tensor(zeros: [outFeatures, inFeatures])
+        try Kernels.gemmTN(m: outFeatures, n: inFeatures, k: m, a: dy.storage, b: x.storage,
+                           mask: weight.maskStorage, c: dw.storage)
+        weight.grad = dw
+        if let bias {
+            let db = Tensor(zeros: [outFeatures])
+            try Kernels.sumRows(m: m, n: outFeatures, x: dy.storage, out: db.storage)
+            bias.grad = db
+        }
+        guard needInputGradient else { return nil }
+        let dx = Tensor(zeros: [m, inFeatures])
+        try Kernels.gemmNN(m: m, n: inFeatures, k: outFeatures, a: dy.storage, w: weight.value.storage,
+                           mask: weight.maskStorage, c: dx.storage)
+        return dx
+    }
+}

@@ -1,0 +1,77 @@
+/// A network with the name of its architecture and the shape of one input example.
+public final class Model {
+    /// "mlp", "cnn", or a user-defined name.
+    public let architecture: String
+    public let network: Sequential
+    /// Shape of one example (without the batch dimension), e.g. [784] or [1, 28, 28].
+    public let inputShape: [Int]
+
+    public init(architecture: String, network: Sequential, inputShape: [Int]) {
+        self.architecture = architecture
+        self.network = network
+        self.inputShape = inputShape
+    }
+
+    /// Parameters with their full names ("fc1.weight").
+    public var namedParameters: [(name: String, parameter: Parameter)] { network.namedParameters }
+    public var parameters: [Parameter] { network.parameters }
+    /// Number of scalar parameters.
+    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
+
+    /// Reshapes a batch (N×features) to N×inputShape and runs the network.
+    public func forward(_ x: Tensor, training: Bool = false) throws -> Tensor {
+        let n = x.shape.first ?? 0
+        return try network.forward(x.reshaped([n] + inputShape), training: training)
+    }
+
+    /// LeNet-300-100: 784-300-100-10 with ReLU.
+    public static func mlp(seed: UInt64) -> Model {
+        var rng = SeededGenerator(seed: seed)
+        let net = Sequential([
+            ("fc1", Linear(784, 300, rng: &rng)), ("relu1", ReLU()),
+            ("fc2", Linear(300, 100, rng: &rng)), ("relu2", ReLU()),
+            ("fc3", Linear(100, 10, rng: &rng)),
+        ])
+        return Model(architecture: "mlp", network: net, inputShape: [784])
+    }
+
+    /// conv(1→32, 5×5) relu maxpool2, conv(32→64, 5×5) relu maxpool2, linear(1024→10).
+    public static func cnn(seed: UInt64) -> Model {
+        var rng = SeededGenerator(seed: seed)
+        let net = Sequential([
+            ("conv1", Conv2d(1, 32, kernelSize: 5, rng: &rng)), ("relu1", ReLU()), ("pool1", MaxPool2d(2)),
+            ("conv2", Conv2d(32, 64, kernelSize: 5, rng: &rng)), ("relu2", ReLU()), ("pool2", MaxPool2d(2)),
+            ("flatten", Flatten()), ("fc", Linear(1024, 10, rng: &rng)),
+        ])
+        return Model(architecture: "cnn", network: net, inputShape: [1, 28, 28])
+    }
+
+    /// Architectures `make` knows.
+    public static let architectures = ["mlp", "cnn"]
+
+    /// A freshly initialised model of a named architecture.
+    public static func make(_ architecture: String, seed: UInt64) throws -> Model {
+        switch architecture {
+        case "mlp": return mlp(seed: seed)
+        case "cnn": return cnn(seed: seed)
+        default: throw ModelError.unknownArchitecture(architecture)
+        }
+    }
+}
+
+/// A model that cannot be built or does not match its weights.
+public enum ModelError: Error, CustomStringConvertible, Equatable {
+    case unknownArchitecture(String)
+    case missingTensor(String)
+    case unexpectedTensor(String)
+    case shapeMismatch(name: String, expected: [Int], got: [Int])
+
+    public var description: String {
+        switch self {
+        case let .unknownArchitecture(a): return "unknown architecture '\(a)' (known: \(Model.architectures.joined(separator: ", ")))"
+        case let .missingTensor(n): return "missing tensor '\(n)'"
+        case let .unexpectedTensor(n): return "unexpected tensor '\(n)' (not a parameter of this model)"
+        case let .shapeMismatch(n, e, g): return "tensor '\(n)' has shape \(g), the model needs \(e)"
+        }
+    }
+}

@@ -1,0 +1,111 @@
+/// Updates parameters from their gradients. Mask-aware: pruned entries (mask 0) keep their value
+/// (exactly 0) and their optimizer state is not touched, with momentum and weight decay too.
+public protocol Optimizer: AnyObject {
+    /// One update of every parameter from its current gradient.
+    func step(_ parameters: [Parameter]) throws
+    /// Learning rate (schedules change it between steps).
+    var learningRate: Float { get set }
+}
+
+/// Invalid optimizer settings.
+public enum OptimizerError: Error, CustomStringConvertible, Equatable {
+    case invalidHyperparameter(String)
+    public var description: String {
+        switch self { case let .invalidHyperparameter(s): return "invalid optimizer setting: \(s)" }
+    }
+}
+
+/// Stochastic gradient descent with optional momentum (heavy-ball or Nesterov) and L2 weight decay,
+/// in PyTorch's formulation.
+public final class SGD: Optimizer {
+    public var learningRate: Float
+    public let momentum: Float
+    public let weightDecay: Float
+    public let nesterov: Bool
+    private var velocity: [ObjectIdentifier: FloatStorage] = [:]
+
+    public init(learningRate: Float, momentum: Float = 0, weightDecay: Float = 0, nesterov: Bool = false) throws {
+        guard learningRate.isFinite, learningRate >= 0 else { throw OptimizerError.invalidHyperparameter("learning rate \(learningRate)") }
+        guard momentum.isFinite, momentum >= 0 else { throw OptimizerError.invalidHyperparameter("momentum \(momentum)") }
+        guard weightDecay.isFinite, weightDecay >= 0 else { throw OptimizerError.invalidHyperparameter("weight decay \(weightDecay)") }
+        self.learningRate = learningRate
+        self.momentum = momentum
+        self.weightDecay = weightDecay
+        self.nesterov = nesterov
+    }
+
+    public func step(_ parameters: [Parameter]) throws {
+        for p in parameters {
+            var v: FloatStorage? = nil
+            if momentum != 0 {
+                let key = ObjectIdentifier(p)
+                if velocity[key] == nil || velocity[key]!.count != p.count { velocity[key] = FloatStorage(count: p.count) }
+                v = velocity[key]
+            }
+            p.value.makeUnique()
+            try Kernels.sgdStep(lr: learningRate, momentum: momentum, weightDecay: weightDecay, nesterov: nesterov,
+                                mask: p.maskStorage, grad: p.grad.storage, weight: p.value.storage, velocity: v)
+        }
+    }
+}
+
+/// Adam (Kingma & Ba) with L2 weight decay added to the gradient, as torch.optim.Adam.
+public class Adam: Optimizer {
+    public var learningRate: Float
+    public let beta1: Float
+    public let beta2: Float
+    public let epsilon: Float
+    public let weightDecay: Float
+    let decoupled: Bool
+    private var state: [ObjectIdentifier: (m: FloatStorage, v: FloatStorage, t: Int)] = [:]
+
+    public convenience init(learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999,
+                            epsilon: Float = 1e-8, weightDecay: Float = 0) throws {
+        try self.init(learningRate, beta1, beta2, epsilon, weightDecay, decoupled: false)
+    }
+
+    init(_ lr: Float, _ b1: Float, _ b2: Float, _ eps: Float, _ wd: Float, decoupled: Bool) throws {
+        guard lr.isFinite, lr >= 0 else { throw OptimizerError.invalidHyperparameter("learning rate \(lr)") }
+        guard b1 >= 0, b1 < 1 else { throw OptimizerError.invalidHyperparameter("beta1 \(b1)") }
+        guard b2 >= 0, b2 < 1 else { throw OptimizerError.invalidHyperparameter("beta2 \(b2)") }
+        guard eps.isFinite, eps >= 0 else { throw OptimizerError.invalidHyperparameter("epsilon \(eps)") }
+        guard wd.isFinite, wd >= 0 else { throw OptimizerError.invalidHyperparameter("weight decay \(wd)") }
+        learningRate = lr
+        beta1 = b1
+        beta2 = b2
+        epsilon = eps
+        weightDecay = wd
+        self.decoupled = decoupled
+    }
+
+    public func step(_ parameters: [Parameter]) throws {
+        for p in parameters {
+            let key = ObjectIdentifier(p)
+            var s = state[key] ?? (FloatStorage(count: p.count), FloatStorage(count: p.count), 0)
+            if s.m.count != p.count { s = (FloatStorage(count: p.count), FloatStorage(count: p.count), 0) }
+            s.t += 1
+            state[key] = s
+            p.value.makeUnique()
+            try Kernels.adamStep(lr: learningRate, beta1: beta1, beta2: beta2, eps: epsilon, weightDecay: weightDecay,
+                                 decoupled: decoupled, step: s.t, mask: p.maskStorage, grad: p.grad.storage,
+                                 weight: p.value.storage, m: s.m, v: s.v)
+        }
+    }
+
+    /// First and second moments of a parameter (nil before its first step).
+    public func moments(of p: Parameter) -> (m: Tensor, v: Tensor)? {
+        guard let s = state[ObjectIdentifier(p)] else { return nil }
+        return (try! Tensor(shape: p.shape, scalars: s.m.toArray()), try! Tensor(shape: p.shape, scalars: s.v.toArray()))
+    }
+
+    /// Forgets all moments (for example after a structural change).
+    public func reset() { state = [:] }
+}
+
+/// AdamW (Loshchilov & Hutter): decoupled weight decay w ← w − lr·wd·w, as torch.optim.AdamW.
+public final class AdamW: Adam {
+    public init(learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8,
+                weightDecay: Float = 0.01) throws {
+        try super.init(learningRate, beta1, beta2, epsilon, weightDecay, decoupled: true)
+    }
+}

@@ -1,0 +1,94 @@
+import Foundation
+
+/// Settings of a training or fine-tuning run.
+public struct TrainingConfig: Sendable {
+    public var epochs: Int
+    public var batchSize: Int
+    public var seed: UInt64
+    public init(epochs: Int, batchSize: Int = 128, seed: UInt64 = 0) {
+        self.epochs = epochs
+        self.batchSize = batchSize
+        self.seed = seed
+    }
+}
+
+/// What a progress reporter is told after every batch.
+public struct BatchProgress: Sendable {
+    public let epoch: Int, epochs: Int, batch: Int, batches: Int
+    public let loss: Float
+    public let samplesPerSecond: Double
+    public let elapsed: Double
+    public let epochDone: Bool
+}
+
+/// Results of a run.
+public struct TrainingResult: Sendable {
+    public var finalLoss: Float
+    public var trainSeconds: Double
+    public var samplesPerSecond: Double
+    public var epochLosses: [Float]
+}
+
+/// The training / fine-tuning loop: shuffled mini-batches, forward, loss, backward, optimizer step
+/// (mask-aware, so pruned weights stay exactly 0). Same seed and thread count ⇒ same weights.
+public enum Trainer {
+    public static func train(_ model: Model, data: LabeledImages, optimizer: any Optimizer, config: TrainingConfig,
+                             learningRateSchedule: ((Int, Int) -> Float)? = nil,
+                             progress: ((BatchProgress) -> Void)? = nil) throws -> TrainingResult {
+        guard config.epochs >= 0, config.batchSize > 0 else {
+            throw OptimizerError.invalidHyperparameter("epochs \(config.epochs), batch \(config.batchSize)")
+        }
+        var sampler = BatchSampler(count: data.count, batchSize: config.batchSize, seed: config.seed)
+        let params = model.parameters
+        let start = Date()
+        var seen = 0
+        var epochLosses: [Float] = []
+        var lastLoss: Float = .nan
+        let totalSteps = config.epochs * sampler.batchesPerEpoch
+        var step = 0
+        for epoch in 0..<config.epochs {
+            let batches = sampler.epoch()
+            var lossSum: Double = 0
+            for (bi, idx) in batches.enumerated() {
+                if let sched = learningRateSchedule { optimizer.learningRate = sched(step, totalSteps) }
+                let x = try data.images.gatherRows(idx)
+                let y = idx.map { data.labels[$0] }
+                let logits = try model.forward(x, training: true)
+                let (loss, grad, _) = try SoftmaxCrossEntropy.compute(logits: logits, labels: y)
+                _ = try model.network.backward(grad, needInputGradient: false)
+                try optimizer.step(params)
+                step += 1
+                seen += idx.count
+                lossSum += Double(loss) * Double(idx.count)
+                lastLoss = loss
+                if let progress {
+                    let el = Date().timeIntervalSince(start)
+                    progress(BatchProgress(epoch: epoch + 1, epochs: config.epochs, batch: bi + 1, batches: batches.count,
+                                           loss: loss, samplesPerSecond: Double(seen) / max(el, 1e-9), elapsed: el,
+                                           epochDone: bi + 1 == batches.count))
+                }
+            }
+            epochLosses.append(Float(lossSum / Double(max(data.count, 1))))
+        }
+        let secs = Date().timeIntervalSince(start)
+        return TrainingResult(finalLoss: lastLoss, trainSeconds: secs, samplesPerSecond: Double(seen) / max(secs, 1e-9),
+                              epochLosses: epochLosses)
+    }
+
+    /// Accuracy and mean loss over a dataset.
+    public static func evaluate(_ model: Model, data: LabeledImages, batchSize: Int = 1000) throws -> (accuracy: Double, loss: Double) {
+        guard data.count > 0 else { return (0, 0) }
+        var correct = 0
+        var lossSum = 0.0
+        var i = 0
+        while i < data.count {
+            let n = min(batchSize, data.count - i)
+            let logits = try model.forward(try data.images.rows(i, n), training: false)
+            let r = try SoftmaxCrossEntropy.evaluate(logits: logits, labels: Array(data.labels[i..<(i + n)]))
+            correct += r.correct
+            lossSum += Double(r.loss) * Double(n)
+            i += n
+        }
+        return (Double(correct) / Double(data.count), lossSum / Double(data.count))
+    }
+}

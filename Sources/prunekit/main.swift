@@ -1,0 +1,147 @@
+import ArgumentParser
+import Foundation
+import PruneKit
+
+@main
+struct PruneKitCLI: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prunekit",
+        abstract: "Train, prune and fine-tune neural networks; the hot loops run in C.",
+        subcommands: [Info.self, Train.self, Eval.self])
+}
+
+/// Prints one JSON object on stdout (keys sorted).
+func printJSON(_ object: [String: Any]) {
+    let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+}
+
+/// Runs `body`; any error becomes one line on stderr and exit status 1 (never a crash or a trace).
+func guarded(_ body: () throws -> Void) throws {
+    do { try body() } catch let e as ExitCode { throw e } catch {
+        FileHandle.standardError.write(Data("prunekit: error: \(error)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+struct ThreadOption: ParsableArguments {
+    @Option(name: .long, help: "Kernel threads (default: OMP_NUM_THREADS or all cores).")
+    var threads: Int?
+
+    func apply() throws {
+        if let t = threads {
+            guard t >= 1 else { throw ValidationError("--threads must be at least 1") }
+            Runtime.threads = t
+        }
+    }
+}
+
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show CPU features, threads and the linked OpenBLAS.")
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func run() throws {
+        let warning = Runtime.openBLASWarning
+        if json {
+            var o: [String: Any] = ["isa": Runtime.isa, "cpu_features": Runtime.cpuFeatures, "openmp": Runtime.openMP,
+                                    "threads": Runtime.threads, "openblas_core": Runtime.openBLASCoreName]
+            if let warning { o["warning"] = warning }
+            printJSON(o)
+        } else {
+            print("kernels ISA:     \(Runtime.isa) (CPU best: \(Runtime.cpuISA))")
+            print("CPU features:    \(Runtime.cpuFeatures)")
+            print("threading:       \(Runtime.openMP ? "OpenMP" : "portable pthread pool"), \(Runtime.threads) threads")
+            print("OpenBLAS core:   \(Runtime.openBLASCoreName)")
+            print("OpenBLAS config: \(Runtime.openBLASConfig)")
+            if let warning { print("warning: \(warning)") }
+        }
+    }
+}
+
+struct DataOption: ParsableArguments {
+    @Option(help: "Folder with the Fashion-MNIST IDX files (.gz or raw).")
+    var data: String = FashionMNIST.defaultDirectory
+}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Train a model on Fashion-MNIST.")
+    @Option(help: "Architecture: mlp (LeNet-300-100) or cnn.") var model: String = "mlp"
+    @Option(help: "Epochs.") var epochs: Int = 5
+    @Option(help: "Batch size.") var batch: Int = 128
+    @Option(help: "Learning rate.") var lr: Float = 1e-3
+    @Option(help: "Optimizer: adam, adamw or sgd (momentum 0.9).") var optimizer: String = "adam"
+    @Option(help: "Random seed (initialisation and shuffling).") var seed: UInt64 = 0
+    @Option(help: "Output model file (safetensors).") var out: String = "model.safetensors"
+    @Option(help: "Train on the first N examples only.") var limit: Int?
+    @Flag(help: "Print one JSON object.") var json = false
+    @OptionGroup var dataOption: DataOption
+    @OptionGroup var threadOption: ThreadOption
+
+    func validate() throws {
+        guard Model.architectures.contains(model) else { throw ValidationError("--model must be one of \(Model.architectures)") }
+        guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1") }
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+        guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be a positive number") }
+        guard ["adam", "adamw", "sgd"].contains(optimizer) else { throw ValidationError("--optimizer must be adam, adamw or sgd") }
+    }
+
+    func run() throws {
+        try guarded {
+            try threadOption.apply()
+            var train = try FashionMNIST.load(directory: dataOption.data, train: true)
+            let test = try FashionMNIST.load(directory: dataOption.data, train: false)
+            if let limit { train = try train.prefix(limit) }
+            let m = try Model.make(model, seed: seed)
+            let opt = try makeOptimizer(optimizer, lr: lr)
+            let bar = ProgressBar(label: "train")
+            let r = try Trainer.train(m, data: train, optimizer: opt,
+                                      config: TrainingConfig(epochs: epochs, batchSize: batch, seed: seed),
+                                      progress: bar.update)
+            let (acc, loss) = try Trainer.evaluate(m, data: test)
+            try ModelFile.save(m, to: out, extraMetadata: ["prunekit.seed": "\(seed)"])
+            if json {
+                printJSON(["model": model, "epochs": epochs, "batch": batch, "lr": Double(lr), "optimizer": optimizer,
+                           "seed": seed, "threads": Runtime.threads, "test_accuracy": acc, "test_loss": loss,
+                           "train_seconds": r.trainSeconds, "samples_per_second": r.samplesPerSecond,
+                           "final_train_loss": Double(r.finalLoss), "out": out])
+            } else {
+                print(String(format: "test accuracy %.4f (loss %.4f); %.1f s, %.0f samples/s on %d threads; saved %@",
+                             acc, loss, r.trainSeconds, r.samplesPerSecond, Runtime.threads, out))
+            }
+        }
+    }
+}
+
+func makeOptimizer(_ name: String, lr: Float) throws -> any Optimizer {
+    switch name {
+    case "sgd": return try SGD(learningRate: lr, momentum: 0.9)
+    case "adamw": return try AdamW(learningRate: lr)
+    default: return try Adam(learningRate: lr)
+    }
+}
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Evaluate a saved model on the Fashion-MNIST test set.")
+    @Option(name: .customLong("model-file"), help: "Model file (safetensors).") var modelFile: String
+    @Flag(help: "Print one JSON object.") var json = false
+    @OptionGroup var dataOption: DataOption
+    @OptionGroup var threadOption: ThreadOption
+
+    func run() throws {
+        try guarded {
+            try threadOption.apply()
+            let (m, _) = try ModelFile.load(modelFile)
+            let test = try FashionMNIST.load(directory: dataOption.data, train: false)
+            let start = Date()
+            let (acc, loss) = try Trainer.evaluate(m, data: test)
+            let secs = Date().timeIntervalSince(start)
+            if json {
+                printJSON(["model_file": modelFile, "architecture": m.architecture, "test_accuracy": acc,
+                           "test_loss": loss, "eval_seconds": secs,
+                           "samples_per_second": Double(test.count) / max(secs, 1e-9)])
+            } else {
+                print(String(format: "%@ (%@): test accuracy %.4f, loss %.4f", modelFile, m.architecture, acc, loss))
+            }
+        }
+    }
+}
