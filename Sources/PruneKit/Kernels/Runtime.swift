@@ -42,13 +42,15 @@ public enum Runtime {
 
     /// A warning when OpenBLAS runs generic (pre-AVX) kernels on a CPU that has AVX-512/AVX2,
     /// as Debian's 0.3.21 does on Sapphire Rapids; nil when it uses the CPU properly.
-    public static var openBLASWarning: String? {
-        let core = openBLASCoreName.lowercased()
+    public static var openBLASWarning: String? { openBLASWarning(coreName: openBLASCoreName, cpuISA: cpuISA) }
+
+    /// The warning for a given OpenBLAS core name on a CPU whose best ISA is `cpuISA`.
+    public static func openBLASWarning(coreName: String, cpuISA: String) -> String? {
         let generic = ["prescott", "core2", "penryn", "dunnington", "nehalem", "atom", "katmai", "northwood",
-                       "banias", "opteron", "barcelona", "generic"]
-        guard generic.contains(core), pk_cpu_isa() != PK_ISA_SCALAR else { return nil }
-        let target = pk_cpu_isa() == PK_ISA_AVX512 ? "SkylakeX" : "Haswell"
-        return "OpenBLAS fell back to its generic '\(openBLASCoreName)' kernels on a CPU with \(cpuISA): "
+                       "banias", "opteron", "barcelona", "generic", "unknown"]
+        guard generic.contains(coreName.lowercased()), cpuISA != "scalar" else { return nil }
+        let target = cpuISA == "avx512" ? "SkylakeX" : "Haswell"
+        return "OpenBLAS fell back to its generic '\(coreName)' kernels on a CPU with \(cpuISA): "
             + "it runs at a fraction of this machine's speed. Start the process with "
             + "OPENBLAS_CORETYPE=\(target) to use its \(target) kernels."
     }

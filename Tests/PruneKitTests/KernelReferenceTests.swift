@@ -1,0 +1,176 @@
+import XCTest
+import CPruneKernels
+@testable import PruneKit
+
+/// Element-wise, convolution, pooling, loss and optimizer kernels against their references.
+final class KernelReferenceTests: XCTestCase {
+    func testReLUMatchesReference() {
+        var rng = TestRNG(1)
+        var x = rng.floats(10_001)
+        x[5] = .nan
+        var y1 = [Float](repeating: 0, count: x.count), y2 = y1
+        XCTAssertEqual(pk_relu_forward_f32(Int64(x.count), x, &y1), PK_OK)
+        XCTAssertEqual(pk_ref_relu_forward_f32(Int64(x.count), x, &y2), PK_OK)
+        XCTAssertEqual(y1.map(\.bitPattern), y2.map(\.bitPattern))
+        XCTAssertTrue(y1[5].isNaN, "NaN propagates through ReLU")
+        let dy = rng.floats(x.count)
+        var d1 = y1, d2 = y1
+        XCTAssertEqual(pk_relu_backward_f32(Int64(x.count), y1, dy, &d1), PK_OK)
+        XCTAssertEqual(pk_ref_relu_backward_f32(Int64(x.count), y1, dy, &d2), PK_OK)
+        XCTAssertEqual(d1.map(\.bitPattern), d2.map(\.bitPattern))
+    }
+
+    func testSumRowsMatchesReference() {
+        var rng = TestRNG(2)
+        for (m, n) in [(0, 5), (1, 1), (7, 300), (513, 33)] {
+            let x = rng.floats(m * n)
+            var o1 = rng.floats(n), o2 = o1
+            XCTAssertEqual(pk_sum_rows_f32(Int64(m), Int64(n), 0.5, x, Int64(n), &o1), PK_OK)
+            XCTAssertEqual(pk_ref_sum_rows_f32(Int64(m), Int64(n), 0.5, x, Int64(n), &o2), PK_OK)
+            assertClose(o1, o2, rtol: 1e-5, atol: Float(m) * 1e-6, "sum_rows \(m)×\(n)")
+        }
+    }
+
+    func testIm2colCol2imMatchReference() {
+        var rng = TestRNG(3)
+        for (n, c, h, w, k, s) in [(1, 1, 5, 5, 5, 1), (2, 3, 9, 7, 3, 1), (3, 2, 12, 12, 5, 2), (2, 32, 12, 12, 5, 1)] {
+            let x = rng.floats(n * c * h * w)
+            let oh = (h - k) / s + 1, ow = (w - k) / s + 1
+            let rows = n * oh * ow, cols = c * k * k
+            var a = [Float](repeating: 0, count: rows * cols), b = a
+            XCTAssertEqual(pk_im2col_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(k), Int64(s), x, &a), PK_OK)
+            XCTAssertEqual(pk_ref_im2col_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(k), Int64(s), x, &b), PK_OK)
+            XCTAssertEqual(a, b, "im2col \(n),\(c),\(h),\(w),\(k),\(s)")
+            let d = rng.floats(rows * cols)
+            var dx1 = [Float](repeating: .nan, count: x.count), dx2 = dx1
+            XCTAssertEqual(pk_col2im_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(k), Int64(s), d, &dx1), PK_OK)
+            XCTAssertEqual(pk_ref_col2im_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(k), Int64(s), d, &dx2), PK_OK)
+            assertClose(dx1, dx2, rtol: 1e-5, atol: 1e-5, "col2im")
+        }
+        var out = [Float](repeating: 0, count: 4)
+        XCTAssertEqual(pk_im2col_f32(1, 1, 3, 3, 4, 4, 1, [Float](repeating: 0, count: 9), &out), PK_ERR_SHAPE, "kernel larger than image")
+    }
+
+    func testLayoutTransposes() {
+        var rng = TestRNG(4)
+        let (n, p, c) = (3, 37, 45)
+        let x = rng.floats(n * p * c)
+        var y = [Float](repeating: 0, count: x.count), back = y
+        XCTAssertEqual(pk_nhwc_to_nchw_f32(Int64(n), Int64(p), Int64(c), x, &y), PK_OK)
+        for i in 0..<n { for q in 0..<p { for ch in 0..<c { XCTAssertEqual(y[(i * c + ch) * p + q], x[(i * p + q) * c + ch]) } } }
+        XCTAssertEqual(pk_nchw_to_nhwc_f32(Int64(n), Int64(c), Int64(p), y, &back), PK_OK)
+        XCTAssertEqual(back, x)
+    }
+
+    func testMaxPoolMatchesReference() {
+        var rng = TestRNG(5)
+        for (n, c, h, w, k) in [(1, 1, 2, 2, 2), (2, 3, 7, 9, 2), (4, 32, 24, 24, 2), (1, 2, 9, 9, 3)] {
+            var x = rng.floats(n * c * h * w)
+            x[0] = x[1] // a tie: the first in scan order wins
+            let oh = h / k, ow = w / k
+            var y1 = [Float](repeating: 0, count: n * c * oh * ow), y2 = y1
+            var i1 = [Int32](repeating: 0, count: y1.count), i2 = i1
+            XCTAssertEqual(pk_maxpool2d_forward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), x, &y1, &i1), PK_OK)
+            XCTAssertEqual(pk_ref_maxpool2d_forward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), x, &y2, &i2), PK_OK)
+            XCTAssertEqual(y1, y2)
+            XCTAssertEqual(i1, i2)
+            let dy = rng.floats(y1.count)
+            var d1 = [Float](repeating: .nan, count: x.count), d2 = d1
+            XCTAssertEqual(pk_maxpool2d_backward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), dy, i1, &d1), PK_OK)
+            XCTAssertEqual(pk_ref_maxpool2d_backward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), dy, i1, &d2), PK_OK)
+            XCTAssertEqual(d1, d2)
+        }
+    }
+
+    func testSoftmaxCrossEntropyMatchesReference() {
+        var rng = TestRNG(6)
+        let (m, n) = (257, 10)
+        var z = rng.floats(m * n, -20, 20)
+        z[3] = 80 // large logits stay finite
+        let labels = (0..<m).map { _ in Int32(rng.int(n)) }
+        var l1: Float = 0, l2: Float = 0
+        var d1 = [Float](repeating: 0, count: m * n), d2 = d1
+        var c1: Int64 = 0, c2: Int64 = 0
+        XCTAssertEqual(pk_softmax_xent_f32(Int64(m), Int64(n), z, labels, &l1, &d1, &c1), PK_OK)
+        XCTAssertEqual(pk_ref_softmax_xent_f32(Int64(m), Int64(n), z, labels, &l2, &d2, &c2), PK_OK)
+        XCTAssertEqual(l1, l2, accuracy: 1e-5 * abs(l2))
+        XCTAssertEqual(c1, c2)
+        assertClose(d1, d2, rtol: 1e-5, atol: 1e-8, "dlogits")
+        var bad = labels
+        bad[7] = 10
+        var untouched = [Float](repeating: 42, count: m * n)
+        XCTAssertEqual(pk_softmax_xent_f32(Int64(m), Int64(n), z, bad, &l1, &untouched, nil), PK_ERR_ARG)
+        XCTAssertTrue(untouched.allSatisfy { $0 == 42 }, "nothing written on a bad label")
+    }
+
+    func testOptimizersMatchReferenceAndSkipMaskedEntries() {
+        var rng = TestRNG(7)
+        let n = 40_000
+        let mask = rng.mask(n, keep: 0.3)
+        for (momentum, nesterov, wd) in [(Float(0), false, Float(0)), (0.9, false, 1e-2), (0.9, true, 5e-4)] {
+            let g = rng.floats(n)
+            var w = rng.floats(n)
+            for i in 0..<n where mask[i] == 0 { w[i] = 0 }
+            var v = rng.floats(n)
+            var w2 = w, v2 = v
+            let v0 = v
+            for _ in 0..<3 {
+                XCTAssertEqual(pk_sgd_step_f32(Int64(n), 0.1, momentum, wd, nesterov ? 1 : 0, mask, g, &w, &v), PK_OK)
+                XCTAssertEqual(pk_ref_sgd_step_f32(Int64(n), 0.1, momentum, wd, nesterov ? 1 : 0, mask, g, &w2, &v2), PK_OK)
+            }
+            assertClose(w, w2, rtol: 1e-5, atol: 1e-6, "sgd weights m=\(momentum)")
+            for i in 0..<n where mask[i] == 0 {
+                XCTAssertEqual(w[i].bitPattern, 0, "masked weight moved")
+                XCTAssertEqual(v[i].bitPattern, v0[i].bitPattern, "masked momentum moved")
+            }
+        }
+        for (wd, decoupled) in [(Float(0), false), (0.01, false), (0.01, true)] {
+            var w = rng.floats(n)
+            for i in 0..<n where mask[i] == 0 { w[i] = 0 }
+            var m = [Float](repeating: 0, count: n), v = m
+            var w2 = w, m2 = m, v2 = v
+            for t in 1...4 {
+                let g = rng.floats(n)
+                XCTAssertEqual(pk_adam_step_f32(Int64(n), 1e-2, 0.9, 0.999, 1e-8, wd, decoupled ? 1 : 0, Int64(t), mask, g, &w, &m, &v), PK_OK)
+                XCTAssertEqual(pk_ref_adam_step_f32(Int64(n), 1e-2, 0.9, 0.999, 1e-8, wd, decoupled ? 1 : 0, Int64(t), mask, g, &w2, &m2, &v2), PK_OK)
+            }
+            assertClose(w, w2, rtol: 1e-5, atol: 1e-6, "adam weights wd=\(wd) decoupled=\(decoupled)")
+            assertClose(m, m2, rtol: 1e-5, atol: 1e-7, "adam m")
+            for i in 0..<n where mask[i] == 0 {
+                XCTAssertEqual(w[i].bitPattern, 0)
+                XCTAssertEqual(m[i].bitPattern, 0)
+                XCTAssertEqual(v[i].bitPattern, 0)
+            }
+        }
+        var w: [Float] = [1], m: [Float] = [0], v: [Float] = [0]
+        XCTAssertEqual(pk_adam_step_f32(1, 1e-3, 1.5, 0.999, 1e-8, 0, 0, 1, nil, [1], &w, &m, &v), PK_ERR_ARG)
+        XCTAssertEqual(pk_adam_step_f32(1, 1e-3, 0.9, 0.999, 1e-8, 0, 0, 0, nil, [1], &w, &m, &v), PK_ERR_ARG)
+    }
+
+    func testDenormalsFlushedInsideKernelsOnly() {
+        // 1e-39 is subnormal: with DAZ inside the kernel it reads as 0, so ReLU writes 0.
+        let tiny: [Float] = [1e-39]
+        var y: [Float] = [1]
+        XCTAssertEqual(pk_relu_forward_f32(1, tiny, &y), PK_OK)
+        XCTAssertEqual(y[0], 0)
+        // the caller's floating-point mode is restored afterwards
+        let x = tiny[0] * 1
+        XCTAssertNotEqual(x, 0, "caller still sees subnormals")
+    }
+
+    func testRuntimeReportsISAAndThreads() {
+        XCTAssertTrue(["avx512", "avx2", "scalar"].contains(Runtime.isa))
+        XCTAssertGreaterThanOrEqual(Runtime.threads, 1)
+        withThreads(3) { XCTAssertEqual(Runtime.threads, 3) }
+        XCTAssertTrue(Runtime.openMP, "built from the repository, the kernels use OpenMP")
+        XCTAssertFalse(Runtime.openBLASCoreName.isEmpty)
+    }
+
+    func testOpenBLASWarningNamesTheRemedy() {
+        let w = Runtime.openBLASWarning(coreName: "Prescott", cpuISA: "avx512")
+        XCTAssertNotNil(w)
+        XCTAssertTrue(w!.contains("OPENBLAS_CORETYPE=SkylakeX"))
+        XCTAssertNil(Runtime.openBLASWarning(coreName: "SkylakeX", cpuISA: "avx512"))
+        XCTAssertNil(Runtime.openBLASWarning(coreName: "Prescott", cpuISA: "scalar"))
+    }
+}

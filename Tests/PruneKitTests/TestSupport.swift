@@ -1,0 +1,50 @@
+import XCTest
+@testable import PruneKit
+
+/// Deterministic random arrays for tests.
+struct TestRNG {
+    var g: SeededGenerator
+    init(_ seed: UInt64) { g = SeededGenerator(seed: seed) }
+    mutating func floats(_ n: Int, _ lo: Float = -1, _ hi: Float = 1) -> [Float] { (0..<n).map { _ in g.uniform(lo, hi) } }
+    mutating func mask(_ n: Int, keep: Double) -> [UInt8] { (0..<n).map { _ in Double(g.nextUnitFloat()) < keep ? 1 : 0 } }
+    mutating func int(_ n: Int) -> Int { Int(g.next() % UInt64(n)) }
+}
+
+/// Runs `body` with the kernels limited to each ISA this CPU has, then restores the limit.
+func forEachISA(_ body: (String) throws -> Void) rethrows {
+    let order = ["scalar", "avx2", "avx512"]
+    let best = order.firstIndex(of: Runtime.cpuISA) ?? 0
+    defer { Runtime.limitISA("avx512") }
+    for isa in order[0...best] {
+        Runtime.limitISA(isa)
+        try body(isa)
+    }
+}
+
+/// Runs `body` with the given kernel thread count, then restores it.
+func withThreads<T>(_ n: Int, _ body: () throws -> T) rethrows -> T {
+    let saved = Runtime.threads
+    Runtime.threads = n
+    defer { Runtime.threads = saved }
+    return try body()
+}
+
+func assertClose(_ a: [Float], _ b: [Float], rtol: Float, atol: Float, _ what: String,
+                 file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(a.count, b.count, "\(what): count", file: file, line: line)
+    var worst: Float = 0
+    var at = -1
+    for i in 0..<min(a.count, b.count) {
+        let err = abs(a[i] - b[i]) - (atol + rtol * abs(b[i]))
+        if !(err <= 0) && (at < 0 || err > worst || err.isNaN) { worst = err; at = i }
+    }
+    if at >= 0 { XCTFail("\(what): element \(at) is \(a[at]), expected \(b[at])", file: file, line: line) }
+}
+
+func tensor(_ shape: [Int], _ values: [Float]) -> Tensor { try! Tensor(shape: shape, scalars: values) }
+
+/// Folder with the Fashion-MNIST files, or nil when the package is not installed.
+var fashionMNISTDirectory: String? {
+    FileManager.default.fileExists(atPath: FashionMNIST.defaultDirectory + "/t10k-labels-idx1-ubyte.gz")
+        ? FashionMNIST.defaultDirectory : nil
+}
