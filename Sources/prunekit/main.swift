@@ -74,6 +74,7 @@ struct Train: ParsableCommand {
     @Option(help: "Output model file (safetensors).") var out: String = "model.safetensors"
     @Option(help: "Train on the first N examples only.") var limit: Int?
     @Flag(help: "Print one JSON object.") var json = false
+    @Flag(help: "Print the time spent in each layer (forward, backward) on stderr.") var profile = false
     @OptionGroup var dataOption: DataOption
     @OptionGroup var threadOption: ThreadOption
 
@@ -93,10 +94,15 @@ struct Train: ParsableCommand {
             if let limit { train = try train.prefix(limit) }
             let m = try Model.make(model, seed: seed)
             let opt = try makeOptimizer(optimizer, lr: lr)
+            if profile { m.network.profile = LayerProfile() }
             let bar = ProgressBar(label: "train")
             let r = try Trainer.train(m, data: train, optimizer: opt,
                                       config: TrainingConfig(epochs: epochs, batchSize: batch, seed: seed),
                                       progress: bar.update)
+            if let p = m.network.profile {
+                FileHandle.standardError.write(Data((p.table + "\n").utf8))
+                m.network.profile = nil
+            }
             let (acc, loss) = try Trainer.evaluate(m, data: test)
             try ModelFile.save(m, to: out, extraMetadata: ["prunekit.seed": "\(seed)"])
             if json {

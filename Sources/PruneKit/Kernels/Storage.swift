@@ -8,19 +8,28 @@ public final class AlignedStorage<Element: BitwiseCopyable>: @unchecked Sendable
     /// Number of elements.
     public let count: Int
 
+    let byteCount: Int
+
     /// Zero-filled storage of `count` elements.
-    public init(count: Int) {
+    public convenience init(count: Int) {
+        self.init(uninitializedCount: count)
+        UnsafeMutableRawPointer(base).initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
+    }
+
+    /// Storage whose contents are unspecified until written: for kernel outputs that write every
+    /// element. Large buffers come from a small cache of recently freed ones (no page faults).
+    init(uninitializedCount count: Int) {
         precondition(count >= 0, "negative storage size")
-        let bytes = max(count, 1) * MemoryLayout<Element>.stride
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
-        raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
-        base = raw.bindMemory(to: Element.self, capacity: max(count, 1))
+        let bytes = BufferCache.roundedSize(max(count, 1) * MemoryLayout<Element>.stride)
+        let raw = BufferCache.shared.take(bytes) ?? UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        base = raw.bindMemory(to: Element.self, capacity: bytes / MemoryLayout<Element>.stride)
+        byteCount = bytes
         self.count = count
     }
 
     /// Storage holding a copy of `array`.
     public convenience init(_ array: [Element]) {
-        self.init(count: array.count)
+        self.init(uninitializedCount: array.count)
         array.withUnsafeBufferPointer { src in
             if let s = src.baseAddress { base.update(from: s, count: array.count) }
         }
@@ -28,15 +37,15 @@ public final class AlignedStorage<Element: BitwiseCopyable>: @unchecked Sendable
 
     /// Storage of `count` copies of `value`.
     public convenience init(count: Int, repeating value: Element) {
-        self.init(count: count)
+        self.init(uninitializedCount: count)
         base.update(repeating: value, count: count)
     }
 
-    deinit { UnsafeMutableRawPointer(base).deallocate() }
+    deinit { BufferCache.shared.give(UnsafeMutableRawPointer(base), byteCount) }
 
     /// A new storage with the same contents.
     public func copy() -> AlignedStorage<Element> {
-        let c = AlignedStorage<Element>(count: count)
+        let c = AlignedStorage<Element>(uninitializedCount: count)
         c.base.update(from: base, count: count)
         return c
     }
@@ -73,3 +82,49 @@ public final class AlignedStorage<Element: BitwiseCopyable>: @unchecked Sendable
 public typealias FloatStorage = AlignedStorage<Float>
 public typealias ByteStorage = AlignedStorage<UInt8>
 public typealias Int32Storage = AlignedStorage<Int32>
+
+/// Keeps a bounded number of recently freed large buffers for reuse. Training allocates the same
+/// activation sizes every step; reusing them avoids the page faults and zeroing of fresh mmap'd
+/// memory. Thread-safe.
+final class BufferCache: @unchecked Sendable {
+    static let shared = BufferCache()
+    /// Buffers below this size go straight back to malloc.
+    static let minBytes = 1 << 16
+    /// Upper bound on the bytes held.
+    static let maxHeldBytes = 1 << 30
+
+    private var free: [Int: [UnsafeMutableRawPointer]] = [:]
+    private var held = 0
+    private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+
+    private init() { pthread_mutex_init(lock, nil) }
+
+    static func roundedSize(_ bytes: Int) -> Int { bytes < minBytes ? (bytes + 63) & ~63 : (bytes + 4095) & ~4095 }
+
+    func take(_ bytes: Int) -> UnsafeMutableRawPointer? {
+        guard bytes >= Self.minBytes else { return nil }
+        pthread_mutex_lock(lock)
+        defer { pthread_mutex_unlock(lock) }
+        guard let p = free[bytes]?.popLast() else { return nil }
+        held -= bytes
+        return p
+    }
+
+    func give(_ p: UnsafeMutableRawPointer, _ bytes: Int) {
+        if bytes >= Self.minBytes {
+            pthread_mutex_lock(lock)
+            if held + bytes <= Self.maxHeldBytes && (free[bytes]?.count ?? 0) < 8 {
+                free[bytes, default: []].append(p)
+                held += bytes
+                pthread_mutex_unlock(lock)
+                return
+            }
+            pthread_mutex_unlock(lock)
+        }
+        p.deallocate()
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

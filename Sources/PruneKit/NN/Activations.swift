@@ -5,7 +5,7 @@ public final class ReLU: Layer {
     public var summary: String { "ReLU" }
 
     public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
-        let y = Tensor(zeros: x.shape)
+        let y = Tensor(uninitialized: x.shape)
         try Kernels.reluForward(n: x.count, x: x.storage, y: y.storage)
         output = training ? y : nil
         return y
@@ -15,7 +15,7 @@ public final class ReLU: Layer {
         guard let y = output else { throw LayerError.backwardBeforeForward(summary) }
         try dy.expectShape(y.shape)
         guard needInputGradient else { return nil }
-        let dx = Tensor(zeros: y.shape)
+        let dx = Tensor(uninitialized: y.shape)
         try Kernels.reluBackward(n: y.count, y: y.storage, dy: dy.storage, dx: dx.storage)
         return dx
     }
@@ -58,7 +58,7 @@ public final class MaxPool2d: Layer {
         }
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let outShape = [n, c, h / kernelSize, w / kernelSize]
-        let y = Tensor(zeros: outShape)
+        let y = Tensor(uninitialized: outShape)
         let idx = Int32Storage(count: y.count)
         try Kernels.maxPoolForward(n: n, c: c, h: h, w: w, k: kernelSize, x: x.storage, y: y.storage, idx: idx)
         indices = training ? idx : nil
@@ -71,7 +71,7 @@ public final class MaxPool2d: Layer {
         let (n, c, h, w) = (inputShape[0], inputShape[1], inputShape[2], inputShape[3])
         try dy.expectShape([n, c, h / kernelSize, w / kernelSize])
         guard needInputGradient else { return nil }
-        let dx = Tensor(zeros: inputShape)
+        let dx = Tensor(uninitialized: inputShape)
         try Kernels.maxPoolBackward(n: n, c: c, h: h, w: w, k: kernelSize, dy: dy.storage, idx: idx, dx: dx.storage)
         return dx
     }

@@ -59,14 +59,14 @@ public final class Conv2d: Layer {
         let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         let (oh, ow) = outputSize(h, w)
         let rows = n * oh * ow
-        let c = Tensor(zeros: [rows, patch])
+        let c = Tensor(uninitialized: [rows, patch])
         try Kernels.im2col(n: n, c: inChannels, h: h, w: w, kh: kernelSize, kw: kernelSize, stride: stride,
                            x: x.storage, cols: c.storage)
         // rows (n, oh, ow) × outChannels, bias fused, then to NCHW
-        let y2 = Tensor(zeros: [rows, outChannels])
+        let y2 = Tensor(uninitialized: [rows, outChannels])
         try Kernels.linearForward(m: rows, n: outChannels, k: patch, x: c.storage, w: weight.value.storage,
                                   mask: weight.maskStorage, bias: bias?.value.storage, y: y2.storage)
-        let y = Tensor(zeros: [n, outChannels, oh, ow])
+        let y = Tensor(uninitialized: [n, outChannels, oh, ow])
         try Kernels.nhwcToNchw(n: n, positions: oh * ow, channels: outChannels, x: y2.storage, y: y.storage)
         cols = training ? c : nil
         inputShape = x.shape
@@ -79,22 +79,22 @@ public final class Conv2d: Layer {
         let (oh, ow) = outputSize(h, w)
         try dy.expectShape([n, outChannels, oh, ow])
         let rows = n * oh * ow
-        let dy2 = Tensor(zeros: [rows, outChannels])
+        let dy2 = Tensor(uninitialized: [rows, outChannels])
         try Kernels.nchwToNhwc(n: n, channels: outChannels, positions: oh * ow, x: dy.storage, y: dy2.storage)
-        let dw = Tensor(zeros: weight.shape)
+        let dw = Tensor(uninitialized: weight.shape)
         try Kernels.gemmTN(m: outChannels, n: patch, k: rows, a: dy2.storage, b: cols.storage,
                            mask: weight.maskStorage, c: dw.storage)
         weight.grad = dw
         if let bias {
-            let db = Tensor(zeros: [outChannels])
+            let db = Tensor(uninitialized: [outChannels])
             try Kernels.sumRows(m: rows, n: outChannels, x: dy2.storage, out: db.storage)
             bias.grad = db
         }
         guard needInputGradient else { return nil }
-        let dcols = Tensor(zeros: [rows, patch])
+        let dcols = Tensor(uninitialized: [rows, patch])
         try Kernels.gemmNN(m: rows, n: patch, k: outChannels, a: dy2.storage, w: weight.value.storage,
                            mask: weight.maskStorage, c: dcols.storage)
-        let dx = Tensor(zeros: inputShape)
+        let dx = Tensor(uninitialized: inputShape)
         try Kernels.col2im(n: n, c: inChannels, h: h, w: w, kh: kernelSize, kw: kernelSize, stride: stride,
                            dcols: dcols.storage, dx: dx.storage)
         return dx

@@ -39,7 +39,7 @@ public final class Linear: Layer {
             throw LayerError.badInput(layer: summary, expected: "[batch, \(inFeatures)]", got: x.shape)
         }
         let m = x.shape[0]
-        let y = Tensor(zeros: [m, outFeatures])
+        let y = Tensor(uninitialized: [m, outFeatures])
         try Kernels.linearForward(m: m, n: outFeatures, k: inFeatures, x: x.storage, w: weight.value.storage,
                                   mask: weight.maskStorage, bias: bias?.value.storage, y: y.storage)
         input = training ? x : nil
@@ -51,17 +51,17 @@ public final class Linear: Layer {
         let m = x.shape[0]
         try dy.expectShape([m, outFeatures])
         // dW (out×in) = dYᵀ·X ⊙ M; db = Σ rows of dY; dX = dY·(W ⊙ M)
-        let dw = Tensor(zeros: [outFeatures, inFeatures])
+        let dw = Tensor(uninitialized: [outFeatures, inFeatures])
         try Kernels.gemmTN(m: outFeatures, n: inFeatures, k: m, a: dy.storage, b: x.storage,
                            mask: weight.maskStorage, c: dw.storage)
         weight.grad = dw
         if let bias {
-            let db = Tensor(zeros: [outFeatures])
+            let db = Tensor(uninitialized: [outFeatures])
             try Kernels.sumRows(m: m, n: outFeatures, x: dy.storage, out: db.storage)
             bias.grad = db
         }
         guard needInputGradient else { return nil }
-        let dx = Tensor(zeros: [m, inFeatures])
+        let dx = Tensor(uninitialized: [m, inFeatures])
         try Kernels.gemmNN(m: m, n: inFeatures, k: outFeatures, a: dy.storage, w: weight.value.storage,
                            mask: weight.maskStorage, c: dx.storage)
         return dx

@@ -2,6 +2,9 @@
 public final class Sequential: Layer {
     public private(set) var layers: [(name: String, layer: any Layer)]
 
+    /// When set, forward and backward times are added up per child (see `LayerProfile`).
+    public var profile: LayerProfile?
+
     public init(_ layers: [(String, any Layer)]) {
         self.layers = layers.map { (name: $0.0, layer: $0.1) }
     }
@@ -14,7 +17,11 @@ public final class Sequential: Layer {
 
     public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
         var h = x
-        for child in layers { h = try child.layer.forward(h, training: training) }
+        for child in layers {
+            let t0 = profile != nil ? DispatchTime.now().uptimeNanoseconds : 0
+            h = try child.layer.forward(h, training: training)
+            if let profile { profile.add(child.name, forward: true, nanoseconds: DispatchTime.now().uptimeNanoseconds - t0) }
+        }
         return h
     }
 
@@ -22,7 +29,10 @@ public final class Sequential: Layer {
         var g = dy
         for (i, child) in layers.enumerated().reversed() {
             let needed = i > 0 || needInputGradient
-            guard let next = try child.layer.backward(g, needInputGradient: needed) else { return nil }
+            let t0 = profile != nil ? DispatchTime.now().uptimeNanoseconds : 0
+            let next = try child.layer.backward(g, needInputGradient: needed)
+            if let profile { profile.add(child.name, forward: false, nanoseconds: DispatchTime.now().uptimeNanoseconds - t0) }
+            guard let next else { return nil }
             g = next
         }
         return g
@@ -36,3 +46,29 @@ public final class Sequential: Layer {
         layers[index].layer = layer
     }
 }
+
+/// Wall time spent in each child layer of a `Sequential`, forward and backward separately.
+public final class LayerProfile: @unchecked Sendable {
+    public private(set) var order: [String] = []
+    public private(set) var forwardNanoseconds: [String: UInt64] = [:]
+    public private(set) var backwardNanoseconds: [String: UInt64] = [:]
+    public init() {}
+
+    func add(_ name: String, forward: Bool, nanoseconds: UInt64) {
+        if forwardNanoseconds[name] == nil && backwardNanoseconds[name] == nil { order.append(name) }
+        if forward { forwardNanoseconds[name, default: 0] += nanoseconds } else { backwardNanoseconds[name, default: 0] += nanoseconds }
+    }
+
+    /// A table: layer, forward ms, backward ms, share of the total.
+    public var table: String {
+        let total = Double(order.reduce(UInt64(0)) { $0 + (forwardNanoseconds[$1] ?? 0) + (backwardNanoseconds[$1] ?? 0) })
+        var lines = ["layer        forward ms  backward ms  share"]
+        for n in order {
+            let f = Double(forwardNanoseconds[n] ?? 0), b = Double(backwardNanoseconds[n] ?? 0)
+            lines.append(String(format: "%-12@ %10.1f %12.1f %5.1f%%", n, f / 1e6, b / 1e6, 100 * (f + b) / max(total, 1)))
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+import Foundation

@@ -25,6 +25,13 @@ public struct Tensor: Sendable, CustomStringConvertible {
         self.storage = FloatStorage(count: shape.reduce(1, *))
     }
 
+    /// A tensor whose elements a kernel is about to overwrite completely (contents unspecified).
+    init(uninitialized shape: [Int]) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "invalid shape \(shape)")
+        self.shape = shape
+        self.storage = FloatStorage(uninitializedCount: shape.reduce(1, *))
+    }
+
     /// A tensor with the given elements (row-major).
     public init(shape: [Int], scalars: [Float]) throws {
         guard shape.allSatisfy({ $0 >= 0 }) else { throw TensorError.invalidShape(shape) }
