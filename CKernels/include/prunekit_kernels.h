@@ -97,6 +97,14 @@ pk_status pk_linear_forward_f32(int64_t m, int64_t n, int64_t k,
                                 const uint8_t *M, int64_t ldm, const float *bias,
                                 float *Y, int64_t ldy);
 
+/// pk_linear_forward_nchw_f32 — Y[i/P][j][i%P] := (X · (W ⊙ M)ᵀ + 1·biasᵀ)[i,j]  (convolution forward)
+/// Rows of X are (image, position) pairs, P positions per image, so the product lands directly in
+/// NCHW layout (no transpose pass). Shapes X m×k, W n×k, M n×k or NULL, bias n or NULL, Y (m/P)×n×P.
+/// Errors    PK_ERR_SHAPE also when P < 1 or m is not a multiple of P. Reference pk_ref_linear_forward_nchw_f32.
+pk_status pk_linear_forward_nchw_f32(int64_t m, int64_t n, int64_t k, const float *X, int64_t ldx,
+                                     const float *W, int64_t ldw, const uint8_t *M, int64_t ldm,
+                                     const float *bias, int64_t P, float *Y);
+
 // ------------------------------------------------------------------------------------------------
 // Element-wise and reductions (src/elementwise.c; reference src/ref/elementwise_ref.c)
 
@@ -186,6 +194,9 @@ pk_status pk_ref_linear_forward_f32(int64_t m, int64_t n, int64_t k,
                                     const float *X, int64_t ldx, const float *W, int64_t ldw,
                                     const uint8_t *M, int64_t ldm, const float *bias,
                                     float *Y, int64_t ldy);
+pk_status pk_ref_linear_forward_nchw_f32(int64_t m, int64_t n, int64_t k, const float *X, int64_t ldx,
+                                         const float *W, int64_t ldw, const uint8_t *M, int64_t ldm,
+                                         const float *bias, int64_t P, float *Y);
 pk_status pk_ref_relu_forward_f32(int64_t n, const float *x, float *y);
 pk_status pk_ref_relu_backward_f32(int64_t n, const float *y, const float *dy, float *dx);
 pk_status pk_ref_sum_rows_f32(int64_t m, int64_t n, float beta, const float *X, int64_t ldx, float *out);

@@ -71,3 +71,17 @@ pk_status pk_ref_linear_forward_f32(int64_t m, int64_t n, int64_t k,
         for (int64_t j = 0; j < n; j++) Y[i * ldy + j] += bias[j];
     return PK_OK;
 }
+
+pk_status pk_ref_linear_forward_nchw_f32(int64_t m, int64_t n, int64_t k, const float *X, int64_t ldx,
+                                         const float *W, int64_t ldw, const uint8_t *M, int64_t ldm,
+                                         const float *bias, int64_t P, float *Y) {
+    if (m < 0 || n < 0 || k < 0 || P < 1 || m % P != 0) return PK_ERR_SHAPE;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double acc = bias ? bias[j] : 0.0;
+            for (int64_t p = 0; p < k; p++)
+                if (!M || M[j * ldm + p]) acc += (double)X[i * ldx + p] * (double)W[j * ldw + p];
+            Y[(i / P) * n * P + j * P + i % P] = (float)acc;
+        }
+    return PK_OK;
+}

@@ -30,6 +30,14 @@ enum Kernels {
                                         ptr(mask), Int64(k), ptr(bias), y.base, Int64(n)), "linear_forward")
     }
 
+    /// Y[i/P][j][i%P] := (X · (W ⊙ M)ᵀ + bias)[i, j]: a convolution's product written in NCHW.
+    static func linearForwardNCHW(m: Int, n: Int, k: Int, positions: Int, x: FloatStorage, w: FloatStorage,
+                                  mask: ByteStorage?, bias: FloatStorage?, y: FloatStorage) throws {
+        try check(pk_linear_forward_nchw_f32(Int64(m), Int64(n), Int64(k), x.base, Int64(k), w.base, Int64(k),
+                                             ptr(mask), Int64(k), ptr(bias), Int64(positions), y.base),
+                  "linear_forward_nchw")
+    }
+
     /// C (m×n) := alpha · A (m×k) · (W ⊙ M)ᵀ + beta · C, W n×k.
     static func gemmNT(m: Int, n: Int, k: Int, alpha: Float = 1, a: FloatStorage, lda: Int? = nil,
                        w: FloatStorage, ldw: Int? = nil, mask: ByteStorage?, beta: Float = 0,

@@ -62,12 +62,11 @@ public final class Conv2d: Layer {
         let c = Tensor(uninitialized: [rows, patch])
         try Kernels.im2col(n: n, c: inChannels, h: h, w: w, kh: kernelSize, kw: kernelSize, stride: stride,
                            x: x.storage, cols: c.storage)
-        // rows (n, oh, ow) × outChannels, bias fused, then to NCHW
-        let y2 = Tensor(uninitialized: [rows, outChannels])
-        try Kernels.linearForward(m: rows, n: outChannels, k: patch, x: c.storage, w: weight.value.storage,
-                                  mask: weight.maskStorage, bias: bias?.value.storage, y: y2.storage)
+        // rows (n, oh, ow) × outChannels with the bias fused, stored straight into NCHW
         let y = Tensor(uninitialized: [n, outChannels, oh, ow])
-        try Kernels.nhwcToNchw(n: n, positions: oh * ow, channels: outChannels, x: y2.storage, y: y.storage)
+        try Kernels.linearForwardNCHW(m: rows, n: outChannels, k: patch, positions: oh * ow, x: c.storage,
+                                      w: weight.value.storage, mask: weight.maskStorage, bias: bias?.value.storage,
+                                      y: y.storage)
         cols = training ? c : nil
         inputShape = x.shape
         return y
