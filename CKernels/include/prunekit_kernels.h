@@ -97,13 +97,34 @@ pk_status pk_linear_forward_f32(int64_t m, int64_t n, int64_t k,
                                 const uint8_t *M, int64_t ldm, const float *bias,
                                 float *Y, int64_t ldy);
 
-/// pk_linear_forward_nchw_f32 — Y[i/P][j][i%P] := (X · (W ⊙ M)ᵀ + 1·biasᵀ)[i,j]  (convolution forward)
-/// Rows of X are (image, position) pairs, P positions per image, so the product lands directly in
-/// NCHW layout (no transpose pass). Shapes X m×k, W n×k, M n×k or NULL, bias n or NULL, Y (m/P)×n×P.
-/// Errors    PK_ERR_SHAPE also when P < 1 or m is not a multiple of P. Reference pk_ref_linear_forward_nchw_f32.
-pk_status pk_linear_forward_nchw_f32(int64_t m, int64_t n, int64_t k, const float *X, int64_t ldx,
-                                     const float *W, int64_t ldw, const uint8_t *M, int64_t ldm,
-                                     const float *bias, int64_t P, float *Y);
+/// pk_gemm_desc — the general masked GEMM behind every product above and the convolutions:
+///   C(i,j) := alpha · Σ_p opA(i,p)·opB(p,j) + beta · C(i,j) + bias_row[i] + bias_col[j], then
+///   C(i,j) := 0 where MC(i,j) == 0.
+/// opA(i,p) = A[i·a_rs + p·a_cs], 0 where MA(i,p) == 0 (MA indexed with ma_rs, ma_cs; NULL = none);
+/// opB(p,j) = B[p·b_rs + j·b_cs], 0 where MB(p,j) == 0 (likewise). Masked entries are never used,
+/// whatever their value (NaN included). C(i,j) lives at C[row(i) + col(j)] with
+///   row(i) = c_rblock > 0 ? (i / c_rblock)·c_rblock_stride + (i % c_rblock)·c_rs : i·c_rs, and
+///   col(j) = c_cblock > 0 ? (j / c_cblock)·c_cblock_stride + (j % c_cblock)·c_cs : j·c_cs,
+/// so a product can land in NCHW layout directly. The caller guarantees the strides stay inside
+/// its buffers; negative strides are rejected. Unused fields are 0 / NULL.
+/// beta      beta == 0 ⇒ C is write-only. Aliasing: C must not overlap A, B, the masks or the biases.
+/// Edges     m == 0 || n == 0 ⇒ PK_OK, nothing read. k == 0 ⇒ C := beta·C + biases (⊙ MC).
+/// Threads   tiles of C (or, for a small C with a long k, fixed k chunks summed in order): identical
+///           bits for any thread count. Errors PK_ERR_NULL, PK_ERR_SHAPE, PK_ERR_ALIAS, PK_ERR_NOMEM.
+/// Reference pk_ref_gemm_f32.
+typedef struct pk_gemm_desc {
+    int64_t m, n, k;
+    float alpha, beta;
+    const float *A; int64_t a_rs, a_cs;
+    const uint8_t *MA; int64_t ma_rs, ma_cs;
+    const float *B; int64_t b_rs, b_cs;
+    const uint8_t *MB; int64_t mb_rs, mb_cs;
+    float *C; int64_t c_rs, c_cs;
+    int64_t c_rblock, c_rblock_stride, c_cblock, c_cblock_stride;
+    const float *bias_row, *bias_col;
+    const uint8_t *MC; int64_t mc_rs, mc_cs;
+} pk_gemm_desc;
+pk_status pk_gemm_f32(const pk_gemm_desc *d);
 
 // ------------------------------------------------------------------------------------------------
 // Element-wise and reductions (src/elementwise.c; reference src/ref/elementwise_ref.c)
@@ -124,22 +145,18 @@ pk_status pk_all_finite_f32(int64_t n, const float *x, int *ok);
 // ------------------------------------------------------------------------------------------------
 // Convolution helpers and pooling (src/conv.c, src/pool.c; references in src/ref/)
 
-/// pk_im2col_f32 — rows of patches for a batched convolution, no padding, stride s.
-/// Shapes    x N×C×H×W; OH = (H−KH)/s+1, OW = (W−KW)/s+1;
-///           cols (N·OH·OW)×(C·KH·KW), row (n,oh,ow), column (c,kh,kw) — PyTorch's weight order.
-/// Errors    PK_ERR_SHAPE when a kernel dimension exceeds the image or s < 1.
+/// pk_im2col_f32 — patch-major columns for a batched convolution, no padding, stride s.
+/// Shapes    x N×C×H×W; OH = (H−KH)/s+1, OW = (W−KW)/s+1; cols (C·KH·KW) × (N·OH·OW):
+///           row (c,kh,kw) — PyTorch's weight order — and column (n,oh,ow).
+/// Errors    PK_ERR_SHAPE when a kernel dimension exceeds the image or s < 1. Reference pk_ref_im2col_f32.
 pk_status pk_im2col_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
                         int64_t s, const float *x, float *cols);
 /// pk_col2im_f32 — dx := scatter-add of dcols (layout of pk_im2col_f32) back into N×C×H×W.
-/// dx is write-only; each image is summed by one thread in a fixed order.
+/// dx is write-only; each image is summed by one thread in a fixed order. Reference pk_ref_col2im_f32.
 pk_status pk_col2im_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
                         int64_t s, const float *dcols, float *dx);
-/// pk_nhwc_to_nchw_f32 — y[n,c,p] := x[n,p,c] for P = H·W positions: x N×P×C, y N×C×P.
-pk_status pk_nhwc_to_nchw_f32(int64_t N, int64_t P, int64_t C, const float *x, float *y);
-/// pk_nchw_to_nhwc_f32 — the inverse: x N×C×P to y N×P×C.
-pk_status pk_nchw_to_nhwc_f32(int64_t N, int64_t C, int64_t P, const float *x, float *y);
-/// pk_bias_add_nchw_f32 — y[n,c,p] += bias[c]; y N×C×P.
-pk_status pk_bias_add_nchw_f32(int64_t N, int64_t C, int64_t P, const float *bias, float *y);
+/// pk_nchw_to_cnhw_f32 — y[c,n,p] := x[n,c,p]; x N×C×P, y C×N×P (plane copies).
+pk_status pk_nchw_to_cnhw_f32(int64_t N, int64_t C, int64_t P, const float *x, float *y);
 /// pk_bias_grad_nchw_f32 — db[c] := Σ_{n,p} dy[n,c,p]; fixed order.
 pk_status pk_bias_grad_nchw_f32(int64_t N, int64_t C, int64_t P, const float *dy, float *db);
 
@@ -194,9 +211,7 @@ pk_status pk_ref_linear_forward_f32(int64_t m, int64_t n, int64_t k,
                                     const float *X, int64_t ldx, const float *W, int64_t ldw,
                                     const uint8_t *M, int64_t ldm, const float *bias,
                                     float *Y, int64_t ldy);
-pk_status pk_ref_linear_forward_nchw_f32(int64_t m, int64_t n, int64_t k, const float *X, int64_t ldx,
-                                         const float *W, int64_t ldw, const uint8_t *M, int64_t ldm,
-                                         const float *bias, int64_t P, float *Y);
+pk_status pk_ref_gemm_f32(const pk_gemm_desc *d);
 pk_status pk_ref_relu_forward_f32(int64_t n, const float *x, float *y);
 pk_status pk_ref_relu_backward_f32(int64_t n, const float *y, const float *dy, float *dx);
 pk_status pk_ref_sum_rows_f32(int64_t m, int64_t n, float beta, const float *X, int64_t ldx, float *out);

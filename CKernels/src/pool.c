@@ -4,9 +4,38 @@
 
 typedef struct { int64_t N, C, H, W, k, OH, OW; const float *x; const float *dy; float *y; int32_t *idx; const int32_t *cidx; } pool_ctx;
 
+// Window update: t replaces the running max when larger, or when it is the first NaN seen.
+#define PK_POOL_TAKE(t, bv) ((t) > (bv) || ((t) != (t) && (bv) == (bv)))
+
+static void pool2_fwd_plane(const float *x, float *y, int32_t *id, int64_t W, int64_t OH, int64_t OW) {
+    // OH×OW outputs of one plane, 2×2 windows: (0,0) (0,1) (1,0) (1,1) in scan order
+    for (int64_t oh = 0; oh < OH; oh++) {
+        const float *r0 = x + 2 * oh * W, *r1 = r0 + W;
+        for (int64_t ow = 0; ow < OW; ow++) {
+            int64_t at = 2 * oh * W + 2 * ow;
+            float bv = r0[2 * ow];
+            int64_t best = at;
+            float t = r0[2 * ow + 1];
+            if (PK_POOL_TAKE(t, bv)) { bv = t; best = at + 1; }
+            t = r1[2 * ow];
+            if (PK_POOL_TAKE(t, bv)) { bv = t; best = at + W; }
+            t = r1[2 * ow + 1];
+            if (PK_POOL_TAKE(t, bv)) { bv = t; best = at + W + 1; }
+            y[oh * OW + ow] = bv;
+            id[oh * OW + ow] = (int32_t)best;
+        }
+    }
+}
+
 static void pool_fwd_range(void *v, int64_t b, int64_t e) {
     // planes [b, e) of N·C: each OH×OW output scans its k×k window in row order
     const pool_ctx *c = v;
+    if (c->k == 2) {
+        for (int64_t q = b; q < e; q++)
+            pool2_fwd_plane(c->x + q * c->H * c->W, c->y + q * c->OH * c->OW, c->idx + q * c->OH * c->OW, c->W,
+                            c->OH, c->OW);
+        return;
+    }
     for (int64_t q = b; q < e; q++) {
         const float *x = c->x + q * c->H * c->W;
         float *y = c->y + q * c->OH * c->OW;
@@ -19,7 +48,7 @@ static void pool_fwd_range(void *v, int64_t b, int64_t e) {
                     for (int64_t j = 0; j < c->k; j++) {
                         int64_t at = (oh * c->k + i) * c->W + ow * c->k + j;
                         float t = x[at];
-                        if (t > bv || (t != t && bv == bv)) { bv = t; best = at; }
+                        if (PK_POOL_TAKE(t, bv)) { bv = t; best = at; }
                     }
                 y[oh * c->OW + ow] = bv;
                 id[oh * c->OW + ow] = (int32_t)best;

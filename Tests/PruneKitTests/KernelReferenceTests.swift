@@ -36,7 +36,7 @@ final class KernelReferenceTests: XCTestCase {
         for (n, c, h, w, k, s) in [(1, 1, 5, 5, 5, 1), (2, 3, 9, 7, 3, 1), (3, 2, 12, 12, 5, 2), (2, 32, 12, 12, 5, 1)] {
             let x = rng.floats(n * c * h * w)
             let oh = (h - k) / s + 1, ow = (w - k) / s + 1
-            let rows = n * oh * ow, cols = c * k * k
+            let rows = c * k * k, cols = n * oh * ow
             var a = [Float](repeating: 0, count: rows * cols), b = a
             XCTAssertEqual(pk_im2col_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(k), Int64(s), x, &a), PK_OK)
             XCTAssertEqual(pk_ref_im2col_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(k), Int64(s), x, &b), PK_OK)
@@ -51,15 +51,20 @@ final class KernelReferenceTests: XCTestCase {
         XCTAssertEqual(pk_im2col_f32(1, 1, 3, 3, 4, 4, 1, [Float](repeating: 0, count: 9), &out), PK_ERR_SHAPE, "kernel larger than image")
     }
 
-    func testLayoutTransposes() {
+    func testNCHWToCNHW() {
         var rng = TestRNG(4)
-        let (n, p, c) = (3, 37, 45)
-        let x = rng.floats(n * p * c)
-        var y = [Float](repeating: 0, count: x.count), back = y
-        XCTAssertEqual(pk_nhwc_to_nchw_f32(Int64(n), Int64(p), Int64(c), x, &y), PK_OK)
-        for i in 0..<n { for q in 0..<p { for ch in 0..<c { XCTAssertEqual(y[(i * c + ch) * p + q], x[(i * p + q) * c + ch]) } } }
-        XCTAssertEqual(pk_nchw_to_nhwc_f32(Int64(n), Int64(c), Int64(p), y, &back), PK_OK)
-        XCTAssertEqual(back, x)
+        let (n, c, p) = (3, 45, 37)
+        let x = rng.floats(n * c * p)
+        var y = [Float](repeating: 0, count: x.count)
+        XCTAssertEqual(pk_nchw_to_cnhw_f32(Int64(n), Int64(c), Int64(p), x, &y), PK_OK)
+        for i in 0..<n { for ch in 0..<c { for q in 0..<p { XCTAssertEqual(y[(ch * n + i) * p + q], x[(i * c + ch) * p + q]) } } }
+        var db = [Float](repeating: 0, count: c)
+        XCTAssertEqual(pk_bias_grad_nchw_f32(Int64(n), Int64(c), Int64(p), x, &db), PK_OK)
+        for ch in 0..<c {
+            var s = 0.0
+            for i in 0..<n { for q in 0..<p { s += Double(x[(i * c + ch) * p + q]) } }
+            XCTAssertEqual(Double(db[ch]), s, accuracy: 1e-4)
+        }
     }
 
     func testMaxPoolMatchesReference() {

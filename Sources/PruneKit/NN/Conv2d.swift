@@ -1,6 +1,6 @@
 /// 2-D convolution without padding, NCHW, weight out×in×kh×kw (PyTorch's layout and init).
-/// Runs as im2col + the masked GEMM: the output channel is the GEMM's column dimension, so pruning
-/// a filter masks a row of the weight matrix exactly as it does for Linear.
+/// Runs as im2col + the masked GEMM: y = (W ⊙ M)·cols with W viewed as out × (in·k·k), so pruning
+/// a filter masks a row of that matrix exactly as it does for Linear, and the product lands in NCHW.
 public final class Conv2d: Layer {
     public let inChannels: Int
     public let outChannels: Int
@@ -58,15 +58,14 @@ public final class Conv2d: Layer {
         }
         let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         let (oh, ow) = outputSize(h, w)
-        let rows = n * oh * ow
-        let c = Tensor(uninitialized: [rows, patch])
+        // cols: one row per (c, kh, kw), one column per output pixel (n, oh, ow)
+        let c = Tensor(uninitialized: [patch, n * oh * ow])
         try Kernels.im2col(n: n, c: inChannels, h: h, w: w, kh: kernelSize, kw: kernelSize, stride: stride,
                            x: x.storage, cols: c.storage)
-        // rows (n, oh, ow) × outChannels with the bias fused, stored straight into NCHW
         let y = Tensor(uninitialized: [n, outChannels, oh, ow])
-        try Kernels.linearForwardNCHW(m: rows, n: outChannels, k: patch, positions: oh * ow, x: c.storage,
-                                      w: weight.value.storage, mask: weight.maskStorage, bias: bias?.value.storage,
-                                      y: y.storage)
+        try Kernels.convForward(images: n, outChannels: outChannels, patch: patch, positions: oh * ow,
+                                w: weight.value.storage, mask: weight.maskStorage, cols: c.storage,
+                                bias: bias?.value.storage, y: y.storage)
         cols = training ? c : nil
         inputShape = x.shape
         return y
@@ -77,22 +76,23 @@ public final class Conv2d: Layer {
         let (n, h, w) = (inputShape[0], inputShape[2], inputShape[3])
         let (oh, ow) = outputSize(h, w)
         try dy.expectShape([n, outChannels, oh, ow])
-        let rows = n * oh * ow
-        let dy2 = Tensor(uninitialized: [rows, outChannels])
-        try Kernels.nchwToNhwc(n: n, channels: outChannels, positions: oh * ow, x: dy.storage, y: dy2.storage)
+        let np = n * oh * ow
+        // dY as channels × pixels, the GEMMs' layout
+        let dyc = Tensor(uninitialized: [outChannels, np])
+        try Kernels.nchwToCnhw(n: n, c: outChannels, positions: oh * ow, x: dy.storage, y: dyc.storage)
         let dw = Tensor(uninitialized: weight.shape)
-        try Kernels.gemmTN(m: outChannels, n: patch, k: rows, a: dy2.storage, b: cols.storage,
-                           mask: weight.maskStorage, c: dw.storage)
+        try Kernels.convWeightGradient(outChannels: outChannels, patch: patch, columns: np, dyc: dyc.storage,
+                                       cols: cols.storage, mask: weight.maskStorage, dw: dw.storage)
         weight.grad = dw
         if let bias {
             let db = Tensor(uninitialized: [outChannels])
-            try Kernels.sumRows(m: rows, n: outChannels, x: dy2.storage, out: db.storage)
+            try Kernels.biasGradNCHW(n: n, c: outChannels, positions: oh * ow, dy: dy.storage, db: db.storage)
             bias.grad = db
         }
         guard needInputGradient else { return nil }
-        let dcols = Tensor(uninitialized: [rows, patch])
-        try Kernels.gemmNN(m: rows, n: patch, k: outChannels, a: dy2.storage, w: weight.value.storage,
-                           mask: weight.maskStorage, c: dcols.storage)
+        let dcols = Tensor(uninitialized: [patch, np])
+        try Kernels.convInputGradient(outChannels: outChannels, patch: patch, columns: np, w: weight.value.storage,
+                                      mask: weight.maskStorage, dyc: dyc.storage, dcols: dcols.storage)
         let dx = Tensor(uninitialized: inputShape)
         try Kernels.col2im(n: n, c: inChannels, h: h, w: w, kh: kernelSize, kw: kernelSize, stride: stride,
                            dcols: dcols.storage, dx: dx.storage)
