@@ -157,6 +157,24 @@ pk_status pk_col2im_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, 
                         int64_t s, const float *dcols, float *dx);
 /// pk_nchw_to_cnhw_f32 — y[c,n,p] := x[n,c,p]; x N×C×P, y C×N×P (plane copies).
 pk_status pk_nchw_to_cnhw_f32(int64_t N, int64_t C, int64_t P, const float *x, float *y);
+/// pk_conv2d_forward_f32 — y := conv(x, W ⊙ M) + bias; NCHW, no padding, stride s.
+/// Shapes    x N×C×H×W, W OC×C×KH×KW, M same as W (uint8) or NULL, bias OC or NULL, y N×OC×OH×OW.
+/// Method    images in chunks of about 1 MiB of im2col columns (chunk size from the shape only), each
+///           chunk im2col'd into per-thread scratch and multiplied by the masked GEMM; y is write-only.
+/// Threads   chunks in parallel (or one chunk with parallel GEMMs when there are fewer than 8):
+///           identical bits for any thread count. Errors PK_ERR_SHAPE, PK_ERR_NULL, PK_ERR_ALIAS, PK_ERR_NOMEM.
+/// Reference pk_ref_conv2d_forward_f32 (direct six-deep loop).
+pk_status pk_conv2d_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH, int64_t KW,
+                                int64_t s, const float *x, const float *w, const uint8_t *mask,
+                                const float *bias, float *y);
+/// pk_conv2d_backward_f32 — gradients of pk_conv2d_forward_f32 for upstream gradient dy (N×OC×OH×OW):
+///           dw := (Σ_n dy_n · cols_nᵀ) ⊙ M (masked entries exactly 0), db := Σ dy per channel
+///           (when db != NULL), dx := col2im((W ⊙ M)ᵀ · dy) (when dx != NULL). All outputs write-only.
+/// Threads   per-chunk partial dw summed in chunk order: identical bits for any thread count.
+/// Reference pk_ref_conv2d_backward_f32.
+pk_status pk_conv2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH, int64_t KW,
+                                 int64_t s, const float *x, const float *w, const uint8_t *mask,
+                                 const float *dy, float *dw, float *db, float *dx);
 /// pk_bias_grad_nchw_f32 — db[c] := Σ_{n,p} dy[n,c,p]; fixed order.
 pk_status pk_bias_grad_nchw_f32(int64_t N, int64_t C, int64_t P, const float *dy, float *db);
 
@@ -219,6 +237,12 @@ pk_status pk_ref_im2col_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t 
                             int64_t s, const float *x, float *cols);
 pk_status pk_ref_col2im_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
                             int64_t s, const float *dcols, float *dx);
+pk_status pk_ref_conv2d_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH, int64_t KW,
+                                    int64_t s, const float *x, const float *w, const uint8_t *mask,
+                                    const float *bias, float *y);
+pk_status pk_ref_conv2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH, int64_t KW,
+                                     int64_t s, const float *x, const float *w, const uint8_t *mask,
+                                     const float *dy, float *dw, float *db, float *dx);
 pk_status pk_ref_maxpool2d_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t k,
                                        const float *x, float *y, int32_t *idx);
 pk_status pk_ref_maxpool2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t k,

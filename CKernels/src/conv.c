@@ -7,7 +7,18 @@
 #include "internal.h"
 #include <string.h>
 
+#include <emmintrin.h>
+
 typedef struct { int64_t N, C, H, W, KH, KW, s, OH, OW; const float *in; float *out; } conv_ctx;
+
+// Copies a short row (an output row of OW pixels) without a libc call per row (the attribute keeps
+// the compiler from turning the loop back into one).
+#define PK_NO_LIBC_COPY __attribute__((no_builtin("memcpy", "memmove")))
+static inline PK_NO_LIBC_COPY void copy_row(float *restrict dst, const float *restrict src, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) _mm_storeu_ps(dst + i, _mm_loadu_ps(src + i));
+    for (; i < n; i++) dst[i] = src[i];
+}
 
 static int conv_dims(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t s,
                      int64_t *OH, int64_t *OW) {
@@ -18,7 +29,7 @@ static int conv_dims(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int
     return 1;
 }
 
-static void im2col_range(void *v, int64_t b, int64_t e) {
+static PK_NO_LIBC_COPY void im2col_range(void *v, int64_t b, int64_t e) {
     // rows [b, e) of cols: row (c, kh, kw) holds x[n, c, oh·s+kh, ow·s+kw] for every (n, oh, ow)
     const conv_ctx *x = v;
     const int64_t P = x->OH * x->OW, NP = x->N * P;
@@ -29,7 +40,7 @@ static void im2col_range(void *v, int64_t b, int64_t e) {
             const float *img = x->in + (n * x->C + c) * x->H * x->W + kh * x->W + kw;
             for (int64_t oh = 0; oh < x->OH; oh++) {
                 const float *src = img + oh * x->s * x->W;
-                if (x->s == 1) memcpy(dst, src, (size_t)x->OW * sizeof(float));
+                if (x->s == 1) copy_row(dst, src, x->OW);
                 else for (int64_t ow = 0; ow < x->OW; ow++) dst[ow] = src[ow * x->s];
                 dst += x->OW;
             }
@@ -129,5 +140,169 @@ pk_status pk_bias_grad_nchw_f32(int64_t N, int64_t C, int64_t P, const float *dy
     if (pk_overlaps(db, (size_t)C * 4, dy, (size_t)(N * C * P) * 4)) return PK_ERR_ALIAS;
     bias_ctx c = {N, C, P, dy, db};
     pk_parallel_for(C, 1, bias_grad_range, &c);
+    return PK_OK;
+}
+
+// ---- fused convolution: image chunks, each im2col'd into per-thread scratch and multiplied there
+//
+// A chunk holds about 1 MiB of columns, so im2col output, GEMM operands and col2im input stay in
+// cache instead of streaming a batch-sized column matrix through memory. The chunk size depends
+// on the shape only. With at least CONV_MIN_CHUNKS chunks they run in parallel, one thread per
+// chunk; otherwise the whole batch is one chunk and the GEMMs inside parallelise. Either way each
+// output element is computed by one thread in a fixed order, and the weight gradient sums
+// per-chunk partials in chunk order: identical bits for any thread count.
+#define CONV_CHUNK_BYTES (1 << 20)
+#define CONV_MIN_CHUNKS 8
+
+typedef struct {
+    int64_t N, C, H, W, OC, KH, KW, s, OH, OW, K, P, per, chunks;
+    const float *x, *w, *bias, *dy;
+    const uint8_t *mask;
+    float *y, *dx, *partials;
+    pk_status *status;
+} fused_ctx;
+
+static void fused_plan(fused_ctx *f) {
+    f->OH = (f->H - f->KH) / f->s + 1;
+    f->OW = (f->W - f->KW) / f->s + 1;
+    f->K = f->C * f->KH * f->KW;
+    f->P = f->OH * f->OW;
+    int64_t per = CONV_CHUNK_BYTES / PK_MAX((int64_t)1, f->K * f->P * (int64_t)sizeof(float));
+    f->per = PK_MAX((int64_t)1, PK_MIN(per, f->N));
+    f->chunks = (f->N + f->per - 1) / f->per;
+    if (f->chunks < CONV_MIN_CHUNKS) { f->per = f->N; f->chunks = 1; }
+}
+
+static pk_status conv_forward_chunk(const fused_ctx *f, int64_t q) {
+    // images [q·per, q·per + nb): cols (K × nb·P) then y = (W ⊙ M)·cols + bias, stored NCHW
+    int64_t n0 = q * f->per, nb = PK_MIN(f->per, f->N - n0), np = nb * f->P;
+    float *cols = pk_scratch(4, (size_t)(f->K * np) * sizeof(float));
+    if (!cols) return PK_ERR_NOMEM;
+    pk_status st = pk_im2col_f32(nb, f->C, f->H, f->W, f->KH, f->KW, f->s, f->x + n0 * f->C * f->H * f->W, cols);
+    if (st != PK_OK) return st;
+    pk_gemm_desc d = {.m = f->OC, .n = np, .k = f->K, .alpha = 1.0f, .beta = 0.0f,
+                      .A = f->w, .a_rs = f->K, .a_cs = 1, .MA = f->mask, .ma_rs = f->K, .ma_cs = 1,
+                      .B = cols, .b_rs = np, .b_cs = 1,
+                      .C = f->y + n0 * f->OC * f->P, .c_rs = f->P, .c_cs = 1, .c_cblock = f->P,
+                      .c_cblock_stride = f->OC * f->P, .bias_row = f->bias};
+    return pk_gemm_f32(&d);
+}
+
+static PK_NO_LIBC_COPY pk_status conv_backward_chunk(const fused_ctx *f, int64_t q) {
+    // images [q·per, q·per + nb): partial dW_q = dYc·colsᵀ; dx = col2im((W ⊙ M)ᵀ·dYc)
+    int64_t n0 = q * f->per, nb = PK_MIN(f->per, f->N - n0), np = nb * f->P;
+    float *cols = pk_scratch(4, (size_t)(f->K * np) * sizeof(float));
+    float *dyc = pk_scratch(5, (size_t)(f->OC * np) * sizeof(float));
+    if (!cols || !dyc) return PK_ERR_NOMEM;
+    pk_status st = pk_im2col_f32(nb, f->C, f->H, f->W, f->KH, f->KW, f->s, f->x + n0 * f->C * f->H * f->W, cols);
+    if (st != PK_OK) return st;
+    // dY of the chunk as channels × pixels
+    for (int64_t oc = 0; oc < f->OC; oc++)
+        for (int64_t n = 0; n < nb; n++)
+            copy_row(dyc + oc * np + n * f->P, f->dy + ((n0 + n) * f->OC + oc) * f->P, f->P);
+    pk_gemm_desc g = {.m = f->OC, .n = f->K, .k = np, .alpha = 1.0f, .beta = 0.0f,
+                      .A = dyc, .a_rs = np, .a_cs = 1, .B = cols, .b_rs = 1, .b_cs = np,
+                      .C = f->partials + q * f->OC * f->K, .c_rs = f->K, .c_cs = 1};
+    if ((st = pk_gemm_f32(&g)) != PK_OK) return st;
+    if (!f->dx) return PK_OK;
+    // the columns are no longer needed: reuse them for dcols
+    pk_gemm_desc h = {.m = f->K, .n = np, .k = f->OC, .alpha = 1.0f, .beta = 0.0f,
+                      .A = f->w, .a_rs = 1, .a_cs = f->K, .MA = f->mask, .ma_rs = 1, .ma_cs = f->K,
+                      .B = dyc, .b_rs = np, .b_cs = 1, .C = cols, .c_rs = np, .c_cs = 1};
+    if ((st = pk_gemm_f32(&h)) != PK_OK) return st;
+    return pk_col2im_f32(nb, f->C, f->H, f->W, f->KH, f->KW, f->s, cols, f->dx + n0 * f->C * f->H * f->W);
+}
+
+static void fused_forward_range(void *v, int64_t b, int64_t e) {
+    // chunks [b, e)
+    fused_ctx *f = v;
+    for (int64_t q = b; q < e; q++) { pk_status st = conv_forward_chunk(f, q); if (st != PK_OK) f->status[q] = st; }
+}
+
+static void fused_backward_range(void *v, int64_t b, int64_t e) {
+    // chunks [b, e)
+    fused_ctx *f = v;
+    for (int64_t q = b; q < e; q++) { pk_status st = conv_backward_chunk(f, q); if (st != PK_OK) f->status[q] = st; }
+}
+
+static pk_status conv_check(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH, int64_t KW,
+                            int64_t s) {
+    int64_t OH, OW;
+    if (OC < 0 || !conv_dims(N, C, H, W, KH, KW, s, &OH, &OW)) return PK_ERR_SHAPE;
+    return PK_OK;
+}
+
+static pk_status run_chunks(fused_ctx *f, pk_range_fn fn) {
+    pk_status *status = pk_scratch(7, (size_t)f->chunks * sizeof(pk_status));
+    if (!status) return PK_ERR_NOMEM;
+    for (int64_t q = 0; q < f->chunks; q++) status[q] = PK_OK;
+    f->status = status;
+    if (f->chunks == 1) fn(f, 0, 1); // one chunk: its GEMMs parallelise inside
+    else pk_parallel_for(f->chunks, 1, fn, f);
+    for (int64_t q = 0; q < f->chunks; q++) if (status[q] != PK_OK) return status[q];
+    return PK_OK;
+}
+
+pk_status pk_conv2d_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH, int64_t KW,
+                                int64_t s, const float *x, const float *w, const uint8_t *mask,
+                                const float *bias, float *y) {
+    pk_status st = conv_check(N, C, H, W, OC, KH, KW, s);
+    if (st != PK_OK) return st;
+    if (N == 0 || OC == 0) return PK_OK;
+    if (!x || !w || !y) return PK_ERR_NULL;
+    fused_ctx f = {.N = N, .C = C, .H = H, .W = W, .OC = OC, .KH = KH, .KW = KW, .s = s,
+                   .x = x, .w = w, .bias = bias, .mask = mask, .y = y};
+    fused_plan(&f);
+    size_t yb = (size_t)(N * OC * f.P) * 4;
+    if (pk_overlaps(y, yb, x, (size_t)(N * C * H * W) * 4) || pk_overlaps(y, yb, w, (size_t)(OC * f.K) * 4) ||
+        (bias && pk_overlaps(y, yb, bias, (size_t)OC * 4)) || (mask && pk_overlaps(y, yb, mask, (size_t)(OC * f.K))))
+        return PK_ERR_ALIAS;
+    return run_chunks(&f, fused_forward_range);
+}
+
+typedef struct { int64_t chunks, count; const float *partials; const uint8_t *mask; float *dw; } dw_reduce_ctx;
+
+static void dw_reduce_range(void *v, int64_t b, int64_t e) {
+    // weights [b, e): dw = Σ_q partial_q in chunk order, masked entries written as 0
+    const dw_reduce_ctx *r = v;
+    for (int64_t i = b; i < e; i++) {
+        float s = r->partials[i];
+        for (int64_t q = 1; q < r->chunks; q++) s += r->partials[q * r->count + i];
+        r->dw[i] = (r->mask && !r->mask[i]) ? 0.0f : s;
+    }
+}
+
+pk_status pk_conv2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH, int64_t KW,
+                                 int64_t s, const float *x, const float *w, const uint8_t *mask,
+                                 const float *dy, float *dw, float *db, float *dx) {
+    pk_status st = conv_check(N, C, H, W, OC, KH, KW, s);
+    if (st != PK_OK) return st;
+    if (OC == 0) return PK_OK;
+    if (!w || !dw || (N > 0 && (!x || !dy))) return PK_ERR_NULL;
+    fused_ctx f = {.N = N, .C = C, .H = H, .W = W, .OC = OC, .KH = KH, .KW = KW, .s = s,
+                   .x = x, .w = w, .dy = dy, .mask = mask, .dx = dx};
+    fused_plan(&f);
+    size_t wb = (size_t)(OC * f.K) * 4, xb = (size_t)(N * C * H * W) * 4, yb = (size_t)(N * OC * f.P) * 4;
+    if (pk_overlaps(dw, wb, w, wb) || pk_overlaps(dw, wb, x, xb) || pk_overlaps(dw, wb, dy, yb) ||
+        (dx && (pk_overlaps(dx, xb, x, xb) || pk_overlaps(dx, xb, dy, yb) || pk_overlaps(dx, xb, w, wb) ||
+                pk_overlaps(dx, xb, dw, wb))) ||
+        (db && (pk_overlaps(db, (size_t)OC * 4, dy, yb) || pk_overlaps(db, (size_t)OC * 4, dw, wb))))
+        return PK_ERR_ALIAS;
+    if (N == 0 || f.P == 0) {
+        for (int64_t i = 0; i < OC * f.K; i++) dw[i] = 0.0f;
+        if (db) for (int64_t i = 0; i < OC; i++) db[i] = 0.0f;
+        return PK_OK;
+    }
+    float *partials = f.chunks == 1 ? dw : pk_scratch(6, (size_t)(f.chunks * OC * f.K) * sizeof(float));
+    if (!partials) return PK_ERR_NOMEM;
+    f.partials = partials;
+    if ((st = run_chunks(&f, fused_backward_range)) != PK_OK) return st;
+    if (f.chunks == 1) {
+        if (mask) for (int64_t i = 0; i < OC * f.K; i++) if (!mask[i]) dw[i] = 0.0f;
+    } else {
+        dw_reduce_ctx r = {f.chunks, OC * f.K, partials, mask, dw};
+        pk_parallel_for(OC * f.K, 4096, dw_reduce_range, &r);
+    }
+    if (db) return pk_bias_grad_nchw_f32(N, OC, f.P, dy, db);
     return PK_OK;
 }

@@ -22,11 +22,12 @@ typedef struct {
     float *Ap, *Bp;
     int first, last;
     int a_in_place; // A row-major and unmasked with few rows: the micro-kernel reads it in place
+    int direct;     // full tiles may be written by the micro-kernel (alpha 1, beta 0, no bias or mask)
 } block_ctx;
 
 // ---- packing
 
-static void pack_b_range(void *vctx, int64_t begin, int64_t end) {
+__attribute__((no_builtin("memcpy", "memmove"))) static void pack_b_range(void *vctx, int64_t begin, int64_t end) {
     // panels [begin, end) of B̃: Bp[panel][p][c] = opB(p0+p, j0+panel·NR+c) (0 past n or where masked)
     const block_ctx *x = vctx;
     const pk_gemm_desc *d = x->d;
@@ -42,7 +43,7 @@ static void pack_b_range(void *vctx, int64_t begin, int64_t end) {
                 int64_t w = PK_MIN((int64_t)nr, jend - jb);
                 float *restrict dst = x->Bp + q * nr * x->kc + p * nr;
                 if (ms) for (int64_t c = 0; c < w; c++) dst[c] = ms[(jb + c) * d->mb_cs] ? src[jb + c] : 0.0f;
-                else memcpy(dst, src + jb, (size_t)w * sizeof(float));
+                else for (int64_t c = 0; c < w; c++) dst[c] = src[jb + c];
                 for (int64_t c = w; c < nr; c++) dst[c] = 0.0f;
             }
         }
@@ -164,11 +165,19 @@ static void compute_range(void *vctx, int64_t begin, int64_t end) {
         int64_t jr = t / nir, ir = t % nir;
         int64_t i = x->i0 + ir * mr, j = x->j0 + jr * nr;
         int64_t h = PK_MIN((int64_t)mr, x->i0 + x->mc - i);
-        if (x->a_in_place)
+        int64_t w = PK_MIN((int64_t)nr, x->j0 + x->nc - j);
+        if (x->a_in_place) {
             x->u.ukr_rows(x->kc, x->d->A + i * x->d->a_rs + x->p0, x->d->a_rs, h, x->Bp + jr * nr * x->kc, acc);
-        else
-            x->u.ukr(x->kc, x->Ap + ir * mr * x->kc, x->Bp + jr * nr * x->kc, acc);
-        epilogue(x->d, x->first, x->last, i, j, h, PK_MIN((int64_t)nr, x->j0 + x->nc - j), nr, acc);
+        } else if (x->direct && h == mr && w == nr && (x->d->c_cblock == 0 || (j % x->d->c_cblock) + nr <= x->d->c_cblock)) {
+            // full tile, plain update: the micro-kernel writes C itself
+            const pk_gemm_desc *d = x->d;
+            x->u.ukr(x->kc, x->Ap + ir * mr * x->kc, x->Bp + jr * nr * x->kc, NULL, d->C + row_off(d, i) + col_off(d, j),
+                     d->c_rs, x->first ? PK_UKR_STORE_C : PK_UKR_ADD_C);
+            continue;
+        } else {
+            x->u.ukr(x->kc, x->Ap + ir * mr * x->kc, x->Bp + jr * nr * x->kc, acc, NULL, 0, PK_UKR_TO_ACC);
+        }
+        epilogue(x->d, x->first, x->last, i, j, h, w, nr, acc);
     }
 }
 
@@ -195,12 +204,16 @@ static pk_status gemm_blocked(const pk_gemm_desc *d) {
     float *Ap = a_in_place ? NULL
                            : pk_scratch(1, (size_t)kcb * PK_MIN(MC, ((d->m + u.mr - 1) / u.mr) * u.mr) * sizeof(float));
     if (!Bp || (!a_in_place && !Ap)) return PK_ERR_NOMEM;
+    // the micro-kernel may store full tiles itself: unit column stride, rows not split in blocks,
+    // and an epilogue that would only copy (or add) the product
+    const int direct = d->alpha == 1.0f && d->beta == 0.0f && !d->bias_row && !d->bias_col && !d->MC &&
+                       d->c_cs == 1 && d->c_rblock == 0;
     for (int64_t j0 = 0; j0 < d->n; j0 += NC_MAX) {
         int64_t nc = PK_MIN((int64_t)NC_MAX, d->n - j0);
         int64_t njr = (nc + u.nr - 1) / u.nr;
         for (int64_t p0 = 0; p0 < d->k; p0 += kcb) {
             int64_t kc = PK_MIN(kcb, d->k - p0);
-            block_ctx x = {d, u, 0, j0, p0, 0, nc, kc, Ap, Bp, p0 == 0, p0 + kc == d->k, a_in_place};
+            block_ctx x = {d, u, 0, j0, p0, 0, nc, kc, Ap, Bp, p0 == 0, p0 + kc == d->k, a_in_place, direct};
             pk_parallel_for(njr, 4, pack_b_range, &x);
             for (int64_t i0 = 0; i0 < d->m; i0 += MC) {
                 x.i0 = i0;

@@ -31,3 +31,66 @@ pk_status pk_ref_col2im_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t 
                                 dcols[((c * KH + kh) * KW + kw) * NP + (n * OH + oh) * OW + ow];
     return PK_OK;
 }
+
+// Direct convolution, the textbook six-deep loop.
+pk_status pk_ref_conv2d_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH, int64_t KW,
+                                    int64_t s, const float *x, const float *w, const uint8_t *mask,
+                                    const float *bias, float *y) {
+    if (N < 0 || C < 0 || OC < 0 || KH < 1 || KW < 1 || s < 1 || KH > H || KW > W) return PK_ERR_SHAPE;
+    int64_t OH = (H - KH) / s + 1, OW = (W - KW) / s + 1;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t o = 0; o < OC; o++)
+            for (int64_t oh = 0; oh < OH; oh++)
+                for (int64_t ow = 0; ow < OW; ow++) {
+                    double acc = bias ? bias[o] : 0.0;
+                    for (int64_t c = 0; c < C; c++)
+                        for (int64_t kh = 0; kh < KH; kh++)
+                            for (int64_t kw = 0; kw < KW; kw++) {
+                                int64_t wi = ((o * C + c) * KH + kh) * KW + kw;
+                                if (mask && !mask[wi]) continue;
+                                acc += (double)w[wi] * x[((n * C + c) * H + oh * s + kh) * W + ow * s + kw];
+                            }
+                    y[((n * OC + o) * OH + oh) * OW + ow] = (float)acc;
+                }
+    return PK_OK;
+}
+
+pk_status pk_ref_conv2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH, int64_t KW,
+                                     int64_t s, const float *x, const float *w, const uint8_t *mask,
+                                     const float *dy, float *dw, float *db, float *dx) {
+    if (N < 0 || C < 0 || OC < 0 || KH < 1 || KW < 1 || s < 1 || KH > H || KW > W) return PK_ERR_SHAPE;
+    int64_t OH = (H - KH) / s + 1, OW = (W - KW) / s + 1, K = C * KH * KW;
+    for (int64_t i = 0; i < OC * K; i++) {
+        double acc = 0.0;
+        int64_t o = i / K, c = (i / (KH * KW)) % C, kh = (i / KW) % KH, kw = i % KW;
+        if (!mask || mask[i])
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t oh = 0; oh < OH; oh++)
+                    for (int64_t ow = 0; ow < OW; ow++)
+                        acc += (double)dy[((n * OC + o) * OH + oh) * OW + ow] * x[((n * C + c) * H + oh * s + kh) * W + ow * s + kw];
+        dw[i] = (float)acc;
+    }
+    if (db)
+        for (int64_t o = 0; o < OC; o++) {
+            double acc = 0.0;
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t p = 0; p < OH * OW; p++) acc += dy[(n * OC + o) * OH * OW + p];
+            db[o] = (float)acc;
+        }
+    if (dx) {
+        for (int64_t i = 0; i < N * C * H * W; i++) dx[i] = 0.0f;
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t o = 0; o < OC; o++)
+                for (int64_t oh = 0; oh < OH; oh++)
+                    for (int64_t ow = 0; ow < OW; ow++)
+                        for (int64_t c = 0; c < C; c++)
+                            for (int64_t kh = 0; kh < KH; kh++)
+                                for (int64_t kw = 0; kw < KW; kw++) {
+                                    int64_t wi = ((o * C + c) * KH + kh) * KW + kw;
+                                    if (mask && !mask[wi]) continue;
+                                    dx[((n * C + c) * H + oh * s + kh) * W + ow * s + kw] +=
+                                        w[wi] * dy[((n * OC + o) * OH + oh) * OW + ow];
+                                }
+    }
+    return PK_OK;
+}

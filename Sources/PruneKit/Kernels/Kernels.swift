@@ -99,51 +99,22 @@ enum Kernels {
                                 dcols.base, dx.base), "col2im")
     }
 
-    /// y (N×OC×P, NCHW) := (W ⊙ M)(OC×K) · cols (K × N·P) + bias per channel.
-    static func convForward(images: Int, outChannels oc: Int, patch k: Int, positions p: Int, w: FloatStorage,
-                            mask: ByteStorage?, cols: FloatStorage, bias: FloatStorage?, y: FloatStorage) throws {
-        let np = Int64(images * p)
-        var d = pk_gemm_desc()
-        d.m = Int64(oc); d.n = np; d.k = Int64(k); d.alpha = 1; d.beta = 0
-        d.A = UnsafePointer(w.base); d.a_rs = Int64(k); d.a_cs = 1
-        if let mask { d.MA = UnsafePointer(mask.base); d.ma_rs = Int64(k); d.ma_cs = 1 }
-        d.B = UnsafePointer(cols.base); d.b_rs = np; d.b_cs = 1
-        // column j = (image j/P, position j%P) → y[image][channel][position]
-        d.C = y.base; d.c_rs = Int64(p); d.c_cs = 1; d.c_cblock = Int64(p); d.c_cblock_stride = Int64(oc * p)
-        if let bias { d.bias_row = UnsafePointer(bias.base) }
-        try check(pk_gemm_f32(&d), "gemm (conv forward)")
+    /// y (N×OC×OH×OW) := conv(x, W ⊙ M) + bias, no padding.
+    static func convForward(n: Int, c: Int, h: Int, w: Int, outChannels oc: Int, kernel k: Int, stride: Int,
+                            x: FloatStorage, weight: FloatStorage, mask: ByteStorage?, bias: FloatStorage?,
+                            y: FloatStorage) throws {
+        try check(pk_conv2d_forward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(k),
+                                        Int64(stride), x.base, weight.base, ptr(mask), ptr(bias), y.base),
+                  "conv2d_forward")
     }
 
-    /// dW (OC×K) := (dYc (OC × NP) · colsᵀ) ⊙ M.
-    static func convWeightGradient(outChannels oc: Int, patch k: Int, columns np: Int, dyc: FloatStorage,
-                                   cols: FloatStorage, mask: ByteStorage?, dw: FloatStorage) throws {
-        var d = pk_gemm_desc()
-        d.m = Int64(oc); d.n = Int64(k); d.k = Int64(np); d.alpha = 1; d.beta = 0
-        d.A = UnsafePointer(dyc.base); d.a_rs = Int64(np); d.a_cs = 1
-        d.B = UnsafePointer(cols.base); d.b_rs = 1; d.b_cs = Int64(np)
-        d.C = dw.base; d.c_rs = Int64(k); d.c_cs = 1
-        if let mask { d.MC = UnsafePointer(mask.base); d.mc_rs = Int64(k); d.mc_cs = 1 }
-        try check(pk_gemm_f32(&d), "gemm (conv weight gradient)")
-    }
-
-    /// dcols (K × NP) := (W ⊙ M)ᵀ · dYc (OC × NP).
-    static func convInputGradient(outChannels oc: Int, patch k: Int, columns np: Int, w: FloatStorage,
-                                  mask: ByteStorage?, dyc: FloatStorage, dcols: FloatStorage) throws {
-        var d = pk_gemm_desc()
-        d.m = Int64(k); d.n = Int64(np); d.k = Int64(oc); d.alpha = 1; d.beta = 0
-        d.A = UnsafePointer(w.base); d.a_rs = 1; d.a_cs = Int64(k)
-        if let mask { d.MA = UnsafePointer(mask.base); d.ma_rs = 1; d.ma_cs = Int64(k) }
-        d.B = UnsafePointer(dyc.base); d.b_rs = Int64(np); d.b_cs = 1
-        d.C = dcols.base; d.c_rs = Int64(np); d.c_cs = 1
-        try check(pk_gemm_f32(&d), "gemm (conv input gradient)")
-    }
-
-    static func nchwToCnhw(n: Int, c: Int, positions: Int, x: FloatStorage, y: FloatStorage) throws {
-        try check(pk_nchw_to_cnhw_f32(Int64(n), Int64(c), Int64(positions), x.base, y.base), "nchw_to_cnhw")
-    }
-
-    static func biasGradNCHW(n: Int, c: Int, positions: Int, dy: FloatStorage, db: FloatStorage) throws {
-        try check(pk_bias_grad_nchw_f32(Int64(n), Int64(c), Int64(positions), dy.base, db.base), "bias_grad_nchw")
+    /// dW (masked), db and, when dx is given, dx of a convolution.
+    static func convBackward(n: Int, c: Int, h: Int, w: Int, outChannels oc: Int, kernel k: Int, stride: Int,
+                             x: FloatStorage, weight: FloatStorage, mask: ByteStorage?, dy: FloatStorage,
+                             dw: FloatStorage, db: FloatStorage?, dx: FloatStorage?) throws {
+        try check(pk_conv2d_backward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(k),
+                                         Int64(stride), x.base, weight.base, ptr(mask), dy.base, dw.base, ptr(db),
+                                         ptr(dx)), "conv2d_backward")
     }
 
     // MARK: pooling

@@ -8,8 +8,7 @@ public final class Conv2d: Layer {
     public let stride: Int
     public let weight: Parameter
     public let bias: Parameter?
-    private var cols: Tensor?
-    private var inputShape: [Int] = []
+    private var input: Tensor?
 
     public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, bias: Bool = true,
                 rng: inout SeededGenerator) {
@@ -58,44 +57,27 @@ public final class Conv2d: Layer {
         }
         let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         let (oh, ow) = outputSize(h, w)
-        // cols: one row per (c, kh, kw), one column per output pixel (n, oh, ow)
-        let c = Tensor(uninitialized: [patch, n * oh * ow])
-        try Kernels.im2col(n: n, c: inChannels, h: h, w: w, kh: kernelSize, kw: kernelSize, stride: stride,
-                           x: x.storage, cols: c.storage)
         let y = Tensor(uninitialized: [n, outChannels, oh, ow])
-        try Kernels.convForward(images: n, outChannels: outChannels, patch: patch, positions: oh * ow,
-                                w: weight.value.storage, mask: weight.maskStorage, cols: c.storage,
+        try Kernels.convForward(n: n, c: inChannels, h: h, w: w, outChannels: outChannels, kernel: kernelSize,
+                                stride: stride, x: x.storage, weight: weight.value.storage, mask: weight.maskStorage,
                                 bias: bias?.value.storage, y: y.storage)
-        cols = training ? c : nil
-        inputShape = x.shape
+        input = training ? x : nil
         return y
     }
 
     public func backward(_ dy: Tensor, needInputGradient: Bool) throws -> Tensor? {
-        guard let cols else { throw LayerError.backwardBeforeForward(summary) }
-        let (n, h, w) = (inputShape[0], inputShape[2], inputShape[3])
+        guard let x = input else { throw LayerError.backwardBeforeForward(summary) }
+        let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         let (oh, ow) = outputSize(h, w)
         try dy.expectShape([n, outChannels, oh, ow])
-        let np = n * oh * ow
-        // dY as channels × pixels, the GEMMs' layout
-        let dyc = Tensor(uninitialized: [outChannels, np])
-        try Kernels.nchwToCnhw(n: n, c: outChannels, positions: oh * ow, x: dy.storage, y: dyc.storage)
         let dw = Tensor(uninitialized: weight.shape)
-        try Kernels.convWeightGradient(outChannels: outChannels, patch: patch, columns: np, dyc: dyc.storage,
-                                       cols: cols.storage, mask: weight.maskStorage, dw: dw.storage)
+        let db = bias.map { _ in Tensor(uninitialized: [outChannels]) }
+        let dx = needInputGradient ? Tensor(uninitialized: x.shape) : nil
+        try Kernels.convBackward(n: n, c: inChannels, h: h, w: w, outChannels: outChannels, kernel: kernelSize,
+                                 stride: stride, x: x.storage, weight: weight.value.storage, mask: weight.maskStorage,
+                                 dy: dy.storage, dw: dw.storage, db: db?.storage, dx: dx?.storage)
         weight.grad = dw
-        if let bias {
-            let db = Tensor(uninitialized: [outChannels])
-            try Kernels.biasGradNCHW(n: n, c: outChannels, positions: oh * ow, dy: dy.storage, db: db.storage)
-            bias.grad = db
-        }
-        guard needInputGradient else { return nil }
-        let dcols = Tensor(uninitialized: [patch, np])
-        try Kernels.convInputGradient(outChannels: outChannels, patch: patch, columns: np, w: weight.value.storage,
-                                      mask: weight.maskStorage, dyc: dyc.storage, dcols: dcols.storage)
-        let dx = Tensor(uninitialized: inputShape)
-        try Kernels.col2im(n: n, c: inChannels, h: h, w: w, kh: kernelSize, kw: kernelSize, stride: stride,
-                           dcols: dcols.storage, dx: dx.storage)
+        if let bias, let db { bias.grad = db }
         return dx
     }
 }
