@@ -112,6 +112,7 @@ pk_status pk_linear_forward_f32(int64_t m, int64_t n, int64_t k,
 /// Threads   tiles of C (or, for a small C with a long k, fixed k chunks summed in order): identical
 ///           bits for any thread count. Errors PK_ERR_NULL, PK_ERR_SHAPE, PK_ERR_ALIAS, PK_ERR_NOMEM.
 /// Reference pk_ref_gemm_f32.
+struct pk_update_desc;
 typedef struct pk_gemm_desc {
     int64_t m, n, k;
     float alpha, beta;
@@ -123,6 +124,9 @@ typedef struct pk_gemm_desc {
     int64_t c_rblock, c_rblock_stride, c_cblock, c_cblock_stride;
     const float *bias_row, *bias_col;
     const uint8_t *MC; int64_t mc_rs, mc_cs;
+    /// Optional fused optimizer step: the final C(i,j) is the gradient of the parameter element
+    /// at i·update->ld + j (C may then be NULL); entries masked by MC are skipped.
+    const struct pk_update_desc *update;
 } pk_gemm_desc;
 pk_status pk_gemm_f32(const pk_gemm_desc *d);
 
@@ -175,6 +179,13 @@ pk_status pk_conv2d_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int6
 pk_status pk_conv2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH, int64_t KW,
                                  int64_t s, const float *x, const float *w, const uint8_t *mask,
                                  const float *dy, float *dw, float *db, float *dx);
+/// pk_conv2d_backward_update_f32 — as pk_conv2d_backward_f32, then the optimizer step u applied to
+///           the weights (u->w, u->ld = C·KH·KW) while the per-chunk partial gradients are summed:
+///           no separate pass over dW. dx is computed before the weights change. dw may be NULL.
+pk_status pk_conv2d_backward_update_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH,
+                                        int64_t KW, int64_t s, const float *x, const float *w,
+                                        const uint8_t *mask, const float *dy, float *dw, float *db, float *dx,
+                                        const struct pk_update_desc *u);
 /// pk_bias_grad_nchw_f32 — db[c] := Σ_{n,p} dy[n,c,p]; fixed order.
 pk_status pk_bias_grad_nchw_f32(int64_t N, int64_t C, int64_t P, const float *dy, float *db);
 
@@ -203,16 +214,48 @@ pk_status pk_softmax_xent_f32(int64_t m, int64_t n, const float *logits, const i
 // mask may be NULL (all kept). Entries with mask[i] == 0 are not touched at all: the weight, its
 // optimizer state and the gradient keep their bits (the weight is 0 by the masking invariant).
 
-/// pk_sgd_step_f32 — g' = g + wd·w; v := momentum·v + g' (v may be NULL when momentum == 0);
-/// w := w − lr·(nesterov ? g' + momentum·v : v or g').
+typedef enum pk_update_kind { PK_UPDATE_SGD = 1, PK_UPDATE_ADAM = 2 } pk_update_kind;
+
+/// pk_update_desc — one optimizer step for a parameter, applied element-wise from its gradient g:
+///   SGD    g' = g + wd·w; m := momentum·m + g' (m = velocity, may be NULL when momentum == 0);
+///          w −= lr·(nesterov ? g' + momentum·m : (momentum ? m : g')).
+///   Adam   decoupled = 0: g' = g + wd·w (torch.optim.Adam); decoupled = 1: w −= lr·wd·w first (AdamW).
+///          m := b1·m + (1−b1)·g'; v := b2·v + (1−b2)·g'²; w −= lr/(1−b1^t) · m / (sqrt(v)/sqrt(1−b2^t) + eps).
+/// Element (i, j) of a matrix parameter lives at i·ld + j in w, m and v (fused GEMM epilogues);
+/// pk_update_f32 treats them as flat arrays. step is t ≥ 1, the step number after this update.
+typedef struct pk_update_desc {
+    pk_update_kind kind;
+    float lr, momentum, weight_decay, beta1, beta2, eps;
+    int nesterov, decoupled;
+    int64_t step;
+    float *w, *m, *v;
+    int64_t ld;
+} pk_update_desc;
+
+/// pk_update_f32 — applies u to n elements from gradient g, skipping entries whose mask is 0.
+/// Errors    PK_ERR_ARG (hyper-parameters out of domain), PK_ERR_NULL, PK_ERR_ALIAS, PK_ERR_SHAPE.
+/// Threads   element-wise, any split gives the same bits. Reference: pk_ref_sgd_step_f32 / pk_ref_adam_step_f32.
+pk_status pk_update_f32(int64_t n, const pk_update_desc *u, const uint8_t *mask, const float *g);
+
+/// pk_sgd_step_f32 — pk_update_f32 with an SGD description (v: the velocity).
 pk_status pk_sgd_step_f32(int64_t n, float lr, float momentum, float weight_decay, int nesterov,
                           const uint8_t *mask, const float *g, float *w, float *v);
-/// pk_adam_step_f32 — Adam (decoupled = 0: L2 added to g) or AdamW (decoupled = 1: w *= 1 − lr·wd).
-/// t ≥ 1 is the step number after this step (bias correction uses beta^t).
-/// m := b1·m + (1−b1)·g; v := b2·v + (1−b2)·g²; w −= lr·(m/(1−b1^t)) / (sqrt(v/(1−b2^t)) + eps).
+/// pk_adam_step_f32 — pk_update_f32 with an Adam (decoupled = 0) or AdamW (decoupled = 1) description.
 pk_status pk_adam_step_f32(int64_t n, float lr, float beta1, float beta2, float eps,
                            float weight_decay, int decoupled, int64_t t,
                            const uint8_t *mask, const float *g, float *w, float *m, float *v);
+
+/// pk_linear_weight_update_f32 — fused weight gradient and optimizer step of a masked Linear:
+///   g := (dYᵀ · X) ⊙ M (O×I), then u applied to every kept entry of the weight (u->ld ≥ I), in the
+///   GEMM's epilogue while the tile of g is in registers; dW (O×I, ldd) receives g when not NULL.
+///   Masked entries: weight and state untouched, dW written as 0.
+/// Shapes    dY B×O (lddy ≥ O), X B×I (ldx ≥ I), M O×I (ldm ≥ I) or NULL.
+/// Method    for B ≤ 1024 the whole batch is one k block, so no gradient buffer exists at all.
+/// Threads   identical bits for any thread count, and identical to pk_gemm_masked_tn_f32 followed by
+///           pk_update_f32. Errors as pk_gemm_f32 and pk_update_f32.
+pk_status pk_linear_weight_update_f32(int64_t O, int64_t I, int64_t B, const float *dY, int64_t lddy,
+                                      const float *X, int64_t ldx, const uint8_t *M, int64_t ldm,
+                                      const pk_update_desc *u, float *dW, int64_t ldd);
 
 // ------------------------------------------------------------------------------------------------
 // References (src/ref/): same contracts, naive loops, single-threaded.

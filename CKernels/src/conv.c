@@ -5,6 +5,7 @@
 // the forward convolution is then W (OC × C·KH·KW) · cols, a GEMM whose B operand is contiguous
 // along its rows, and whose output columns land directly in NCHW through the GEMM's column blocks.
 #include "internal.h"
+#include "optim_internal.h"
 #include <string.h>
 
 #include <emmintrin.h>
@@ -260,49 +261,77 @@ pk_status pk_conv2d_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int6
     return run_chunks(&f, fused_forward_range);
 }
 
-typedef struct { int64_t chunks, count; const float *partials; const uint8_t *mask; float *dw; } dw_reduce_ctx;
+typedef struct {
+    int64_t chunks, count;
+    const float *partials;
+    const uint8_t *mask;
+    float *dw;
+    const pk_update_desc *u;
+    pk_update_consts uc;
+} dw_reduce_ctx;
 
 static void dw_reduce_range(void *v, int64_t b, int64_t e) {
-    // weights [b, e): dw = Σ_q partial_q in chunk order, masked entries written as 0
+    // weights [b, e): g = Σ_q partial_q in chunk order; masked entries: dw = 0, no update;
+    // kept entries: dw = g and, when fused, the optimizer step from g
     const dw_reduce_ctx *r = v;
+    float dummy_m = 0.0f, dummy_v = 0.0f;
     for (int64_t i = b; i < e; i++) {
         float s = r->partials[i];
         for (int64_t q = 1; q < r->chunks; q++) s += r->partials[q * r->count + i];
-        r->dw[i] = (r->mask && !r->mask[i]) ? 0.0f : s;
+        int kept = !r->mask || r->mask[i];
+        if (r->dw) r->dw[i] = kept ? s : 0.0f;
+        if (kept && r->u)
+            pk_update_elem(&r->uc, s, r->u->w + i, r->u->m ? r->u->m + i : &dummy_m, r->u->v ? r->u->v + i : &dummy_v);
     }
+}
+
+pk_status pk_conv2d_backward_update_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH,
+                                        int64_t KW, int64_t s, const float *x, const float *w,
+                                        const uint8_t *mask, const float *dy, float *dw, float *db, float *dx,
+                                        const pk_update_desc *u) {
+    pk_status st = conv_check(N, C, H, W, OC, KH, KW, s);
+    if (st != PK_OK) return st;
+    if (u && (st = pk_update_check(u)) != PK_OK) return st;
+    if (OC == 0) return PK_OK;
+    if (!w || (!dw && !u) || (N > 0 && (!x || !dy))) return PK_ERR_NULL;
+    fused_ctx f = {.N = N, .C = C, .H = H, .W = W, .OC = OC, .KH = KH, .KW = KW, .s = s,
+                   .x = x, .w = w, .dy = dy, .mask = mask, .dx = dx};
+    fused_plan(&f);
+    size_t wb = (size_t)(OC * f.K) * 4, xb = (size_t)(N * C * H * W) * 4, yb = (size_t)(N * OC * f.P) * 4;
+    if ((dw && (pk_overlaps(dw, wb, w, wb) || pk_overlaps(dw, wb, x, xb) || pk_overlaps(dw, wb, dy, yb))) ||
+        (dx && (pk_overlaps(dx, xb, x, xb) || pk_overlaps(dx, xb, dy, yb) || pk_overlaps(dx, xb, w, wb) ||
+                (dw && pk_overlaps(dx, xb, dw, wb)))) ||
+        (db && (pk_overlaps(db, (size_t)OC * 4, dy, yb) || (dw && pk_overlaps(db, (size_t)OC * 4, dw, wb)))))
+        return PK_ERR_ALIAS;
+    if (u && (u->ld != f.K || (u->w != w && pk_overlaps(u->w, wb, w, wb)) || pk_overlaps(u->w, wb, x, xb) ||
+              pk_overlaps(u->w, wb, dy, yb) || (dx && pk_overlaps(u->w, wb, dx, xb))))
+        return u->ld != f.K ? PK_ERR_SHAPE : PK_ERR_ALIAS;
+    if (db) {
+        if (N == 0 || f.P == 0) { for (int64_t i = 0; i < OC; i++) db[i] = 0.0f; }
+        else if ((st = pk_bias_grad_nchw_f32(N, OC, f.P, dy, db)) != PK_OK) return st;
+    }
+    float *partials;
+    if (N == 0 || f.P == 0) {
+        partials = pk_scratch(6, (size_t)(OC * f.K) * sizeof(float));
+        if (!partials) return PK_ERR_NOMEM;
+        for (int64_t i = 0; i < OC * f.K; i++) partials[i] = 0.0f;
+        f.chunks = 1;
+    } else {
+        partials = pk_scratch(6, (size_t)(f.chunks * OC * f.K) * sizeof(float));
+        if (!partials) return PK_ERR_NOMEM;
+        f.partials = partials;
+        if ((st = run_chunks(&f, fused_backward_range)) != PK_OK) return st;
+    }
+    // dx is complete: the weights may change now
+    dw_reduce_ctx r = {f.chunks, OC * f.K, partials, mask, dw, u, {0}};
+    if (u) r.uc = pk_update_prepare(u);
+    pk_parallel_for(OC * f.K, 4096, dw_reduce_range, &r);
+    return PK_OK;
 }
 
 pk_status pk_conv2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH, int64_t KW,
                                  int64_t s, const float *x, const float *w, const uint8_t *mask,
                                  const float *dy, float *dw, float *db, float *dx) {
-    pk_status st = conv_check(N, C, H, W, OC, KH, KW, s);
-    if (st != PK_OK) return st;
-    if (OC == 0) return PK_OK;
-    if (!w || !dw || (N > 0 && (!x || !dy))) return PK_ERR_NULL;
-    fused_ctx f = {.N = N, .C = C, .H = H, .W = W, .OC = OC, .KH = KH, .KW = KW, .s = s,
-                   .x = x, .w = w, .dy = dy, .mask = mask, .dx = dx};
-    fused_plan(&f);
-    size_t wb = (size_t)(OC * f.K) * 4, xb = (size_t)(N * C * H * W) * 4, yb = (size_t)(N * OC * f.P) * 4;
-    if (pk_overlaps(dw, wb, w, wb) || pk_overlaps(dw, wb, x, xb) || pk_overlaps(dw, wb, dy, yb) ||
-        (dx && (pk_overlaps(dx, xb, x, xb) || pk_overlaps(dx, xb, dy, yb) || pk_overlaps(dx, xb, w, wb) ||
-                pk_overlaps(dx, xb, dw, wb))) ||
-        (db && (pk_overlaps(db, (size_t)OC * 4, dy, yb) || pk_overlaps(db, (size_t)OC * 4, dw, wb))))
-        return PK_ERR_ALIAS;
-    if (N == 0 || f.P == 0) {
-        for (int64_t i = 0; i < OC * f.K; i++) dw[i] = 0.0f;
-        if (db) for (int64_t i = 0; i < OC; i++) db[i] = 0.0f;
-        return PK_OK;
-    }
-    float *partials = f.chunks == 1 ? dw : pk_scratch(6, (size_t)(f.chunks * OC * f.K) * sizeof(float));
-    if (!partials) return PK_ERR_NOMEM;
-    f.partials = partials;
-    if ((st = run_chunks(&f, fused_backward_range)) != PK_OK) return st;
-    if (f.chunks == 1) {
-        if (mask) for (int64_t i = 0; i < OC * f.K; i++) if (!mask[i]) dw[i] = 0.0f;
-    } else {
-        dw_reduce_ctx r = {f.chunks, OC * f.K, partials, mask, dw};
-        pk_parallel_for(OC * f.K, 4096, dw_reduce_range, &r);
-    }
-    if (db) return pk_bias_grad_nchw_f32(N, OC, f.P, dy, db);
-    return PK_OK;
+    if (!dw && OC > 0) return PK_ERR_NULL;
+    return pk_conv2d_backward_update_f32(N, C, H, W, OC, KH, KW, s, x, w, mask, dy, dw, db, dx, NULL);
 }

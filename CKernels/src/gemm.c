@@ -9,6 +9,7 @@
 // produced by one thread, summing k in the same blocked order whatever the thread count: bitwise
 // reproducible. Blocking depends on the shape only, never on the thread count.
 #include "gemm_internal.h"
+#include "optim_internal.h"
 #include <string.h>
 
 #define KC_MAX 256
@@ -23,6 +24,7 @@ typedef struct {
     int first, last;
     int a_in_place; // A row-major and unmasked with few rows: the micro-kernel reads it in place
     int direct;     // full tiles may be written by the micro-kernel (alpha 1, beta 0, no bias or mask)
+    const pk_update_consts *uc; // fused optimizer step (d->update), NULL when none
 } block_ctx;
 
 // ---- packing
@@ -155,6 +157,31 @@ static void epilogue(const pk_gemm_desc *d, int first, int last, int64_t i0, int
     }
 }
 
+static void epilogue_update(const pk_gemm_desc *d, const pk_update_consts *uc, int first, int64_t i0, int64_t j0,
+                            int64_t h, int64_t w, int64_t ldt, const float *acc) {
+    // h×w tile of the final gradient: optimizer step on the kept entries, C (if any) receives it
+    const pk_update_desc *u = d->update;
+    float dummy_m = 0.0f, dummy_v = 0.0f;
+    for (int64_t r = 0; r < h; r++) {
+        const int64_t i = i0 + r;
+        const float *t = acc + r * ldt;
+        const int64_t ro = d->C ? row_off(d, i) : 0;
+        for (int64_t j = 0; j < w; j++) {
+            const int64_t jj = j0 + j;
+            float *c = d->C ? d->C + ro + col_off(d, jj) : NULL;
+            float old = (c && !(first && d->beta == 0.0f)) ? *c : 0.0f;
+            float g = finish(d, first, t[j], old, i, jj);
+            if (d->MC && !d->MC[i * d->mc_rs + jj * d->mc_cs]) {
+                if (c) *c = 0.0f;
+                continue;
+            }
+            const int64_t at = i * u->ld + jj;
+            pk_update_elem(uc, g, u->w + at, u->m ? u->m + at : &dummy_m, u->v ? u->v + at : &dummy_v);
+            if (c) *c = g;
+        }
+    }
+}
+
 static void compute_range(void *vctx, int64_t begin, int64_t end) {
     // tiles [begin, end) of the mc×nc block, jr-major so a thread reuses its B̃ micro-panel
     const block_ctx *x = vctx;
@@ -177,7 +204,8 @@ static void compute_range(void *vctx, int64_t begin, int64_t end) {
         } else {
             x->u.ukr(x->kc, x->Ap + ir * mr * x->kc, x->Bp + jr * nr * x->kc, acc, NULL, 0, PK_UKR_TO_ACC);
         }
-        epilogue(x->d, x->first, x->last, i, j, h, w, nr, acc);
+        if (x->uc && x->last) epilogue_update(x->d, x->uc, x->first, i, j, h, w, nr, acc);
+        else epilogue(x->d, x->first, x->last, i, j, h, w, nr, acc);
     }
 }
 
@@ -185,18 +213,44 @@ static void k_zero_range(void *vctx, int64_t begin, int64_t end) {
     // rows [begin, end) of C when k == 0: C := beta·C + bias, then the output mask
     const pk_gemm_desc *d = vctx;
     float zero[NR_MAX] = {0};
+    pk_update_consts uc;
+    if (d->update) uc = pk_update_prepare(d->update);
     for (int64_t i = begin; i < end; i++)
-        for (int64_t j0 = 0; j0 < d->n; j0 += NR_MAX)
-            epilogue(d, 1, 1, i, j0, 1, PK_MIN((int64_t)NR_MAX, d->n - j0), NR_MAX, zero);
+        for (int64_t j0 = 0; j0 < d->n; j0 += NR_MAX) {
+            int64_t w = PK_MIN((int64_t)NR_MAX, d->n - j0);
+            if (d->update) epilogue_update(d, &uc, 1, i, j0, 1, w, NR_MAX, zero);
+            else epilogue(d, 1, 1, i, j0, 1, w, NR_MAX, zero);
+        }
 }
 
 // ---- drivers
 
-static pk_status gemm_blocked(const pk_gemm_desc *d) {
+#define FUSED_SINGLE_BLOCK_K 1024
+
+static pk_status gemm_blocked(const pk_gemm_desc *d0) {
     ukr_info u = pk_gemm_select_ukr();
+    pk_gemm_desc dl = *d0;
+    const pk_gemm_desc *d = &dl;
+    pk_update_consts ucs;
+    const pk_update_consts *uc = NULL;
+    int64_t kc_limit = KC_MAX;
+    if (d0->update) {
+        ucs = pk_update_prepare(d0->update);
+        uc = &ucs;
+        // a fused step wants the whole gradient of a tile at once: one k block when k allows it,
+        // otherwise C accumulates the partial sums (a scratch buffer when the caller gave none)
+        if (d0->k <= FUSED_SINGLE_BLOCK_K) kc_limit = d0->k;
+        else if (!d0->C) {
+            dl.C = pk_scratch(8, (size_t)(d0->m * d0->n) * sizeof(float));
+            if (!dl.C) return PK_ERR_NOMEM;
+            dl.c_rs = d0->n;
+            dl.c_cs = 1;
+            dl.c_rblock = dl.c_cblock = 0;
+        }
+    }
     // a handful of rows: read A in place (packing it would cost more than it saves)
     const int a_in_place = d->a_cs == 1 && !d->MA && u.ukr_rows != NULL && d->m <= 2 * u.mr;
-    const int64_t nkb = (d->k + KC_MAX - 1) / KC_MAX;
+    const int64_t nkb = (d->k + kc_limit - 1) / kc_limit;
     const int64_t kcb = (d->k + nkb - 1) / nkb; // balanced k blocks
     const int64_t MC = (int64_t)MC_BLOCKS * u.mr;
     const int64_t ncmax = PK_MIN((int64_t)NC_MAX, ((d->n + u.nr - 1) / u.nr) * u.nr);
@@ -207,13 +261,13 @@ static pk_status gemm_blocked(const pk_gemm_desc *d) {
     // the micro-kernel may store full tiles itself: unit column stride, rows not split in blocks,
     // and an epilogue that would only copy (or add) the product
     const int direct = d->alpha == 1.0f && d->beta == 0.0f && !d->bias_row && !d->bias_col && !d->MC &&
-                       d->c_cs == 1 && d->c_rblock == 0;
+                       !d->update && d->c_cs == 1 && d->c_rblock == 0;
     for (int64_t j0 = 0; j0 < d->n; j0 += NC_MAX) {
         int64_t nc = PK_MIN((int64_t)NC_MAX, d->n - j0);
         int64_t njr = (nc + u.nr - 1) / u.nr;
         for (int64_t p0 = 0; p0 < d->k; p0 += kcb) {
             int64_t kc = PK_MIN(kcb, d->k - p0);
-            block_ctx x = {d, u, 0, j0, p0, 0, nc, kc, Ap, Bp, p0 == 0, p0 + kc == d->k, a_in_place, direct};
+            block_ctx x = {d, u, 0, j0, p0, 0, nc, kc, Ap, Bp, p0 == 0, p0 + kc == d->k, a_in_place, direct, uc};
             pk_parallel_for(njr, 4, pack_b_range, &x);
             for (int64_t i0 = 0; i0 < d->m; i0 += MC) {
                 x.i0 = i0;
@@ -251,6 +305,7 @@ static void split_range(void *vctx, int64_t begin, int64_t end) {
         sub.beta = 0.0f;
         sub.bias_row = sub.bias_col = NULL;
         sub.MC = NULL;
+        sub.update = NULL;
         sub.C = x->partials + s * d->m * d->n;
         sub.c_rs = d->n;
         sub.c_cs = 1;
@@ -260,7 +315,7 @@ static void split_range(void *vctx, int64_t begin, int64_t end) {
     }
 }
 
-typedef struct { const pk_gemm_desc *d; int64_t S; const float *partials; float *sum; } reduce_ctx;
+typedef struct { const pk_gemm_desc *d; int64_t S; const float *partials; float *sum; const pk_update_consts *uc; } reduce_ctx;
 
 static void reduce_range(void *vctx, int64_t begin, int64_t end) {
     // rows [begin, end): sum the S partials in order, then the usual epilogue
@@ -274,7 +329,8 @@ static void reduce_range(void *vctx, int64_t begin, int64_t end) {
             const float *ps = x->partials + s * mn + i * d->n;
             for (int64_t j = 0; j < d->n; j++) row[j] += ps[j];
         }
-        epilogue(d, 1, 1, i, 0, 1, d->n, d->n, row);
+        if (x->uc) epilogue_update(d, x->uc, 1, i, 0, 1, d->n, d->n, row);
+        else epilogue(d, 1, 1, i, 0, 1, d->n, d->n, row);
     }
 }
 
@@ -295,7 +351,9 @@ static pk_status gemm_run(const pk_gemm_desc *d) {
         split_ctx sc = {d, S, chunk, buf, status};
         pk_parallel_for(S, 1, split_range, &sc);
         for (int64_t s = 0; s < S; s++) if (status[s] != PK_OK) return status[s];
-        reduce_ctx rc = {d, S, buf, buf + S * d->m * d->n};
+        pk_update_consts ucs;
+        if (d->update) ucs = pk_update_prepare(d->update);
+        reduce_ctx rc = {d, S, buf, buf + S * d->m * d->n, d->update ? &ucs : NULL};
         pk_parallel_for(d->m, 16, reduce_range, &rc);
         return PK_OK;
     }
@@ -326,8 +384,27 @@ pk_status pk_gemm_f32(const pk_gemm_desc *d) {
         d->ma_rs < 0 || d->ma_cs < 0 || d->mb_rs < 0 || d->mb_cs < 0 || d->mc_rs < 0 || d->mc_cs < 0 ||
         d->c_rblock < 0 || d->c_cblock < 0 || d->c_rblock_stride < 0 || d->c_cblock_stride < 0)
         return PK_ERR_SHAPE;
+    if (d->update) {
+        pk_status st = pk_update_check(d->update);
+        if (st != PK_OK) return st;
+        if (d->update->ld < d->n) return PK_ERR_SHAPE;
+    }
     if (d->m == 0 || d->n == 0) return PK_OK;
-    if (!d->C || (d->k > 0 && (!d->A || !d->B))) return PK_ERR_NULL;
+    if ((!d->C && !d->update) || (d->k > 0 && (!d->A || !d->B))) return PK_ERR_NULL;
+    if (d->update) {
+        const pk_update_desc *u = d->update;
+        size_t wb = (size_t)((d->m - 1) * u->ld + d->n) * 4;
+        const float *arrs[3] = {u->w, u->m, u->v};
+        for (int a = 0; a < 3; a++) {
+            if (!arrs[a]) continue;
+            if (d->k > 0 && (pk_overlaps(arrs[a], wb, d->A, extent(d->m, d->k, d->a_rs, d->a_cs) * 4) ||
+                             pk_overlaps(arrs[a], wb, d->B, extent(d->k, d->n, d->b_rs, d->b_cs) * 4)))
+                return PK_ERR_ALIAS;
+            if (d->C && pk_overlaps(arrs[a], wb, d->C, c_extent(d) * 4)) return PK_ERR_ALIAS;
+            for (int b = a + 1; b < 3; b++) if (arrs[b] && pk_overlaps(arrs[a], wb, arrs[b], wb)) return PK_ERR_ALIAS;
+        }
+        if (!d->C) return gemm_run(d);
+    }
     size_t cb = c_extent(d) * 4;
     if (d->k > 0 && (pk_overlaps(d->C, cb, d->A, extent(d->m, d->k, d->a_rs, d->a_cs) * 4) ||
                      pk_overlaps(d->C, cb, d->B, extent(d->k, d->n, d->b_rs, d->b_cs) * 4) ||
@@ -384,5 +461,17 @@ pk_status pk_linear_forward_f32(int64_t m, int64_t n, int64_t k,
     pk_gemm_desc d = {.m = m, .n = n, .k = k, .alpha = 1.0f, .beta = 0.0f, .A = X, .a_rs = ldx, .a_cs = 1,
                       .B = W, .b_rs = 1, .b_cs = ldw, .MB = M, .mb_rs = 1, .mb_cs = ldm, .C = Y, .c_rs = ldy, .c_cs = 1,
                       .bias_col = bias};
+    return pk_gemm_f32(&d);
+}
+
+pk_status pk_linear_weight_update_f32(int64_t O, int64_t I, int64_t B, const float *dY, int64_t lddy,
+                                      const float *X, int64_t ldx, const uint8_t *M, int64_t ldm,
+                                      const pk_update_desc *u, float *dW, int64_t ldd) {
+    if (O < 0 || I < 0 || B < 0) return PK_ERR_SHAPE;
+    if (!u) return PK_ERR_NULL;
+    if ((dW && ldd < I) || (M && ldm < I) || (B > 0 && (lddy < O || ldx < I))) return PK_ERR_SHAPE;
+    pk_gemm_desc d = {.m = O, .n = I, .k = B, .alpha = 1.0f, .beta = 0.0f, .A = dY, .a_rs = 1, .a_cs = lddy,
+                      .B = X, .b_rs = ldx, .b_cs = 1, .C = dW, .c_rs = ldd, .c_cs = 1, .MC = M, .mc_rs = ldm,
+                      .mc_cs = 1, .update = u};
     return pk_gemm_f32(&d);
 }

@@ -109,12 +109,20 @@ enum Kernels {
     }
 
     /// dW (masked), db and, when dx is given, dx of a convolution.
+    /// With `update`, the optimizer step is applied to `weight` while the gradient is summed (dx first).
     static func convBackward(n: Int, c: Int, h: Int, w: Int, outChannels oc: Int, kernel k: Int, stride: Int,
                              x: FloatStorage, weight: FloatStorage, mask: ByteStorage?, dy: FloatStorage,
-                             dw: FloatStorage, db: FloatStorage?, dx: FloatStorage?) throws {
-        try check(pk_conv2d_backward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(k),
-                                         Int64(stride), x.base, weight.base, ptr(mask), dy.base, dw.base, ptr(db),
-                                         ptr(dx)), "conv2d_backward")
+                             dw: FloatStorage?, db: FloatStorage?, dx: FloatStorage?, update: UpdateStep? = nil) throws {
+        if let update {
+            var d = describe(update, weight: weight, ld: c * k * k)
+            try check(pk_conv2d_backward_update_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(k),
+                                                    Int64(stride), x.base, weight.base, ptr(mask), dy.base, ptr(dw),
+                                                    ptr(db), ptr(dx), &d), "conv2d_backward_update")
+        } else {
+            try check(pk_conv2d_backward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(k),
+                                             Int64(stride), x.base, weight.base, ptr(mask), dy.base, ptr(dw), ptr(db),
+                                             ptr(dx)), "conv2d_backward")
+        }
     }
 
     // MARK: pooling
@@ -145,16 +153,33 @@ enum Kernels {
 
     // MARK: optimizers
 
-    static func sgdStep(lr: Float, momentum: Float, weightDecay: Float, nesterov: Bool, mask: ByteStorage?,
-                        grad: FloatStorage, weight: FloatStorage, velocity: FloatStorage?) throws {
-        try check(pk_sgd_step_f32(Int64(weight.count), lr, momentum, weightDecay, nesterov ? 1 : 0, ptr(mask),
-                                  grad.base, weight.base, ptr(velocity)), "sgd_step")
+    /// Builds the C description of an update on `weight`.
+    static func describe(_ u: UpdateStep, weight: FloatStorage, ld: Int) -> pk_update_desc {
+        var d = pk_update_desc()
+        switch u.kind {
+        case .sgd: d.kind = PK_UPDATE_SGD
+        case .adam: d.kind = PK_UPDATE_ADAM
+        }
+        d.lr = u.learningRate; d.momentum = u.momentum; d.weight_decay = u.weightDecay
+        d.beta1 = u.beta1; d.beta2 = u.beta2; d.eps = u.epsilon
+        d.nesterov = u.nesterov ? 1 : 0; d.decoupled = u.decoupled ? 1 : 0
+        d.step = Int64(u.step)
+        d.w = weight.base; d.m = ptr(u.first); d.v = ptr(u.second)
+        d.ld = Int64(ld)
+        return d
     }
 
-    static func adamStep(lr: Float, beta1: Float, beta2: Float, eps: Float, weightDecay: Float, decoupled: Bool,
-                         step: Int, mask: ByteStorage?, grad: FloatStorage, weight: FloatStorage,
-                         m: FloatStorage, v: FloatStorage) throws {
-        try check(pk_adam_step_f32(Int64(weight.count), lr, beta1, beta2, eps, weightDecay, decoupled ? 1 : 0,
-                                   Int64(step), ptr(mask), grad.base, weight.base, m.base, v.base), "adam_step")
+    /// One optimizer step on `weight` from `grad`, skipping masked entries.
+    static func applyUpdate(_ u: UpdateStep, mask: ByteStorage?, grad: FloatStorage, weight: FloatStorage) throws {
+        var d = describe(u, weight: weight, ld: 0)
+        try check(pk_update_f32(Int64(weight.count), &d, ptr(mask), grad.base), "update")
+    }
+
+    /// Fused weight gradient (dYᵀ·X ⊙ M, O×I) and optimizer step; `dw` receives the gradient when given.
+    static func linearWeightUpdate(o: Int, i: Int, b: Int, dy: FloatStorage, x: FloatStorage, mask: ByteStorage?,
+                                   update: UpdateStep, weight: FloatStorage, dw: FloatStorage?) throws {
+        var d = describe(update, weight: weight, ld: i)
+        try check(pk_linear_weight_update_f32(Int64(o), Int64(i), Int64(b), dy.base, Int64(o), x.base, Int64(i),
+                                              ptr(mask), Int64(i), &d, ptr(dw), Int64(i)), "linear_weight_update")
     }
 }

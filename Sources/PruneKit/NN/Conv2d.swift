@@ -70,13 +70,14 @@ public final class Conv2d: Layer {
         let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         let (oh, ow) = outputSize(h, w)
         try dy.expectShape([n, outChannels, oh, ow])
-        let dw = Tensor(uninitialized: weight.shape)
+        let step = weight.takePendingStep()
+        let dw = step == nil ? Tensor(uninitialized: weight.shape) : nil
         let db = bias.map { _ in Tensor(uninitialized: [outChannels]) }
         let dx = needInputGradient ? Tensor(uninitialized: x.shape) : nil
         try Kernels.convBackward(n: n, c: inChannels, h: h, w: w, outChannels: outChannels, kernel: kernelSize,
                                  stride: stride, x: x.storage, weight: weight.value.storage, mask: weight.maskStorage,
-                                 dy: dy.storage, dw: dw.storage, db: db?.storage, dx: dx?.storage)
-        weight.grad = dw
+                                 dy: dy.storage, dw: dw?.storage, db: db?.storage, dx: dx?.storage, update: step)
+        if let dw { weight.grad = dw }
         if let bias, let db { bias.grad = db }
         return dx
     }

@@ -50,20 +50,29 @@ public final class Linear: Layer {
         guard let x = input else { throw LayerError.backwardBeforeForward(summary) }
         let m = x.shape[0]
         try dy.expectShape([m, outFeatures])
-        // dW (out×in) = dYᵀ·X ⊙ M; db = Σ rows of dY; dX = dY·(W ⊙ M)
-        let dw = Tensor(uninitialized: [outFeatures, inFeatures])
-        try Kernels.gemmTN(m: outFeatures, n: inFeatures, k: m, a: dy.storage, b: x.storage,
-                           mask: weight.maskStorage, c: dw.storage)
-        weight.grad = dw
+        // dX = dY·(W ⊙ M) first: a fused optimizer step below changes W
+        var dx: Tensor? = nil
+        if needInputGradient {
+            let t = Tensor(uninitialized: [m, inFeatures])
+            try Kernels.gemmNN(m: m, n: inFeatures, k: outFeatures, a: dy.storage, w: weight.value.storage,
+                               mask: weight.maskStorage, c: t.storage)
+            dx = t
+        }
         if let bias {
             let db = Tensor(uninitialized: [outFeatures])
             try Kernels.sumRows(m: m, n: outFeatures, x: dy.storage, out: db.storage)
             bias.grad = db
         }
-        guard needInputGradient else { return nil }
-        let dx = Tensor(uninitialized: [m, inFeatures])
-        try Kernels.gemmNN(m: m, n: inFeatures, k: outFeatures, a: dy.storage, w: weight.value.storage,
-                           mask: weight.maskStorage, c: dx.storage)
+        // dW (out×in) = dYᵀ·X ⊙ M, or the optimizer step fused into that product
+        if let step = weight.takePendingStep() {
+            try Kernels.linearWeightUpdate(o: outFeatures, i: inFeatures, b: m, dy: dy.storage, x: x.storage,
+                                           mask: weight.maskStorage, update: step, weight: weight.value.storage, dw: nil)
+        } else {
+            let dw = Tensor(uninitialized: [outFeatures, inFeatures])
+            try Kernels.gemmTN(m: outFeatures, n: inFeatures, k: m, a: dy.storage, b: x.storage,
+                               mask: weight.maskStorage, c: dw.storage)
+            weight.grad = dw
+        }
         return dx
     }
 }

@@ -45,4 +45,18 @@ public final class Parameter: @unchecked Sendable {
 
     /// Storage of the mask for kernels (nil when unpruned).
     var maskStorage: ByteStorage? { mask?.storage }
+
+    /// An optimizer step armed for the next backward pass (fused into the weight-gradient kernel by
+    /// layers that support it); `fusedStepApplied` tells the optimizer it already happened.
+    var pendingStep: UpdateStep?
+    var fusedStepApplied = false
+
+    /// Takes the armed step if any: the layer applies it during backward. The gradient is then not
+    /// materialised (`grad` keeps its previous value).
+    func takePendingStep() -> UpdateStep? {
+        guard let s = pendingStep, !fusedStepApplied else { return nil }
+        value.makeUnique()
+        fusedStepApplied = true
+        return s
+    }
 }

@@ -1,10 +1,35 @@
 /// Updates parameters from their gradients. Mask-aware: pruned entries (mask 0) keep their value
 /// (exactly 0) and their optimizer state is not touched, with momentum and weight decay too.
 public protocol Optimizer: AnyObject {
-    /// One update of every parameter from its current gradient.
+    /// One update of every parameter from its current gradient (parameters whose step was fused
+    /// into the last backward pass are skipped: they are already updated).
     func step(_ parameters: [Parameter]) throws
     /// Learning rate (schedules change it between steps).
     var learningRate: Float { get set }
+    /// Arms this step for the prunable weights so that layers apply it inside their backward pass,
+    /// fused with the weight-gradient kernel (no gradient buffer, no separate pass). Call between
+    /// forward and backward, then `step` as usual.
+    func prepareFusedStep(_ parameters: [Parameter])
+}
+
+extension Optimizer {
+    /// Builds each parameter's step (via `make`), applies the ones not fused during backward.
+    func applySteps(_ parameters: [Parameter], _ make: (Parameter) -> UpdateStep) throws {
+        for p in parameters {
+            defer { p.pendingStep = nil; p.fusedStepApplied = false }
+            if p.fusedStepApplied { continue }
+            let u = p.pendingStep ?? make(p)
+            p.value.makeUnique()
+            try Kernels.applyUpdate(u, mask: p.maskStorage, grad: p.grad.storage, weight: p.value.storage)
+        }
+    }
+
+    func armSteps(_ parameters: [Parameter], _ make: (Parameter) -> UpdateStep) {
+        for p in parameters where p.isPrunable {
+            p.pendingStep = make(p)
+            p.fusedStepApplied = false
+        }
+    }
 }
 
 /// Invalid optimizer settings.
@@ -34,19 +59,19 @@ public final class SGD: Optimizer {
         self.nesterov = nesterov
     }
 
-    public func step(_ parameters: [Parameter]) throws {
-        for p in parameters {
-            var v: FloatStorage? = nil
-            if momentum != 0 {
-                let key = ObjectIdentifier(p)
-                if velocity[key] == nil || velocity[key]!.count != p.count { velocity[key] = FloatStorage(count: p.count) }
-                v = velocity[key]
-            }
-            p.value.makeUnique()
-            try Kernels.sgdStep(lr: learningRate, momentum: momentum, weightDecay: weightDecay, nesterov: nesterov,
-                                mask: p.maskStorage, grad: p.grad.storage, weight: p.value.storage, velocity: v)
+    func makeStep(_ p: Parameter) -> UpdateStep {
+        var v: FloatStorage? = nil
+        if momentum != 0 {
+            let key = ObjectIdentifier(p)
+            if velocity[key] == nil || velocity[key]!.count != p.count { velocity[key] = FloatStorage(count: p.count) }
+            v = velocity[key]
         }
+        return UpdateStep(kind: .sgd, learningRate: learningRate, momentum: momentum, weightDecay: weightDecay,
+                          nesterov: nesterov, first: v)
     }
+
+    public func step(_ parameters: [Parameter]) throws { try applySteps(parameters, makeStep) }
+    public func prepareFusedStep(_ parameters: [Parameter]) { armSteps(parameters, makeStep) }
 }
 
 /// Adam (Kingma & Ba) with L2 weight decay added to the gradient, as torch.optim.Adam.
@@ -78,19 +103,18 @@ public class Adam: Optimizer {
         self.decoupled = decoupled
     }
 
-    public func step(_ parameters: [Parameter]) throws {
-        for p in parameters {
-            let key = ObjectIdentifier(p)
-            var s = state[key] ?? (FloatStorage(count: p.count), FloatStorage(count: p.count), 0)
-            if s.m.count != p.count { s = (FloatStorage(count: p.count), FloatStorage(count: p.count), 0) }
-            s.t += 1
-            state[key] = s
-            p.value.makeUnique()
-            try Kernels.adamStep(lr: learningRate, beta1: beta1, beta2: beta2, eps: epsilon, weightDecay: weightDecay,
-                                 decoupled: decoupled, step: s.t, mask: p.maskStorage, grad: p.grad.storage,
-                                 weight: p.value.storage, m: s.m, v: s.v)
-        }
+    func makeStep(_ p: Parameter) -> UpdateStep {
+        let key = ObjectIdentifier(p)
+        var s = state[key] ?? (FloatStorage(count: p.count), FloatStorage(count: p.count), 0)
+        if s.m.count != p.count { s = (FloatStorage(count: p.count), FloatStorage(count: p.count), 0) }
+        s.t += 1
+        state[key] = s
+        return UpdateStep(kind: .adam, learningRate: learningRate, weightDecay: weightDecay, beta1: beta1, beta2: beta2,
+                          epsilon: epsilon, decoupled: decoupled, step: s.t, first: s.m, second: s.v)
     }
+
+    public func step(_ parameters: [Parameter]) throws { try applySteps(parameters, makeStep) }
+    public func prepareFusedStep(_ parameters: [Parameter]) { armSteps(parameters, makeStep) }
 
     /// First and second moments of a parameter (nil before its first step).
     public func moments(of p: Parameter) -> (m: Tensor, v: Tensor)? {

@@ -5,10 +5,14 @@ public struct TrainingConfig: Sendable {
     public var epochs: Int
     public var batchSize: Int
     public var seed: UInt64
-    public init(epochs: Int, batchSize: Int = 128, seed: UInt64 = 0) {
+    /// Fuse each weight's optimizer step into its gradient kernel (no gradient buffers). Turn off
+    /// when gradients must be inspected after backward (e.g. Taylor importance).
+    public var fusedUpdates: Bool
+    public init(epochs: Int, batchSize: Int = 128, seed: UInt64 = 0, fusedUpdates: Bool = true) {
         self.epochs = epochs
         self.batchSize = batchSize
         self.seed = seed
+        self.fusedUpdates = fusedUpdates
     }
 }
 
@@ -55,6 +59,7 @@ public enum Trainer {
                 let y = idx.map { data.labels[$0] }
                 let logits = try model.forward(x, training: true)
                 let (loss, grad, _) = try SoftmaxCrossEntropy.compute(logits: logits, labels: y)
+                if config.fusedUpdates { optimizer.prepareFusedStep(params) }
                 _ = try model.network.backward(grad, needInputGradient: false)
                 try optimizer.step(params)
                 step += 1
