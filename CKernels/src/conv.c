@@ -274,14 +274,19 @@ static void dw_reduce_range(void *v, int64_t b, int64_t e) {
     // weights [b, e): g = Σ_q partial_q in chunk order; masked entries: dw = 0, no update;
     // kept entries: dw = g and, when fused, the optimizer step from g
     const dw_reduce_ctx *r = v;
-    float dummy_m = 0.0f, dummy_v = 0.0f;
-    for (int64_t i = b; i < e; i++) {
-        float s = r->partials[i];
-        for (int64_t q = 1; q < r->chunks; q++) s += r->partials[q * r->count + i];
-        int kept = !r->mask || r->mask[i];
-        if (r->dw) r->dw[i] = kept ? s : 0.0f;
-        if (kept && r->u)
-            pk_update_elem(&r->uc, s, r->u->w + i, r->u->m ? r->u->m + i : &dummy_m, r->u->v ? r->u->v + i : &dummy_v);
+    float g[256];
+    for (int64_t i0 = b; i0 < e; i0 += 256) {
+        const int64_t n = PK_MIN((int64_t)256, e - i0);
+        for (int64_t j = 0; j < n; j++) g[j] = r->partials[i0 + j];
+        for (int64_t q = 1; q < r->chunks; q++) {
+            const float *p = r->partials + q * r->count + i0;
+            for (int64_t j = 0; j < n; j++) g[j] += p[j];
+        }
+        if (r->dw)
+            for (int64_t j = 0; j < n; j++) r->dw[i0 + j] = (!r->mask || r->mask[i0 + j]) ? g[j] : 0.0f;
+        if (r->u)
+            pk_update_run(&r->uc, n, g, r->u->w + i0, r->u->m ? r->u->m + i0 : NULL, r->u->v ? r->u->v + i0 : NULL,
+                          r->mask ? r->mask + i0 : NULL, 1);
     }
 }
 

@@ -161,23 +161,27 @@ static void epilogue_update(const pk_gemm_desc *d, const pk_update_consts *uc, i
                             int64_t h, int64_t w, int64_t ldt, const float *acc) {
     // h×w tile of the final gradient: optimizer step on the kept entries, C (if any) receives it
     const pk_update_desc *u = d->update;
-    float dummy_m = 0.0f, dummy_v = 0.0f;
+    float g[NR_MAX > 64 ? NR_MAX : 64];
     for (int64_t r = 0; r < h; r++) {
         const int64_t i = i0 + r;
         const float *t = acc + r * ldt;
         const int64_t ro = d->C ? row_off(d, i) : 0;
-        for (int64_t j = 0; j < w; j++) {
-            const int64_t jj = j0 + j;
-            float *c = d->C ? d->C + ro + col_off(d, jj) : NULL;
-            float old = (c && !(first && d->beta == 0.0f)) ? *c : 0.0f;
-            float g = finish(d, first, t[j], old, i, jj);
-            if (d->MC && !d->MC[i * d->mc_rs + jj * d->mc_cs]) {
-                if (c) *c = 0.0f;
-                continue;
+        const uint8_t *mrow = d->MC ? d->MC + i * d->mc_rs + j0 * d->mc_cs : NULL;
+        for (int64_t jb = 0; jb < w; jb += 64) {
+            const int64_t wn = PK_MIN((int64_t)64, w - jb);
+            for (int64_t j = 0; j < wn; j++) {
+                const int64_t jj = j0 + jb + j;
+                float old = (d->C && !(first && d->beta == 0.0f)) ? d->C[ro + col_off(d, jj)] : 0.0f;
+                g[j] = finish(d, first, t[jb + j], old, i, jj);
             }
-            const int64_t at = i * u->ld + jj;
-            pk_update_elem(uc, g, u->w + at, u->m ? u->m + at : &dummy_m, u->v ? u->v + at : &dummy_v);
-            if (c) *c = g;
+            const int64_t at = i * u->ld + j0 + jb;
+            pk_update_run(uc, wn, g, u->w + at, u->m ? u->m + at : NULL, u->v ? u->v + at : NULL,
+                          mrow ? mrow + jb * d->mc_cs : NULL, d->mc_cs);
+            if (d->C)
+                for (int64_t j = 0; j < wn; j++) {
+                    const int64_t jj = j0 + jb + j;
+                    d->C[ro + col_off(d, jj)] = (mrow && !mrow[(jb + j) * d->mc_cs]) ? 0.0f : g[j];
+                }
         }
     }
 }

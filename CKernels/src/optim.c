@@ -2,16 +2,19 @@
 // Entries whose mask is 0 are skipped entirely: weight, state and gradient keep their bits.
 #include "optim_internal.h"
 
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void pk_update_run(const pk_update_consts *c, int64_t n, const float *g, float *w, float *m, float *v,
+                   const uint8_t *mask, int64_t mask_stride) {
+    pk_update_run_body(c, n, g, w, m, v, mask, mask_stride);
+}
+
 typedef struct { pk_update_consts c; const uint8_t *mask; const float *g; float *w, *m, *v; } opt_ctx;
 
 static void update_range(void *vc, int64_t b, int64_t e) {
-    // elements [b, e): one optimizer step, skipping masked entries
+    // elements [b, e): one optimizer step; masked entries keep their bits
     const opt_ctx *x = vc;
-    float dummy = 0.0f;
-    for (int64_t i = b; i < e; i++) {
-        if (x->mask && !x->mask[i]) continue;
-        pk_update_elem(&x->c, x->g[i], x->w + i, x->m ? x->m + i : &dummy, x->v ? x->v + i : &dummy);
-    }
+    pk_update_run(&x->c, e - b, x->g + b, x->w + b, x->m ? x->m + b : NULL, x->v ? x->v + b : NULL,
+                  x->mask ? x->mask + b : NULL, 1);
 }
 
 pk_status pk_update_f32(int64_t n, const pk_update_desc *u, const uint8_t *mask, const float *g) {
