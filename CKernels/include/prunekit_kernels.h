@@ -55,6 +55,10 @@ int pk_get_num_threads(void);
 /// pk_set_num_threads — sets that number (>= 1); results do not depend on it.
 void pk_set_num_threads(int n);
 
+/// pk_measure_peak_gflops — the fp32 FMA peak of `threads` threads with the active ISA's widest
+/// vectors, measured for about `seconds` (src/peak.c). 0 on the scalar path. For reports only.
+double pk_measure_peak_gflops(int threads, double seconds);
+
 // ------------------------------------------------------------------------------------------------
 // Masked GEMM (src/gemm.c; reference src/ref/gemm_ref.c)
 

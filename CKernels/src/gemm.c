@@ -203,10 +203,10 @@ static void compute_range(void *vctx, int64_t begin, int64_t end) {
             // full tile, plain update: the micro-kernel writes C itself
             const pk_gemm_desc *d = x->d;
             x->u.ukr(x->kc, x->Ap + ir * mr * x->kc, x->Bp + jr * nr * x->kc, NULL, d->C + row_off(d, i) + col_off(d, j),
-                     d->c_rs, x->first ? PK_UKR_STORE_C : PK_UKR_ADD_C);
+                     d->c_rs, x->first ? PK_UKR_STORE_C : PK_UKR_ADD_C, d->bias_col ? d->bias_col + j : NULL);
             continue;
         } else {
-            x->u.ukr(x->kc, x->Ap + ir * mr * x->kc, x->Bp + jr * nr * x->kc, acc, NULL, 0, PK_UKR_TO_ACC);
+            x->u.ukr(x->kc, x->Ap + ir * mr * x->kc, x->Bp + jr * nr * x->kc, acc, NULL, 0, PK_UKR_TO_ACC, NULL);
         }
         if (x->uc && x->last) epilogue_update(x->d, x->uc, x->first, i, j, h, w, nr, acc);
         else epilogue(x->d, x->first, x->last, i, j, h, w, nr, acc);
@@ -264,7 +264,8 @@ static pk_status gemm_blocked(const pk_gemm_desc *d0) {
     if (!Bp || (!a_in_place && !Ap)) return PK_ERR_NOMEM;
     // the micro-kernel may store full tiles itself: unit column stride, rows not split in blocks,
     // and an epilogue that would only copy (or add) the product
-    const int direct = d->alpha == 1.0f && d->beta == 0.0f && !d->bias_row && !d->bias_col && !d->MC &&
+    // (a column bias is added by the micro-kernel on the first k block)
+    const int direct = d->alpha == 1.0f && d->beta == 0.0f && !d->bias_row && !d->MC &&
                        !d->update && d->c_cs == 1 && d->c_rblock == 0;
     for (int64_t j0 = 0; j0 < d->n; j0 += NC_MAX) {
         int64_t nc = PK_MIN((int64_t)NC_MAX, d->n - j0);

@@ -14,8 +14,10 @@
 
 // Where a micro-kernel puts its MR×NR result: into acc (row-major, stride NR) for the epilogue, or
 // straight into a full tile of C (row stride ldc): C := result, or C += result.
+// With a non-NULL bias (NR values), STORE_C writes result + bias (the bias added per column).
 enum { PK_UKR_TO_ACC = 0, PK_UKR_STORE_C = 1, PK_UKR_ADD_C = 2 };
-typedef void (*ukr_fn)(int64_t kc, const float *a, const float *b, float *acc, float *c, int64_t ldc, int mode);
+typedef void (*ukr_fn)(int64_t kc, const float *a, const float *b, float *acc, float *c, int64_t ldc, int mode,
+                       const float *bias);
 typedef void (*ukr_rows_fn)(int64_t kc, const float *a, int64_t lda, int64_t h, const float *b, float *acc);
 // ukr reads a packed Ã panel; ukr_rows (when not NULL) reads row-major A in place, without packing.
 typedef struct { int mr, nr; ukr_fn ukr; ukr_rows_fn ukr_rows; } ukr_info;

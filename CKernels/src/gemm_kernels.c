@@ -9,7 +9,7 @@
 
 __attribute__((target("avx512f,avx512vl,fma")))
 static void ukr_avx512(int64_t kc, const float *restrict a, const float *restrict b, float *restrict acc,
-                       float *restrict c, int64_t ldc, int mode) {
+                       float *restrict c, int64_t ldc, int mode, const float *bias) {
     // kc × (12 rows of Ã) · (32 columns of B̃): 24 zmm accumulators.
     __m512 c0a = _mm512_setzero_ps(), c0b = c0a, c1a = c0a, c1b = c0a, c2a = c0a, c2b = c0a,
            c3a = c0a, c3b = c0a, c4a = c0a, c4b = c0a, c5a = c0a, c5b = c0a, c6a = c0a, c6b = c0a,
@@ -26,6 +26,15 @@ static void ukr_avx512(int64_t kc, const float *restrict a, const float *restric
 #undef PK_ROW
         a += MR_512;
         b += NR_512;
+    }
+    if (mode == PK_UKR_STORE_C && bias) {
+        const __m512 ba = _mm512_loadu_ps(bias), bb = _mm512_loadu_ps(bias + 16);
+#define PK_ST(r, ca, cb) _mm512_storeu_ps(c + (r) * ldc, _mm512_add_ps(ca, ba)); _mm512_storeu_ps(c + (r) * ldc + 16, _mm512_add_ps(cb, bb));
+        PK_ST(0, c0a, c0b) PK_ST(1, c1a, c1b) PK_ST(2, c2a, c2b) PK_ST(3, c3a, c3b)
+        PK_ST(4, c4a, c4b) PK_ST(5, c5a, c5b) PK_ST(6, c6a, c6b) PK_ST(7, c7a, c7b)
+        PK_ST(8, c8a, c8b) PK_ST(9, c9a, c9b) PK_ST(10, c10a, c10b) PK_ST(11, c11a, c11b)
+#undef PK_ST
+        return;
     }
     if (mode == PK_UKR_STORE_C) {
 #define PK_ST(r, ca, cb) _mm512_storeu_ps(c + (r) * ldc, ca); _mm512_storeu_ps(c + (r) * ldc + 16, cb);
@@ -83,7 +92,7 @@ static void ukr_avx512_rows(int64_t kc, const float *a, int64_t lda, int64_t h, 
 
 __attribute__((target("avx2,fma")))
 static void ukr_avx2(int64_t kc, const float *restrict a, const float *restrict b, float *restrict acc,
-                     float *restrict c, int64_t ldc, int mode) {
+                     float *restrict c, int64_t ldc, int mode, const float *bias) {
     // kc × (6 rows of Ã) · (16 columns of B̃): 12 ymm accumulators.
     __m256 c0a = _mm256_setzero_ps(), c0b = c0a, c1a = c0a, c1b = c0a, c2a = c0a, c2b = c0a,
            c3a = c0a, c3b = c0a, c4a = c0a, c4b = c0a, c5a = c0a, c5b = c0a;
@@ -96,6 +105,14 @@ static void ukr_avx2(int64_t kc, const float *restrict a, const float *restrict 
 #undef PK_ROW
         a += MR_256;
         b += NR_256;
+    }
+    if (mode == PK_UKR_STORE_C && bias) {
+        const __m256 ba = _mm256_loadu_ps(bias), bb = _mm256_loadu_ps(bias + 8);
+#define PK_ST(r, ca, cb) _mm256_storeu_ps(c + (r) * ldc, _mm256_add_ps(ca, ba)); _mm256_storeu_ps(c + (r) * ldc + 8, _mm256_add_ps(cb, bb));
+        PK_ST(0, c0a, c0b) PK_ST(1, c1a, c1b) PK_ST(2, c2a, c2b)
+        PK_ST(3, c3a, c3b) PK_ST(4, c4a, c4b) PK_ST(5, c5a, c5b)
+#undef PK_ST
+        return;
     }
     if (mode == PK_UKR_STORE_C) {
 #define PK_ST(r, ca, cb) _mm256_storeu_ps(c + (r) * ldc, ca); _mm256_storeu_ps(c + (r) * ldc + 8, cb);
@@ -142,7 +159,7 @@ static void ukr_avx2_rows(int64_t kc, const float *a, int64_t lda, int64_t h, co
 }
 
 static void ukr_scalar(int64_t kc, const float *restrict a, const float *restrict b, float *restrict acc,
-                       float *restrict cm, int64_t ldc, int mode) {
+                       float *restrict cm, int64_t ldc, int mode, const float *bias) {
     // kc × (4 rows of Ã) · (8 columns of B̃), plain multiply-add (no FMA contraction guarantee).
     float c[MR_SC * NR_SC] = {0};
     for (int64_t p = 0; p < kc; p++) {
@@ -155,7 +172,9 @@ static void ukr_scalar(int64_t kc, const float *restrict a, const float *restric
     }
     if (mode == PK_UKR_STORE_C || mode == PK_UKR_ADD_C) {
         for (int r = 0; r < MR_SC; r++)
-            for (int j = 0; j < NR_SC; j++) cm[r * ldc + j] = mode == PK_UKR_ADD_C ? cm[r * ldc + j] + c[r * NR_SC + j] : c[r * NR_SC + j];
+            for (int j = 0; j < NR_SC; j++)
+                cm[r * ldc + j] = mode == PK_UKR_ADD_C ? cm[r * ldc + j] + c[r * NR_SC + j]
+                                                       : (bias ? c[r * NR_SC + j] + bias[j] : c[r * NR_SC + j]);
         return;
     }
     memcpy(acc, c, sizeof c);

@@ -28,6 +28,11 @@ public enum Runtime {
         }
     }
 
+    /// Measured fp32 FMA peak in GFLOP/s for `threads` threads (about `seconds` of probing).
+    public static func measurePeakGFLOPS(threads: Int, seconds: Double = 0.5) -> Double {
+        pk_measure_peak_gflops(Int32(clamping: threads), seconds)
+    }
+
     /// OpenBLAS's kernel family ("Prescott", "SkylakeX", ...).
     public static var openBLASCoreName: String {
         guard let p = openblas_get_corename() else { return "unknown" }
