@@ -157,11 +157,14 @@ static void epilogue(const pk_gemm_desc *d, int first, int last, int64_t i0, int
     }
 }
 
+// Compiled per ISA (chosen at load time) so the inlined update loop is vectorised for this CPU.
+__attribute__((target_clones("avx512f", "avx2", "default")))
 static void epilogue_update(const pk_gemm_desc *d, const pk_update_consts *uc, int first, int64_t i0, int64_t j0,
                             int64_t h, int64_t w, int64_t ldt, const float *acc) {
     // h×w tile of the final gradient: optimizer step on the kept entries, C (if any) receives it
     const pk_update_desc *u = d->update;
-    float g[NR_MAX > 64 ? NR_MAX : 64];
+    const int plain = first && d->beta == 0.0f && d->alpha == 1.0f && !d->bias_row && !d->bias_col;
+    float g[64];
     for (int64_t r = 0; r < h; r++) {
         const int64_t i = i0 + r;
         const float *t = acc + r * ldt;
@@ -169,18 +172,22 @@ static void epilogue_update(const pk_gemm_desc *d, const pk_update_consts *uc, i
         const uint8_t *mrow = d->MC ? d->MC + i * d->mc_rs + j0 * d->mc_cs : NULL;
         for (int64_t jb = 0; jb < w; jb += 64) {
             const int64_t wn = PK_MIN((int64_t)64, w - jb);
-            for (int64_t j = 0; j < wn; j++) {
-                const int64_t jj = j0 + jb + j;
-                float old = (d->C && !(first && d->beta == 0.0f)) ? d->C[ro + col_off(d, jj)] : 0.0f;
-                g[j] = finish(d, first, t[jb + j], old, i, jj);
+            const float *gr = t + jb;
+            if (!plain) {
+                for (int64_t j = 0; j < wn; j++) {
+                    const int64_t jj = j0 + jb + j;
+                    float old = (d->C && !(first && d->beta == 0.0f)) ? d->C[ro + col_off(d, jj)] : 0.0f;
+                    g[j] = finish(d, first, t[jb + j], old, i, jj);
+                }
+                gr = g;
             }
             const int64_t at = i * u->ld + j0 + jb;
-            pk_update_run(uc, wn, g, u->w + at, u->m ? u->m + at : NULL, u->v ? u->v + at : NULL,
-                          mrow ? mrow + jb * d->mc_cs : NULL, d->mc_cs);
+            pk_update_run_body(uc, wn, gr, u->w + at, u->m ? u->m + at : NULL, u->v ? u->v + at : NULL,
+                               mrow ? mrow + jb * d->mc_cs : NULL, d->mc_cs);
             if (d->C)
                 for (int64_t j = 0; j < wn; j++) {
                     const int64_t jj = j0 + jb + j;
-                    d->C[ro + col_off(d, jj)] = (mrow && !mrow[(jb + j) * d->mc_cs]) ? 0.0f : g[j];
+                    d->C[ro + col_off(d, jj)] = (mrow && !mrow[(jb + j) * d->mc_cs]) ? 0.0f : gr[j];
                 }
         }
     }
@@ -197,6 +204,20 @@ static void compute_range(void *vctx, int64_t begin, int64_t end) {
         int64_t i = x->i0 + ir * mr, j = x->j0 + jr * nr;
         int64_t h = PK_MIN((int64_t)mr, x->i0 + x->mc - i);
         int64_t w = PK_MIN((int64_t)nr, x->j0 + x->nc - j);
+        if (x->uc && x->last) {
+            // the fused step will touch this tile's rows of w, m, v and the mask: fetch them while
+            // the micro-kernel runs (rows are far apart, so the hardware prefetcher does not)
+            const pk_update_desc *u = x->d->update;
+            for (int64_t r = 0; r < h; r++) {
+                const int64_t at = (i + r) * u->ld + j;
+                for (int64_t q = 0; q < w; q += 16) {
+                    __builtin_prefetch(u->w + at + q, 1);
+                    if (u->m) __builtin_prefetch(u->m + at + q, 1);
+                    if (u->v) __builtin_prefetch(u->v + at + q, 1);
+                }
+                if (x->d->MC) __builtin_prefetch(x->d->MC + (i + r) * x->d->mc_rs + j * x->d->mc_cs, 0);
+            }
+        }
         if (x->a_in_place) {
             x->u.ukr_rows(x->kc, x->d->A + i * x->d->a_rs + x->p0, x->d->a_rs, h, x->Bp + jr * nr * x->kc, acc);
         } else if (x->direct && h == mr && w == nr && (x->d->c_cblock == 0 || (j % x->d->c_cblock) + nr <= x->d->c_cblock)) {
