@@ -182,4 +182,46 @@ enum Kernels {
         try check(pk_linear_weight_update_f32(Int64(o), Int64(i), Int64(b), dy.base, Int64(o), x.base, Int64(i),
                                               ptr(mask), Int64(i), &d, ptr(dw), Int64(i)), "linear_weight_update")
     }
+
+    // MARK: selection
+
+    enum SelectionFailure: Error { case nonFinite, tooMany }
+
+    /// Prunes (in place) exactly k kept entries over all `masks` together, smallest score first,
+    /// ties by lowest (tensor, index). Returns the peak extra bytes. Nothing changes on error.
+    static func pruneSmallest(scores: [FloatStorage], masks: [ByteStorage], useAbs: Bool, k: Int) throws -> Int {
+        precondition(scores.count == masks.count)
+        var sizes = scores.map { Int64($0.count) }
+        var sp: [UnsafePointer<Float>?] = scores.map { UnsafePointer($0.base) }
+        var mp: [UnsafeMutablePointer<UInt8>?] = masks.map { $0.base }
+        var extra: Int64 = 0
+        let st = sizes.withUnsafeMutableBufferPointer { sz in
+            sp.withUnsafeMutableBufferPointer { s in
+                mp.withUnsafeMutableBufferPointer { m in
+                    pk_prune_smallest_f32(Int64(scores.count), sz.baseAddress, s.baseAddress, m.baseAddress, useAbs ? 1 : 0,
+                                          Int64(k), &extra)
+                }
+            }
+        }
+        if st == PK_ERR_NONFINITE { throw SelectionFailure.nonFinite }
+        if st == PK_ERR_ARG { throw SelectionFailure.tooMany }
+        try check(st, "prune_smallest")
+        return Int(extra)
+    }
+
+    /// N:M: in every group of m consecutive entries of each row keep at most n (largest scores).
+    static func nmMask(rows: Int, cols: Int, n: Int, m: Int, scores: FloatStorage, useAbs: Bool, mask: ByteStorage) throws {
+        let st = pk_nm_mask_f32(Int64(rows), Int64(cols), Int64(n), Int64(m), scores.base, Int64(cols), useAbs ? 1 : 0, mask.base)
+        if st == PK_ERR_NONFINITE { throw SelectionFailure.nonFinite }
+        try check(st, "nm_mask")
+    }
+
+    /// ‖x[:, d, :]‖_p for x viewed as a×d×b, kept entries only when a mask is given.
+    static func unitNorms(a: Int, d: Int, b: Int, p: Double, x: FloatStorage, mask: ByteStorage?) throws -> [Float] {
+        let out = FloatStorage(count: d)
+        let st = pk_unit_norms_f32(Int64(a), Int64(d), Int64(b), p, x.base, ptr(mask), out.base)
+        if st == PK_ERR_NONFINITE { throw SelectionFailure.nonFinite }
+        try check(st, "unit_norms")
+        return out.toArray()
+    }
 }

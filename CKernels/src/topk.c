@@ -1,0 +1,567 @@
+// Top-k selection for pruning: the exact score threshold over one or many tensors, N:M group
+// masks and per-unit norms for structured pruning.
+//
+// pk_prune_smallest_f32 prunes exactly k of the currently kept entries, smallest score first, ties
+// broken by lowest (tensor, flat index). It never concatenates the tensors:
+//   pass 1  histogram of the high 16 bits of every kept score (one histogram per worker slot,
+//           summed as integers); NaN/Inf (or a negative raw score) is found here, before any write;
+//   pass 2  kept entries below the threshold bin are pruned, entries above stay, and entries inside
+//           the bin are collected as (low 16 bits, global position), slot by slot in position order;
+//   fix-up  a stable radix sort of the collected entries by their low bits orders them by
+//           (score, position); the first r of them are pruned.
+// When the threshold bin holds more than PK_TOPK_BIN_CAP entries (massive ties), a histogram of the
+// low 16 bits inside the bin gives the exact threshold, a counting pass gives each slot its number
+// of ties, and a final pass prunes the entries below the threshold plus the first ties in order.
+// Extra memory: histograms, per-slot counters and the bin buffer (≤ 8 MiB): independent of the
+// number of weights. Scores compare as the bit patterns of non-negative floats, which order like
+// their values. Slot boundaries depend on the thread count, but every result is a function of
+// positions only, so the masks never do.
+#include "internal.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHUNK ((int64_t)1 << 16)
+#define HBITS 16
+#define HBINS ((int64_t)1 << HBITS)
+#define BIN_CAP ((int64_t)1 << 19)
+#define MAX_SLOTS 16
+
+typedef struct {
+    // problem
+    int64_t T;
+    const int64_t *sizes;
+    const float *const *scores;
+    uint8_t *const *masks;
+    int use_abs;
+    int64_t nchunks, nslots;
+    const int64_t *first_chunk; // per tensor
+    const int64_t *base;        // global position of each tensor's element 0
+    // pass 1
+    uint32_t *hist;             // nslots × HBINS
+    int64_t kept[MAX_SLOTS];
+    int bad[MAX_SLOTS];
+    // selection
+    uint32_t bin;               // high bits of the threshold bin
+    uint32_t thr;               // exact threshold bits (fallback)
+    int64_t count[MAX_SLOTS];   // entries collected (or ties) per slot
+    uint64_t *buf[MAX_SLOTS];   // per-slot collected entries
+    int64_t ties_before[MAX_SLOTS];
+    int64_t ties_to_prune;
+} topk_ctx;
+
+// An unsigned key that orders like the score: |x| for magnitudes; for raw scores the IEEE bit
+// pattern with negatives reversed, so any finite float array works as importance.
+static inline uint32_t key_of(int use_abs, float x) {
+    float v = use_abs ? fabsf(x) : x;
+    uint32_t b;
+    memcpy(&b, &v, 4);
+    if (use_abs) return b;
+    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+static void chunk_bounds(const topk_ctx *c, int64_t q, int64_t *t, int64_t *b, int64_t *e) {
+    // chunk q → tensor t, element range [b, e)
+    int64_t lo = 0, hi = c->T - 1;
+    while (lo < hi) {
+        int64_t mid = (lo + hi + 1) / 2;
+        if (c->first_chunk[mid] <= q) lo = mid; else hi = mid - 1;
+    }
+    *t = lo;
+    *b = (q - c->first_chunk[lo]) * CHUNK;
+    *e = PK_MIN(*b + CHUNK, c->sizes[lo]);
+}
+
+static void slot_chunks(const topk_ctx *c, int64_t s, int64_t *qb, int64_t *qe) {
+    *qb = s * c->nchunks / c->nslots;
+    *qe = (s + 1) * c->nchunks / c->nslots;
+}
+
+static void pass1_range(void *v, int64_t sb, int64_t se) {
+    // slots [sb, se): histogram of the high bits of kept scores; kept count; invalid scores
+    topk_ctx *c = v;
+    for (int64_t s = sb; s < se; s++) {
+        uint32_t *h = c->hist + s * HBINS;
+        memset(h, 0, HBINS * sizeof(uint32_t));
+        int64_t kept = 0, qb, qe;
+        int bad = 0;
+        slot_chunks(c, s, &qb, &qe);
+        for (int64_t q = qb; q < qe; q++) {
+            int64_t t, b, e;
+            chunk_bounds(c, q, &t, &b, &e);
+            const float *x = c->scores[t];
+            const uint8_t *m = c->masks[t];
+            for (int64_t i = b; i < e; i++) {
+                if (!m[i]) continue;
+                float f = x[i];
+                bad |= !isfinite(f);
+                h[key_of(c->use_abs, f) >> HBITS]++;
+                kept++;
+            }
+        }
+        c->kept[s] = kept;
+        c->bad[s] = bad;
+    }
+}
+
+
+static void pass2_range(void *v, int64_t sb, int64_t se) {
+    // slots [sb, se): prune kept entries below the bin, collect the bin's entries in order
+    topk_ctx *c = v;
+    for (int64_t s = sb; s < se; s++) {
+        int64_t qb, qe;
+        slot_chunks(c, s, &qb, &qe);
+        c->count[s] = 0;
+        for (int64_t q = qb; q < qe; q++) {
+            int64_t t, b, e;
+            chunk_bounds(c, q, &t, &b, &e);
+            const float *x = c->scores[t];
+            uint8_t *m = c->masks[t];
+            for (int64_t i = b; i < e; i++) {
+                if (!m[i]) continue;
+                uint32_t k = key_of(c->use_abs, x[i]);
+                uint32_t hi = k >> HBITS;
+                if (hi < c->bin) m[i] = 0;
+                else if (hi == c->bin) c->buf[s][c->count[s]++] = ((uint64_t)(k & 0xFFFF) << 48) | (uint64_t)(c->base[t] + i);
+            }
+        }
+    }
+}
+
+static void lowhist_range(void *v, int64_t sb, int64_t se) {
+    // slots [sb, se): histogram of the low bits of kept entries inside the bin (fallback)
+    topk_ctx *c = v;
+    for (int64_t s = sb; s < se; s++) {
+        uint32_t *h = c->hist + s * HBINS;
+        memset(h, 0, HBINS * sizeof(uint32_t));
+        int64_t qb, qe;
+        slot_chunks(c, s, &qb, &qe);
+        for (int64_t q = qb; q < qe; q++) {
+            int64_t t, b, e;
+            chunk_bounds(c, q, &t, &b, &e);
+            const float *x = c->scores[t];
+            const uint8_t *m = c->masks[t];
+            for (int64_t i = b; i < e; i++) {
+                if (!m[i]) continue;
+                uint32_t k = key_of(c->use_abs, x[i]);
+                if ((k >> HBITS) == c->bin) h[k & 0xFFFF]++;
+            }
+        }
+    }
+}
+
+static void tiecount_range(void *v, int64_t sb, int64_t se) {
+    // slots [sb, se): number of kept entries equal to the threshold (fallback)
+    topk_ctx *c = v;
+    for (int64_t s = sb; s < se; s++) {
+        int64_t qb, qe, n = 0;
+        slot_chunks(c, s, &qb, &qe);
+        for (int64_t q = qb; q < qe; q++) {
+            int64_t t, b, e;
+            chunk_bounds(c, q, &t, &b, &e);
+            const float *x = c->scores[t];
+            const uint8_t *m = c->masks[t];
+            for (int64_t i = b; i < e; i++) n += m[i] && key_of(c->use_abs, x[i]) == c->thr;
+        }
+        c->count[s] = n;
+    }
+}
+
+static void tiewrite_range(void *v, int64_t sb, int64_t se) {
+    // slots [sb, se): prune entries below the threshold and the first ties in position order
+    topk_ctx *c = v;
+    for (int64_t s = sb; s < se; s++) {
+        int64_t qb, qe, seen = c->ties_before[s];
+        slot_chunks(c, s, &qb, &qe);
+        for (int64_t q = qb; q < qe; q++) {
+            int64_t t, b, e;
+            chunk_bounds(c, q, &t, &b, &e);
+            const float *x = c->scores[t];
+            uint8_t *m = c->masks[t];
+            for (int64_t i = b; i < e; i++) {
+                if (!m[i]) continue;
+                uint32_t k = key_of(c->use_abs, x[i]);
+                if (k < c->thr) m[i] = 0;
+                else if (k == c->thr) {
+                    if (seen < c->ties_to_prune) m[i] = 0;
+                    seen++;
+                }
+            }
+        }
+    }
+}
+
+// Position → (tensor, index) and prune it.
+static void prune_position(const topk_ctx *c, int64_t pos) {
+    int64_t lo = 0, hi = c->T - 1;
+    while (lo < hi) {
+        int64_t mid = (lo + hi + 1) / 2;
+        if (c->base[mid] <= pos) lo = mid; else hi = mid - 1;
+    }
+    c->masks[lo][pos - c->base[lo]] = 0;
+}
+
+// ---- sampled bracket (the fast path)
+//
+// A deterministic sample (runs of 64 consecutive entries spread evenly over all tensors) estimates
+// the k-th smallest key; a bracket [lo, hi] around it, six standard deviations wide, is then
+// verified in one streaming pass that counts kept entries below lo and inside the bracket. If the
+// k-th smallest lies inside and the bracket is small, a second pass prunes everything below lo and
+// collects the bracket, whose sorted prefix completes the selection: two reads of the data.
+
+#define SAMPLE_RUNS 8192
+#define BRACKET_CAP ((int64_t)3 << 19)
+#define BRACKET_SIGMAS 4.5
+#define RUN_LEN 64
+
+typedef struct {
+    topk_ctx *c;
+    uint32_t lo, hi;
+    int64_t below[MAX_SLOTS], inside[MAX_SLOTS];
+} bracket_ctx;
+
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void count_range(void *v, int64_t sb, int64_t se) {
+    // slots [sb, se): kept entries, non-finite kept scores, kept keys < lo and in [lo, hi] —
+    // one branch-free, vectorised pass
+    bracket_ctx *x = v;
+    topk_ctx *c = x->c;
+    const uint32_t lo = x->lo, hi = x->hi;
+    for (int64_t s = sb; s < se; s++) {
+        int64_t qb, qe, below = 0, inside = 0, kept = 0;
+        uint32_t bad = 0;
+        slot_chunks(c, s, &qb, &qe);
+        for (int64_t q = qb; q < qe; q++) {
+            int64_t t, b, e;
+            chunk_bounds(c, q, &t, &b, &e);
+            const float *xs = c->scores[t];
+            const uint8_t *m = c->masks[t];
+            uint32_t nb = 0, ni = 0, nk = 0;
+            for (int64_t i = b; i < e; i++) {
+                uint32_t bits;
+                memcpy(&bits, xs + i, 4);
+                uint32_t k = key_of(c->use_abs, xs[i]);
+                uint32_t kp = m[i] != 0;
+                nk += kp;
+                bad |= kp & ((bits & 0x7F800000u) == 0x7F800000u);
+                nb += kp & (k < lo);
+                ni += kp & (k >= lo) & (k <= hi);
+            }
+            below += nb;
+            inside += ni;
+            kept += nk;
+        }
+        x->below[s] = below;
+        x->inside[s] = inside;
+        c->kept[s] = kept;
+        c->bad[s] = (int)bad;
+    }
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void collect_range(void *v, int64_t sb, int64_t se) {
+    // slots [sb, se): prune kept entries below lo (branch-free over blocks of 16), then collect the
+    // bracket's entries of the blocks that have any, in position order
+    bracket_ctx *x = v;
+    topk_ctx *c = x->c;
+    const uint32_t lo = x->lo, hi = x->hi;
+    for (int64_t s = sb; s < se; s++) {
+        int64_t qb, qe, count = 0;
+        uint64_t *restrict out = c->buf[s];
+        slot_chunks(c, s, &qb, &qe);
+        for (int64_t q = qb; q < qe; q++) {
+            int64_t t, b, e;
+            chunk_bounds(c, q, &t, &b, &e);
+            const float *restrict xs = c->scores[t];
+            uint8_t *restrict m = c->masks[t];
+            const uint64_t base = (uint64_t)c->base[t];
+            const int use_abs = c->use_abs;
+            for (int64_t i0 = b; i0 < e; i0 += 16) {
+                const int64_t i1 = PK_MIN(i0 + 16, e);
+                uint32_t any = 0;
+                for (int64_t i = i0; i < i1; i++) {
+                    uint32_t k = key_of(use_abs, xs[i]);
+                    uint32_t kept = m[i] != 0;
+                    any |= kept & (k >= lo) & (k <= hi);
+                    m[i] = (uint8_t)(kept & (k >= lo));
+                }
+                if (!any) continue;
+                for (int64_t i = i0; i < i1; i++) {
+                    uint32_t k = key_of(use_abs, xs[i]);
+                    if (m[i] && k <= hi) out[count++] = ((uint64_t)k << 32) | (base + (uint64_t)i);
+                }
+            }
+        }
+        c->count[s] = count;
+    }
+}
+
+// Stable LSD radix sort of 64-bit items by bits [lo_bit, hi_bit) (multiples of 8); tmp holds n items.
+static void radix_sort_u64(uint64_t *a, uint64_t *tmp, int64_t n, int lo_bit, int hi_bit) {
+    for (int shift = lo_bit; shift < hi_bit; shift += 8) {
+        int64_t cnt[257] = {0};
+        for (int64_t i = 0; i < n; i++) cnt[((a[i] >> shift) & 255) + 1]++;
+        for (int i = 0; i < 256; i++) cnt[i + 1] += cnt[i];
+        for (int64_t i = 0; i < n; i++) tmp[cnt[(a[i] >> shift) & 255]++] = a[i];
+        memcpy(a, tmp, (size_t)n * sizeof(uint64_t));
+    }
+}
+
+// Tries the sampled bracket: one counting pass that also validates, then one writing pass.
+// Returns 1 when done, 0 to fall back, -1 on allocation failure, -2 for a non-finite kept score and
+// -3 when k exceeds the kept count (nothing written in every case but 1).
+static int bracket_select(topk_ctx *c, int64_t total, int64_t k, int64_t *extra) {
+    if (total < 4 * SAMPLE_RUNS * RUN_LEN || total >= ((int64_t)1 << 32)) return 0;
+    uint64_t *sample = malloc((size_t)2 * SAMPLE_RUNS * RUN_LEN * sizeof(uint64_t));
+    if (!sample) return -1;
+    int64_t ns = 0, seen = 0;
+    for (int64_t r = 0; r < SAMPLE_RUNS; r++) {
+        int64_t pos = r * (total / SAMPLE_RUNS) + (total / SAMPLE_RUNS) / 2;
+        int64_t lo = 0, hi = c->T - 1;
+        while (lo < hi) { int64_t mid = (lo + hi + 1) / 2; if (c->base[mid] <= pos) lo = mid; else hi = mid - 1; }
+        int64_t i0 = pos - c->base[lo], i1 = PK_MIN(i0 + RUN_LEN, c->sizes[lo]);
+        for (int64_t i = i0; i < i1; i++, seen++)
+            if (c->masks[lo][i]) sample[ns++] = key_of(c->use_abs, c->scores[lo][i]);
+    }
+    if (ns < 1024) { free(sample); return 0; }
+    radix_sort_u64(sample, sample + SAMPLE_RUNS * RUN_LEN, ns, 0, 32);
+    // the kept count is estimated from the sample too: its uncertainty widens the bracket
+    double f = (double)ns / (double)seen, sf = sqrt(f * (1.0 - f) / (double)seen) + 1.0 / (double)seen;
+    double kept_hi = (f + BRACKET_SIGMAS * sf) * (double)total, kept_lo = PK_MAX(f - BRACKET_SIGMAS * sf, 1e-9) * (double)total;
+    double p_lo = PK_MIN(1.0, (double)k / kept_hi), p_hi = PK_MIN(1.0, (double)k / kept_lo);
+    double sd = sqrt((double)ns * 0.25) + 1.0;
+    int64_t rlo = (int64_t)floor(p_lo * ns - BRACKET_SIGMAS * sd - 2.0), rhi = (int64_t)ceil(p_hi * ns + BRACKET_SIGMAS * sd + 2.0);
+    bracket_ctx x = {.c = c};
+    x.lo = rlo <= 0 ? 0u : (uint32_t)sample[rlo];
+    x.hi = rhi >= ns ? 0xFFFFFFFFu : (uint32_t)sample[rhi];
+    free(sample);
+    *extra += (int64_t)2 * SAMPLE_RUNS * RUN_LEN * 8;
+    pk_parallel_for(c->nslots, 1, count_range, &x);
+    int64_t below = 0, inside = 0, kept = 0;
+    int bad = 0;
+    for (int64_t s = 0; s < c->nslots; s++) { below += x.below[s]; inside += x.inside[s]; kept += c->kept[s]; bad |= c->bad[s]; }
+    if (bad) return -2;
+    if (k > kept) return -3;
+    if (k == 0) return 1;
+    // slot buffers sized for the whole bracket; only the pages a slot fills become resident
+    int ok = 1;
+    for (int64_t s = 0; s < c->nslots && ok; s++) ok = (c->buf[s] = malloc((size_t)PK_MAX(inside, 1) * 8)) != NULL;
+    if (!ok) return -1;
+    *extra += PK_MAX(inside, 1) * 8;
+    pk_parallel_for(c->nslots, 1, collect_range, &x);
+    // the r-th smallest key among the collected entries, byte by byte (no sort, no copy)
+    const int64_t r = k - below;
+    uint32_t prefix = 0, pmask = 0;
+    int64_t less = 0; // collected entries with key < the threshold found so far
+    for (int shift = 24; shift >= 0; shift -= 8) {
+        int64_t cnt[256] = {0};
+        for (int64_t s = 0; s < c->nslots; s++)
+            for (int64_t i = 0; i < c->count[s]; i++) {
+                uint32_t key = (uint32_t)(c->buf[s][i] >> 32);
+                if ((key & pmask) == prefix) cnt[(key >> shift) & 255]++;
+            }
+        int64_t acc = less, b = 0;
+        while (acc + cnt[b] < r) acc += cnt[b++];
+        less = acc;
+        prefix |= (uint32_t)b << shift;
+        pmask |= 255u << shift;
+    }
+    // prune keys below the threshold, then the first ties in position order
+    int64_t ties = r - less;
+    for (int64_t s = 0; s < c->nslots; s++)
+        for (int64_t i = 0; i < c->count[s]; i++) {
+            uint32_t key = (uint32_t)(c->buf[s][i] >> 32);
+            if (key < prefix || (key == prefix && ties-- > 0)) prune_position(c, (int64_t)(c->buf[s][i] & 0xFFFFFFFFu));
+        }
+    return 1;
+}
+
+pk_status pk_prune_smallest_f32(int64_t T, const int64_t *sizes, const float *const *scores, uint8_t *const *masks,
+                                int use_abs, int64_t k, int64_t *extra_bytes) {
+    if (extra_bytes) *extra_bytes = 0;
+    if (T < 0 || k < 0) return T < 0 ? PK_ERR_SHAPE : PK_ERR_ARG;
+    if (T > 0 && (!sizes || !scores || !masks)) return PK_ERR_NULL;
+    int64_t total = 0;
+    for (int64_t t = 0; t < T; t++) {
+        if (sizes[t] < 0) return PK_ERR_SHAPE;
+        if (sizes[t] > 0 && (!scores[t] || !masks[t])) return PK_ERR_NULL;
+        if (sizes[t] > ((int64_t)1 << 47)) return PK_ERR_SHAPE;
+        total += sizes[t];
+    }
+    if (total >= ((int64_t)1 << 48)) return PK_ERR_SHAPE;
+    // chunk layout and global positions
+    int64_t *first_chunk = malloc((size_t)(2 * PK_MAX(T, 1)) * sizeof(int64_t));
+    if (!first_chunk) return PK_ERR_NOMEM;
+    int64_t *base = first_chunk + PK_MAX(T, 1);
+    int64_t nchunks = 0, pos = 0;
+    for (int64_t t = 0; t < T; t++) {
+        first_chunk[t] = nchunks;
+        base[t] = pos;
+        nchunks += (sizes[t] + CHUNK - 1) / CHUNK;
+        pos += sizes[t];
+    }
+    int64_t nslots = PK_MIN((int64_t)PK_MIN(pk_get_num_threads(), MAX_SLOTS), PK_MAX(nchunks, (int64_t)1));
+    topk_ctx *c = calloc(1, sizeof(topk_ctx));
+    uint32_t *hist = malloc((size_t)(nslots * HBINS) * sizeof(uint32_t));
+    if (!c || !hist) { free(c); free(hist); free(first_chunk); return PK_ERR_NOMEM; }
+    *c = (topk_ctx){.T = T, .sizes = sizes, .scores = scores, .masks = masks, .use_abs = use_abs,
+                    .nchunks = nchunks, .nslots = nslots, .first_chunk = first_chunk, .base = base, .hist = hist};
+    int64_t extra = (int64_t)(sizeof(topk_ctx) + (size_t)(nslots * HBINS) * 4 + (size_t)(2 * PK_MAX(T, 1)) * 8);
+    pk_status st = PK_OK;
+
+    {
+        // fast path: the sampled bracket (a validating count pass, then a writing pass)
+        int r = bracket_select(c, total, k, &extra);
+        if (r == -1) { st = PK_ERR_NOMEM; goto done; }
+        if (r == -2) { st = PK_ERR_NONFINITE; goto done; }
+        if (r == -3) { st = PK_ERR_ARG; goto done; }
+        if (r > 0) goto done;
+        for (int64_t s = 0; s < nslots; s++) { free(c->buf[s]); c->buf[s] = NULL; c->count[s] = 0; }
+    }
+
+    pk_parallel_for(nslots, 1, pass1_range, c);
+    int64_t kept = 0;
+    int bad = 0;
+    for (int64_t s = 0; s < nslots; s++) { kept += c->kept[s]; bad |= c->bad[s]; }
+    if (bad) { st = PK_ERR_NONFINITE; goto done; }
+    if (k > kept) { st = PK_ERR_ARG; goto done; }
+    if (k == 0) goto done;
+    {
+        // the bin holding the k-th smallest kept score
+        for (int64_t s = 1; s < nslots; s++)
+            for (int64_t b = 0; b < HBINS; b++) hist[b] += hist[s * HBINS + b];
+        int64_t below = 0, b = 0;
+        while (below + hist[b] < k) below += hist[b++];
+        c->bin = (uint32_t)b;
+        int64_t in_bin = hist[b], r = k - below; // prune r of the bin's entries
+        if (in_bin <= BIN_CAP) {
+            // every buffer is reserved before the first write, so a failure changes nothing; a
+            // slot's buffer is sized for the whole bin but only the pages it fills become resident
+            int64_t n = in_bin;
+            uint64_t *all = malloc((size_t)(2 * PK_MAX(n, 1)) * sizeof(uint64_t));
+            int ok = all != NULL;
+            for (int64_t s = 0; s < nslots && ok; s++) ok = (c->buf[s] = malloc((size_t)PK_MAX(n, 1) * 8)) != NULL;
+            if (!ok) { free(all); st = PK_ERR_NOMEM; goto done; }
+            pk_parallel_for(nslots, 1, pass2_range, c);
+            extra += 3 * PK_MAX(n, 1) * 8; // collected entries, the sort's two halves
+            uint64_t *const block = all;
+            uint64_t *tmp = all + PK_MAX(n, 1);
+            int64_t at = 0;
+            for (int64_t s = 0; s < nslots; s++) { memcpy(all + at, c->buf[s], (size_t)c->count[s] * 8); at += c->count[s]; }
+            for (int shift = 48; shift < 64; shift += 8) {
+                int64_t cnt[257] = {0};
+                for (int64_t i = 0; i < n; i++) cnt[((all[i] >> shift) & 255) + 1]++;
+                for (int i = 0; i < 256; i++) cnt[i + 1] += cnt[i];
+                for (int64_t i = 0; i < n; i++) tmp[cnt[(all[i] >> shift) & 255]++] = all[i];
+                uint64_t *sw = all; all = tmp; tmp = sw;
+            }
+            // after two passes the sorted data is back in the first half
+            for (int64_t i = 0; i < r; i++) prune_position(c, (int64_t)(all[i] & (((uint64_t)1 << 48) - 1)));
+            free(block);
+        } else {
+            // massive ties: exact threshold from the low bits, then ties shared out by position
+            pk_parallel_for(nslots, 1, lowhist_range, c);
+            for (int64_t s = 1; s < nslots; s++)
+                for (int64_t q = 0; q < HBINS; q++) hist[q] += hist[s * HBINS + q];
+            int64_t lb = 0, q = 0;
+            while (lb + hist[q] < r) lb += hist[q++];
+            c->thr = (c->bin << HBITS) | (uint32_t)q;
+            c->ties_to_prune = r - lb;
+            pk_parallel_for(nslots, 1, tiecount_range, c);
+            int64_t acc = 0;
+            for (int64_t s = 0; s < nslots; s++) { c->ties_before[s] = acc; acc += c->count[s]; }
+            pk_parallel_for(nslots, 1, tiewrite_range, c);
+        }
+    }
+done:
+    for (int64_t s = 0; s < nslots; s++) free(c->buf[s]);
+    free(c);
+    free(hist);
+    free(first_chunk);
+    if (extra_bytes) *extra_bytes = extra;
+    return st;
+}
+
+// ---- N:M groups
+
+typedef struct { int64_t rows, cols, ld, N, M; const float *x; uint8_t *mask; int use_abs; } nm_ctx;
+
+static void nm_range(void *v, int64_t b, int64_t e) {
+    // rows [b, e): in each group of M consecutive entries keep the N largest kept scores; among
+    // equal scores the lower index is pruned first (the pinned tie rule)
+    const nm_ctx *c = v;
+    for (int64_t r = b; r < e; r++) {
+        const float *x = c->x + r * c->ld;
+        uint8_t *m = c->mask + r * c->ld;
+        for (int64_t g = 0; g < c->cols; g += c->M) {
+            int64_t len = PK_MIN(c->M, c->cols - g);
+            // prune the smallest until at most N stay
+            for (;;) {
+                int64_t kept = 0, worst = -1;
+                uint32_t wk = 0;
+                for (int64_t j = 0; j < len; j++) {
+                    if (!m[g + j]) continue;
+                    kept++;
+                    uint32_t kk = key_of(c->use_abs, x[g + j]);
+                    if (worst < 0 || kk < wk) { worst = j; wk = kk; }
+                }
+                if (kept <= c->N) break;
+                m[g + worst] = 0;
+            }
+        }
+    }
+}
+
+pk_status pk_nm_mask_f32(int64_t rows, int64_t cols, int64_t N, int64_t M, const float *x, int64_t ld, int use_abs,
+                         uint8_t *mask) {
+    if (rows < 0 || cols < 0 || ld < cols) return PK_ERR_SHAPE;
+    if (M < 1 || N < 0 || N > M) return PK_ERR_ARG;
+    if (rows == 0 || cols == 0) return PK_OK;
+    if (!x || !mask) return PK_ERR_NULL;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < cols; j++)
+            if (mask[r * ld + j] && !isfinite(x[r * ld + j])) return PK_ERR_NONFINITE;
+    nm_ctx c = {rows, cols, ld, N, M, x, mask, use_abs};
+    pk_parallel_for(rows, 16, nm_range, &c);
+    return PK_OK;
+}
+
+// ---- norms of units for structured pruning
+
+typedef struct { int64_t A, D, B; double p; const float *x; const uint8_t *mask; float *out; } norm_ctx;
+
+static void norm_range(void *v, int64_t b, int64_t e) {
+    // units [b, e) of the D dimension: ‖x[:, d, :]‖_p over A×B (kept entries only), in a fixed order
+    const norm_ctx *c = v;
+    for (int64_t d = b; d < e; d++) {
+        double acc = 0.0;
+        for (int64_t a = 0; a < c->A; a++) {
+            const float *row = c->x + (a * c->D + d) * c->B;
+            const uint8_t *mr = c->mask ? c->mask + (a * c->D + d) * c->B : NULL;
+            for (int64_t q = 0; q < c->B; q++) {
+                if (mr && !mr[q]) continue;
+                double t = fabs((double)row[q]);
+                if (isinf(c->p)) acc = t > acc ? t : acc;
+                else if (c->p == 1.0) acc += t;
+                else if (c->p == 2.0) acc += t * t;
+                else if (c->p == 0.0) acc += t != 0.0;
+                else acc += pow(t, c->p);
+            }
+        }
+        double r = acc;
+        if (!isinf(c->p) && c->p != 1.0 && c->p != 0.0) r = c->p == 2.0 ? sqrt(acc) : pow(acc, 1.0 / c->p);
+        c->out[d] = (float)r;
+    }
+}
+
+pk_status pk_unit_norms_f32(int64_t A, int64_t D, int64_t B, double p, const float *x, const uint8_t *mask,
+                            float *out) {
+    if (A < 0 || D < 0 || B < 0) return PK_ERR_SHAPE;
+    if (!(p >= 0.0)) return PK_ERR_ARG;
+    if (D == 0) return PK_OK;
+    if (!out || (A > 0 && B > 0 && !x)) return PK_ERR_NULL;
+    for (int64_t i = 0; i < A * D * B; i++) if (!isfinite(x[i])) return PK_ERR_NONFINITE;
+    norm_ctx c = {A, D, B, p, x, mask, out};
+    pk_parallel_for(D, 1, norm_range, &c);
+    return PK_OK;
+}
