@@ -143,6 +143,8 @@ pk_status pk_relu_forward_f32(int64_t n, const float *x, float *y);
 pk_status pk_relu_backward_f32(int64_t n, const float *y, const float *dy, float *dx);
 /// pk_sum_rows_f32 — out[j] := beta·out[j] + Σ_i X[i,j]; X m×n (ldx ≥ n). Fixed i order per j.
 pk_status pk_sum_rows_f32(int64_t m, int64_t n, float beta, const float *X, int64_t ldx, float *out);
+/// pk_axpby_f32 — out[i] := alpha·x[i] + beta·y[i]. out may equal x or y.
+pk_status pk_axpby_f32(int64_t n, float alpha, const float *x, float beta, const float *y, float *out);
 /// pk_mask_apply_f32 — w[i] := m[i] ? w[i] : 0 (exact zeros).
 pk_status pk_mask_apply_f32(int64_t n, const uint8_t *m, float *w);
 /// pk_count_nonzero_u8 — *count := #{i : m[i] != 0}.
@@ -212,6 +214,12 @@ pk_status pk_maxpool2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, 
 /// Errors    PK_ERR_ARG for a label out of range (nothing written), PK_ERR_SHAPE for n < 1.
 pk_status pk_softmax_xent_f32(int64_t m, int64_t n, const float *logits, const int32_t *labels,
                               float *loss, float *dlogits, int64_t *correct);
+
+/// pk_distill_kl_f32 — distillation term T²·KL(softmax(teacher/T) ‖ softmax(student/T)), mean over m rows
+///   of n logits, and its gradient T·(softmax(student/T) − softmax(teacher/T))/m in dstudent.
+/// Errors    PK_ERR_ARG unless T > 0. Reference pk_ref_distill_kl_f32.
+pk_status pk_distill_kl_f32(int64_t m, int64_t n, float T, const float *student, const float *teacher, float *loss,
+                            float *dstudent);
 
 // ------------------------------------------------------------------------------------------------
 // Mask-aware optimizer updates (src/optim.c; reference src/ref/optim_ref.c)
@@ -293,6 +301,22 @@ pk_status pk_unit_norms_f32(int64_t A, int64_t D, int64_t B, double p, const flo
                             float *out);
 
 // ------------------------------------------------------------------------------------------------
+// Importance scores (src/importance.c; reference src/ref/importance_ref.c)
+
+/// pk_abs_mul_acc_f32 — acc[i] += |a[i]·b[i]| (Taylor importance: a = weights, b = gradients).
+pk_status pk_abs_mul_acc_f32(int64_t n, const float *a, const float *b, float *acc);
+/// pk_col_sumsq_acc_f32 — acc[j] += Σ_i x[i,j]² over m rows (x m×n, ld): input-feature energy for Wanda.
+pk_status pk_col_sumsq_acc_f32(int64_t m, int64_t n, const float *x, int64_t ld, float *acc);
+/// pk_wanda_scores_f32 — out[r,j] := |w[r,j]| · sqrt(sumsq[j / group]) (w, out rows×cols; group ≥ 1
+///   lets one statistic serve `group` consecutive columns, e.g. a convolution's k×k kernel).
+pk_status pk_wanda_scores_f32(int64_t rows, int64_t cols, int64_t group, const float *w, const float *sumsq,
+                              float *out);
+/// pk_block_norms_f32 — out[br, bc] := mean |x| over the kept entries of each bh×bw block of x
+///   (rows×cols; edge blocks may be smaller; 0 for a block with nothing kept).
+pk_status pk_block_norms_f32(int64_t rows, int64_t cols, int64_t bh, int64_t bw, const float *x, const uint8_t *mask,
+                             float *out);
+
+// ------------------------------------------------------------------------------------------------
 // References (src/ref/): same contracts, naive loops, single-threaded.
 pk_status pk_ref_gemm_masked_f32(int64_t m, int64_t n, int64_t k, float alpha,
                                  const float *A, int64_t lda, const float *W, int64_t ldw,
@@ -327,6 +351,8 @@ pk_status pk_ref_maxpool2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t
                                         const float *dy, const int32_t *idx, float *dx);
 pk_status pk_ref_softmax_xent_f32(int64_t m, int64_t n, const float *logits, const int32_t *labels,
                                   float *loss, float *dlogits, int64_t *correct);
+pk_status pk_ref_distill_kl_f32(int64_t m, int64_t n, float T, const float *student, const float *teacher, float *loss,
+                                float *dstudent);
 pk_status pk_ref_sgd_step_f32(int64_t n, float lr, float momentum, float weight_decay, int nesterov,
                               const uint8_t *mask, const float *g, float *w, float *v);
 pk_status pk_ref_adam_step_f32(int64_t n, float lr, float beta1, float beta2, float eps,
@@ -339,6 +365,13 @@ pk_status pk_ref_nm_mask_f32(int64_t rows, int64_t cols, int64_t N, int64_t M, c
                              uint8_t *mask);
 pk_status pk_ref_unit_norms_f32(int64_t A, int64_t D, int64_t B, double p, const float *x, const uint8_t *mask,
                                 float *out);
+
+pk_status pk_ref_abs_mul_acc_f32(int64_t n, const float *a, const float *b, float *acc);
+pk_status pk_ref_col_sumsq_acc_f32(int64_t m, int64_t n, const float *x, int64_t ld, float *acc);
+pk_status pk_ref_wanda_scores_f32(int64_t rows, int64_t cols, int64_t group, const float *w, const float *sumsq,
+                                  float *out);
+pk_status pk_ref_block_norms_f32(int64_t rows, int64_t cols, int64_t bh, int64_t bw, const float *x,
+                                 const uint8_t *mask, float *out);
 
 #ifdef __cplusplus
 }

@@ -98,3 +98,20 @@ pk_status pk_all_finite_f32(int64_t n, const float *x, int *ok) {
     *ok = good;
     return PK_OK;
 }
+
+typedef struct { float a, b; const float *x, *y; float *out; } axpby_ctx;
+
+static void axpby_range(void *v, int64_t b, int64_t e) {
+    // elements [b, e): out = a·x + b·y
+    const axpby_ctx *c = v;
+    for (int64_t i = b; i < e; i++) c->out[i] = c->a * c->x[i] + c->b * c->y[i];
+}
+
+pk_status pk_axpby_f32(int64_t n, float alpha, const float *x, float beta, const float *y, float *out) {
+    if (n < 0) return PK_ERR_SHAPE;
+    if (n == 0) return PK_OK;
+    if (!x || !y || !out) return PK_ERR_NULL;
+    axpby_ctx c = {alpha, beta, x, y, out};
+    pk_parallel_for(n, 1 << 15, axpby_range, &c);
+    return PK_OK;
+}

@@ -51,3 +51,41 @@ pk_status pk_softmax_xent_f32(int64_t m, int64_t n, const float *logits, const i
     if (correct) *correct = ok;
     return PK_OK;
 }
+
+typedef struct { int64_t m, n; float T; const float *s, *t; float *d, *rowloss; } kd_ctx;
+
+static void kd_range(void *v, int64_t b, int64_t e) {
+    // rows [b, e): p = softmax(t/T), q = softmax(s/T); loss T²·Σ p·(log p − log q); grad T·(q − p)/m
+    const kd_ctx *c = v;
+    for (int64_t i = b; i < e; i++) {
+        const float *s = c->s + i * c->n, *t = c->t + i * c->n;
+        double ms = s[0], mt = t[0];
+        for (int64_t j = 1; j < c->n; j++) { if (s[j] > ms) ms = s[j]; if (t[j] > mt) mt = t[j]; }
+        double zs = 0, zt = 0;
+        for (int64_t j = 0; j < c->n; j++) { zs += exp((s[j] - ms) / c->T); zt += exp((t[j] - mt) / c->T); }
+        double lzs = log(zs), lzt = log(zt), kl = 0;
+        for (int64_t j = 0; j < c->n; j++) {
+            double lq = (s[j] - ms) / c->T - lzs, lp = (t[j] - mt) / c->T - lzt, p = exp(lp);
+            kl += p * (lp - lq);
+            c->d[i * c->n + j] = (float)((double)c->T * (exp(lq) - p) / (double)c->m);
+        }
+        c->rowloss[i] = (float)((double)c->T * c->T * kl);
+    }
+}
+
+pk_status pk_distill_kl_f32(int64_t m, int64_t n, float T, const float *student, const float *teacher, float *loss,
+                            float *dstudent) {
+    if (m < 0 || n < 1) return PK_ERR_SHAPE;
+    if (!(T > 0.0f) || !isfinite(T)) return PK_ERR_ARG;
+    if (!loss) return PK_ERR_NULL;
+    if (m == 0) { *loss = 0.0f; return PK_OK; }
+    if (!student || !teacher || !dstudent) return PK_ERR_NULL;
+    float *rowloss = pk_scratch(2, (size_t)m * sizeof(float));
+    if (!rowloss) return PK_ERR_NOMEM;
+    kd_ctx c = {m, n, T, student, teacher, dstudent, rowloss};
+    pk_parallel_for(m, 64, kd_range, &c);
+    double total = 0;
+    for (int64_t i = 0; i < m; i++) total += rowloss[i];
+    *loss = (float)(total / (double)m);
+    return PK_OK;
+}

@@ -7,7 +7,7 @@ struct PruneKitCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "prunekit",
         abstract: "Train, prune and fine-tune neural networks; the hot loops run in C.",
-        subcommands: [Info.self, Train.self, Eval.self, Bench.self])
+        subcommands: [Info.self, Train.self, Eval.self, PruneCommand.self, FineTune.self, Report.self, Demo.self, Bench.self])
 }
 
 /// Prints one JSON object on stdout (keys sorted).

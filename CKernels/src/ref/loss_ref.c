@@ -26,3 +26,19 @@ pk_status pk_ref_softmax_xent_f32(int64_t m, int64_t n, const float *logits, con
     if (correct) *correct = ok;
     return PK_OK;
 }
+
+pk_status pk_ref_distill_kl_f32(int64_t m, int64_t n, float T, const float *student, const float *teacher, float *loss,
+                                float *dstudent) {
+    double total = 0;
+    for (int64_t i = 0; i < m; i++) {
+        double zs = 0, zt = 0;
+        for (int64_t j = 0; j < n; j++) { zs += exp(student[i * n + j] / T); zt += exp(teacher[i * n + j] / T); }
+        for (int64_t j = 0; j < n; j++) {
+            double q = exp(student[i * n + j] / T) / zs, p = exp(teacher[i * n + j] / T) / zt;
+            total += (double)T * T * p * log(p / q);
+            dstudent[i * n + j] = (float)(T * (q - p) / m);
+        }
+    }
+    *loss = m > 0 ? (float)(total / m) : 0.0f;
+    return PK_OK;
+}

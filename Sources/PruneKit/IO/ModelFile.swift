@@ -43,7 +43,7 @@ public enum ModelFile {
             throw IOError(file: path, reason: "no 'prunekit.arch' metadata and the tensors match no known architecture")
         }
         let model: Model
-        do { model = try Model.make(arch, seed: 0) } catch { throw IOError(file: path, reason: "\(error)") }
+        do { model = try Model.build(arch, shapesFrom: tensors) } catch { throw IOError(file: path, reason: "\(error)") }
         do { try assign(tensors, to: model) } catch { throw IOError(file: path, reason: "\(error)") }
         return (model, meta)
     }

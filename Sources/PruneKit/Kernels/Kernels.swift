@@ -151,6 +151,20 @@ enum Kernels {
         return (loss, Int(correct))
     }
 
+    /// T²·KL(softmax(teacher/T) ‖ softmax(student/T)) averaged over m rows, and its gradient.
+    static func distillKL(m: Int, n: Int, temperature: Float, student: FloatStorage, teacher: FloatStorage,
+                          gradient: FloatStorage) throws -> Float {
+        var loss: Float = 0
+        try check(pk_distill_kl_f32(Int64(m), Int64(n), temperature, student.base, teacher.base, &loss, gradient.base),
+                  "distill_kl")
+        return loss
+    }
+
+    /// out := alpha·x + beta·y (element-wise).
+    static func axpby(alpha: Float, x: FloatStorage, beta: Float, y: FloatStorage, out: FloatStorage) throws {
+        try check(pk_axpby_f32(Int64(x.count), alpha, x.base, beta, y.base, out.base), "axpby")
+    }
+
     // MARK: optimizers
 
     /// Builds the C description of an update on `weight`.
@@ -223,5 +237,28 @@ enum Kernels {
         if st == PK_ERR_NONFINITE { throw SelectionFailure.nonFinite }
         try check(st, "unit_norms")
         return out.toArray()
+    }
+
+    // MARK: importance
+
+    static func absMulAccumulate(a: FloatStorage, b: FloatStorage, acc: FloatStorage) throws {
+        precondition(a.count == b.count && a.count == acc.count)
+        try check(pk_abs_mul_acc_f32(Int64(a.count), a.base, b.base, acc.base), "abs_mul_acc")
+    }
+
+    static func columnSumSquaresAccumulate(rows: Int, cols: Int, x: FloatStorage, acc: FloatStorage) throws {
+        try check(pk_col_sumsq_acc_f32(Int64(rows), Int64(cols), x.base, Int64(cols), acc.base), "col_sumsq_acc")
+    }
+
+    static func wandaScores(rows: Int, cols: Int, group: Int, w: FloatStorage, sumsq: FloatStorage) throws -> FloatStorage {
+        let out = FloatStorage(uninitializedCount: rows * cols)
+        try check(pk_wanda_scores_f32(Int64(rows), Int64(cols), Int64(group), w.base, sumsq.base, out.base), "wanda_scores")
+        return out
+    }
+
+    static func blockNorms(rows: Int, cols: Int, bh: Int, bw: Int, x: FloatStorage, mask: ByteStorage?) throws -> FloatStorage {
+        let out = FloatStorage(count: ((rows + bh - 1) / bh) * ((cols + bw - 1) / bw))
+        try check(pk_block_norms_f32(Int64(rows), Int64(cols), Int64(bh), Int64(bw), x.base, ptr(mask), out.base), "block_norms")
+        return out
     }
 }

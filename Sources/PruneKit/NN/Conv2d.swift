@@ -9,6 +9,8 @@ public final class Conv2d: Layer {
     public let weight: Parameter
     public let bias: Parameter?
     private var input: Tensor?
+    /// Set while a calibration pass records input statistics (Wanda).
+    var statistics: ActivationStatistics?
 
     public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, bias: Bool = true,
                 rng: inout SeededGenerator) {
@@ -62,6 +64,7 @@ public final class Conv2d: Layer {
                                 stride: stride, x: x.storage, weight: weight.value.storage, mask: weight.maskStorage,
                                 bias: bias?.value.storage, y: y.storage)
         input = training ? x : nil
+        if statistics != nil { try recordStatistics(x) }
         return y
     }
 
@@ -80,5 +83,17 @@ public final class Conv2d: Layer {
         if let dw { weight.grad = dw }
         if let bias, let db { bias.grad = db }
         return dx
+    }
+}
+
+extension Conv2d {
+    /// Records Σx² per input channel for Wanda (shared by the k×k weights of that channel).
+    func recordStatistics(_ x: Tensor) throws {
+        guard let stats = statistics else { return }
+        let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
+        let norms = try Kernels.unitNorms(a: n, d: inChannels, b: h * w, p: 2, x: x.storage, mask: nil)
+        try stats.record(weight: weight, columns: inChannels, group: kernelSize * kernelSize) { acc in
+            acc.update { i, old in old + norms[i] * norms[i] }
+        }
     }
 }

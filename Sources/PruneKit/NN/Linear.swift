@@ -5,6 +5,8 @@ public final class Linear: Layer {
     public let weight: Parameter
     public let bias: Parameter?
     private var input: Tensor?
+    /// Set while a calibration pass records input statistics (Wanda).
+    var statistics: ActivationStatistics?
 
     /// PyTorch's default init: U(−1/√in, 1/√in) for weight and bias.
     public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, rng: inout SeededGenerator) {
@@ -43,6 +45,7 @@ public final class Linear: Layer {
         try Kernels.linearForward(m: m, n: outFeatures, k: inFeatures, x: x.storage, w: weight.value.storage,
                                   mask: weight.maskStorage, bias: bias?.value.storage, y: y.storage)
         input = training ? x : nil
+        if statistics != nil { try recordStatistics(x) }
         return y
     }
 
@@ -74,5 +77,15 @@ public final class Linear: Layer {
             weight.grad = dw
         }
         return dx
+    }
+}
+
+extension Linear {
+    /// Records Σx² per input feature for Wanda (called from forward while statistics are attached).
+    func recordStatistics(_ x: Tensor) throws {
+        guard let stats = statistics else { return }
+        try stats.record(weight: weight, columns: inFeatures, group: 1) { acc in
+            try Kernels.columnSumSquaresAccumulate(rows: x.shape[0], cols: inFeatures, x: x.storage, acc: acc)
+        }
     }
 }

@@ -30,3 +30,31 @@ public enum SoftmaxCrossEntropy {
         return (logits.shape[0], logits.shape[1])
     }
 }
+
+/// Knowledge distillation (Hinton et al. 2015): loss = α·CE(student, labels) +
+/// (1 − α)·T²·KL(softmax(teacher/T) ‖ softmax(student/T)), averaged over the batch.
+public struct Distillation: Sendable {
+    public var alpha: Float
+    public var temperature: Float
+    public init(alpha: Float = 0.5, temperature: Float = 2) {
+        self.alpha = alpha
+        self.temperature = temperature
+    }
+
+    /// Loss and ∂loss/∂logits.
+    public func compute(logits: Tensor, teacherLogits: Tensor, labels: [Int32]) throws -> (loss: Float, gradient: Tensor) {
+        try teacherLogits.expectShape(logits.shape)
+        guard alpha >= 0, alpha <= 1, temperature > 0 else {
+            throw LayerError.badInput(layer: "Distillation", expected: "0 ≤ alpha ≤ 1, temperature > 0", got: [])
+        }
+        let ce = try SoftmaxCrossEntropy.compute(logits: logits, labels: labels)
+        let m = logits.shape[0], n = logits.shape[1]
+        let g = Tensor(uninitialized: logits.shape)
+        let kd = try Kernels.distillKL(m: m, n: n, temperature: temperature, student: logits.storage,
+                                       teacher: teacherLogits.storage, gradient: g.storage)
+        // combine: α·CE + (1 − α)·KD, gradients likewise
+        let out = Tensor(uninitialized: logits.shape)
+        try Kernels.axpby(alpha: alpha, x: ce.gradient.storage, beta: 1 - alpha, y: g.storage, out: out.storage)
+        return (alpha * ce.loss + (1 - alpha) * kd, out)
+    }
+}

@@ -46,6 +46,37 @@ public final class Model {
         return Model(architecture: "cnn", network: net, inputShape: [1, 28, 28])
     }
 
+    /// A model of a named architecture whose layer sizes come from `tensors` (state_dict names,
+    /// plain or PyTorch's pruned form): loads models made smaller by structural surgery.
+    public static func build(_ architecture: String, shapesFrom tensors: [String: Tensor]) throws -> Model {
+        func shape(_ name: String) throws -> [Int] {
+            guard let t = tensors[name] ?? tensors[name + "_orig"] else { throw ModelError.missingTensor(name) }
+            return t.shape
+        }
+        func linear(_ name: String) throws -> Linear {
+            let w = try shape(name + ".weight")
+            guard w.count == 2 else { throw ModelError.shapeMismatch(name: name + ".weight", expected: [-1, -1], got: w) }
+            return try Linear(weight: Tensor(zeros: w), bias: tensors[name + ".bias"].map { Tensor(zeros: $0.shape) })
+        }
+        func conv(_ name: String) throws -> Conv2d {
+            let w = try shape(name + ".weight")
+            guard w.count == 4 else { throw ModelError.shapeMismatch(name: name + ".weight", expected: [-1, -1, -1, -1], got: w) }
+            return try Conv2d(weight: Tensor(zeros: w), bias: tensors[name + ".bias"].map { Tensor(zeros: $0.shape) })
+        }
+        switch architecture {
+        case "mlp":
+            let net = Sequential([("fc1", try linear("fc1")), ("relu1", ReLU()), ("fc2", try linear("fc2")), ("relu2", ReLU()),
+                                  ("fc3", try linear("fc3"))])
+            return Model(architecture: "mlp", network: net, inputShape: [784])
+        case "cnn":
+            let net = Sequential([("conv1", try conv("conv1")), ("relu1", ReLU()), ("pool1", MaxPool2d(2)),
+                                  ("conv2", try conv("conv2")), ("relu2", ReLU()), ("pool2", MaxPool2d(2)),
+                                  ("flatten", Flatten()), ("fc", try linear("fc"))])
+            return Model(architecture: "cnn", network: net, inputShape: [1, 28, 28])
+        default: throw ModelError.unknownArchitecture(architecture)
+        }
+    }
+
     /// Architectures `make` knows.
     public static let architectures = ["mlp", "cnn"]
 

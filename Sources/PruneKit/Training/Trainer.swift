@@ -38,6 +38,8 @@ public struct TrainingResult: Sendable {
 public enum Trainer {
     public static func train(_ model: Model, data: LabeledImages, optimizer: any Optimizer, config: TrainingConfig,
                              learningRateSchedule: ((Int, Int) -> Float)? = nil,
+                             teacher: Model? = nil, distillation: Distillation = Distillation(),
+                             stepHook: ((Int) throws -> Void)? = nil,
                              progress: ((BatchProgress) -> Void)? = nil) throws -> TrainingResult {
         guard config.epochs >= 0, config.batchSize > 0 else {
             throw OptimizerError.invalidHyperparameter("epochs \(config.epochs), batch \(config.batchSize)")
@@ -58,11 +60,19 @@ public enum Trainer {
                 let x = try data.images.gatherRows(idx)
                 let y = idx.map { data.labels[$0] }
                 let logits = try model.forward(x, training: true)
-                let (loss, grad, _) = try SoftmaxCrossEntropy.compute(logits: logits, labels: y)
+                let (loss, grad): (Float, Tensor)
+                if let teacher {
+                    let t = try teacher.forward(x, training: false)
+                    (loss, grad) = try distillation.compute(logits: logits, teacherLogits: t, labels: y)
+                } else {
+                    let r = try SoftmaxCrossEntropy.compute(logits: logits, labels: y)
+                    (loss, grad) = (r.loss, r.gradient)
+                }
                 if config.fusedUpdates { optimizer.prepareFusedStep(params) }
                 _ = try model.network.backward(grad, needInputGradient: false)
                 try optimizer.step(params)
                 step += 1
+                try stepHook?(step)
                 seen += idx.count
                 lossSum += Double(loss) * Double(idx.count)
                 lastLoss = loss

@@ -1,0 +1,120 @@
+/// How important each weight is; pruning removes the least important first.
+///
+/// `magnitude` (|w|, PyTorch's L1), `random`, `custom` scores, `taylor` (|w·∂L/∂w| accumulated over
+/// batches) and `wanda` (|w|·‖x‖ over a calibration set). Scores must be finite; higher means
+/// more important.
+public struct Importance {
+    public let name: String
+    /// Scores for the parameter at `index` of a pruning call, or nil for |w| itself (no copy).
+    let scores: (Parameter, Int) throws -> Tensor?
+    /// Compare |score| instead of the score.
+    let useAbs: Bool
+
+    public init(name: String, useAbs: Bool = false, scores: @escaping (Parameter, Int) throws -> Tensor?) {
+        self.name = name
+        self.useAbs = useAbs
+        self.scores = scores
+    }
+
+    /// |w|: PyTorch's l1_unstructured / global_unstructured with L1Unstructured.
+    public static var magnitude: Importance { Importance(name: "l1", useAbs: true) { _, _ in nil } }
+
+    /// Uniform random scores from `seed` (PyTorch's random_unstructured; a different generator, so
+    /// the same counts but not the same entries).
+    public static func random(seed: UInt64) -> Importance {
+        Importance(name: "random") { p, i in
+            var g = SeededGenerator(seed: seed &+ UInt64(i) &* 0x9E37_79B9_7F4A_7C15)
+            return Tensor.uniform(p.shape, 0, 1, rng: &g)
+        }
+    }
+
+    /// Scores from a function (same shape as the parameter).
+    public static func custom(_ f: @escaping (Parameter) throws -> Tensor) -> Importance {
+        Importance(name: "custom") { p, _ in
+            let t = try f(p)
+            try t.expectShape(p.shape)
+            return t
+        }
+    }
+
+    /// Taylor importance accumulated by `accumulator` (Molchanov et al.: |w·g| summed over batches).
+    public static func taylor(_ accumulator: TaylorImportance) -> Importance {
+        Importance(name: "taylor") { p, _ in try accumulator.scores(for: p) }
+    }
+
+    /// Wanda (Sun et al. 2023): |w_ij|·‖x_j‖₂ with input norms from a calibration pass.
+    public static func wanda(_ statistics: ActivationStatistics) -> Importance {
+        Importance(name: "wanda") { p, _ in try statistics.wandaScores(for: p) }
+    }
+}
+
+/// Accumulates |w ⊙ ∂L/∂w| over batches for Taylor importance. Call `accumulate()` after each
+/// backward pass of a training run with `fusedUpdates: false` (the gradients must exist).
+public final class TaylorImportance {
+    private var sums: [ObjectIdentifier: FloatStorage] = [:]
+    public private(set) var batches = 0
+    let parameters: [Parameter]
+
+    public init(parameters: [Parameter]) {
+        self.parameters = parameters
+        for p in parameters { sums[ObjectIdentifier(p)] = FloatStorage(count: p.count) }
+    }
+
+    /// Adds |w·g| of the current gradients.
+    public func accumulate() throws {
+        for p in parameters {
+            guard p.grad.shape == p.shape else { throw PruneError.missingStatistics("gradient of shape \(p.shape)") }
+            try Kernels.absMulAccumulate(a: p.value.storage, b: p.grad.storage, acc: sums[ObjectIdentifier(p)]!)
+        }
+        batches += 1
+    }
+
+    func scores(for p: Parameter) throws -> Tensor {
+        guard batches > 0, let s = sums[ObjectIdentifier(p)] else {
+            throw PruneError.missingStatistics("no Taylor statistics for a parameter of shape \(p.shape)")
+        }
+        return try Tensor(shape: p.shape, storage: s.copy())
+    }
+}
+
+/// Input-feature energies Σx² of every Linear and Conv2d, gathered during forward passes over a
+/// calibration set, for Wanda importance.
+public final class ActivationStatistics {
+    private var energy: [ObjectIdentifier: (storage: FloatStorage, group: Int)] = [:]
+    public private(set) var samples = 0
+
+    public init() {}
+
+    /// Runs `batches` through the model (inference) and records the input energies.
+    public func collect(model: Model, batches: [Tensor]) throws {
+        for layer in model.network.layers.map(\.layer) {
+            if let l = layer as? Linear { l.statistics = self }
+            if let c = layer as? Conv2d { c.statistics = self }
+        }
+        defer {
+            for layer in model.network.layers.map(\.layer) {
+                (layer as? Linear)?.statistics = nil
+                (layer as? Conv2d)?.statistics = nil
+            }
+        }
+        for x in batches {
+            _ = try model.forward(x, training: false)
+            samples += x.shape.first ?? 0
+        }
+    }
+
+    func record(weight: Parameter, columns: Int, group: Int, add: (FloatStorage) throws -> Void) rethrows {
+        let key = ObjectIdentifier(weight)
+        if energy[key] == nil { energy[key] = (FloatStorage(count: columns), group) }
+        try add(energy[key]!.storage)
+    }
+
+    func wandaScores(for p: Parameter) throws -> Tensor {
+        guard let e = energy[ObjectIdentifier(p)] else {
+            throw PruneError.missingStatistics("no calibration statistics for a parameter of shape \(p.shape)")
+        }
+        let rows = p.shape[0], cols = p.count / max(rows, 1)
+        return try Tensor(shape: p.shape, storage: Kernels.wandaScores(rows: rows, cols: cols, group: e.group,
+                                                                        w: p.value.storage, sumsq: e.storage))
+    }
+}

@@ -1,0 +1,172 @@
+/// What to prune in a whole model: the importance, the structure, the scope and the amount.
+public struct PruningRequest: Sendable, Equatable {
+    public enum Method: String, Sendable, CaseIterable { case l1, random, taylor, wanda }
+    public enum Structure: Sendable, Equatable, CustomStringConvertible {
+        /// single weights
+        case unstructured
+        /// output neurons of hidden Linear layers (rows), never the classifier's outputs
+        case neurons
+        /// output channels (filters) of Conv2d layers
+        case channels
+        /// at most N nonzeros in every M consecutive weights along the input dimension
+        case nm(Int, Int)
+        /// blocks of rows × cols weights
+        case block(Int, Int)
+
+        public var description: String {
+            switch self {
+            case .unstructured: return "unstructured"
+            case .neurons: return "neurons"
+            case .channels: return "channels"
+            case let .nm(n, m): return "\(n):\(m)"
+            case let .block(r, c): return "block \(r)x\(c)"
+            }
+        }
+
+        /// Parses "unstructured", "neurons", "channels", "N:M" (e.g. "2:4") or "block" / "RxC" blocks.
+        public init(parsing s: String) throws {
+            switch s.lowercased() {
+            case "unstructured": self = .unstructured
+            case "neurons": self = .neurons
+            case "channels", "filters": self = .channels
+            case "block": self = .block(4, 1)
+            default:
+                let nm = s.split(separator: ":").compactMap { Int($0) }
+                if nm.count == 2 { self = .nm(nm[0], nm[1]); return }
+                let b = s.lowercased().replacingOccurrences(of: "block", with: "").split(separator: "x").compactMap { Int($0) }
+                if b.count == 2 { self = .block(b[0], b[1]); return }
+                throw PruneError.invalidPattern("unknown structure '\(s)' (unstructured, neurons, channels, N:M, block or RxC)")
+            }
+        }
+    }
+    public enum Scope: String, Sendable, CaseIterable { case layer, global }
+
+    public var method: Method
+    public var structure: Structure
+    public var scope: Scope
+    public var amount: Amount
+    public var seed: UInt64
+
+    public init(method: Method = .l1, structure: Structure = .unstructured, scope: Scope = .global,
+                amount: Amount, seed: UInt64 = 0) {
+        self.method = method
+        self.structure = structure
+        self.scope = scope
+        self.amount = amount
+        self.seed = seed
+    }
+}
+
+extension Model {
+    /// The weights pruning considers: every Linear and Conv2d weight.
+    public var prunableWeights: [(name: String, parameter: Parameter)] {
+        namedParameters.filter { $0.parameter.isPrunable }
+    }
+
+    /// Fraction of the prunable weights that are zero.
+    public var sparsity: Double {
+        let ws = prunableWeights.map(\.parameter)
+        let total = ws.reduce(0) { $0 + $1.count }
+        guard total > 0 else { return 0 }
+        let zeros = ws.reduce(0) { $0 + $1.value.scalars.filter { $0 == 0 }.count }
+        return Double(zeros) / Double(total)
+    }
+}
+
+/// Applies a `PruningRequest` to a model.
+public enum ModelPruner {
+    /// Prunes `model` as requested. `importance` supplies Taylor or Wanda statistics when the method
+    /// needs them. Every check runs before the first mask changes.
+    public static func prune(_ model: Model, _ request: PruningRequest, importance: Importance? = nil) throws {
+        let imp: Importance
+        switch request.method {
+        case .l1: imp = .magnitude
+        case .random: imp = .random(seed: request.seed)
+        case .taylor, .wanda:
+            guard let i = importance else {
+                throw PruneError.missingStatistics("method \(request.method.rawValue) needs \(request.method == .taylor ? "gradients from training batches" : "a calibration pass")")
+            }
+            imp = i
+        }
+        let weights = model.prunableWeights.map(\.parameter)
+        switch request.structure {
+        case .unstructured:
+            if request.scope == .global { try Prune.globalUnstructured(weights, amount: request.amount, importance: imp) }
+            else { try forEachLayer(weights) { try Prune.unstructured($0, amount: request.amount, importance: imp) } }
+        case let .nm(n, m):
+            guard request.method != .random else { throw PruneError.unsupported("random N:M") }
+            try forEachLayer(weights) { try Prune.nm($0, n: n, m: m, importance: imp) }
+        case let .block(r, c):
+            if request.scope == .global { try Prune.block(weights, blockRows: r, blockCols: c, amount: request.amount) }
+            else { try forEachLayer(weights) { try Prune.block([$0], blockRows: r, blockCols: c, amount: request.amount) } }
+        case .neurons, .channels:
+            let units = structuredUnits(model, request.structure)
+            guard !units.isEmpty else {
+                throw PruneError.unsupported("\(request.structure) pruning: the model has no \(request.structure == .neurons ? "hidden Linear layer" : "Conv2d layer")")
+            }
+            try pruneUnits(units, request: request, importance: imp)
+        }
+    }
+
+    /// Per-layer application with all-or-nothing semantics: masks are restored if a layer fails.
+    static func forEachLayer(_ weights: [Parameter], _ body: (Parameter) throws -> Void) throws {
+        let saved = weights.map { ($0.mask, $0.value) }
+        do { for p in weights { try body(p) } } catch {
+            for (p, s) in zip(weights, saved) {
+                p.removeMask()
+                try? p.assign(s.1)
+                if let m = s.0 { try? p.setMask(m) }
+            }
+            throw error
+        }
+    }
+
+    /// Weights whose output units (dim 0) a structure prunes: hidden Linear layers for neurons
+    /// (the last Linear produces the logits), Conv2d layers for channels.
+    static func structuredUnits(_ model: Model, _ s: PruningRequest.Structure) -> [Parameter] {
+        let layers = model.network.layers.map(\.layer)
+        if s == .channels { return layers.compactMap { ($0 as? Conv2d)?.weight } }
+        let linears = layers.compactMap { $0 as? Linear }
+        return linears.dropLast().map(\.weight)
+    }
+
+    static func pruneUnits(_ weights: [Parameter], request: PruningRequest, importance: Importance) throws {
+        // unit score: mean importance of the unit's kept weights (comparable across layers)
+        var scores: [FloatStorage] = [], alive: [ByteStorage] = []
+        for (i, p) in weights.enumerated() {
+            let units = p.shape[0], per = p.count / units
+            let s: [Float]
+            if request.method == .random {
+                var g = SeededGenerator(seed: request.seed &+ UInt64(i))
+                s = (0..<units).map { _ in g.nextUnitFloat() }
+            } else if let t = try importance.scores(p, i) {
+                guard t.isFinite else { throw PruneError.nonFiniteScores("\(importance.name) scores") }
+                s = try Kernels.unitNorms(a: 1, d: units, b: per, p: 1, x: t.storage, mask: p.maskStorage).map { $0 / Float(per) }
+            } else {
+                guard p.value.isFinite else { throw PruneError.nonFiniteScores("weights of shape \(p.shape)") }
+                s = try Kernels.unitNorms(a: 1, d: units, b: per, p: 1, x: p.value.storage, mask: p.maskStorage).map { $0 / Float(per) }
+            }
+            let m = p.effectiveMask
+            let a = ByteStorage(count: units)
+            for u in 0..<units where (0..<per).contains(where: { m[flat: u * per + $0] }) { a[u] = 1 }
+            scores.append(FloatStorage(s))
+            alive.append(a)
+        }
+        if request.scope == .global {
+            let remaining = alive.reduce(0) { $0 + Kernels.countNonzero($1) }
+            _ = try Prune.select(scores: scores, masks: alive, useAbs: false, k: try request.amount.count(of: remaining),
+                                 what: "unit scores")
+        } else {
+            let ks = try alive.map { try request.amount.count(of: Kernels.countNonzero($0)) }
+            for (i, k) in ks.enumerated() {
+                _ = try Prune.select(scores: [scores[i]], masks: [alive[i]], useAbs: false, k: k, what: "unit scores")
+            }
+        }
+        for (p, a) in zip(weights, alive) {
+            let per = p.count / p.shape[0], old = p.effectiveMask
+            let out = ByteStorage(count: p.count)
+            out.update { i, _ in old[flat: i] && a[i / per] != 0 ? 1 : 0 }
+            try p.setMask(Mask(shape: p.shape, storage: out))
+        }
+    }
+}

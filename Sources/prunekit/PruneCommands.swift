@@ -1,0 +1,168 @@
+import ArgumentParser
+import Foundation
+import PruneKit
+
+/// "0.9" is a fraction of the remaining weights, "1000" an absolute count (PyTorch's float/int rule).
+func parseAmount(_ s: String) throws -> Amount {
+    if !s.contains("."), !s.lowercased().contains("e"), let n = Int(s) { return .count(n) }
+    guard let f = Double(s), f.isFinite else { throw ValidationError("--amount '\(s)' is not a number") }
+    guard f >= 0, f <= 1 else { throw ValidationError("--amount \(s) must be a fraction in [0, 1] or a whole count") }
+    return .fraction(f)
+}
+
+/// Importance statistics for taylor (gradients over training batches) and wanda (a calibration pass).
+func importanceFor(_ method: PruningRequest.Method, model: Model, data: LabeledImages, batches: Int) throws -> Importance? {
+    switch method {
+    case .taylor:
+        let t = TaylorImportance(parameters: model.prunableWeights.map(\.parameter))
+        for b in 0..<batches {
+            let n = min(128, data.count - b * 128)
+            guard n > 0 else { break }
+            let x = try data.images.rows(b * 128, n)
+            let logits = try model.forward(x, training: true)
+            let r = try SoftmaxCrossEntropy.compute(logits: logits, labels: Array(data.labels[(b * 128)..<(b * 128 + n)]))
+            _ = try model.network.backward(r.gradient, needInputGradient: false)
+            try t.accumulate()
+        }
+        return .taylor(t)
+    case .wanda:
+        let s = ActivationStatistics()
+        let xs = try (0..<batches).compactMap { b -> Tensor? in
+            let n = min(128, data.count - b * 128)
+            return n > 0 ? try data.images.rows(b * 128, n) : nil
+        }
+        try s.collect(model: model, batches: xs)
+        return .wanda(s)
+    default: return nil
+    }
+}
+
+struct PruneCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "prune", abstract: "Prune a saved model; masks are kept in the output file.")
+    @Option(name: .customLong("model-file"), help: "Input model (safetensors).") var modelFile: String
+    @Option(help: "Importance: l1, random, taylor or wanda.") var method: String = "l1"
+    @Option(help: "Structure: unstructured, neurons, channels, N:M (e.g. 2:4), block (4x1) or RxC.") var structure: String = "unstructured"
+    @Option(help: "Scope: layer or global.") var scope: String = "global"
+    @Option(help: "Fraction of the remaining weights (0.9) or a count (1000).") var amount: String
+    @Option(help: "Output model file.") var out: String
+    @Option(help: "Batches of 128 training images for taylor / wanda statistics.") var calibrationBatches: Int = 16
+    @Option(help: "Random seed (random method).") var seed: UInt64 = 0
+    @Flag(help: "Physically remove pruned neurons / channels (structured pruning).") var surgery = false
+    @Flag(help: "Skip the test-set evaluation.") var noEval = false
+    @Flag(help: "Print one JSON object.") var json = false
+    @OptionGroup var dataOption: DataOption
+    @OptionGroup var threadOption: ThreadOption
+
+    func run() throws {
+        try guarded {
+            try threadOption.apply()
+            guard let m = PruningRequest.Method(rawValue: method) else { throw ValidationError("--method must be l1, random, taylor or wanda") }
+            guard let sc = PruningRequest.Scope(rawValue: scope) else { throw ValidationError("--scope must be layer or global") }
+            let request = PruningRequest(method: m, structure: try PruningRequest.Structure(parsing: structure), scope: sc,
+                                         amount: try parseAmount(amount), seed: seed)
+            var (model, meta) = try ModelFile.load(modelFile)
+            var imp: Importance? = nil
+            if m == .taylor || m == .wanda {
+                let train = try FashionMNIST.load(directory: dataOption.data, train: true).reshapedImages([784])
+                imp = try importanceFor(m, model: model, data: train, batches: calibrationBatches)
+            }
+            try ModelPruner.prune(model, request, importance: imp)
+            var removed: [String: Int] = [:]
+            if surgery {
+                let r = try Surgery.removePrunedUnits(model)
+                model = r.model
+                removed = r.result.removedUnits
+            }
+            meta["prunekit.pruned"] = "\(request.method.rawValue) \(request.structure) \(request.scope.rawValue) \(request.amount)"
+            try ModelFile.save(model, to: out, extraMetadata: meta.filter { $0.key != "prunekit.arch" && $0.key != "format" })
+            let report = SparsityReport(model: model)
+            var o: [String: Any] = ["model_file": out, "sparsity": report.sparsity, "kept": report.kept, "total": report.total,
+                                    "parameters": model.parameterCount, "report": report.dictionary]
+            if !removed.isEmpty { o["units_removed"] = removed }
+            if !noEval {
+                let test = try FashionMNIST.load(directory: dataOption.data, train: false)
+                o["test_accuracy"] = try Trainer.evaluate(model, data: test).accuracy
+            }
+            if json { printJSON(o) } else {
+                print(report.table)
+                if let a = o["test_accuracy"] as? Double { print(String(format: "test accuracy %.4f", a)) }
+                print("saved \(out)")
+            }
+        }
+    }
+}
+
+struct FineTune: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "finetune",
+        abstract: "Fine-tune a model with its masks fixed (Adam, cosine-decayed lr; distillation with --teacher).")
+    @Option(name: .customLong("model-file"), help: "Input model.") var modelFile: String
+    @Option(help: "Epochs.") var epochs: Int = 2
+    @Option(help: "Peak learning rate (cosine-decayed to 0).") var lr: Float = 3e-3
+    @Option(help: "Batch size.") var batch: Int = 128
+    @Option(help: "Dense model to distil from (its logits).") var teacher: String?
+    @Option(help: "Random seed (shuffling).") var seed: UInt64 = 0
+    @Option(help: "Output model file.") var out: String
+    @Option(help: "Distillation weight of the label loss (1 − alpha goes to the teacher's logits).") var kdAlpha: Float = 0.5
+    @Option(help: "Distillation temperature.") var kdTemperature: Float = 2
+    @Flag(help: "Constant learning rate instead of the cosine decay.") var constantLr = false
+    @Flag(help: "Print one JSON object.") var json = false
+    @OptionGroup var dataOption: DataOption
+    @OptionGroup var threadOption: ThreadOption
+
+    func validate() throws {
+        guard epochs >= 0 else { throw ValidationError("--epochs must be at least 0") }
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+        guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be positive") }
+    }
+
+    func run() throws {
+        try guarded {
+            try threadOption.apply()
+            let (model, meta) = try ModelFile.load(modelFile)
+            let teacherModel = try teacher.map { try ModelFile.load($0).model }
+            let train = try FashionMNIST.load(directory: dataOption.data, train: true)
+            let test = try FashionMNIST.load(directory: dataOption.data, train: false)
+            let bar = ProgressBar(label: "finetune")
+            let r = try FineTuner.fineTune(model, data: train,
+                                           config: FineTuneConfig(epochs: epochs, learningRate: lr, batchSize: batch, seed: seed,
+                                                                  cosineDecay: !constantLr,
+                                                                  distillation: Distillation(alpha: kdAlpha, temperature: kdTemperature)),
+                                           teacher: teacherModel, progress: bar.update)
+            let (acc, loss) = try Trainer.evaluate(model, data: test)
+            try ModelFile.save(model, to: out, extraMetadata: meta.filter { $0.key != "prunekit.arch" && $0.key != "format" })
+            let sp = SparsityReport(model: model).sparsity
+            if json {
+                printJSON(["model_file": out, "epochs": epochs, "test_accuracy": acc, "test_loss": loss, "sparsity": sp,
+                           "train_seconds": r.trainSeconds, "samples_per_second": r.samplesPerSecond])
+            } else {
+                print(String(format: "test accuracy %.4f, sparsity %.2f%%; saved %@", acc, 100 * sp, out))
+            }
+        }
+    }
+}
+
+struct Report: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Per-layer sparsity of a model (and its test accuracy).")
+    @Option(name: .customLong("model-file"), help: "Model file.") var modelFile: String
+    @Flag(help: "Skip the test-set evaluation.") var noEval = false
+    @Flag(help: "Print one JSON object.") var json = false
+    @OptionGroup var dataOption: DataOption
+
+    func run() throws {
+        try guarded {
+            let (model, meta) = try ModelFile.load(modelFile)
+            let report = SparsityReport(model: model)
+            var o: [String: Any] = ["model_file": modelFile, "architecture": model.architecture, "sparsity": report.sparsity,
+                                    "parameters": model.parameterCount, "report": report.dictionary]
+            if let p = meta["prunekit.pruned"] { o["pruned"] = p }
+            if !noEval {
+                o["test_accuracy"] = try Trainer.evaluate(model, data: try FashionMNIST.load(directory: dataOption.data, train: false)).accuracy
+            }
+            if json { printJSON(o) } else {
+                print(report.table)
+                if let a = o["test_accuracy"] as? Double { print(String(format: "test accuracy %.4f", a)) }
+            }
+        }
+    }
+}
