@@ -36,7 +36,55 @@ def masked_linear_adam():
               metadata={"torch": torch.__version__, "lr": "0.01"})
 
 
+def prune_functions():
+    """Every torch.nn.utils.prune function on fixed random weights (continuous values: no ties)."""
+    torch.manual_seed(7)
+    t, meta = {}, {"torch": torch.__version__}
+
+    def lin(name, o, i):
+        m = nn.Linear(i, o)
+        t[name + ".weight"] = m.weight.detach().clone()
+        return m
+
+    def done(name, m, param="weight"):
+        t[name + ".mask"] = getattr(m, param + "_mask").detach().clone().float()
+
+    m = lin("l1_half", 10, 20); prune.l1_unstructured(m, "weight", amount=0.5); done("l1_half", m)
+    m = lin("l1_count", 6, 5); prune.l1_unstructured(m, "weight", amount=7); done("l1_count", m)
+    m = lin("l1_round_down", 2, 5); prune.l1_unstructured(m, "weight", amount=0.25); done("l1_round_down", m)  # 2.5 → 2
+    m = lin("l1_round_up", 2, 5); prune.l1_unstructured(m, "weight", amount=0.35); done("l1_round_up", m)      # 3.5 → 4
+    m = lin("l1_iterative", 8, 12)
+    prune.l1_unstructured(m, "weight", amount=0.5); prune.l1_unstructured(m, "weight", amount=0.5)
+    prune.l1_unstructured(m, "weight", amount=5); done("l1_iterative", m)
+    m = lin("random_03", 9, 11); prune.random_unstructured(m, "weight", amount=0.3); done("random_03", m)
+    m = lin("ln2_dim0", 8, 6); prune.ln_structured(m, "weight", amount=0.5, n=2, dim=0); done("ln2_dim0", m)
+    m = lin("ln1_dim1", 5, 9); prune.ln_structured(m, "weight", amount=3, n=1, dim=1); done("ln1_dim1", m)
+    m = lin("lninf_dim0", 7, 4); prune.ln_structured(m, "weight", amount=0.4, n=float("inf"), dim=0); done("lninf_dim0", m)
+    m = lin("ln_iterative", 8, 5)
+    prune.ln_structured(m, "weight", amount=0.5, n=2, dim=0); prune.ln_structured(m, "weight", amount=0.5, n=2, dim=0)
+    done("ln_iterative", m)
+    m = lin("random_structured", 10, 3); prune.random_structured(m, "weight", amount=0.5, dim=0); done("random_structured", m)
+    c = nn.Conv2d(3, 6, 3); t["conv_ln2.weight"] = c.weight.detach().clone()
+    prune.ln_structured(c, "weight", amount=0.5, n=2, dim=0); done("conv_ln2", c)
+    a, b, d = nn.Linear(7, 5), nn.Linear(4, 3), nn.Linear(6, 2)
+    for n_, mm in (("global_a", a), ("global_b", b), ("global_c", d)):
+        t[n_ + ".weight"] = mm.weight.detach().clone()
+    prune.global_unstructured([(a, "weight"), (b, "weight"), (d, "weight")], pruning_method=prune.L1Unstructured, amount=0.6)
+    for n_, mm in (("global_a", a), ("global_b", b), ("global_c", d)):
+        done(n_, mm)
+    m = lin("custom", 4, 4)
+    cm = (torch.rand(4, 4) > 0.5).float()
+    t["custom.given"] = cm
+    prune.custom_from_mask(m, "weight", cm); prune.l1_unstructured(m, "weight", amount=0.5); done("custom", m)
+    m = lin("removed", 3, 6); prune.l1_unstructured(m, "weight", amount=0.5); prune.remove(m, "weight")
+    t["removed.after"] = m.weight.detach().clone()
+    t["removed.has_mask"] = torch.tensor([float(hasattr(m, "weight_mask"))])
+    m = lin("identity", 2, 3); prune.identity(m, "weight"); done("identity", m)
+    save_file({k: v.contiguous() for k, v in t.items()}, os.path.join(OUT, "prune_functions.safetensors"), metadata=meta)
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     masked_linear_adam()
+    prune_functions()
     print("fixtures written to", os.path.abspath(OUT))

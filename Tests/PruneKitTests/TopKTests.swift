@@ -1,0 +1,139 @@
+import XCTest
+import CPruneKernels
+@testable import PruneKit
+
+/// The selection kernel against the sort-based reference (issue 4's contract).
+final class TopKTests: XCTestCase {
+    /// Runs optimised and reference selection on copies of `masks`; asserts identical masks.
+    func compare(_ scores: [[Float]], _ masks: [[UInt8]], k: Int, useAbs: Bool = true, label: String,
+                 file: StaticString = #filePath, line: UInt = #line) -> pk_status {
+        var m1 = masks, m2 = masks
+        var sizes = scores.map { Int64($0.count) }
+        let s1 = call(scores, &m1, &sizes, k, useAbs, ref: false)
+        let s2 = call(scores, &m2, &sizes, k, useAbs, ref: true)
+        XCTAssertEqual(s1, s2, "\(label): statuses", file: file, line: line)
+        XCTAssertEqual(m1, m2, "\(label): masks differ from the reference", file: file, line: line)
+        if s1 != PK_OK { XCTAssertEqual(m1, masks, "\(label): masks changed on error", file: file, line: line) }
+        return s1
+    }
+
+    func call(_ scores: [[Float]], _ masks: inout [[UInt8]], _ sizes: inout [Int64], _ k: Int, _ useAbs: Bool, ref: Bool) -> pk_status {
+        let sp = scores.map { s -> UnsafeMutablePointer<Float> in
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: max(s.count, 1)); p.initialize(from: s, count: s.count); return p
+        }
+        let mp = masks.map { m -> UnsafeMutablePointer<UInt8> in
+            let p = UnsafeMutablePointer<UInt8>.allocate(capacity: max(m.count, 1)); p.initialize(from: m, count: m.count); return p
+        }
+        defer { sp.forEach { $0.deallocate() }; mp.forEach { $0.deallocate() } }
+        var cs: [UnsafePointer<Float>?] = sp.map { UnsafePointer($0) }
+        var ms: [UnsafeMutablePointer<UInt8>?] = mp
+        var extra: Int64 = 0
+        let st = ref ? pk_ref_prune_smallest_f32(Int64(scores.count), &sizes, &cs, &ms, useAbs ? 1 : 0, Int64(k), &extra)
+                     : pk_prune_smallest_f32(Int64(scores.count), &sizes, &cs, &ms, useAbs ? 1 : 0, Int64(k), &extra)
+        for t in 0..<masks.count { masks[t] = Array(UnsafeBufferPointer(start: mp[t], count: masks[t].count)) }
+        return st
+    }
+
+    func testSmallCasesAgainstReference() {
+        var rng = TestRNG(41)
+        let sizes = [1, 7, 100, 3000]
+        for n in sizes {
+            let x = rng.floats(n)
+            let ones = [UInt8](repeating: 1, count: n)
+            for k in [0, 1, n / 2, n] { _ = compare([x], [ones], k: k, label: "n=\(n) k=\(k)") }
+            let partial = rng.mask(n, keep: 0.6)
+            let kept = partial.filter { $0 != 0 }.count
+            _ = compare([x], [partial], k: kept / 3, label: "partly pruned n=\(n)")
+            XCTAssertEqual(compare([x], [partial], k: kept + 1, label: "k > kept"), PK_ERR_ARG)
+            // raw (signed) scores: negatives are least important
+            _ = compare([x], [ones], k: n / 2, useAbs: false, label: "signed scores n=\(n)")
+        }
+    }
+
+    func testTiesAndAllEqual() {
+        var rng = TestRNG(42)
+        let n = 5000
+        let ties = (0..<n).map { _ in Float(rng.int(7)) * 0.25 - 0.75 }
+        _ = compare([ties], [[UInt8](repeating: 1, count: n)], k: 1234, label: "many ties")
+        let equal = [Float](repeating: 0.5, count: n)
+        var m = [[UInt8](repeating: 1, count: n)]
+        var sizes: [Int64] = [Int64(n)]
+        XCTAssertEqual(call([equal], &m, &sizes, 100, true, ref: false), PK_OK)
+        XCTAssertEqual(Array(m[0].prefix(100)), [UInt8](repeating: 0, count: 100), "equal scores: lowest indices first")
+        XCTAssertTrue(m[0][100...].allSatisfy { $0 == 1 })
+    }
+
+    func testNonFiniteRejectedBeforeAnyWrite() {
+        var rng = TestRNG(43)
+        for bad in [Float.nan, .infinity, -.infinity] {
+            var x = rng.floats(2_000_000)
+            x[1_234_567] = bad
+            let m = [UInt8](repeating: 1, count: x.count)
+            var mm = [m]
+            var sizes: [Int64] = [Int64(x.count)]
+            XCTAssertEqual(call([x], &mm, &sizes, 1000, true, ref: false), PK_ERR_NONFINITE)
+            XCTAssertEqual(mm[0], m)
+        }
+        // a non-finite value in an already pruned entry does not matter
+        var x = rng.floats(100)
+        x[3] = .nan
+        var m = [UInt8](repeating: 1, count: 100)
+        m[3] = 0
+        _ = compare([x], [m], k: 10, label: "NaN under the mask")
+    }
+
+    func testManyTensorsOfVeryDifferentSizesAndLargePaths() {
+        var rng = TestRNG(44)
+        // large enough for the sampled-bracket path, and a tie-heavy one for the radix fallback
+        let tensors = [rng.floats(1_500_000), rng.floats(3), rng.floats(900_000), rng.floats(70_000)]
+        let masks = tensors.map { rng.mask($0.count, keep: 0.9) }
+        let kept = masks.reduce(0) { $0 + $1.filter { $0 != 0 }.count }
+        for frac in [0.1, 0.5, 0.97] { _ = compare(tensors, masks, k: Int(Double(kept) * frac), label: "4 tensors, \(frac)") }
+        let tied = (0..<2_600_000).map { _ in Float(rng.int(50)) }
+        _ = compare([tied], [[UInt8](repeating: 1, count: tied.count)], k: 1_000_000, label: "massive ties")
+    }
+
+    func testThreadCountNeverChangesTheMask() {
+        var rng = TestRNG(45)
+        let x = [rng.floats(2_200_000), rng.floats(300_000)]
+        let m = x.map { rng.mask($0.count, keep: 0.8) }
+        var a = m, b = m
+        var sizes = x.map { Int64($0.count) }
+        _ = withThreads(1) { call(x, &a, &sizes, 900_000, true, ref: false) }
+        _ = withThreads(2) { call(x, &b, &sizes, 900_000, true, ref: false) }
+        XCTAssertEqual(a, b)
+    }
+
+    func testExtraMemoryIsBounded() throws {
+        var rng = TestRNG(46)
+        let t = Tensor.uniform([4_000_000], -1, 1, rng: &rng.g)
+        let extra = try Kernels.pruneSmallest(scores: [t.storage], masks: [ByteStorage(count: t.count, repeating: 1)], useAbs: true,
+                                              k: 2_000_000)
+        XCTAssertLessThan(extra, 16 << 20, "extra memory \(extra) bytes")
+    }
+
+    func testNMAndNormsAgainstReference() {
+        var rng = TestRNG(47)
+        for (rows, cols, n, m) in [(5, 16, 2, 4), (3, 10, 1, 4), (4, 9, 3, 8), (2, 8, 0, 4)] {
+            let x = rng.floats(rows * cols)
+            var m1 = rng.mask(rows * cols, keep: 0.9), m2 = m1
+            XCTAssertEqual(pk_nm_mask_f32(Int64(rows), Int64(cols), Int64(n), Int64(m), x, Int64(cols), 1, &m1), PK_OK)
+            XCTAssertEqual(pk_ref_nm_mask_f32(Int64(rows), Int64(cols), Int64(n), Int64(m), x, Int64(cols), 1, &m2), PK_OK)
+            XCTAssertEqual(m1, m2, "\(n):\(m)")
+            for r in 0..<rows {
+                for g in stride(from: 0, to: cols, by: m) {
+                    XCTAssertLessThanOrEqual(m1[(r * cols + g)..<(r * cols + min(g + m, cols))].filter { $0 != 0 }.count, n)
+                }
+            }
+        }
+        var bad: [UInt8] = [1]
+        XCTAssertEqual(pk_nm_mask_f32(1, 1, 3, 2, [1], 1, 1, &bad), PK_ERR_ARG)
+        let x = rng.floats(3 * 5 * 4)
+        for p in [0.0, 1.0, 2.0, 3.0, Double.infinity] {
+            var o1 = [Float](repeating: 0, count: 5), o2 = o1
+            XCTAssertEqual(pk_unit_norms_f32(3, 5, 4, p, x, nil, &o1), PK_OK)
+            XCTAssertEqual(pk_ref_unit_norms_f32(3, 5, 4, p, x, nil, &o2), PK_OK)
+            assertClose(o1, o2, rtol: 1e-5, atol: 1e-6, "norm p=\(p)")
+        }
+    }
+}
