@@ -1,5 +1,6 @@
 // Element-wise kernels and small reductions: ReLU, column sums, mask application, counts.
 #include "internal.h"
+#include <stdlib.h>
 
 typedef struct { const float *x; const float *y; const float *dy; float *out; const uint8_t *m; } ew_ctx;
 
@@ -61,9 +62,11 @@ pk_status pk_sum_rows_f32(int64_t m, int64_t n, float beta, const float *X, int6
 }
 
 static void mask_apply_range(void *v, int64_t b, int64_t e) {
-    // n elements: w = m ? w : 0
+    // n elements: w = m ? w : 0 (branch-free, vectorised)
     const ew_ctx *c = v;
-    for (int64_t i = b; i < e; i++) if (!c->m[i]) c->out[i] = 0.0f;
+    const uint8_t *restrict m = c->m;
+    uint32_t *restrict w = (uint32_t *)(void *)c->out;
+    for (int64_t i = b; i < e; i++) w[i] &= 0u - (uint32_t)(m[i] != 0); // +0.0 where pruned
 }
 
 pk_status pk_mask_apply_f32(int64_t n, const uint8_t *m, float *w) {
@@ -76,12 +79,46 @@ pk_status pk_mask_apply_f32(int64_t n, const uint8_t *m, float *w) {
     return PK_OK;
 }
 
+typedef struct { const uint8_t *m; int64_t partial[256]; int64_t chunk; } count_ctx;
+
+typedef struct { count_ctx *c; int64_t blocks, groups; } count_groups;
+
+static void count_groups_range(void *v, int64_t b, int64_t e) {
+    // groups [b, e): each counts the nonzero bytes of its blocks into its own slot
+    const count_groups *g = v;
+    for (int64_t q = b; q < e; q++) {
+        int64_t first = q * g->blocks / g->groups, last = (q + 1) * g->blocks / g->groups;
+        const uint8_t *m = g->c->m + first * g->c->chunk;
+        const int64_t n = (last - first) * g->c->chunk;
+        int64_t s = 0;
+        for (int64_t i0 = 0; i0 < n; i0 += 1 << 16) {
+            uint32_t acc = 0;
+            for (int64_t i = i0; i < i0 + (1 << 16); i++) acc += m[i] != 0;
+            s += acc;
+        }
+        g->c->partial[q] = s;
+    }
+}
+
 pk_status pk_count_nonzero_u8(int64_t n, const uint8_t *m, int64_t *count) {
     if (n < 0) return PK_ERR_SHAPE;
     if (!count) return PK_ERR_NULL;
     if (n > 0 && !m) return PK_ERR_NULL;
+    // whole 64 KiB blocks in up to 256 groups, one count slot per group; the tail serially
+    const int64_t chunk = 1 << 16, blocks = n / chunk;
     int64_t c = 0;
-    for (int64_t i = 0; i < n; i++) c += m[i] != 0;
+    if (blocks >= 4) {
+        count_ctx *ctx = calloc(1, sizeof(count_ctx));
+        if (!ctx) return PK_ERR_NOMEM;
+        ctx->m = m;
+        ctx->chunk = chunk;
+        int64_t groups = PK_MIN(blocks, (int64_t)256);
+        // group g covers blocks [g·blocks/groups, (g+1)·blocks/groups): one slot per group
+        pk_parallel_for(groups, 1, count_groups_range, &(count_groups){ctx, blocks, groups});
+        for (int64_t g = 0; g < groups; g++) c += ctx->partial[g];
+        free(ctx);
+    }
+    for (int64_t i = blocks >= 4 ? blocks * chunk : 0; i < n; i++) c += m[i] != 0;
     *count = c;
     return PK_OK;
 }

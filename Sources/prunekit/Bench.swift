@@ -5,7 +5,7 @@ import PruneKit
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks of the kernels (medians of repeated runs; figures, never pass/fail).",
-        subcommands: [BenchGemm.self, BenchStep.self])
+        subcommands: [BenchGemm.self, BenchStep.self, BenchTopK.self])
 }
 
 struct ShapeOptions: ParsableArguments {
@@ -133,4 +133,67 @@ struct BenchStep: ParsableCommand {
 func report(_ r: [String: Any], json: Bool) {
     if json { printJSON(r); return }
     for k in r.keys.sorted() { print("\(k): \(r[k]!)") }
+}
+
+struct BenchTopK: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "topk", abstract: "Global magnitude pruning: exact threshold and masks over many tensors.")
+    @Option(help: "Total number of weights.") var weights: Int = 10_000_000
+    @Option(help: "Number of tensors they are split into.") var tensors: Int = 1
+    @Option(help: "Fraction of the weights to prune.") var amount: Double = 0.5
+    @Option(name: .customLong("repeat"), help: "Timed repeats (median reported).") var repeats: Int = 7
+    @Flag(help: "Print one JSON object.") var json = false
+    @OptionGroup var threadOption: ThreadOption
+
+    func validate() throws {
+        guard weights >= 1, tensors >= 1, tensors <= weights else { throw ValidationError("--weights ≥ --tensors ≥ 1") }
+        guard amount >= 0, amount <= 1 else { throw ValidationError("--amount must be in [0, 1]") }
+        guard repeats >= 1 else { throw ValidationError("--repeat must be at least 1") }
+    }
+
+    func run() throws {
+        try guarded {
+            try threadOption.apply()
+            // tensors of different sizes (a geometric spread), normal-ish weights
+            var g = SeededGenerator(seed: 1)
+            let ratios = (0..<tensors).map { pow(1.5, Double($0 % 5)) }
+            let total = ratios.reduce(0, +)
+            var sizes = ratios.map { max(1, Int(Double(weights) * $0 / total)) }
+            sizes[0] += weights - sizes.reduce(0, +)
+            let params = sizes.map { Parameter(Tensor.normal([$0], scale: 0.05, rng: &g), prunable: true) }
+            // the kernel alone: threshold and new masks (fresh all-ones masks before each run)
+            var times: [Double] = [], api: [Double] = []
+            var extra = 0
+            for r in 0..<(repeats + 1) {
+                let masks = params.map { ByteStorage(count: $0.count, repeating: 1) }
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                extra = try PruneKit.Prune.selectionOnly(params, masks: masks, amount: amount)
+                if r > 0 { times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9) }
+            }
+            // the whole library call: selection, masks attached, pruned weights zeroed
+            let originals = params.map(\.value)
+            for r in 0..<(repeats + 1) {
+                for (p, v) in zip(params, originals) { p.removeMask(); try p.assign(v) }
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                try PruneKit.Prune.globalUnstructured(params, amount: .fraction(amount))
+                if r > 0 { api.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9) }
+            }
+            times.sort()
+            api.sort()
+            let t = times[times.count / 2]
+            // bytes the selection itself must move: scores read twice, masks read twice and written once
+            let bytes = Double(weights) * (2 * 4 + 3 * 1)
+            report(["op": "global_topk", "weights": weights, "tensors": tensors, "amount": amount, "median_seconds": t,
+                    "api_median_seconds": api[api.count / 2],
+                    "gb_per_second": bytes / t / 1e9, "extra_bytes": extra, "threads": Runtime.threads,
+                    "sparsity": SparsityReportLite.sparsity(params)], json: json)
+        }
+    }
+}
+
+enum SparsityReportLite {
+    static func sparsity(_ ps: [Parameter]) -> Double {
+        let total = ps.reduce(0) { $0 + $1.count }, pruned = ps.reduce(0) { $0 + ($1.mask?.prunedCount ?? 0) }
+        return Double(pruned) / Double(max(total, 1))
+    }
 }

@@ -91,6 +91,11 @@ final class TopKTests: XCTestCase {
         for frac in [0.1, 0.5, 0.97] { _ = compare(tensors, masks, k: Int(Double(kept) * frac), label: "4 tensors, \(frac)") }
         let tied = (0..<2_600_000).map { _ in Float(rng.int(50)) }
         _ = compare([tied], [[UInt8](repeating: 1, count: tied.count)], k: 1_000_000, label: "massive ties")
+        // weights already pruned and made permanent: most kept entries are exact zeros
+        let zeros = (0..<2_400_000).map { _ in rng.int(10) < 6 ? Float(0) : rng.g.uniform(-1, 1) }
+        for k in [900_000, 1_700_000] {
+            _ = compare([zeros], [[UInt8](repeating: 1, count: zeros.count)], k: k, label: "zeros, k=\(k)")
+        }
     }
 
     func testThreadCountNeverChangesTheMask() {

@@ -36,6 +36,8 @@ public final class AlignedStorage<Element: BitwiseCopyable>: @unchecked Sendable
     }
 
     /// Storage of `count` copies of `value`.
+    @_specialize(where Element == Float)
+    @_specialize(where Element == UInt8)
     public convenience init(count: Int, repeating value: Element) {
         self.init(uninitializedCount: count)
         base.update(repeating: value, count: count)
@@ -44,6 +46,8 @@ public final class AlignedStorage<Element: BitwiseCopyable>: @unchecked Sendable
     deinit { BufferCache.shared.give(UnsafeMutableRawPointer(base), byteCount) }
 
     /// A new storage with the same contents.
+    @_specialize(where Element == Float)
+    @_specialize(where Element == UInt8)
     public func copy() -> AlignedStorage<Element> {
         let c = AlignedStorage<Element>(uninitializedCount: count)
         c.base.update(from: base, count: count)
@@ -66,6 +70,8 @@ public final class AlignedStorage<Element: BitwiseCopyable>: @unchecked Sendable
     }
 
     /// Sets every element to `value`.
+    @_specialize(where Element == Float)
+    @_specialize(where Element == UInt8)
     public func fill(_ value: Element) { base.update(repeating: value, count: count) }
 
     /// Calls `body` with each element in order (read-only scan without copying).
@@ -74,6 +80,8 @@ public final class AlignedStorage<Element: BitwiseCopyable>: @unchecked Sendable
     }
 
     /// Overwrites every element with `body(index, oldValue)`.
+    @_specialize(where Element == Float)
+    @_specialize(where Element == UInt8)
     public func update(_ body: (Int, Element) throws -> Element) rethrows {
         for i in 0..<count { base[i] = try body(i, base[i]) }
     }

@@ -33,7 +33,8 @@ public final class Parameter: @unchecked Sendable {
     /// Attaches a mask and zeroes the pruned entries. Throws on a shape mismatch (nothing changes).
     public func setMask(_ m: Mask) throws {
         guard m.shape == value.shape else { throw TensorError.shapeMismatch(expected: value.shape, got: m.shape) }
-        value = try value.masked(by: m)
+        value.makeUnique() // copies only when another tensor shares the storage
+        try Kernels.maskApply(mask: m.storage, w: value.storage)
         mask = m
     }
 

@@ -118,6 +118,14 @@ public enum Prune {
         for (p, m) in zip(parameters, newMasks) { try p.setMask(m) }
     }
 
+    /// For benchmarks: global magnitude selection of `amount` of the entries kept in `masks`
+    /// (updated in place, the parameters untouched). Returns the kernel's peak extra bytes.
+    public static func selectionOnly(_ parameters: [Parameter], masks: [ByteStorage], amount: Double) throws -> Int {
+        let remaining = masks.reduce(0) { $0 + Kernels.countNonzero($1) }
+        let k = try Amount.fraction(amount).count(of: remaining)
+        return try select(scores: parameters.map(\.value.storage), masks: masks, useAbs: true, k: k, what: "weights")
+    }
+
     // MARK: shared machinery
 
     static func scoresOf(_ p: Parameter, _ importance: Importance, _ index: Int) throws -> FloatStorage? {
@@ -148,6 +156,7 @@ public enum Prune {
         let remaining = masks.reduce(0) { $0 + Kernels.countNonzero($1) }
         let k = try amount.count(of: remaining)
         _ = try select(scores: scores, masks: masks, useAbs: useAbs, k: k, what: "\(importance.name) scores")
+        scores = [] // drop the references to the weights' storage, or setMask would copy them
         for (p, m) in zip(parameters, masks) { try p.setMask(Mask(shape: p.shape, storage: m)) }
     }
 
