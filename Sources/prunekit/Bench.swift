@@ -5,7 +5,7 @@ import PruneKit
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks of the kernels (medians of repeated runs; figures, never pass/fail).",
-        subcommands: [BenchGemm.self, BenchStep.self, BenchTopK.self])
+        subcommands: [BenchGemm.self, BenchStep.self, BenchTopK.self, BenchInfer.self])
 }
 
 struct ShapeOptions: ParsableArguments {
@@ -195,5 +195,42 @@ enum SparsityReportLite {
     static func sparsity(_ ps: [Parameter]) -> Double {
         let total = ps.reduce(0) { $0 + $1.count }, pruned = ps.reduce(0) { $0 + ($1.mask?.prunedCount ?? 0) }
         return Double(pruned) / Double(max(total, 1))
+    }
+}
+
+struct BenchInfer: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "infer", abstract: "Inference time of saved models on the Fashion-MNIST test set (forward passes only).")
+    @Option(name: .customLong("model-file"), parsing: .upToNextOption, help: "Model files (compared in one run).") var modelFiles: [String]
+    @Option(help: "Batch size.") var batch: Int = 1000
+    @Option(name: .customLong("repeat"), help: "Timed repeats (median reported).") var repeats: Int = 15
+    @Flag(help: "Print one JSON object.") var json = false
+    @OptionGroup var dataOption: DataOption
+    @OptionGroup var threadOption: ThreadOption
+
+    func run() throws {
+        try guarded {
+            try threadOption.apply()
+            let test = try FashionMNIST.load(directory: dataOption.data, train: false)
+            let batches = try stride(from: 0, to: test.count, by: batch).map { try test.images.rows($0, min(batch, test.count - $0)) }
+            let models = try modelFiles.map { try ModelFile.load($0).model }
+            var times = [[Double]](repeating: [], count: models.count)
+            // interleaved so drifting machine speed affects every model alike
+            for _ in 0..<(repeats + 2) {
+                for (i, m) in models.enumerated() {
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    for x in batches { _ = try m.forward(x, training: false) }
+                    times[i].append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
+                }
+            }
+            let med = times.map { Array($0.dropFirst(2)).sorted()[repeats / 2] }
+            let rows: [[String: Any]] = zip(modelFiles, zip(models, med)).map { f, mt in
+                ["model_file": f, "parameters": mt.0.parameterCount, "median_seconds": mt.1,
+                 "images_per_second": Double(test.count) / mt.1, "speedup_vs_first": med[0] / mt.1]
+            }
+            if json { printJSON(["batch": batch, "threads": Runtime.threads, "models": rows]) } else {
+                for r in rows { print(r) }
+            }
+        }
     }
 }

@@ -72,7 +72,7 @@ struct Demo: ParsableCommand {
             let (small, surgery) = try Surgery.removePrunedUnits(nm)
             let smallAcc = try acc(small)
             try ModelFile.save(small, to: out + "/neurons-50-removed.safetensors")
-            let tDense = try inferenceSeconds(control, test), tSmall = try inferenceSeconds(small, test)
+            let (tDense, tSmall) = try inferenceSeconds(control, small, test)
             log(String(format: "      masked %.4f, removed %.4f; %d → %d parameters; inference %.1f× faster",
                        maskedAcc, smallAcc, surgery.parametersBefore, surgery.parametersAfter, tDense / tSmall))
 
@@ -105,17 +105,20 @@ struct Demo: ParsableCommand {
     }
 }
 
-/// Median time of the forward passes over the test set in batches of 1000 (batches prepared first,
-/// so only the model is timed).
-func inferenceSeconds(_ m: Model, _ data: LabeledImages) throws -> Double {
+/// Median times of the forward passes of two models over the test set in batches of 1000 (batches
+/// prepared first, so only the models are timed; runs interleaved, so machine drift hits both).
+func inferenceSeconds(_ a: Model, _ b: Model, _ data: LabeledImages) throws -> (Double, Double) {
     let batches = try stride(from: 0, to: data.count, by: 1000).map { try data.images.rows($0, min(1000, data.count - $0)) }
-    var ts: [Double] = []
-    for _ in 0..<7 {
-        let t0 = Date()
-        for x in batches { _ = try m.forward(x, training: false) }
-        ts.append(Date().timeIntervalSince(t0))
+    var ta: [Double] = [], tb: [Double] = []
+    for r in 0..<17 {
+        for (m, isA) in [(a, true), (b, false)] {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            for x in batches { _ = try m.forward(x, training: false) }
+            let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+            if r >= 2 { if isA { ta.append(dt) } else { tb.append(dt) } }
+        }
     }
-    return ts.sorted()[3]
+    return (ta.sorted()[ta.count / 2], tb.sorted()[tb.count / 2])
 }
 
 /// Accuracy before and after fine-tuning against sparsity, with the dense and control lines.

@@ -92,7 +92,7 @@ extension Conv2d {
         guard let stats = statistics else { return }
         let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         let norms = try Kernels.unitNorms(a: n, d: inChannels, b: h * w, p: 2, x: x.storage, mask: nil)
-        try stats.record(weight: weight, columns: inChannels, group: kernelSize * kernelSize) { acc in
+        stats.record(weight: weight, columns: inChannels, group: kernelSize * kernelSize) { acc in
             acc.update { i, old in old + norms[i] * norms[i] }
         }
     }
