@@ -106,11 +106,16 @@ struct FineTune: ParsableCommand {
     @Option(help: "Distillation weight of the label loss (1 − alpha goes to the teacher's logits).") var kdAlpha: Float = 0.5
     @Option(help: "Distillation temperature.") var kdTemperature: Float = 2
     @Flag(help: "Constant learning rate instead of the cosine decay.") var constantLr = false
+    @Option(help: "Checkpoint file (written atomically during fine-tuning).") var checkpoint: String?
+    @Option(help: "Optimizer steps between checkpoints (and one at every epoch end).") var checkpointEvery: Int = 100
+    @Flag(help: "Continue from --checkpoint when it exists (same settings required).") var resume = false
     @Flag(help: "Print one JSON object.") var json = false
     @OptionGroup var dataOption: DataOption
     @OptionGroup var threadOption: ThreadOption
 
     func validate() throws {
+        if resume && checkpoint == nil { throw ValidationError("--resume needs --checkpoint FILE") }
+        guard checkpointEvery >= 1 else { throw ValidationError("--checkpoint-every must be at least 1") }
         guard epochs >= 0 else { throw ValidationError("--epochs must be at least 0") }
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be positive") }
@@ -119,16 +124,33 @@ struct FineTune: ParsableCommand {
     func run() throws {
         try guarded {
             try threadOption.apply()
-            let (model, meta) = try ModelFile.load(modelFile)
+            var (model, meta) = try ModelFile.load(modelFile)
             let teacherModel = try teacher.map { try ModelFile.load($0).model }
             let train = try FashionMNIST.load(directory: dataOption.data, train: true)
             let test = try FashionMNIST.load(directory: dataOption.data, train: false)
             let bar = ProgressBar(label: "finetune")
+            let opt = try Adam(learningRate: lr)
+            let settings = ["finetune.input": modelFile, "finetune.epochs": "\(epochs)", "finetune.lr": "\(lr)",
+                            "finetune.batch": "\(batch)", "finetune.seed": "\(seed)", "finetune.teacher": teacher ?? "",
+                            "finetune.cosine": "\(!constantLr)", "finetune.kd": "\(kdAlpha),\(kdTemperature)"]
+            var position: TrainingPosition? = nil
+            if resume, let path = checkpoint, FileManager.default.fileExists(atPath: path) {
+                let c = try Checkpoint.load(path)
+                for (k, v) in settings where c.metadata[k] != v {
+                    throw ValidationError("\(path) was written with \(k) = \(c.metadata[k] ?? "?"), not \(v)")
+                }
+                model = c.model
+                try opt.importState(model.namedParameters, tensors: c.optimizerTensors, metadata: c.metadata)
+                position = c.position
+                FileHandle.standardError.write(Data("resuming from \(path): epoch \(c.position.epoch + 1), batch \(c.position.batch)\n".utf8))
+            }
             let r = try FineTuner.fineTune(model, data: train,
                                            config: FineTuneConfig(epochs: epochs, learningRate: lr, batchSize: batch, seed: seed,
                                                                   cosineDecay: !constantLr,
                                                                   distillation: Distillation(alpha: kdAlpha, temperature: kdTemperature)),
-                                           teacher: teacherModel, progress: bar.update)
+                                           teacher: teacherModel, optimizer: opt,
+                                           checkpoint: checkpoint.map { CheckpointPolicy(path: $0, everySteps: checkpointEvery, settings: settings) },
+                                           resumeFrom: position, progress: bar.update)
             let (acc, loss) = try Trainer.evaluate(model, data: test)
             try ModelFile.save(model, to: out, extraMetadata: meta.filter { $0.key != "prunekit.arch" && $0.key != "format" })
             let sp = SparsityReport(model: model).sparsity

@@ -75,10 +75,15 @@ struct Train: ParsableCommand {
     @Option(help: "Train on the first N examples only.") var limit: Int?
     @Flag(help: "Print one JSON object.") var json = false
     @Flag(help: "Print the time spent in each layer (forward, backward) on stderr.") var profile = false
+    @Option(help: "Checkpoint file (written atomically during training).") var checkpoint: String?
+    @Option(help: "Optimizer steps between checkpoints (and one at every epoch end).") var checkpointEvery: Int = 100
+    @Flag(help: "Continue from --checkpoint when it exists (same settings required).") var resume = false
     @OptionGroup var dataOption: DataOption
     @OptionGroup var threadOption: ThreadOption
 
     func validate() throws {
+        if resume && checkpoint == nil { throw ValidationError("--resume needs --checkpoint FILE") }
+        guard checkpointEvery >= 1 else { throw ValidationError("--checkpoint-every must be at least 1") }
         guard Model.architectures.contains(model) else { throw ValidationError("--model must be one of \(Model.architectures)") }
         guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1") }
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
@@ -92,13 +97,27 @@ struct Train: ParsableCommand {
             var train = try FashionMNIST.load(directory: dataOption.data, train: true)
             let test = try FashionMNIST.load(directory: dataOption.data, train: false)
             if let limit { train = try train.prefix(limit) }
-            let m = try Model.make(model, seed: seed)
+            var m = try Model.make(model, seed: seed)
             let opt = try makeOptimizer(optimizer, lr: lr)
+            let settings = ["train.model": model, "train.epochs": "\(epochs)", "train.batch": "\(batch)", "train.lr": "\(lr)",
+                            "train.optimizer": optimizer, "train.seed": "\(seed)", "train.limit": "\(limit ?? -1)"]
+            var position: TrainingPosition? = nil
+            if resume, let path = checkpoint, FileManager.default.fileExists(atPath: path) {
+                let c = try Checkpoint.load(path)
+                for (k, v) in settings where c.metadata[k] != v {
+                    throw ValidationError("\(path) was written with \(k.dropFirst(6)) = \(c.metadata[k] ?? "?"), not \(v)")
+                }
+                m = c.model
+                try opt.importState(m.namedParameters, tensors: c.optimizerTensors, metadata: c.metadata)
+                position = c.position
+                FileHandle.standardError.write(Data("resuming from \(path): epoch \(c.position.epoch + 1), batch \(c.position.batch), step \(c.position.step)\n".utf8))
+            }
             if profile { m.network.profile = LayerProfile() }
             let bar = ProgressBar(label: "train")
             let r = try Trainer.train(m, data: train, optimizer: opt,
                                       config: TrainingConfig(epochs: epochs, batchSize: batch, seed: seed),
-                                      progress: bar.update)
+                                      checkpoint: checkpoint.map { CheckpointPolicy(path: $0, everySteps: checkpointEvery, settings: settings) },
+                                      resumeFrom: position, progress: bar.update)
             if let p = m.network.profile {
                 FileHandle.standardError.write(Data((p.table + "\n").utf8))
                 m.network.profile = nil

@@ -3,31 +3,8 @@ import XCTest
 
 /// The command-line tool on bad input: one clear line, non-zero exit, nothing overwritten.
 final class CLITests: XCTestCase {
-    /// The prunekit executable `swift test` built next to the test bundle (or $PRUNEKIT_BINARY).
-    var binary: String {
-        if let b = ProcessInfo.processInfo.environment["PRUNEKIT_BINARY"] { return b }
-        let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        var dir = me.deletingLastPathComponent()
-        if dir.lastPathComponent == "MacOS" || dir.lastPathComponent == "Contents" { dir = dir.deletingLastPathComponent() }
-        return dir.appendingPathComponent("prunekit").path
-    }
-
-    func run(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
-        guard FileManager.default.isExecutableFile(atPath: binary) else {
-            XCTFail("prunekit binary not found at \(binary)")
-            throw CocoaError(.fileNoSuchFile)
-        }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = args
-        let o = Pipe(), e = Pipe()
-        p.standardOutput = o
-        p.standardError = e
-        try p.run()
-        let out = o.fileHandleForReading.readDataToEndOfFile(), err = e.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
-    }
+    var binary: String { prunekitBinary }
+    func run(_ args: [String]) throws -> (status: Int32, out: String, err: String) { try runPrunekit(args) }
 
     func testInfo() throws {
         let r = try run(["info", "--json"])
@@ -84,5 +61,55 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(e.status, 0, e.err)
         let eo = try JSONSerialization.jsonObject(with: Data(e.out.utf8)) as! [String: Any]
         XCTAssertEqual(eo["test_accuracy"] as? Double, o["test_accuracy"] as? Double)
+    }
+}
+
+/// A training run killed mid-way and resumed reaches the same weights as an uninterrupted run.
+final class ResumeTests: XCTestCase {
+    func testKilledRunResumesToTheSameWeights() throws {
+        guard fashionMNISTDirectory != nil else { throw XCTSkip("dataset-fashion-mnist is not installed") }
+        struct CLI {
+            var binary: String { prunekitBinary }
+            func run(_ args: [String]) throws -> (status: Int32, out: String, err: String) { try runPrunekit(args) }
+        }
+        let cli = CLI()
+        let dir = NSTemporaryDirectory() + "pk-resume-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let ck = dir + "/run.ckpt", full = dir + "/full.safetensors", part = dir + "/part.safetensors"
+        for (cmd, extra) in [("train", ["--epochs", "3", "--limit", "6000"]), ("finetune", ["--epochs", "1"])] {
+            var base = [cmd] + extra
+            if cmd == "finetune" {
+                // fine-tune the model the training case produced
+                base += ["--model-file", full.replacingOccurrences(of: "full", with: "trained")]
+            }
+            let uninterrupted = try cli.run(base + ["--out", full])
+            XCTAssertEqual(uninterrupted.status, 0, uninterrupted.err)
+            if cmd == "train" { try FileManager.default.copyItem(atPath: full, toPath: dir + "/trained.safetensors") }
+            // start, wait for a checkpoint, kill -9, resume
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: cli.binary)
+            p.arguments = base + ["--out", part, "--checkpoint", ck, "--checkpoint-every", "7"]
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            let deadline = Date().addingTimeInterval(120)
+            while !FileManager.default.fileExists(atPath: ck) && Date() < deadline && p.isRunning { usleep(20_000) }
+            usleep(150_000)
+            let killedEarly = p.isRunning
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            XCTAssertTrue(killedEarly, "\(cmd): the run finished before it could be killed; make it longer")
+            XCTAssertTrue(FileManager.default.fileExists(atPath: ck), "\(cmd): a checkpoint was written before the kill")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: part), "\(cmd): no output before the end")
+            let resumed = try cli.run(base + ["--out", part, "--checkpoint", ck, "--checkpoint-every", "7", "--resume"])
+            XCTAssertEqual(resumed.status, 0, resumed.err)
+            XCTAssertTrue(resumed.err.contains("resuming from"), resumed.err)
+            let a = try ModelFile.load(full).model, b = try ModelFile.load(part).model
+            XCTAssertEqual(a.parameters.map(\.value), b.parameters.map(\.value), "\(cmd): resumed weights differ")
+            try? FileManager.default.removeItem(atPath: ck)
+            try? FileManager.default.removeItem(atPath: part)
+            try? FileManager.default.removeItem(atPath: full)
+        }
     }
 }

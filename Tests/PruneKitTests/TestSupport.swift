@@ -48,3 +48,30 @@ var fashionMNISTDirectory: String? {
     FileManager.default.fileExists(atPath: FashionMNIST.defaultDirectory + "/t10k-labels-idx1-ubyte.gz")
         ? FashionMNIST.defaultDirectory : nil
 }
+
+/// The prunekit executable `swift test` built next to the test bundle (or $PRUNEKIT_BINARY).
+var prunekitBinary: String {
+    if let b = ProcessInfo.processInfo.environment["PRUNEKIT_BINARY"] { return b }
+    let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    var dir = me.deletingLastPathComponent()
+    if dir.lastPathComponent == "MacOS" || dir.lastPathComponent == "Contents" { dir = dir.deletingLastPathComponent() }
+    return dir.appendingPathComponent("prunekit").path
+}
+
+/// Runs prunekit with `args`; returns its status, stdout and stderr.
+func runPrunekit(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
+    guard FileManager.default.isExecutableFile(atPath: prunekitBinary) else {
+        XCTFail("prunekit binary not found at \(prunekitBinary)")
+        throw CocoaError(.fileNoSuchFile)
+    }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: prunekitBinary)
+    p.arguments = args
+    let o = Pipe(), e = Pipe()
+    p.standardOutput = o
+    p.standardError = e
+    try p.run()
+    let out = o.fileHandleForReading.readDataToEndOfFile(), err = e.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+}

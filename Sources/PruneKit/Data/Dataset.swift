@@ -80,6 +80,12 @@ public struct BatchSampler {
 
     public var batchesPerEpoch: Int { (count + batchSize - 1) / batchSize }
 
+    /// The shuffling generator's state (checkpoints save it to replay an epoch's order).
+    public var rngState: [UInt64] {
+        get { rng.state }
+        set { rng.state = newValue }
+    }
+
     /// A fresh permutation cut into batches of indices (the last may be short).
     public mutating func epoch() -> [ArraySlice<Int>] {
         var order = Array(0..<count)

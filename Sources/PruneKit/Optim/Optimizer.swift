@@ -10,6 +10,10 @@ public protocol Optimizer: AnyObject {
     /// fused with the weight-gradient kernel (no gradient buffer, no separate pass). Call between
     /// forward and backward, then `step` as usual.
     func prepareFusedStep(_ parameters: [Parameter])
+    /// The optimizer's state for `parameters`, as named tensors and string metadata (checkpoints).
+    func exportState(_ parameters: [(name: String, parameter: Parameter)]) -> (tensors: [String: Tensor], metadata: [String: String])
+    /// Restores state written by `exportState` (shapes checked; nothing changes on error).
+    func importState(_ parameters: [(name: String, parameter: Parameter)], tensors: [String: Tensor], metadata: [String: String]) throws
 }
 
 extension Optimizer {
@@ -72,6 +76,23 @@ public final class SGD: Optimizer {
 
     public func step(_ parameters: [Parameter]) throws { try applySteps(parameters, makeStep) }
     public func prepareFusedStep(_ parameters: [Parameter]) { armSteps(parameters, makeStep) }
+
+    public func exportState(_ parameters: [(name: String, parameter: Parameter)]) -> (tensors: [String: Tensor], metadata: [String: String]) {
+        var t: [String: Tensor] = [:]
+        for (n, p) in parameters {
+            if let v = velocity[ObjectIdentifier(p)] { t["optim.\(n).velocity"] = try! Tensor(shape: p.shape, storage: v.copy()) }
+        }
+        return (t, ["optim.kind": "sgd"])
+    }
+
+    public func importState(_ parameters: [(name: String, parameter: Parameter)], tensors: [String: Tensor], metadata: [String: String]) throws {
+        guard metadata["optim.kind"] == "sgd" else { throw OptimizerError.invalidHyperparameter("checkpoint holds \(metadata["optim.kind"] ?? "no") optimizer state, not sgd") }
+        var next: [ObjectIdentifier: FloatStorage] = [:]
+        for (n, p) in parameters {
+            if let v = tensors["optim.\(n).velocity"] { try v.expectShape(p.shape); next[ObjectIdentifier(p)] = v.storage.copy() }
+        }
+        velocity = next
+    }
 }
 
 /// Adam (Kingma & Ba) with L2 weight decay added to the gradient, as torch.optim.Adam.
@@ -115,6 +136,33 @@ public class Adam: Optimizer {
 
     public func step(_ parameters: [Parameter]) throws { try applySteps(parameters, makeStep) }
     public func prepareFusedStep(_ parameters: [Parameter]) { armSteps(parameters, makeStep) }
+
+    public func exportState(_ parameters: [(name: String, parameter: Parameter)]) -> (tensors: [String: Tensor], metadata: [String: String]) {
+        var t: [String: Tensor] = [:]
+        var meta = ["optim.kind": decoupled ? "adamw" : "adam"]
+        for (n, p) in parameters {
+            guard let s = state[ObjectIdentifier(p)] else { continue }
+            t["optim.\(n).m"] = try! Tensor(shape: p.shape, storage: s.m.copy())
+            t["optim.\(n).v"] = try! Tensor(shape: p.shape, storage: s.v.copy())
+            meta["optim.\(n).t"] = "\(s.t)"
+        }
+        return (t, meta)
+    }
+
+    public func importState(_ parameters: [(name: String, parameter: Parameter)], tensors: [String: Tensor], metadata: [String: String]) throws {
+        let kind = decoupled ? "adamw" : "adam"
+        guard metadata["optim.kind"] == kind else {
+            throw OptimizerError.invalidHyperparameter("checkpoint holds \(metadata["optim.kind"] ?? "no") optimizer state, not \(kind)")
+        }
+        var next: [ObjectIdentifier: (m: FloatStorage, v: FloatStorage, t: Int)] = [:]
+        for (n, p) in parameters {
+            guard let m = tensors["optim.\(n).m"], let v = tensors["optim.\(n).v"], let t = metadata["optim.\(n).t"].flatMap(Int.init) else { continue }
+            try m.expectShape(p.shape)
+            try v.expectShape(p.shape)
+            next[ObjectIdentifier(p)] = (m.storage.copy(), v.storage.copy(), t)
+        }
+        state = next
+    }
 
     /// First and second moments of a parameter (nil before its first step).
     public func moments(of p: Parameter) -> (m: Tensor, v: Tensor)? {

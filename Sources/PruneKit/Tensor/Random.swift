@@ -15,6 +15,15 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
         s = (next(), next(), next(), next())
     }
 
+    /// The generator's full state (four words), for checkpoints.
+    public var state: [UInt64] {
+        get { [s.0, s.1, s.2, s.3] }
+        set {
+            precondition(newValue.count == 4, "a SeededGenerator state has four words")
+            s = (newValue[0], newValue[1], newValue[2], newValue[3])
+        }
+    }
+
     public mutating func next() -> UInt64 {
         let result = ((s.1 &* 5) << 7 | (s.1 &* 5) >> 57) &* 9
         let t = s.1 << 17

@@ -25,14 +25,16 @@ public struct FineTuneConfig: Sendable {
 
 public enum FineTuner {
     public static func fineTune(_ model: Model, data: LabeledImages, config: FineTuneConfig = FineTuneConfig(),
-                                teacher: Model? = nil, progress: ((BatchProgress) -> Void)? = nil) throws -> TrainingResult {
-        let opt = try Adam(learningRate: config.learningRate)
+                                teacher: Model? = nil, optimizer: Adam? = nil, checkpoint: CheckpointPolicy? = nil,
+                                resumeFrom: TrainingPosition? = nil,
+                                progress: ((BatchProgress) -> Void)? = nil) throws -> TrainingResult {
+        let opt = try optimizer ?? Adam(learningRate: config.learningRate)
         let lr = config.learningRate
         let schedule: ((Int, Int) -> Float)? = config.cosineDecay
             ? { step, total in lr * Float(0.5 * (1 + cos(Double.pi * Double(step) / Double(max(total, 1))))) } : nil
         return try Trainer.train(model, data: data, optimizer: opt,
                                  config: TrainingConfig(epochs: config.epochs, batchSize: config.batchSize, seed: config.seed),
                                  learningRateSchedule: schedule, teacher: teacher, distillation: config.distillation,
-                                 progress: progress)
+                                 checkpoint: checkpoint, resumeFrom: resumeFrom, progress: progress)
     }
 }

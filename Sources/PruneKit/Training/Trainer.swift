@@ -40,6 +40,7 @@ public enum Trainer {
                              learningRateSchedule: ((Int, Int) -> Float)? = nil,
                              teacher: Model? = nil, distillation: Distillation = Distillation(),
                              stepHook: ((Int) throws -> Void)? = nil,
+                             checkpoint: CheckpointPolicy? = nil, resumeFrom: TrainingPosition? = nil,
                              progress: ((BatchProgress) -> Void)? = nil) throws -> TrainingResult {
         guard config.epochs >= 0, config.batchSize > 0 else {
             throw OptimizerError.invalidHyperparameter("epochs \(config.epochs), batch \(config.batchSize)")
@@ -52,10 +53,26 @@ public enum Trainer {
         var lastLoss: Float = .nan
         let totalSteps = config.epochs * sampler.batchesPerEpoch
         var step = 0
-        for epoch in 0..<config.epochs {
+        var firstEpoch = 0, skip = 0
+        if let r = resumeFrom {
+            guard r.epoch <= config.epochs, r.samplerState.count == 4 else {
+                throw OptimizerError.invalidHyperparameter("resume position epoch \(r.epoch) of \(config.epochs)")
+            }
+            sampler.rngState = r.samplerState
+            (firstEpoch, skip, step) = (r.epoch, r.batch, r.step)
+        }
+        func save(_ epoch: Int, _ batch: Int, _ state: [UInt64]) throws {
+            guard let c = checkpoint else { return }
+            try Checkpoint.save(model: model, optimizer: optimizer,
+                                position: TrainingPosition(epoch: epoch, batch: batch, step: step, samplerState: state),
+                                settings: c.settings, to: c.path)
+        }
+        for epoch in firstEpoch..<config.epochs {
+            let epochState = sampler.rngState
             let batches = sampler.epoch()
             var lossSum: Double = 0
             for (bi, idx) in batches.enumerated() {
+                if epoch == firstEpoch && bi < skip { continue }
                 if let sched = learningRateSchedule { optimizer.learningRate = sched(step, totalSteps) }
                 let x = try data.images.gatherRows(idx)
                 let y = idx.map { data.labels[$0] }
@@ -73,6 +90,9 @@ public enum Trainer {
                 try optimizer.step(params)
                 step += 1
                 try stepHook?(step)
+                if let c = checkpoint, c.everySteps > 0, step % c.everySteps == 0, bi + 1 < batches.count {
+                    try save(epoch, bi + 1, epochState)
+                }
                 seen += idx.count
                 lossSum += Double(loss) * Double(idx.count)
                 lastLoss = loss
@@ -84,6 +104,7 @@ public enum Trainer {
                 }
             }
             epochLosses.append(Float(lossSum / Double(max(data.count, 1))))
+            try save(epoch + 1, 0, sampler.rngState)
         }
         let secs = Date().timeIntervalSince(start)
         return TrainingResult(finalLoss: lastLoss, trainSeconds: secs, samplesPerSecond: Double(seen) / max(secs, 1e-9),
