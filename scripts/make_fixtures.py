@@ -4,6 +4,7 @@
 Each fixture is a safetensors file written by torch with fixed seeds; metadata records the torch
 version. Run with a Python that has torch and safetensors:  python scripts/make_fixtures.py
 """
+import copy
 import os
 import torch
 import torch.nn as nn
@@ -83,8 +84,42 @@ def prune_functions():
     save_file({k: v.contiguous() for k, v in t.items()}, os.path.join(OUT, "prune_functions.safetensors"), metadata=meta)
 
 
+def torch_models():
+    """LeNet-300-100 and the cnn, trained a few steps and pruned in PyTorch; saved as safetensors in
+    PyTorch's pruned form (weight_orig + weight_mask) and plain form, with logits on a fixed input."""
+    torch.manual_seed(11)
+    mlp = nn.Sequential()
+    mlp.add_module("fc1", nn.Linear(784, 300)); mlp.add_module("relu1", nn.ReLU())
+    mlp.add_module("fc2", nn.Linear(300, 100)); mlp.add_module("relu2", nn.ReLU())
+    mlp.add_module("fc3", nn.Linear(100, 10))
+    cnn = nn.Sequential()
+    cnn.add_module("conv1", nn.Conv2d(1, 32, 5)); cnn.add_module("relu1", nn.ReLU()); cnn.add_module("pool1", nn.MaxPool2d(2))
+    cnn.add_module("conv2", nn.Conv2d(32, 64, 5)); cnn.add_module("relu2", nn.ReLU()); cnn.add_module("pool2", nn.MaxPool2d(2))
+    cnn.add_module("flatten", nn.Flatten()); cnn.add_module("fc", nn.Linear(1024, 10))
+    x = torch.randn(16, 1, 28, 28)
+    y = torch.randint(0, 10, (16,))
+    for name, net, prunable in (("mlp", mlp, ("fc1", "fc2", "fc3")), ("cnn", cnn, ("conv1", "conv2", "fc"))):
+        inp = x.reshape(16, 784) if name == "mlp" else x
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        for _ in range(3):
+            opt.zero_grad(); nn.functional.cross_entropy(net(inp), y).backward(); opt.step()
+        prune.global_unstructured([(getattr(net, n), "weight") for n in prunable], pruning_method=prune.L1Unstructured, amount=0.6)
+        with torch.no_grad():
+            logits = net(inp)
+        sd = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
+        save_file(sd, os.path.join(OUT, f"torch_{name}_pruned.safetensors"), metadata={"torch": torch.__version__})
+        plain = copy.deepcopy(net)
+        for n in prunable:
+            prune.remove(getattr(plain, n), "weight")
+        save_file({k: v.detach().contiguous() for k, v in plain.state_dict().items()},
+                  os.path.join(OUT, f"torch_{name}_plain.safetensors"), metadata={"torch": torch.__version__})
+        save_file({"x": inp.contiguous(), "logits": logits.contiguous()}, os.path.join(OUT, f"torch_{name}_logits.safetensors"),
+                  metadata={"torch": torch.__version__})
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     masked_linear_adam()
     prune_functions()
+    torch_models()
     print("fixtures written to", os.path.abspath(OUT))
