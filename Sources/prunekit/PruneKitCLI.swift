@@ -128,7 +128,7 @@ struct Train: ParsableCommand {
                 printJSON(["model": model, "epochs": epochs, "batch": batch, "lr": Double(lr), "optimizer": optimizer,
                            "seed": seed, "threads": Runtime.threads, "test_accuracy": acc, "test_loss": loss,
                            "train_seconds": r.trainSeconds, "samples_per_second": r.samplesPerSecond,
-                           "final_train_loss": Double(r.finalLoss), "out": out])
+                           "final_train_loss": Double(r.finalLoss), "out": out, "sparsity": SparsityReport(model: m).sparsity])
             } else {
                 print(String(format: "test accuracy %.4f (loss %.4f); %.1f s, %.0f samples/s on %d threads; saved %@",
                              acc, loss, r.trainSeconds, r.samplesPerSecond, Runtime.threads, out))
@@ -162,7 +162,7 @@ struct Eval: ParsableCommand {
             let secs = Date().timeIntervalSince(start)
             if json {
                 printJSON(["model_file": modelFile, "architecture": m.architecture, "test_accuracy": acc,
-                           "test_loss": loss, "eval_seconds": secs,
+                           "test_loss": loss, "eval_seconds": secs, "sparsity": SparsityReport(model: m).sparsity,
                            "samples_per_second": Double(test.count) / max(secs, 1e-9)])
             } else {
                 print(String(format: "%@ (%@): test accuracy %.4f, loss %.4f", modelFile, m.architecture, acc, loss))

@@ -12,7 +12,7 @@ final class CLITests: XCTestCase {
         let o = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as! [String: Any]
         XCTAssertNotNil(o["isa"])
         XCTAssertNotNil(o["openblas_core"])
-        XCTAssertEqual(o["openmp"] as? Bool, true)
+        XCTAssertEqual(o["openmp"] as? Bool, ProcessInfo.processInfo.environment["PRUNEKIT_OPENMP"] != "0")
     }
 
     func testBadInputGivesOneLineErrorAndKeepsFiles() throws {
@@ -61,6 +61,26 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(e.status, 0, e.err)
         let eo = try JSONSerialization.jsonObject(with: Data(e.out.utf8)) as! [String: Any]
         XCTAssertEqual(eo["test_accuracy"] as? Double, o["test_accuracy"] as? Double)
+        XCTAssertEqual(eo["sparsity"] as? Double, 0)
+        // prune → finetune → report across separate runs, masks carried in the files
+        let pruned = dir + "/p.safetensors", tuned = dir + "/t.safetensors"
+        let p = try run(["prune", "--model-file", out, "--amount", "0.9", "--out", pruned, "--json"])
+        XCTAssertEqual(p.status, 0, p.err)
+        let po = try JSONSerialization.jsonObject(with: Data(p.out.utf8)) as! [String: Any]
+        XCTAssertEqual(po["sparsity"] as! Double, 0.9, accuracy: 1e-4)
+        XCTAssertNotNil(po["test_accuracy"])
+        let f = try run(["finetune", "--model-file", pruned, "--epochs", "1", "--out", tuned, "--json"])
+        XCTAssertEqual(f.status, 0, f.err)
+        let fo = try JSONSerialization.jsonObject(with: Data(f.out.utf8)) as! [String: Any]
+        XCTAssertEqual(fo["sparsity"] as! Double, 0.9, accuracy: 1e-4, "the masks stay fixed")
+        XCTAssertGreaterThan(fo["test_accuracy"] as! Double, po["test_accuracy"] as! Double)
+        let rep = try run(["report", "--model-file", tuned, "--json"])
+        XCTAssertEqual(rep.status, 0, rep.err)
+        let ro = try JSONSerialization.jsonObject(with: Data(rep.out.utf8)) as! [String: Any]
+        XCTAssertEqual(ro["sparsity"] as! Double, 0.9, accuracy: 1e-4)
+        let bad = try run(["prune", "--model-file", out, "--amount", "1.5", "--out", pruned])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.err.contains("amount"), bad.err)
     }
 }
 

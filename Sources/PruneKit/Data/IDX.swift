@@ -16,15 +16,20 @@ public struct IDXArray: Sendable {
     public static func read(_ path: String, expectedRank: Int? = nil) throws -> IDXArray {
         guard FileManager.default.fileExists(atPath: path) else { throw DataError(file: path, reason: "file not found") }
         guard let raw = FileManager.default.contents(atPath: path) else { throw DataError(file: path, reason: "cannot read file") }
+        return try decode(raw, name: path, expectedRank: expectedRank)
+    }
+
+    /// Decodes IDX bytes, gzip-compressed or not (the gzip magic decides).
+    public static func decode(_ raw: Data, name: String, expectedRank: Int? = nil, maxDecompressed: Int = 1 << 30) throws -> IDXArray {
         let data: Data
         if raw.count >= 2 && raw[raw.startIndex] == 0x1f && raw[raw.startIndex + 1] == 0x8b {
-            do { data = try Bytes.gunzip(raw, maxOutput: 1 << 30) } catch let Bytes.GzipError.corrupt(why) {
-                throw DataError(file: path, reason: why)
+            do { data = try Bytes.gunzip(raw, maxOutput: maxDecompressed) } catch let Bytes.GzipError.corrupt(why) {
+                throw DataError(file: name, reason: why)
             }
         } else {
             data = raw
         }
-        return try parse(data, name: path, expectedRank: expectedRank)
+        return try parse(data, name: name, expectedRank: expectedRank)
     }
 
     /// Parses IDX bytes (already decompressed).
