@@ -157,10 +157,10 @@ static void epilogue(const pk_gemm_desc *d, int first, int last, int64_t i0, int
     }
 }
 
-// Compiled per ISA (chosen at load time) so the inlined update loop is vectorised for this CPU.
-__attribute__((target_clones("avx512f", "avx2", "default")))
-static void epilogue_update(const pk_gemm_desc *d, const pk_update_consts *uc, int first, int64_t i0, int64_t j0,
-                            int64_t h, int64_t w, int64_t ldt, const float *acc) {
+// Compiled per ISA (chosen at run time, below) so the inlined update loop is vectorised for this CPU.
+static PK_ALWAYS_INLINE void epilogue_update_body(const pk_gemm_desc *d, const pk_update_consts *uc, int first,
+                                                  int64_t i0, int64_t j0, int64_t h, int64_t w, int64_t ldt,
+                                                  const float *acc) {
     // h×w tile of the final gradient: optimizer step on the kept entries, C (if any) receives it
     const pk_update_desc *u = d->update;
     const int plain = first && d->beta == 0.0f && d->alpha == 1.0f && !d->bias_row && !d->bias_col;
@@ -190,6 +190,22 @@ static void epilogue_update(const pk_gemm_desc *d, const pk_update_consts *uc, i
                     d->C[ro + col_off(d, jj)] = (mrow && !mrow[(jb + j) * d->mc_cs]) ? 0.0f : gr[j];
                 }
         }
+    }
+}
+
+#define PK_EPI_ARGS const pk_gemm_desc *d, const pk_update_consts *uc, int first, int64_t i0, int64_t j0, int64_t h, \
+                    int64_t w, int64_t ldt, const float *acc
+PK_TARGET_AVX512 static void epilogue_update_avx512(PK_EPI_ARGS) { epilogue_update_body(d, uc, first, i0, j0, h, w, ldt, acc); }
+PK_TARGET_AVX2 static void epilogue_update_avx2(PK_EPI_ARGS) { epilogue_update_body(d, uc, first, i0, j0, h, w, ldt, acc); }
+static void epilogue_update_scalar(PK_EPI_ARGS) { epilogue_update_body(d, uc, first, i0, j0, h, w, ldt, acc); }
+#undef PK_EPI_ARGS
+
+static void epilogue_update(const pk_gemm_desc *d, const pk_update_consts *uc, int first, int64_t i0, int64_t j0,
+                            int64_t h, int64_t w, int64_t ldt, const float *acc) {
+    switch (pk_active_isa()) {
+    case PK_ISA_AVX512: epilogue_update_avx512(d, uc, first, i0, j0, h, w, ldt, acc); break;
+    case PK_ISA_AVX2: epilogue_update_avx2(d, uc, first, i0, j0, h, w, ldt, acc); break;
+    default: epilogue_update_scalar(d, uc, first, i0, j0, h, w, ldt, acc); break;
     }
 }
 

@@ -30,6 +30,13 @@ static inline size_t pk_span(int64_t r, int64_t c, int64_t ld, size_t elem) {
     if (r <= 0 || c <= 0) return 0;
     return (size_t)((r - 1) * ld + c) * elem;
 }
+// Function variants for the instruction sets chosen at run time (pk_active_isa()); an always-inline
+// body compiled into each gives vectorised loops per ISA without ifunc resolvers (which run before
+// sanitizer runtimes start and would crash them).
+#define PK_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
+#define PK_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define PK_ALWAYS_INLINE inline __attribute__((always_inline))
+
 #define PK_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define PK_MAX(a, b) ((a) > (b) ? (a) : (b))
 #endif

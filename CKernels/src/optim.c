@@ -2,10 +2,26 @@
 // Entries whose mask is 0 are skipped entirely: weight, state and gradient keep their bits.
 #include "optim_internal.h"
 
-__attribute__((target_clones("avx512f", "avx2", "default")))
+PK_TARGET_AVX512 static void update_run_avx512(const pk_update_consts *c, int64_t n, const float *g, float *w, float *m,
+                                                float *v, const uint8_t *mask, int64_t ms) {
+    pk_update_run_body(c, n, g, w, m, v, mask, ms);
+}
+PK_TARGET_AVX2 static void update_run_avx2(const pk_update_consts *c, int64_t n, const float *g, float *w, float *m,
+                                            float *v, const uint8_t *mask, int64_t ms) {
+    pk_update_run_body(c, n, g, w, m, v, mask, ms);
+}
+static void update_run_scalar(const pk_update_consts *c, int64_t n, const float *g, float *w, float *m, float *v,
+                              const uint8_t *mask, int64_t ms) {
+    pk_update_run_body(c, n, g, w, m, v, mask, ms);
+}
+
 void pk_update_run(const pk_update_consts *c, int64_t n, const float *g, float *w, float *m, float *v,
                    const uint8_t *mask, int64_t mask_stride) {
-    pk_update_run_body(c, n, g, w, m, v, mask, mask_stride);
+    switch (pk_active_isa()) {
+    case PK_ISA_AVX512: update_run_avx512(c, n, g, w, m, v, mask, mask_stride); break;
+    case PK_ISA_AVX2: update_run_avx2(c, n, g, w, m, v, mask, mask_stride); break;
+    default: update_run_scalar(c, n, g, w, m, v, mask, mask_stride); break;
+    }
 }
 
 typedef struct { pk_update_consts c; const uint8_t *mask; const float *g; float *w, *m, *v; } opt_ctx;

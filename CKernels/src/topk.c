@@ -220,8 +220,7 @@ typedef struct {
     int64_t below[MAX_SLOTS], inside[MAX_SLOTS];
 } bracket_ctx;
 
-__attribute__((target_clones("avx512f", "avx2", "default")))
-static void count_range(void *v, int64_t sb, int64_t se) {
+static PK_ALWAYS_INLINE void count_range_body(void *v, int64_t sb, int64_t se) {
     // slots [sb, se): kept entries, non-finite kept scores, kept keys < lo and in [lo, hi] —
     // one branch-free, vectorised pass
     bracket_ctx *x = v;
@@ -258,8 +257,7 @@ static void count_range(void *v, int64_t sb, int64_t se) {
     }
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default")))
-static void collect_range(void *v, int64_t sb, int64_t se) {
+static PK_ALWAYS_INLINE void collect_range_body(void *v, int64_t sb, int64_t se) {
     // slots [sb, se): prune kept entries below lo (branch-free over blocks of 16), then collect the
     // bracket's entries of the blocks that have any, in position order
     bracket_ctx *x = v;
@@ -294,6 +292,19 @@ static void collect_range(void *v, int64_t sb, int64_t se) {
         }
         c->count[s] = count;
     }
+}
+
+// Per-ISA copies of the two streaming passes, picked at run time.
+PK_TARGET_AVX512 static void count_range_avx512(void *v, int64_t b, int64_t e) { count_range_body(v, b, e); }
+PK_TARGET_AVX2 static void count_range_avx2(void *v, int64_t b, int64_t e) { count_range_body(v, b, e); }
+static void count_range_scalar(void *v, int64_t b, int64_t e) { count_range_body(v, b, e); }
+PK_TARGET_AVX512 static void collect_range_avx512(void *v, int64_t b, int64_t e) { collect_range_body(v, b, e); }
+PK_TARGET_AVX2 static void collect_range_avx2(void *v, int64_t b, int64_t e) { collect_range_body(v, b, e); }
+static void collect_range_scalar(void *v, int64_t b, int64_t e) { collect_range_body(v, b, e); }
+
+static pk_range_fn pick(pk_range_fn avx512, pk_range_fn avx2, pk_range_fn scalar) {
+    pk_isa isa = pk_active_isa();
+    return isa == PK_ISA_AVX512 ? avx512 : isa == PK_ISA_AVX2 ? avx2 : scalar;
 }
 
 // Stable LSD radix sort of 64-bit items by bits [lo_bit, hi_bit) (multiples of 8); tmp holds n items.
@@ -336,7 +347,7 @@ static int bracket_select(topk_ctx *c, int64_t total, int64_t k, int64_t *extra)
     x.hi = rhi >= ns ? 0xFFFFFFFFu : (uint32_t)sample[rhi];
     free(sample);
     *extra += (int64_t)2 * SAMPLE_RUNS * RUN_LEN * 8;
-    pk_parallel_for(c->nslots, 1, count_range, &x);
+    pk_parallel_for(c->nslots, 1, pick(count_range_avx512, count_range_avx2, count_range_scalar), &x);
     int64_t below = 0, inside = 0, kept = 0;
     int bad = 0;
     for (int64_t s = 0; s < c->nslots; s++) { below += x.below[s]; inside += x.inside[s]; kept += c->kept[s]; bad |= c->bad[s]; }
@@ -348,7 +359,7 @@ static int bracket_select(topk_ctx *c, int64_t total, int64_t k, int64_t *extra)
     for (int64_t s = 0; s < c->nslots && ok; s++) ok = (c->buf[s] = malloc((size_t)PK_MAX(inside, 1) * 8)) != NULL;
     if (!ok) return -1;
     *extra += PK_MAX(inside, 1) * 8;
-    pk_parallel_for(c->nslots, 1, collect_range, &x);
+    pk_parallel_for(c->nslots, 1, pick(collect_range_avx512, collect_range_avx2, collect_range_scalar), &x);
     // the r-th smallest key among the collected entries, byte by byte (no sort, no copy)
     const int64_t r = k - below;
     uint32_t prefix = 0, pmask = 0;

@@ -133,17 +133,7 @@ struct FineTune: ParsableCommand {
             let settings = ["finetune.input": modelFile, "finetune.epochs": "\(epochs)", "finetune.lr": "\(lr)",
                             "finetune.batch": "\(batch)", "finetune.seed": "\(seed)", "finetune.teacher": teacher ?? "",
                             "finetune.cosine": "\(!constantLr)", "finetune.kd": "\(kdAlpha),\(kdTemperature)"]
-            var position: TrainingPosition? = nil
-            if resume, let path = checkpoint, FileManager.default.fileExists(atPath: path) {
-                let c = try Checkpoint.load(path)
-                for (k, v) in settings where c.metadata[k] != v {
-                    throw ValidationError("\(path) was written with \(k) = \(c.metadata[k] ?? "?"), not \(v)")
-                }
-                model = c.model
-                try opt.importState(model.namedParameters, tensors: c.optimizerTensors, metadata: c.metadata)
-                position = c.position
-                FileHandle.standardError.write(Data("resuming from \(path): epoch \(c.position.epoch + 1), batch \(c.position.batch)\n".utf8))
-            }
+            let position = try resumeIfAsked(resume, checkpoint, settings: settings, model: &model, optimizer: opt)
             let r = try FineTuner.fineTune(model, data: train,
                                            config: FineTuneConfig(epochs: epochs, learningRate: lr, batchSize: batch, seed: seed,
                                                                   cosineDecay: !constantLr,
@@ -187,4 +177,20 @@ struct Report: ParsableCommand {
             }
         }
     }
+}
+
+/// With --resume and an existing checkpoint: checks the run's settings against the ones recorded,
+/// restores the model and the optimizer state, and returns where to continue.
+func resumeIfAsked(_ resume: Bool, _ checkpoint: String?, settings: [String: String], model: inout Model,
+                   optimizer: any Optimizer) throws -> TrainingPosition? {
+    guard resume, let path = checkpoint, FileManager.default.fileExists(atPath: path) else { return nil }
+    let c = try Checkpoint.load(path)
+    for (k, v) in settings where c.metadata[k] != v {
+        throw ValidationError("\(path) was written with \(k) = \(c.metadata[k] ?? "?"), not \(v)")
+    }
+    model = c.model
+    try optimizer.importState(model.namedParameters, tensors: c.optimizerTensors, metadata: c.metadata)
+    FileHandle.standardError.write(Data(
+        "resuming from \(path): epoch \(c.position.epoch + 1), batch \(c.position.batch), step \(c.position.step)\n".utf8))
+    return c.position
 }

@@ -101,17 +101,7 @@ struct Train: ParsableCommand {
             let opt = try makeOptimizer(optimizer, lr: lr)
             let settings = ["train.model": model, "train.epochs": "\(epochs)", "train.batch": "\(batch)", "train.lr": "\(lr)",
                             "train.optimizer": optimizer, "train.seed": "\(seed)", "train.limit": "\(limit ?? -1)"]
-            var position: TrainingPosition? = nil
-            if resume, let path = checkpoint, FileManager.default.fileExists(atPath: path) {
-                let c = try Checkpoint.load(path)
-                for (k, v) in settings where c.metadata[k] != v {
-                    throw ValidationError("\(path) was written with \(k.dropFirst(6)) = \(c.metadata[k] ?? "?"), not \(v)")
-                }
-                m = c.model
-                try opt.importState(m.namedParameters, tensors: c.optimizerTensors, metadata: c.metadata)
-                position = c.position
-                FileHandle.standardError.write(Data("resuming from \(path): epoch \(c.position.epoch + 1), batch \(c.position.batch), step \(c.position.step)\n".utf8))
-            }
+            let position = try resumeIfAsked(resume, checkpoint, settings: settings, model: &m, optimizer: opt)
             if profile { m.network.profile = LayerProfile() }
             let bar = ProgressBar(label: "train")
             let r = try Trainer.train(m, data: train, optimizer: opt,
