@@ -38,8 +38,23 @@ for i in 0..<4 { for j in 0..<50 {
     worst = max(worst, abs(s - y2.scalars[i * 50 + j]))
 } }
 guard y1 == y2, worst < 1e-4 else { print("consumer FAILED: worst error \(worst)"); exit(1) }
+// nested parallel loops on the pthread pool: a chunked convolution runs im2col and GEMMs inside
+// its chunks; one training step of a small CNN must finish and match across thread counts
+func convStep(_ threads: Int) throws -> [Float] {
+    Runtime.threads = threads
+    var r = SeededGenerator(seed: 3)
+    let conv = Conv2d(1, 8, kernelSize: 3, rng: &r)
+    let x = Tensor.uniform([400, 1, 28, 28], -1, 1, rng: &r)
+    let y = try conv.forward(x, training: true)
+    let opt = try Adam()
+    opt.prepareFusedStep(conv.parameters)
+    _ = try conv.backward(y, needInputGradient: true)
+    try opt.step(conv.parameters)
+    return conv.weight.value.scalars
+}
+guard try convStep(1) == convStep(2) else { print("consumer FAILED: convolution differs across threads"); exit(1) }
 print("versioned consumer ok: openmp=\(Runtime.openMP) threads=\(Runtime.threads) isa=\(Runtime.isa) max error \(worst)")
 SWIFT
 cd "$work/Consumer"
 swift build >build.log 2>&1 || { tail -30 build.log; exit 1; }
-./.build/debug/Consumer
+timeout 300 ./.build/debug/Consumer

@@ -79,14 +79,16 @@ typedef struct {
 static pk_pool pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
                        0, 0, 0, 0, 0, NULL, NULL};
 static pthread_mutex_t pool_call_mu = PTHREAD_MUTEX_INITIALIZER;
-static __thread int in_pool_worker = 0;
+// Set while this thread runs a chunk (a pool worker, or the caller running chunk 0): a parallel
+// loop started from inside one runs inline instead of waiting for the pool it is part of.
+static __thread int in_pool_region = 0;
 
 typedef struct { int index; } worker_arg;
 
 static void *worker_main(void *p) {
     int index = ((worker_arg *)p)->index;
     free(p);
-    in_pool_worker = 1;
+    in_pool_region = 1;
     uint64_t seen = 0;
     pthread_mutex_lock(&pool.mu);
     for (;;) {
@@ -131,7 +133,7 @@ void pk_parallel_for(int64_t n, int64_t grain, pk_range_fn fn, void *ctx) {
 #ifdef _OPENMP
     if (chunks <= 1 || omp_in_parallel()) {
 #else
-    if (chunks <= 1 || in_pool_worker) {
+    if (chunks <= 1 || in_pool_region) {
 #endif
         unsigned fp = pk_fp_enter();
         fn(ctx, 0, n);
@@ -164,7 +166,9 @@ void pk_parallel_for(int64_t n, int64_t grain, pk_range_fn fn, void *ctx) {
     int64_t b, e;
     chunk_range(n, chunks, 0, &b, &e);
     unsigned fp = pk_fp_enter();
+    in_pool_region = 1;
     fn(ctx, b, e);
+    in_pool_region = 0;
     pk_fp_restore(fp);
     pthread_mutex_lock(&pool.mu);
     while (pool.pending > 0) pthread_cond_wait(&pool.done, &pool.mu);
