@@ -20,6 +20,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <immintrin.h>
 
 #define CHUNK ((int64_t)1 << 16)
 #define HBITS 16
@@ -298,7 +299,55 @@ static PK_ALWAYS_INLINE void collect_range_body(void *v, int64_t sb, int64_t se)
 PK_TARGET_AVX512 static void count_range_avx512(void *v, int64_t b, int64_t e) { count_range_body(v, b, e); }
 PK_TARGET_AVX2 static void count_range_avx2(void *v, int64_t b, int64_t e) { count_range_body(v, b, e); }
 static void count_range_scalar(void *v, int64_t b, int64_t e) { count_range_body(v, b, e); }
-PK_TARGET_AVX512 static void collect_range_avx512(void *v, int64_t b, int64_t e) { collect_range_body(v, b, e); }
+// The writing pass with AVX-512: 16 scores per step, mask bytes rewritten in one store, and the
+// rare in-bracket entries picked out of a 16-bit mask.
+PK_TARGET_AVX512 static void collect_range_avx512(void *v, int64_t sb, int64_t se) {
+    bracket_ctx *x = v;
+    topk_ctx *c = x->c;
+    const __m512i lo = _mm512_set1_epi32((int)x->lo), hi = _mm512_set1_epi32((int)x->hi);
+    const __m512i absmask = _mm512_set1_epi32(0x7FFFFFFF), top = _mm512_set1_epi32((int)0x80000000u);
+    const __m128i one = _mm_set1_epi8(1);
+    for (int64_t s = sb; s < se; s++) {
+        int64_t qb, qe, count = 0;
+        uint64_t *restrict out = c->buf[s];
+        slot_chunks(c, s, &qb, &qe);
+        for (int64_t q = qb; q < qe; q++) {
+            int64_t t, b, e;
+            chunk_bounds(c, q, &t, &b, &e);
+            const float *xs = c->scores[t];
+            uint8_t *m = c->masks[t];
+            const uint64_t base = (uint64_t)c->base[t];
+            int64_t i = b;
+            for (; i + 16 <= e; i += 16) {
+                __m512i bits = _mm512_loadu_si512((const void *)(xs + i));
+                // the same keys as key_of(): |x| bits, or signed floats mapped to an unsigned order
+                __m512i k = c->use_abs ? _mm512_and_si512(bits, absmask)
+                                       : _mm512_xor_si512(bits, _mm512_or_si512(_mm512_srai_epi32(bits, 31), top));
+                __m128i mb = _mm_loadu_si128((const __m128i *)(m + i));
+                __mmask16 kept = _mm_test_epi8_mask(mb, mb);
+                __mmask16 ge = _mm512_cmpge_epu32_mask(k, lo);
+                _mm_storeu_si128((__m128i *)(m + i), _mm_maskz_mov_epi8((__mmask16)(kept & ge), one));
+                unsigned in = (unsigned)(kept & ge & _mm512_cmple_epu32_mask(k, hi));
+                if (in) {
+                    uint32_t keys[16];
+                    _mm512_storeu_si512((void *)keys, k);
+                    while (in) {
+                        int j = __builtin_ctz(in);
+                        in &= in - 1;
+                        out[count++] = ((uint64_t)keys[j] << 32) | (base + (uint64_t)(i + j));
+                    }
+                }
+            }
+            for (; i < e; i++) {
+                uint32_t k = key_of(c->use_abs, xs[i]);
+                uint8_t kept = m[i] != 0;
+                m[i] = (uint8_t)(kept & (k >= x->lo));
+                if (kept && k >= x->lo && k <= x->hi) out[count++] = ((uint64_t)k << 32) | (base + (uint64_t)i);
+            }
+        }
+        c->count[s] = count;
+    }
+}
 PK_TARGET_AVX2 static void collect_range_avx2(void *v, int64_t b, int64_t e) { collect_range_body(v, b, e); }
 static void collect_range_scalar(void *v, int64_t b, int64_t e) { collect_range_body(v, b, e); }
 
@@ -322,12 +371,14 @@ static void radix_sort_u64(uint64_t *a, uint64_t *tmp, int64_t n, int lo_bit, in
 // Returns 1 when done, 0 to fall back, -1 on allocation failure, -2 for a non-finite kept score and
 // -3 when k exceeds the kept count (nothing written in every case but 1).
 static int bracket_select(topk_ctx *c, int64_t total, int64_t k, int64_t *extra) {
-    if (total < 4 * SAMPLE_RUNS * RUN_LEN || total >= ((int64_t)1 << 32)) return 0;
-    uint64_t *sample = malloc((size_t)2 * SAMPLE_RUNS * RUN_LEN * sizeof(uint64_t));
+    // about one entry in 64 is sampled, at most SAMPLE_RUNS runs: small inputs sort a small sample
+    const int64_t runs = PK_MIN((int64_t)SAMPLE_RUNS, total / (64 * RUN_LEN));
+    if (runs < 256 || total >= ((int64_t)1 << 32)) return 0;
+    uint64_t *sample = malloc((size_t)2 * runs * RUN_LEN * sizeof(uint64_t));
     if (!sample) return -1;
     int64_t ns = 0, seen = 0;
-    for (int64_t r = 0; r < SAMPLE_RUNS; r++) {
-        int64_t pos = r * (total / SAMPLE_RUNS) + (total / SAMPLE_RUNS) / 2;
+    for (int64_t r = 0; r < runs; r++) {
+        int64_t pos = r * (total / runs) + (total / runs) / 2;
         int64_t lo = 0, hi = c->T - 1;
         while (lo < hi) { int64_t mid = (lo + hi + 1) / 2; if (c->base[mid] <= pos) lo = mid; else hi = mid - 1; }
         int64_t i0 = pos - c->base[lo], i1 = PK_MIN(i0 + RUN_LEN, c->sizes[lo]);
@@ -335,7 +386,7 @@ static int bracket_select(topk_ctx *c, int64_t total, int64_t k, int64_t *extra)
             if (c->masks[lo][i]) sample[ns++] = key_of(c->use_abs, c->scores[lo][i]);
     }
     if (ns < 1024) { free(sample); return 0; }
-    radix_sort_u64(sample, sample + SAMPLE_RUNS * RUN_LEN, ns, 0, 32);
+    radix_sort_u64(sample, sample + runs * RUN_LEN, ns, 0, 32);
     // the kept count is estimated from the sample too: its uncertainty widens the bracket
     double f = (double)ns / (double)seen, sf = sqrt(f * (1.0 - f) / (double)seen) + 1.0 / (double)seen;
     double kept_hi = (f + BRACKET_SIGMAS * sf) * (double)total, kept_lo = PK_MAX(f - BRACKET_SIGMAS * sf, 1e-9) * (double)total;
@@ -346,7 +397,7 @@ static int bracket_select(topk_ctx *c, int64_t total, int64_t k, int64_t *extra)
     x.lo = rlo <= 0 ? 0u : (uint32_t)sample[rlo];
     x.hi = rhi >= ns ? 0xFFFFFFFFu : (uint32_t)sample[rhi];
     free(sample);
-    *extra += (int64_t)2 * SAMPLE_RUNS * RUN_LEN * 8;
+    *extra += (int64_t)2 * runs * RUN_LEN * 8;
     pk_parallel_for(c->nslots, 1, pick(count_range_avx512, count_range_avx2, count_range_scalar), &x);
     int64_t below = 0, inside = 0, kept = 0;
     int bad = 0;
