@@ -88,7 +88,12 @@ final class TopKTests: XCTestCase {
         let tensors = [rng.floats(1_500_000), rng.floats(3), rng.floats(900_000), rng.floats(70_000)]
         let masks = tensors.map { rng.mask($0.count, keep: 0.9) }
         let kept = masks.reduce(0) { $0 + $1.filter { $0 != 0 }.count }
-        for frac in [0.1, 0.5, 0.97] { _ = compare(tensors, masks, k: Int(Double(kept) * frac), label: "4 tensors, \(frac)") }
+        forEachISA { isa in
+            for frac in [0.1, 0.5, 0.97] {
+                _ = compare(tensors, masks, k: Int(Double(kept) * frac), label: "\(isa): 4 tensors, \(frac)")
+                _ = compare(tensors, masks, k: Int(Double(kept) * frac), useAbs: false, label: "\(isa): signed, \(frac)")
+            }
+        }
         let tied = (0..<2_600_000).map { _ in Float(rng.int(50)) }
         _ = compare([tied], [[UInt8](repeating: 1, count: tied.count)], k: 1_000_000, label: "massive ties")
         // weights already pruned and made permanent: most kept entries are exact zeros
