@@ -263,8 +263,9 @@ pk_status pk_adam_step_f32(int64_t n, float lr, float beta1, float beta2, float 
 ///   Masked entries: weight and state untouched, dW written as 0.
 /// Shapes    dY B×O (lddy ≥ O), X B×I (ldx ≥ I), M O×I (ldm ≥ I) or NULL.
 /// Method    for B ≤ 1024 the whole batch is one k block, so no gradient buffer exists at all.
-/// Threads   identical bits for any thread count, and identical to pk_gemm_masked_tn_f32 followed by
-///           pk_update_f32. Errors as pk_gemm_f32 and pk_update_f32.
+/// Threads   identical bits for any thread count. For B ≤ 256 also identical to pk_gemm_masked_tn_f32
+///           followed by pk_update_f32 (same k blocking); for larger B the fused path sums the batch in
+///           one block and agrees within rounding. Errors as pk_gemm_f32 and pk_update_f32.
 pk_status pk_linear_weight_update_f32(int64_t O, int64_t I, int64_t B, const float *dY, int64_t lddy,
                                       const float *X, int64_t ldx, const uint8_t *M, int64_t ldm,
                                       const pk_update_desc *u, float *dW, int64_t ldd);

@@ -308,9 +308,20 @@ pk_status pk_conv2d_backward_update_f32(int64_t N, int64_t C, int64_t H, int64_t
                 (dw && pk_overlaps(dx, xb, dw, wb)))) ||
         (db && (pk_overlaps(db, (size_t)OC * 4, dy, yb) || (dw && pk_overlaps(db, (size_t)OC * 4, dw, wb)))))
         return PK_ERR_ALIAS;
-    if (u && (u->ld != f.K || (u->w != w && pk_overlaps(u->w, wb, w, wb)) || pk_overlaps(u->w, wb, x, xb) ||
-              pk_overlaps(u->w, wb, dy, yb) || (dx && pk_overlaps(u->w, wb, dx, xb))))
-        return u->ld != f.K ? PK_ERR_SHAPE : PK_ERR_ALIAS;
+    if (u) {
+        if (u->ld != f.K) return PK_ERR_SHAPE;
+        // the parameter and its state must not overlap each other or any other operand
+        // (u->w may be the very weights w: they are read for dx before the step)
+        const float *st[3] = {u->w, u->m, u->v};
+        for (int a = 0; a < 3; a++) {
+            if (!st[a]) continue;
+            if ((st[a] != w || a > 0) && pk_overlaps(st[a], wb, w, wb)) return PK_ERR_ALIAS;
+            if (pk_overlaps(st[a], wb, x, xb) || pk_overlaps(st[a], wb, dy, yb) || (dx && pk_overlaps(st[a], wb, dx, xb)) ||
+                (dw && pk_overlaps(st[a], wb, dw, wb)) || (db && pk_overlaps(st[a], wb, db, (size_t)OC * 4)))
+                return PK_ERR_ALIAS;
+            for (int b2 = a + 1; b2 < 3; b2++) if (st[b2] && pk_overlaps(st[a], wb, st[b2], wb)) return PK_ERR_ALIAS;
+        }
+    }
     if (db) {
         if (N == 0 || f.P == 0) { for (int64_t i = 0; i < OC; i++) db[i] = 0.0f; }
         else if ((st = pk_bias_grad_nchw_f32(N, OC, f.P, dy, db)) != PK_OK) return st;

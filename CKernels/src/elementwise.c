@@ -148,6 +148,8 @@ pk_status pk_axpby_f32(int64_t n, float alpha, const float *x, float beta, const
     if (n < 0) return PK_ERR_SHAPE;
     if (n == 0) return PK_OK;
     if (!x || !y || !out) return PK_ERR_NULL;
+    size_t nb = (size_t)n * 4;
+    if ((out != x && pk_overlaps(out, nb, x, nb)) || (out != y && pk_overlaps(out, nb, y, nb))) return PK_ERR_ALIAS;
     axpby_ctx c = {alpha, beta, x, y, out};
     pk_parallel_for(n, 1 << 15, axpby_range, &c);
     return PK_OK;

@@ -284,6 +284,7 @@ static pk_status gemm_blocked(const pk_gemm_desc *d0) {
         else if (!d0->C) {
             dl.C = pk_scratch(8, (size_t)(d0->m * d0->n) * sizeof(float));
             if (!dl.C) return PK_ERR_NOMEM;
+            dl.beta = 0.0f; // there is no caller C to scale: the scratch only accumulates partial sums
             dl.c_rs = d0->n;
             dl.c_cs = 1;
             dl.c_rblock = dl.c_cblock = 0;

@@ -10,6 +10,7 @@
 // The toolchain's clang ships no omp.h: declare the three runtime calls used.
 int omp_get_max_threads(void);
 int omp_get_thread_num(void);
+int omp_get_num_threads(void);
 int omp_in_parallel(void);
 #endif
 
@@ -143,11 +144,13 @@ void pk_parallel_for(int64_t n, int64_t grain, pk_range_fn fn, void *ctx) {
 #ifdef _OPENMP
 #pragma omp parallel num_threads(chunks)
     {
-        int t = omp_get_thread_num();
-        int64_t b, e;
-        chunk_range(n, chunks, t, &b, &e);
+        // the team may be smaller than asked (OMP_DYNAMIC, OMP_THREAD_LIMIT): every chunk still runs
         unsigned fp = pk_fp_enter();
-        fn(ctx, b, e);
+        for (int t = omp_get_thread_num(); t < chunks; t += omp_get_num_threads()) {
+            int64_t b, e;
+            chunk_range(n, chunks, t, &b, &e);
+            fn(ctx, b, e);
+        }
         pk_fp_restore(fp);
     }
 #else

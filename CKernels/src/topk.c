@@ -54,7 +54,7 @@ typedef struct {
 // An unsigned key that orders like the score: |x| for magnitudes; for raw scores the IEEE bit
 // pattern with negatives reversed, so any finite float array works as importance.
 static inline uint32_t key_of(int use_abs, float x) {
-    float v = use_abs ? fabsf(x) : x;
+    float v = use_abs ? fabsf(x) : x + 0.0f; // x + 0 turns −0.0 into +0.0: equal scores, equal keys
     uint32_t b;
     memcpy(&b, &v, 4);
     if (use_abs) return b;
@@ -319,7 +319,8 @@ PK_TARGET_AVX512 static void collect_range_avx512(void *v, int64_t sb, int64_t s
             const uint64_t base = (uint64_t)c->base[t];
             int64_t i = b;
             for (; i + 16 <= e; i += 16) {
-                __m512i bits = _mm512_loadu_si512((const void *)(xs + i));
+                // + 0.0 turns −0.0 into +0.0, as key_of() does
+                __m512i bits = _mm512_castps_si512(_mm512_add_ps(_mm512_loadu_ps(xs + i), _mm512_setzero_ps()));
                 // the same keys as key_of(): |x| bits, or signed floats mapped to an unsigned order
                 __m512i k = c->use_abs ? _mm512_and_si512(bits, absmask)
                                        : _mm512_xor_si512(bits, _mm512_or_si512(_mm512_srai_epi32(bits, 31), top));
@@ -405,6 +406,19 @@ static int bracket_select(topk_ctx *c, int64_t total, int64_t k, int64_t *extra)
     if (bad) return -2;
     if (k > kept) return -3;
     if (k == 0) return 1;
+    // the sample can be fooled (periodic data): the k-th smallest must lie inside the bracket
+    if (!(below < k && k <= below + inside)) return 0;
+    if (x.lo == x.hi) {
+        // the bracket is a single value (typically exact zeros left by earlier pruning): prune
+        // everything below it and the first k − below of its ties in position order, one pass
+        c->thr = x.lo;
+        c->ties_to_prune = k - below;
+        int64_t acc = 0;
+        for (int64_t s = 0; s < c->nslots; s++) { c->ties_before[s] = acc; acc += x.inside[s]; }
+        pk_parallel_for(c->nslots, 1, tiewrite_range, c);
+        return 1;
+    }
+    if (inside > BRACKET_CAP) return 0;
     // slot buffers sized for the whole bracket; only the pages a slot fills become resident
     int ok = 1;
     for (int64_t s = 0; s < c->nslots && ok; s++) ok = (c->buf[s] = malloc((size_t)PK_MAX(inside, 1) * 8)) != NULL;

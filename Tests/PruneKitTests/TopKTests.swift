@@ -103,6 +103,28 @@ final class TopKTests: XCTestCase {
         }
     }
 
+    func testPeriodicDataThatFoolsTheSample() {
+        // the sample reads runs every 4096 entries at offset 2048: make that half of every period
+        // large and the other half tiny, so the sampled bracket is wrong and must be rejected
+        var rng = TestRNG(48)
+        let n = 1 << 21
+        let x = (0..<n).map { i -> Float in i % 4096 < 2048 ? rng.g.uniform(0, 1e-3) : rng.g.uniform(1, 2) }
+        let ones = [UInt8](repeating: 1, count: n)
+        for k in [n / 4, (3 * n) / 4, n - 10] { _ = compare([x], [ones], k: k, label: "periodic, k=\(k)") }
+    }
+
+    func testNegativeAndPositiveZeroAreEqualScores() {
+        // −0.0 and +0.0 are the same score: the lower index goes first
+        var m: [[UInt8]] = [[1, 1]]
+        var sizes: [Int64] = [2]
+        XCTAssertEqual(call([[0.0, -0.0]], &m, &sizes, 1, false, ref: false), PK_OK)
+        XCTAssertEqual(m[0], [0, 1])
+        _ = compare([[-0.0, 0.0, -0.0, 1, -1]], [[1, 1, 1, 1, 1]], k: 3, useAbs: false, label: "signed zeros")
+        var nm: [UInt8] = [1, 1, 1, 1]
+        XCTAssertEqual(pk_nm_mask_f32(1, 4, 2, 4, [0.5, -0.0, 0.0, 0.7], 4, 0, &nm), PK_OK)
+        XCTAssertEqual(nm, [1, 0, 0, 1])
+    }
+
     func testThreadCountNeverChangesTheMask() {
         var rng = TestRNG(45)
         let x = [rng.floats(2_200_000), rng.floats(300_000)]
