@@ -271,7 +271,7 @@ pk_status pk_linear_weight_update_f32(int64_t O, int64_t I, int64_t B, const flo
                                       const pk_update_desc *u, float *dW, int64_t ldd);
 
 // ------------------------------------------------------------------------------------------------
-// Selection for pruning (src/topk.c; reference src/ref/topk_ref.c)
+// Selection for pruning (src/topk.c, src/patterns.c; references src/ref/topk_ref.c, src/ref/patterns_ref.c)
 
 /// pk_prune_smallest_f32 — prunes exactly k of the currently kept entries of T tensors together:
 ///   those with the smallest score (|score| when use_abs), ties broken by lowest (tensor, flat index).

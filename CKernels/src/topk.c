@@ -1,22 +1,20 @@
-// Top-k selection for pruning: the exact score threshold over one or many tensors, N:M group
-// masks and per-unit norms for structured pruning.
+// Global top-k selection for pruning: the exact score threshold over one or many tensors.
+// (N:M groups and unit norms are in patterns.c.)
 //
 // pk_prune_smallest_f32 prunes exactly k of the currently kept entries, smallest score first, ties
-// broken by lowest (tensor, flat index). It never concatenates the tensors:
-//   pass 1  histogram of the high 16 bits of every kept score (one histogram per worker slot,
-//           summed as integers); NaN/Inf (or a negative raw score) is found here, before any write;
-//   pass 2  kept entries below the threshold bin are pruned, entries above stay, and entries inside
-//           the bin are collected as (low 16 bits, global position), slot by slot in position order;
-//   fix-up  a stable radix sort of the collected entries by their low bits orders them by
-//           (score, position); the first r of them are pruned.
-// When the threshold bin holds more than PK_TOPK_BIN_CAP entries (massive ties), a histogram of the
-// low 16 bits inside the bin gives the exact threshold, a counting pass gives each slot its number
-// of ties, and a final pass prunes the entries below the threshold plus the first ties in order.
-// Extra memory: histograms, per-slot counters and the bin buffer (≤ 8 MiB): independent of the
-// number of weights. Scores compare as the bit patterns of non-negative floats, which order like
-// their values. Slot boundaries depend on the thread count, but every result is a function of
-// positions only, so the masks never do.
-#include "internal.h"
+// broken by lowest (tensor, flat index), without concatenating the tensors.
+//   fast path  a deterministic sample brackets the k-th smallest key; one vectorised pass validates
+//              (NaN/Inf, kept count) and counts entries below and inside the bracket; if the k-th
+//              lies inside, one writing pass prunes everything below and collects the bracket,
+//              whose r-th key is then found byte by byte. A bracket of a single value (exact-zero
+//              ties) is resolved in the writing pass itself, ties shared out by position.
+//   fallback   when the sample was fooled or the bracket is too large: a 16-bit histogram pass,
+//              a pass that prunes below the threshold bin and collects it (radix-sorted), or, for
+//              massive ties, a low-bits histogram, a tie count per slot and a final writing pass.
+// Extra memory: histograms, per-slot counters, the sample and the collected entries (bounded,
+// < 16 MiB), independent of the number of weights. Slot boundaries depend on the thread count,
+// but every result is a function of positions only, so the masks never do.
+#include "select_internal.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,16 +49,6 @@ typedef struct {
     int64_t ties_to_prune;
 } topk_ctx;
 
-// An unsigned key that orders like the score: |x| for magnitudes; for raw scores the IEEE bit
-// pattern with negatives reversed, so any finite float array works as importance.
-static inline uint32_t key_of(int use_abs, float x) {
-    float v = use_abs ? fabsf(x) : x + 0.0f; // x + 0 turns −0.0 into +0.0: equal scores, equal keys
-    uint32_t b;
-    memcpy(&b, &v, 4);
-    if (use_abs) return b;
-    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
-}
-
 static void chunk_bounds(const topk_ctx *c, int64_t q, int64_t *t, int64_t *b, int64_t *e) {
     // chunk q → tensor t, element range [b, e)
     int64_t lo = 0, hi = c->T - 1;
@@ -73,10 +61,11 @@ static void chunk_bounds(const topk_ctx *c, int64_t q, int64_t *t, int64_t *b, i
     *e = PK_MIN(*b + CHUNK, c->sizes[lo]);
 }
 
-static void slot_chunks(const topk_ctx *c, int64_t s, int64_t *qb, int64_t *qe) {
-    *qb = s * c->nchunks / c->nslots;
-    *qe = (s + 1) * c->nchunks / c->nslots;
-}
+// Visits the chunks of slot s in order, with t (tensor), b and e (its element range) in scope.
+#define FOR_EACH_CHUNK(c, s, t, b, e)                                                              \
+    for (int64_t q_ = (s) * (c)->nchunks / (c)->nslots, qe_ = ((s) + 1) * (c)->nchunks / (c)->nslots, \
+                 t = 0, b = 0, e = 0;                                                              \
+         q_ < qe_ && (chunk_bounds((c), q_, &t, &b, &e), 1); q_++)
 
 static void pass1_range(void *v, int64_t sb, int64_t se) {
     // slots [sb, se): histogram of the high bits of kept scores; kept count; invalid scores
@@ -84,12 +73,9 @@ static void pass1_range(void *v, int64_t sb, int64_t se) {
     for (int64_t s = sb; s < se; s++) {
         uint32_t *h = c->hist + s * HBINS;
         memset(h, 0, HBINS * sizeof(uint32_t));
-        int64_t kept = 0, qb, qe;
+        int64_t kept = 0;
         int bad = 0;
-        slot_chunks(c, s, &qb, &qe);
-        for (int64_t q = qb; q < qe; q++) {
-            int64_t t, b, e;
-            chunk_bounds(c, q, &t, &b, &e);
+        FOR_EACH_CHUNK(c, s, t, b, e) {
             const float *x = c->scores[t];
             const uint8_t *m = c->masks[t];
             for (int64_t i = b; i < e; i++) {
@@ -105,17 +91,12 @@ static void pass1_range(void *v, int64_t sb, int64_t se) {
     }
 }
 
-
 static void pass2_range(void *v, int64_t sb, int64_t se) {
     // slots [sb, se): prune kept entries below the bin, collect the bin's entries in order
     topk_ctx *c = v;
     for (int64_t s = sb; s < se; s++) {
-        int64_t qb, qe;
-        slot_chunks(c, s, &qb, &qe);
         c->count[s] = 0;
-        for (int64_t q = qb; q < qe; q++) {
-            int64_t t, b, e;
-            chunk_bounds(c, q, &t, &b, &e);
+        FOR_EACH_CHUNK(c, s, t, b, e) {
             const float *x = c->scores[t];
             uint8_t *m = c->masks[t];
             for (int64_t i = b; i < e; i++) {
@@ -135,11 +116,7 @@ static void lowhist_range(void *v, int64_t sb, int64_t se) {
     for (int64_t s = sb; s < se; s++) {
         uint32_t *h = c->hist + s * HBINS;
         memset(h, 0, HBINS * sizeof(uint32_t));
-        int64_t qb, qe;
-        slot_chunks(c, s, &qb, &qe);
-        for (int64_t q = qb; q < qe; q++) {
-            int64_t t, b, e;
-            chunk_bounds(c, q, &t, &b, &e);
+        FOR_EACH_CHUNK(c, s, t, b, e) {
             const float *x = c->scores[t];
             const uint8_t *m = c->masks[t];
             for (int64_t i = b; i < e; i++) {
@@ -155,11 +132,8 @@ static void tiecount_range(void *v, int64_t sb, int64_t se) {
     // slots [sb, se): number of kept entries equal to the threshold (fallback)
     topk_ctx *c = v;
     for (int64_t s = sb; s < se; s++) {
-        int64_t qb, qe, n = 0;
-        slot_chunks(c, s, &qb, &qe);
-        for (int64_t q = qb; q < qe; q++) {
-            int64_t t, b, e;
-            chunk_bounds(c, q, &t, &b, &e);
+        int64_t n = 0;
+        FOR_EACH_CHUNK(c, s, t, b, e) {
             const float *x = c->scores[t];
             const uint8_t *m = c->masks[t];
             for (int64_t i = b; i < e; i++) n += m[i] && key_of(c->use_abs, x[i]) == c->thr;
@@ -172,11 +146,8 @@ static void tiewrite_range(void *v, int64_t sb, int64_t se) {
     // slots [sb, se): prune entries below the threshold and the first ties in position order
     topk_ctx *c = v;
     for (int64_t s = sb; s < se; s++) {
-        int64_t qb, qe, seen = c->ties_before[s];
-        slot_chunks(c, s, &qb, &qe);
-        for (int64_t q = qb; q < qe; q++) {
-            int64_t t, b, e;
-            chunk_bounds(c, q, &t, &b, &e);
+        int64_t seen = c->ties_before[s];
+        FOR_EACH_CHUNK(c, s, t, b, e) {
             const float *x = c->scores[t];
             uint8_t *m = c->masks[t];
             for (int64_t i = b; i < e; i++) {
@@ -205,7 +176,7 @@ static void prune_position(const topk_ctx *c, int64_t pos) {
 // ---- sampled bracket (the fast path)
 //
 // A deterministic sample (runs of 64 consecutive entries spread evenly over all tensors) estimates
-// the k-th smallest key; a bracket [lo, hi] around it, six standard deviations wide, is then
+// the k-th smallest key; a bracket [lo, hi] around it, 4.5 standard deviations each side, is then
 // verified in one streaming pass that counts kept entries below lo and inside the bracket. If the
 // k-th smallest lies inside and the bracket is small, a second pass prunes everything below lo and
 // collects the bracket, whose sorted prefix completes the selection: two reads of the data.
@@ -228,12 +199,9 @@ static PK_ALWAYS_INLINE void count_range_body(void *v, int64_t sb, int64_t se) {
     topk_ctx *c = x->c;
     const uint32_t lo = x->lo, hi = x->hi;
     for (int64_t s = sb; s < se; s++) {
-        int64_t qb, qe, below = 0, inside = 0, kept = 0;
+        int64_t below = 0, inside = 0, kept = 0;
         uint32_t bad = 0;
-        slot_chunks(c, s, &qb, &qe);
-        for (int64_t q = qb; q < qe; q++) {
-            int64_t t, b, e;
-            chunk_bounds(c, q, &t, &b, &e);
+        FOR_EACH_CHUNK(c, s, t, b, e) {
             const float *xs = c->scores[t];
             const uint8_t *m = c->masks[t];
             uint32_t nb = 0, ni = 0, nk = 0;
@@ -265,12 +233,9 @@ static PK_ALWAYS_INLINE void collect_range_body(void *v, int64_t sb, int64_t se)
     topk_ctx *c = x->c;
     const uint32_t lo = x->lo, hi = x->hi;
     for (int64_t s = sb; s < se; s++) {
-        int64_t qb, qe, count = 0;
+        int64_t count = 0;
         uint64_t *restrict out = c->buf[s];
-        slot_chunks(c, s, &qb, &qe);
-        for (int64_t q = qb; q < qe; q++) {
-            int64_t t, b, e;
-            chunk_bounds(c, q, &t, &b, &e);
+        FOR_EACH_CHUNK(c, s, t, b, e) {
             const float *restrict xs = c->scores[t];
             uint8_t *restrict m = c->masks[t];
             const uint64_t base = (uint64_t)c->base[t];
@@ -308,12 +273,9 @@ PK_TARGET_AVX512 static void collect_range_avx512(void *v, int64_t sb, int64_t s
     const __m512i absmask = _mm512_set1_epi32(0x7FFFFFFF), top = _mm512_set1_epi32((int)0x80000000u);
     const __m128i one = _mm_set1_epi8(1);
     for (int64_t s = sb; s < se; s++) {
-        int64_t qb, qe, count = 0;
+        int64_t count = 0;
         uint64_t *restrict out = c->buf[s];
-        slot_chunks(c, s, &qb, &qe);
-        for (int64_t q = qb; q < qe; q++) {
-            int64_t t, b, e;
-            chunk_bounds(c, q, &t, &b, &e);
+        FOR_EACH_CHUNK(c, s, t, b, e) {
             const float *xs = c->scores[t];
             uint8_t *m = c->masks[t];
             const uint64_t base = (uint64_t)c->base[t];
@@ -556,88 +518,4 @@ done:
     free(first_chunk);
     if (extra_bytes) *extra_bytes = extra;
     return st;
-}
-
-// ---- N:M groups
-
-typedef struct { int64_t rows, cols, ld, N, M; const float *x; uint8_t *mask; int use_abs; } nm_ctx;
-
-static void nm_range(void *v, int64_t b, int64_t e) {
-    // rows [b, e): in each group of M consecutive entries keep the N largest kept scores; among
-    // equal scores the lower index is pruned first (the pinned tie rule)
-    const nm_ctx *c = v;
-    for (int64_t r = b; r < e; r++) {
-        const float *x = c->x + r * c->ld;
-        uint8_t *m = c->mask + r * c->ld;
-        for (int64_t g = 0; g < c->cols; g += c->M) {
-            int64_t len = PK_MIN(c->M, c->cols - g);
-            // prune the smallest until at most N stay
-            for (;;) {
-                int64_t kept = 0, worst = -1;
-                uint32_t wk = 0;
-                for (int64_t j = 0; j < len; j++) {
-                    if (!m[g + j]) continue;
-                    kept++;
-                    uint32_t kk = key_of(c->use_abs, x[g + j]);
-                    if (worst < 0 || kk < wk) { worst = j; wk = kk; }
-                }
-                if (kept <= c->N) break;
-                m[g + worst] = 0;
-            }
-        }
-    }
-}
-
-pk_status pk_nm_mask_f32(int64_t rows, int64_t cols, int64_t N, int64_t M, const float *x, int64_t ld, int use_abs,
-                         uint8_t *mask) {
-    if (rows < 0 || cols < 0 || ld < cols) return PK_ERR_SHAPE;
-    if (M < 1 || N < 0 || N > M) return PK_ERR_ARG;
-    if (rows == 0 || cols == 0) return PK_OK;
-    if (!x || !mask) return PK_ERR_NULL;
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t j = 0; j < cols; j++)
-            if (mask[r * ld + j] && !isfinite(x[r * ld + j])) return PK_ERR_NONFINITE;
-    nm_ctx c = {rows, cols, ld, N, M, x, mask, use_abs};
-    pk_parallel_for(rows, 16, nm_range, &c);
-    return PK_OK;
-}
-
-// ---- norms of units for structured pruning
-
-typedef struct { int64_t A, D, B; double p; const float *x; const uint8_t *mask; float *out; } norm_ctx;
-
-static void norm_range(void *v, int64_t b, int64_t e) {
-    // units [b, e) of the D dimension: ‖x[:, d, :]‖_p over A×B (kept entries only), in a fixed order
-    const norm_ctx *c = v;
-    for (int64_t d = b; d < e; d++) {
-        double acc = 0.0;
-        for (int64_t a = 0; a < c->A; a++) {
-            const float *row = c->x + (a * c->D + d) * c->B;
-            const uint8_t *mr = c->mask ? c->mask + (a * c->D + d) * c->B : NULL;
-            for (int64_t q = 0; q < c->B; q++) {
-                if (mr && !mr[q]) continue;
-                double t = fabs((double)row[q]);
-                if (isinf(c->p)) acc = t > acc ? t : acc;
-                else if (c->p == 1.0) acc += t;
-                else if (c->p == 2.0) acc += t * t;
-                else if (c->p == 0.0) acc += t != 0.0;
-                else acc += pow(t, c->p);
-            }
-        }
-        double r = acc;
-        if (!isinf(c->p) && c->p != 1.0 && c->p != 0.0) r = c->p == 2.0 ? sqrt(acc) : pow(acc, 1.0 / c->p);
-        c->out[d] = (float)r;
-    }
-}
-
-pk_status pk_unit_norms_f32(int64_t A, int64_t D, int64_t B, double p, const float *x, const uint8_t *mask,
-                            float *out) {
-    if (A < 0 || D < 0 || B < 0) return PK_ERR_SHAPE;
-    if (!(p >= 0.0)) return PK_ERR_ARG;
-    if (D == 0) return PK_OK;
-    if (!out || (A > 0 && B > 0 && !x)) return PK_ERR_NULL;
-    for (int64_t i = 0; i < A * D * B; i++) if (!isfinite(x[i])) return PK_ERR_NONFINITE;
-    norm_ctx c = {A, D, B, p, x, mask, out};
-    pk_parallel_for(D, 1, norm_range, &c);
-    return PK_OK;
 }
