@@ -271,21 +271,29 @@ pk_status pk_linear_weight_update_f32(int64_t O, int64_t I, int64_t B, const flo
                                       const pk_update_desc *u, float *dW, int64_t ldd);
 
 // ------------------------------------------------------------------------------------------------
-// Selection for pruning (src/topk.c, src/patterns.c; references src/ref/topk_ref.c, src/ref/patterns_ref.c)
+// Selection for pruning (src/topk.c, src/topk_bracket.c, src/patterns.c; references src/ref/topk_ref.c, src/ref/patterns_ref.c)
 
 /// pk_prune_smallest_f32 — prunes exactly k of the currently kept entries of T tensors together:
 ///   those with the smallest score (|score| when use_abs), ties broken by lowest (tensor, flat index).
 /// Shapes    tensor t has sizes[t] scores (scores[t]) and a mask (masks[t], updated in place:
 ///           1 = kept, 0 = pruned; pruned entries are ignored and stay pruned).
-/// Method    radix selection on the scores' bit patterns: a 16-bit histogram pass, a pass that prunes
-///           below the threshold bin and collects the bin, a sort of the bin (massive ties: two more
-///           passes instead). No concatenation; *extra_bytes (if not NULL) receives the peak extra
-///           memory, bounded independently of the number of weights (< 16 MiB).
+/// Method    a sampled bracket around the k-th smallest key, applied in one pass over scores and masks
+///           (which also validates and counts), then one pass over the mask bytes; the masks hold
+///           provisional states (2, 3) during the call only. When the sample misleads: radix
+///           selection on the scores' bit patterns (16-bit histograms). No concatenation;
+///           *extra_bytes (if not NULL) receives the peak extra memory, bounded independently of the
+///           number of weights (< 16 MiB).
 /// Errors    PK_ERR_NONFINITE when a kept score is NaN or infinite, PK_ERR_ARG when k < 0 or k exceeds
 ///           the kept count — in both cases no mask is changed; PK_ERR_NULL, PK_ERR_SHAPE, PK_ERR_NOMEM.
 /// Threads   the masks never depend on the thread count. Reference pk_ref_prune_smallest_f32 (sort).
 pk_status pk_prune_smallest_f32(int64_t T, const int64_t *sizes, const float *const *scores, uint8_t *const *masks,
                                 int use_abs, int64_t k, int64_t *extra_bytes);
+
+/// pk_prune_fraction_f32 — pk_prune_smallest_f32 with k = round-half-to-even(fraction × kept entries)
+///   (PyTorch's amount rule), the kept count taken by the selection's own pass; *pruned (if not NULL)
+///   receives k. PK_ERR_ARG unless 0 ≤ fraction ≤ 1. Reference pk_ref_prune_fraction_f32.
+pk_status pk_prune_fraction_f32(int64_t T, const int64_t *sizes, const float *const *scores, uint8_t *const *masks,
+                                int use_abs, double fraction, int64_t *pruned, int64_t *extra_bytes);
 
 /// pk_nm_mask_f32 — N:M sparsity: in every group of M consecutive entries of each row (the input
 ///   dimension), prune kept entries, smallest score first (lower index first among equals), until
@@ -362,6 +370,8 @@ pk_status pk_ref_adam_step_f32(int64_t n, float lr, float beta1, float beta2, fl
 
 pk_status pk_ref_prune_smallest_f32(int64_t T, const int64_t *sizes, const float *const *scores, uint8_t *const *masks,
                                     int use_abs, int64_t k, int64_t *extra_bytes);
+pk_status pk_ref_prune_fraction_f32(int64_t T, const int64_t *sizes, const float *const *scores, uint8_t *const *masks,
+                                    int use_abs, double fraction, int64_t *pruned, int64_t *extra_bytes);
 pk_status pk_ref_nm_mask_f32(int64_t rows, int64_t cols, int64_t N, int64_t M, const float *x, int64_t ld, int use_abs,
                              uint8_t *mask);
 pk_status pk_ref_unit_norms_f32(int64_t A, int64_t D, int64_t B, double p, const float *x, const uint8_t *mask,

@@ -111,6 +111,15 @@ final class TopKTests: XCTestCase {
         let x = (0..<n).map { i -> Float in i % 4096 < 2048 ? rng.g.uniform(0, 1e-3) : rng.g.uniform(1, 2) }
         let ones = [UInt8](repeating: 1, count: n)
         for k in [n / 4, (3 * n) / 4, n - 10] { _ = compare([x], [ones], k: k, label: "periodic, k=\(k)") }
+        // the sample sees a smooth spread, everything else sits at one value inside the bracket: far
+        // more entries land in the bracket than were budgeted (the masks are restored, then the
+        // fallback runs); partly pruned masks must come back exactly too
+        let y = (0..<n).map { i -> Float in (2048..<2112).contains(i % 4096) ? rng.g.uniform(0, 1) : 0.5 }
+        let partial = rng.mask(n, keep: 0.8)
+        let kept = partial.filter { $0 != 0 }.count
+        forEachISA { isa in
+            for k in [kept / 2, kept / 3] { _ = compare([y], [partial], k: k, label: "\(isa): bracket overflow, k=\(k)") }
+        }
     }
 
     func testNegativeAndPositiveZeroAreEqualScores() {
@@ -144,6 +153,55 @@ final class TopKTests: XCTestCase {
         XCTAssertLessThan(extra, 16 << 20, "extra memory \(extra) bytes")
     }
 
+    func testFractionCountsInTheSamePass() {
+        // k = round-half-to-even(fraction × kept) is decided by the kernel; compare with the reference
+        var rng = TestRNG(49)
+        let x = [rng.floats(800_000), rng.floats(5), rng.floats(300_001)] // enough for the bracket path
+        let partial = x.map { rng.mask($0.count, keep: 0.7) }
+        let ones = x.map { [UInt8](repeating: 1, count: $0.count) }
+        for (masks, what) in [(ones, "fresh"), (partial, "partly pruned")] {
+            for f in [0.0, 0.25, 0.9, 0.999, 1.0] {
+                var want = masks
+                let (s2, k2) = callFraction(x, &want, f, ref: true)
+                XCTAssertEqual(s2, PK_OK)
+                forEachISA { isa in
+                    var m1 = masks
+                    let (s1, k1) = callFraction(x, &m1, f, ref: false)
+                    XCTAssertEqual(s1, PK_OK)
+                    XCTAssertEqual(k1, k2, "\(isa) \(what) \(f): counts")
+                    XCTAssertTrue(m1 == want, "\(isa) \(what) \(f): masks differ from the reference")
+                }
+            }
+        }
+        // half-way products round to even: 0.5 × 5 kept = 2.5 → 2, 0.5 × 7 = 3.5 → 4
+        for (n, want) in [(5, 2), (7, 4)] {
+            var m = [[UInt8](repeating: 1, count: n)]
+            XCTAssertEqual(callFraction([rng.floats(n)], &m, 0.5, ref: false).1, want)
+        }
+        // a NaN found by the marking pass: the provisional states are undone, partly pruned masks too
+        var bad = x
+        let at = partial[0][500_000...].firstIndex(of: 1)!
+        bad[0][at] = .nan
+        var m = partial
+        XCTAssertEqual(callFraction(bad, &m, 0.5, ref: false).0, PK_ERR_NONFINITE)
+        XCTAssertTrue(m == partial, "masks changed by a failed call")
+        XCTAssertEqual(callFraction(x, &m, 1.5, ref: false).0, PK_ERR_ARG)
+        XCTAssertEqual(callFraction(x, &m, .nan, ref: false).0, PK_ERR_ARG)
+        XCTAssertTrue(m == partial, "masks changed by a rejected fraction")
+    }
+
+    func callFraction(_ scores: [[Float]], _ masks: inout [[UInt8]], _ f: Double, ref: Bool) -> (pk_status, Int) {
+        var sizes = scores.map { Int64($0.count) }
+        var pruned: Int64 = -1
+        let st: pk_status = scores.withUnsafePointers { sp in
+            masks.withUnsafeMutablePointers { mp in
+                ref ? pk_ref_prune_fraction_f32(Int64(scores.count), &sizes, sp, mp, 1, f, &pruned, nil)
+                    : pk_prune_fraction_f32(Int64(scores.count), &sizes, sp, mp, 1, f, &pruned, nil)
+            }
+        }
+        return (st, Int(pruned))
+    }
+
     func testNMAndNormsAgainstReference() {
         var rng = TestRNG(47)
         for (rows, cols, n, m) in [(5, 16, 2, 4), (3, 10, 1, 4), (4, 9, 3, 8), (2, 8, 0, 4)] {
@@ -167,5 +225,31 @@ final class TopKTests: XCTestCase {
             XCTAssertEqual(pk_ref_unit_norms_f32(3, 5, 4, p, x, nil, &o2), PK_OK)
             assertClose(o1, o2, rtol: 1e-5, atol: 1e-6, "norm p=\(p)")
         }
+    }
+}
+
+private extension Array where Element == [Float] {
+    /// Calls body with a C array of pointers to each inner array's storage.
+    func withUnsafePointers<R>(_ body: (UnsafePointer<UnsafePointer<Float>?>) -> R) -> R {
+        let ps = map { s -> UnsafeMutablePointer<Float> in
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(s.count, 1)); p.initialize(from: s, count: s.count); return p
+        }
+        defer { ps.forEach { $0.deallocate() } }
+        let cs: [UnsafePointer<Float>?] = ps.map { UnsafePointer($0) }
+        return cs.withUnsafeBufferPointer { body($0.baseAddress!) }
+    }
+}
+
+private extension Array where Element == [UInt8] {
+    /// Calls body with a C array of pointers to copies of the inner arrays, copied back afterwards.
+    mutating func withUnsafeMutablePointers<R>(_ body: (UnsafePointer<UnsafeMutablePointer<UInt8>?>) -> R) -> R {
+        let ps = map { m -> UnsafeMutablePointer<UInt8> in
+            let p = UnsafeMutablePointer<UInt8>.allocate(capacity: Swift.max(m.count, 1)); p.initialize(from: m, count: m.count); return p
+        }
+        defer { ps.forEach { $0.deallocate() } }
+        let cs: [UnsafeMutablePointer<UInt8>?] = ps
+        let r = cs.withUnsafeBufferPointer { body($0.baseAddress!) }
+        for t in indices { self[t] = [UInt8](UnsafeBufferPointer(start: ps[t], count: self[t].count)) }
+        return r
     }
 }

@@ -34,3 +34,18 @@ pk_status pk_ref_prune_smallest_f32(int64_t T, const int64_t *sizes, const float
     if (extra_bytes) *extra_bytes = n * (int64_t)sizeof(entry);
     return PK_OK;
 }
+
+pk_status pk_ref_prune_fraction_f32(int64_t T, const int64_t *sizes, const float *const *scores, uint8_t *const *masks,
+                                    int use_abs, double fraction, int64_t *pruned, int64_t *extra_bytes) {
+    if (pruned) *pruned = 0;
+    if (!(fraction >= 0.0 && fraction <= 1.0)) return PK_ERR_ARG;
+    int64_t kept = 0;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t i = 0; i < sizes[t]; i++) kept += masks[t][i] != 0;
+    // round half to even, written out rather than relying on the rounding mode
+    double x = fraction * (double)kept, f = floor(x);
+    int64_t k = (int64_t)f + (x - f > 0.5 || (x - f == 0.5 && fmod(f, 2.0) != 0.0));
+    pk_status st = pk_ref_prune_smallest_f32(T, sizes, scores, masks, use_abs, k, extra_bytes);
+    if (st == PK_OK && pruned) *pruned = k;
+    return st;
+}

@@ -223,6 +223,28 @@ enum Kernels {
         return Int(extra)
     }
 
+    /// Prunes round-half-to-even(fraction × kept) entries, the kept count taken by the kernel's own
+    /// pass. Returns (pruned count, peak extra bytes).
+    static func pruneFraction(scores: [FloatStorage], masks: [ByteStorage], useAbs: Bool, fraction: Double) throws -> (Int, Int) {
+        precondition(scores.count == masks.count)
+        var sizes = scores.map { Int64($0.count) }
+        var sp: [UnsafePointer<Float>?] = scores.map { UnsafePointer($0.base) }
+        var mp: [UnsafeMutablePointer<UInt8>?] = masks.map { $0.base }
+        var extra: Int64 = 0, pruned: Int64 = 0
+        let st = sizes.withUnsafeMutableBufferPointer { sz in
+            sp.withUnsafeMutableBufferPointer { s in
+                mp.withUnsafeMutableBufferPointer { m in
+                    pk_prune_fraction_f32(Int64(scores.count), sz.baseAddress, s.baseAddress, m.baseAddress, useAbs ? 1 : 0,
+                                          fraction, &pruned, &extra)
+                }
+            }
+        }
+        if st == PK_ERR_NONFINITE { throw SelectionFailure.nonFinite }
+        if st == PK_ERR_ARG { throw SelectionFailure.tooMany }
+        try check(st, "prune_fraction")
+        return (Int(pruned), Int(extra))
+    }
+
     /// N:M: in every group of m consecutive entries of each row keep at most n (largest scores).
     static func nmMask(rows: Int, cols: Int, n: Int, m: Int, scores: FloatStorage, useAbs: Bool, mask: ByteStorage) throws {
         let st = pk_nm_mask_f32(Int64(rows), Int64(cols), Int64(n), Int64(m), scores.base, Int64(cols), useAbs ? 1 : 0, mask.base)

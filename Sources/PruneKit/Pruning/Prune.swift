@@ -121,9 +121,7 @@ public enum Prune {
     /// For benchmarks: global magnitude selection of `amount` of the entries kept in `masks`
     /// (updated in place, the parameters untouched). Returns the kernel's peak extra bytes.
     public static func selectionOnly(_ parameters: [Parameter], masks: [ByteStorage], amount: Double) throws -> Int {
-        let remaining = masks.reduce(0) { $0 + Kernels.countNonzero($1) }
-        let k = try Amount.fraction(amount).count(of: remaining)
-        return try select(scores: parameters.map(\.value.storage), masks: masks, useAbs: true, k: k, what: "weights")
+        try select(scores: parameters.map(\.value.storage), masks: masks, useAbs: true, amount: .fraction(amount), what: "weights")
     }
 
     // MARK: shared machinery
@@ -143,6 +141,19 @@ public enum Prune {
         }
     }
 
+    /// Prunes `amount` of the entries kept in `masks` (updated in place); a fraction is counted by the
+    /// kernel in its own pass. Returns the kernel's peak extra bytes.
+    static func select(scores: [FloatStorage], masks: [ByteStorage], useAbs: Bool, amount: Amount, what: String) throws -> Int {
+        guard case let .fraction(f) = amount else {
+            let remaining = masks.reduce(0) { $0 + Kernels.countNonzero($1) }
+            return try select(scores: scores, masks: masks, useAbs: useAbs, k: amount.count(of: remaining), what: what)
+        }
+        _ = try amount.count(of: 0) // range check before anything changes
+        do { return try Kernels.pruneFraction(scores: scores, masks: masks, useAbs: useAbs, fraction: f).1 } catch Kernels.SelectionFailure.nonFinite {
+            throw PruneError.nonFiniteScores(what)
+        }
+    }
+
     static func global(_ parameters: [Parameter], amount: Amount, importance: Importance) throws {
         guard !parameters.isEmpty else { return }
         var scores: [FloatStorage] = [], masks: [ByteStorage] = []
@@ -153,9 +164,7 @@ public enum Prune {
             scores.append(s ?? p.value.storage)
             masks.append(p.mask?.storage.copy() ?? ByteStorage(count: p.count, repeating: 1))
         }
-        let remaining = masks.reduce(0) { $0 + Kernels.countNonzero($1) }
-        let k = try amount.count(of: remaining)
-        _ = try select(scores: scores, masks: masks, useAbs: useAbs, k: k, what: "\(importance.name) scores")
+        _ = try select(scores: scores, masks: masks, useAbs: useAbs, amount: amount, what: "\(importance.name) scores")
         scores = [] // drop the references to the weights' storage, or setMask would copy them
         for (p, m) in zip(parameters, masks) { try p.setMask(Mask(shape: p.shape, storage: m)) }
     }
