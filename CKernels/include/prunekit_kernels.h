@@ -271,6 +271,55 @@ pk_status pk_linear_weight_update_f32(int64_t O, int64_t I, int64_t B, const flo
                                       const pk_update_desc *u, float *dW, int64_t ldd);
 
 // ------------------------------------------------------------------------------------------------
+// Sparse execution (src/sparse.c; reference src/ref/sparse_ref.c)
+
+/// pk_csr — a pruned weight W (rows × cols, e.g. a Linear's out × in) holding only its kept entries:
+///   row r's entries are ptr[r] ..< ptr[r+1], at columns idx[j] (increasing), values val[j].
+///   The transposed index serves products with W itself (dX = dY·W): column c's entries are
+///   tptr[c] ..< tptr[c+1], at rows tidx[j] (increasing), values val[tperm[j]].
+///   All arrays are owned by the caller; val is the live weight (optimizer updates write it).
+/// Sizes    ptr rows+1, tptr cols+1 (int64); idx, tidx, tperm, val nnz entries.
+typedef struct pk_csr {
+    int64_t rows, cols, nnz;
+    int64_t *ptr;
+    int32_t *idx;
+    float *val;
+    int64_t *tptr;
+    int32_t *tidx, *tperm;
+} pk_csr;
+
+/// pk_csr_build_f32 — fills A (rows, cols, nnz and every array allocated by the caller) from a
+///   dense W (ldw) and mask M (ldm; 1 kept): entries in row-major order.
+/// Errors    PK_ERR_SHAPE when the mask's kept count differs from A->nnz (nothing meaningful is
+///           written then), PK_ERR_NULL, PK_ERR_ARG for cols ≥ 2³¹ or rows ≥ 2³¹.
+pk_status pk_csr_build_f32(pk_csr *A, const float *W, int64_t ldw, const uint8_t *M, int64_t ldm);
+
+/// pk_csr_to_dense_f32 — W (rows × cols, ldw) := the dense form (zeros where not kept); M (ldm) :=
+///   the mask when not NULL.
+pk_status pk_csr_to_dense_f32(const pk_csr *A, float *W, int64_t ldw, uint8_t *M, int64_t ldm);
+
+/// pk_spmm_f32 — sparse × dense products with a pruned weight, for B rows of activations:
+///   trans = 0  Y (B × rows) := X (B × cols) · Wᵀ (+ bias[r] on column r when bias is not NULL)
+///   trans = 1  Y (B × cols) := X (B × rows) · W  (the input gradient dX = dY·W; bias must be NULL)
+/// Method    X is transposed once into scratch; for each tile of 64 batch rows each thread walks its
+///           output rows' entries, one broadcast weight × 64 activations per entry in registers.
+/// Threads   threads own disjoint output columns; identical bits for any thread count.
+/// Errors    PK_ERR_SHAPE, PK_ERR_NULL, PK_ERR_NOMEM. Reference pk_ref_spmm_f32.
+pk_status pk_spmm_f32(const pk_csr *A, int trans, int64_t B, const float *X, int64_t ldx, const float *bias,
+                      float *Y, int64_t ldy);
+
+/// pk_sddmm_update_f32 — the weight gradient at the kept entries only, g[j] = Σ_b dY[b, r]·X[b, c]
+///   for entry j = (r, c) (a sampled dense-dense product), then optimizer step u applied to the
+///   compressed weight A->val with compressed state u->m, u->v (nnz entries each; u->w must be
+///   A->val, u->ld is ignored) — fused: each row is updated as soon as its gradient is complete.
+///   u may be NULL (gradient only). g (nnz) receives the gradient when not NULL.
+/// Shapes    dY B × rows (lddy), X B × cols (ldx).
+/// Threads   identical bits for any thread count. Errors as pk_update_f32, PK_ERR_NOMEM.
+///   Reference pk_ref_sddmm_f32 (gradient only).
+pk_status pk_sddmm_update_f32(const pk_csr *A, int64_t B, const float *dY, int64_t lddy, const float *X, int64_t ldx,
+                              const pk_update_desc *u, float *g);
+
+// ------------------------------------------------------------------------------------------------
 // Selection for pruning (src/topk.c, src/topk_bracket.c, src/patterns.c; references src/ref/topk_ref.c, src/ref/patterns_ref.c)
 
 /// pk_prune_smallest_f32 — prunes exactly k of the currently kept entries of T tensors together:
@@ -368,6 +417,10 @@ pk_status pk_ref_adam_step_f32(int64_t n, float lr, float beta1, float beta2, fl
                                float weight_decay, int decoupled, int64_t t,
                                const uint8_t *mask, const float *g, float *w, float *m, float *v);
 
+pk_status pk_ref_spmm_f32(const pk_csr *A, int trans, int64_t B, const float *X, int64_t ldx, const float *bias,
+                          float *Y, int64_t ldy);
+pk_status pk_ref_sddmm_f32(const pk_csr *A, int64_t B, const float *dY, int64_t lddy, const float *X, int64_t ldx,
+                           float *g);
 pk_status pk_ref_prune_smallest_f32(int64_t T, const int64_t *sizes, const float *const *scores, uint8_t *const *masks,
                                     int use_abs, int64_t k, int64_t *extra_bytes);
 pk_status pk_ref_prune_fraction_f32(int64_t T, const int64_t *sizes, const float *const *scores, uint8_t *const *masks,

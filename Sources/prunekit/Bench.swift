@@ -5,7 +5,7 @@ import PruneKit
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks of the kernels (medians of repeated runs; figures, never pass/fail).",
-        subcommands: [BenchGemm.self, BenchStep.self, BenchTopK.self, BenchInfer.self])
+        subcommands: [BenchGemm.self, BenchStep.self, BenchSpmm.self, BenchTopK.self, BenchInfer.self])
 }
 
 struct ShapeOptions: ParsableArguments {
@@ -67,6 +67,7 @@ struct BenchGemm: ParsableCommand {
         try guarded {
             try shape.threadOption.apply()
             let l = try shape.layer()
+            l.execution = .dense // this benchmark is the dense-masked GEMM; `bench spmm` is the sparse one
             let x = shape.input()
             let t = try medianSeconds(shape.repeats) { _ = try l.forward(x, training: false) }
             var result: [String: Any] = [
@@ -101,11 +102,14 @@ struct BenchStep: ParsableCommand {
     @OptionGroup var shape: ShapeOptions
     @Option(help: "Optimizer: adam, adamw or sgd.") var optimizer: String = "adam"
     @Flag(help: "Unfused: materialise dW, then a separate optimizer pass.") var unfused = false
+    @Option(help: "Weight execution: automatic (the measured crossover decides), dense or sparse.")
+    var execution: ExecutionChoice = .automatic
 
     func run() throws {
         try guarded {
             try shape.threadOption.apply()
             let l = try shape.layer()
+            l.execution = execution.value
             let x = shape.input()
             var g = SeededGenerator(seed: 3)
             let dy = Tensor.uniform([shape.batch, shape.outFeatures], -1, 1, rng: &g)
@@ -116,8 +120,11 @@ struct BenchStep: ParsableCommand {
                 _ = try l.backward(dy, needInputGradient: true)
                 try opt.step(l.parameters)
             }
+            let params = l.parameters
             var result: [String: Any] = [
-                "op": "masked_linear_step", "optimizer": optimizer, "fused": !unfused, "path": "dense-masked",
+                "op": "masked_linear_step", "optimizer": optimizer, "fused": !unfused,
+                "path": l.weight.compressed != nil ? "sparse" : "dense-masked", "crossover_density": SparseCrossover.density,
+                "memory_bytes": params.reduce(0) { $0 + $1.residentBytes } + opt.stateBytes,
                 "batch": shape.batch, "in": shape.inFeatures, "out": shape.outFeatures, "sparsity": shape.sparsity,
                 "median_seconds": t, "gflops": 3 * shape.flops / t / 1e9, "threads": Runtime.threads, "isa": Runtime.isa,
             ]

@@ -7,6 +7,9 @@ public final class Linear: Layer {
     private var input: Tensor?
     /// Set while a calibration pass records input statistics (Wanda).
     var statistics: ActivationStatistics?
+    /// How the weight is executed: dense-masked GEMM, sparse kernels on the compressed kept
+    /// entries, or (the default) whichever the measured crossover picks from the weight's density.
+    public var execution: Execution = .automatic
 
     /// PyTorch's default init: U(−1/√in, 1/√in) for weight and bias.
     public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, rng: inout SeededGenerator) {
@@ -42,8 +45,12 @@ public final class Linear: Layer {
         }
         let m = x.shape[0]
         let y = Tensor(uninitialized: [m, outFeatures])
-        try Kernels.linearForward(m: m, n: outFeatures, k: inFeatures, x: x.storage, w: weight.value.storage,
-                                  mask: weight.maskStorage, bias: bias?.value.storage, y: y.storage)
+        if let c = try execution.prepare(weight) {
+            try c.forward(x.storage, batch: m, bias: bias?.value.storage, into: y.storage)
+        } else {
+            try Kernels.linearForward(m: m, n: outFeatures, k: inFeatures, x: x.storage, w: weight.value.storage,
+                                      mask: weight.maskStorage, bias: bias?.value.storage, y: y.storage)
+        }
         input = training ? x : nil
         if statistics != nil { try recordStatistics(x) }
         return y
@@ -55,17 +62,31 @@ public final class Linear: Layer {
         try dy.expectShape([m, outFeatures])
         // dX = dY·(W ⊙ M) first: a fused optimizer step below changes W
         var dx: Tensor? = nil
+        if let c = weight.compressed {
+            // sparse form: dX = dY·W and dW at the kept entries (fused with the step when armed)
+            if needInputGradient {
+                let t = Tensor(uninitialized: [m, inFeatures])
+                try c.inputGradient(dy.storage, batch: m, into: t.storage)
+                dx = t
+            }
+            try biasGradient(dy, m)
+            if let step = weight.takePendingStep() {
+                try c.weightGradient(dy: dy.storage, x: x.storage, batch: m, step: step, grad: nil)
+                weight.touch()
+            } else {
+                let g = FloatStorage(uninitializedCount: c.nnz)
+                try c.weightGradient(dy: dy.storage, x: x.storage, batch: m, step: nil, grad: g)
+                weight.compressedGrad = g
+            }
+            return dx
+        }
         if needInputGradient {
             let t = Tensor(uninitialized: [m, inFeatures])
             try Kernels.gemmNN(m: m, n: inFeatures, k: outFeatures, a: dy.storage, w: weight.value.storage,
                                mask: weight.maskStorage, c: t.storage)
             dx = t
         }
-        if let bias {
-            let db = Tensor(uninitialized: [outFeatures])
-            try Kernels.sumRows(m: m, n: outFeatures, x: dy.storage, out: db.storage)
-            bias.grad = db
-        }
+        try biasGradient(dy, m)
         // dW (out×in) = dYᵀ·X ⊙ M, or the optimizer step fused into that product
         if let step = weight.takePendingStep() {
             try Kernels.linearWeightUpdate(o: outFeatures, i: inFeatures, b: m, dy: dy.storage, x: x.storage,
@@ -81,6 +102,13 @@ public final class Linear: Layer {
 }
 
 extension Linear {
+    private func biasGradient(_ dy: Tensor, _ m: Int) throws {
+        guard let bias else { return }
+        let db = Tensor(uninitialized: [outFeatures])
+        try Kernels.sumRows(m: m, n: outFeatures, x: dy.storage, out: db.storage)
+        bias.grad = db
+    }
+
     /// Records Σx² per input feature for Wanda (called from forward while statistics are attached).
     func recordStatistics(_ x: Tensor) throws {
         guard let stats = statistics else { return }

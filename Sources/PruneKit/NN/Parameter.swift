@@ -1,48 +1,172 @@
 /// A trainable tensor with its gradient and an optional pruning mask (nil = all ones).
 /// Invariant: wherever the mask is 0, `value` is exactly 0.0, and optimizers never move it.
 public final class Parameter: @unchecked Sendable {
-    /// Current value (masked entries are exactly 0).
-    public internal(set) var value: Tensor
-    /// Gradient of the loss with respect to `value` from the last backward pass.
-    public internal(set) var grad: Tensor
-    /// The pruning mask; nil means nothing is pruned.
-    public private(set) var mask: Mask?
+    /// Current value (masked entries are exactly 0). While the parameter is compressed this is
+    /// rebuilt from the compressed form on each read; writing it returns the parameter to dense form.
+    public internal(set) var value: Tensor {
+        get {
+            guard let c = compressed else { return stored }
+            if let v = valueView, v.version == version { return v.tensor }
+            let t = try! c.dense().weight
+            valueView = (version, t)
+            return t
+        }
+        set { stored = newValue; if compressed != nil { decompress(keepingValue: false) } }
+    }
+    private var stored: Tensor
+    /// Gradient of the loss with respect to `value` from the last backward pass. A compressed
+    /// parameter keeps it for the kept entries only (`compressedGrad`); reading this scatters it.
+    public internal(set) var grad: Tensor {
+        get {
+            guard let c = compressed else { return storedGrad }
+            if let v = gradView, v.version == version { return v.tensor }
+            let t = try! Tensor(shape: shape, storage: compressedGrad.map { c.scatter($0) } ?? FloatStorage(count: count))
+            gradView = (version, t)
+            return t
+        }
+        set {
+            if let c = compressed { compressedGrad = c.gather(newValue.storage) } else { storedGrad = newValue }
+        }
+    }
+    private var storedGrad: Tensor
+    /// Dense views of a compressed parameter, rebuilt when `version` moves on (kernels update the
+    /// compressed values and gradient in place and bump it).
+    private var valueView: (version: Int, tensor: Tensor)?, gradView: (version: Int, tensor: Tensor)?
+    private(set) var version = 0
+    /// Marks the compressed values or gradient as changed.
+    func touch() { version &+= 1 }
+    /// The kept entries only (sparse execution), or nil in dense form. See `compress()`.
+    public private(set) var compressed: SparseMatrix? { didSet { touch(); valueView = nil; gradView = nil } }
+    /// The gradient at the kept entries, in the compressed form's order (compressed form only).
+    var compressedGrad: FloatStorage? { didSet { touch() } }
+    /// The compressed form this parameter last left (so optimizer state can follow it back).
+    private(set) weak var previousCompressed: SparseMatrix?
+    /// The pruning mask; nil means nothing is pruned. A compressed parameter does not store it: it
+    /// is rebuilt from the compressed form's kept positions on each read.
+    public var mask: Mask? {
+        if let c = compressed { return compressedFromMask ? c.keptMask() : nil }
+        return storedMask
+    }
+    private var storedMask: Mask?
+    private var compressedFromMask = false
     /// Whether pruning policies consider this parameter (weights yes, biases no by default).
     public let isPrunable: Bool
 
     public init(_ value: Tensor, prunable: Bool) {
-        self.value = value
-        self.grad = Tensor(zeros: value.shape)
+        self.stored = value
+        self.shape = value.shape
+        self.storedGrad = Tensor(zeros: value.shape)
         self.isPrunable = prunable
     }
 
-    public var shape: [Int] { value.shape }
-    public var count: Int { value.count }
+    /// The parameter's (dense) shape; it never changes.
+    public let shape: [Int]
+    public var count: Int { shape.reduce(1, *) }
     /// True when a mask is attached.
     public var isPruned: Bool { mask != nil }
     /// The mask, or all ones when none is attached.
-    public var effectiveMask: Mask { mask ?? Mask(ones: value.shape) }
+    public var effectiveMask: Mask { mask ?? Mask(ones: shape) }
 
     /// Replaces the value (shape must match); the mask, if any, is re-applied.
     public func assign(_ newValue: Tensor) throws {
-        try newValue.expectShape(value.shape)
-        value = newValue
-        if let m = mask { value = try value.masked(by: m) }
+        try newValue.expectShape(shape)
+        let masked = try mask.map { try newValue.masked(by: $0) } ?? newValue
+        if let c = compressed {
+            compressed = try SparseMatrix(weight: masked, mask: compressedFromMask ? c.keptMask() : nil)
+        } else {
+            value = masked
+        }
     }
 
     /// Attaches a mask and zeroes the pruned entries. Throws on a shape mismatch (nothing changes).
     public func setMask(_ m: Mask) throws {
-        guard m.shape == value.shape else { throw TensorError.shapeMismatch(expected: value.shape, got: m.shape) }
-        value.makeUnique() // copies only when another tensor shares the storage
-        try Kernels.maskApply(mask: m.storage, w: value.storage)
-        mask = m
+        guard m.shape == shape else { throw TensorError.shapeMismatch(expected: shape, got: m.shape) }
+        if compressed != nil { decompress() } // a new mask changes the compressed structure
+        stored.makeUnique() // copies only when another tensor shares the storage
+        try Kernels.maskApply(mask: m.storage, w: stored.storage)
+        storedMask = m
+        keptCache = nil
     }
 
     /// Drops the mask and keeps the zeros ("make permanent", PyTorch's prune.remove).
-    public func removeMask() { mask = nil }
+    public func removeMask() {
+        decompress()
+        storedMask = nil
+        keptCache = nil
+    }
 
     /// Sets the gradient to zero.
-    public func zeroGrad() { grad = Tensor(zeros: value.shape) }
+    public func zeroGrad() {
+        if let c = compressed { compressedGrad = FloatStorage(count: c.nnz) } else { grad = Tensor(zeros: shape) }
+    }
+
+    // MARK: compressed form (sparse execution)
+
+    /// Stores only the kept entries (a 2-D weight): the dense value and gradient are released, layers
+    /// run sparse kernels on the compressed form, and optimizers keep state for kept entries only.
+    /// `value`, `mask` and export still see the dense view. Optimizer state already held for this
+    /// parameter follows the change (`adaptState`).
+    public func compress() throws {
+        guard compressed == nil else { return }
+        let c = try SparseMatrix(weight: stored, mask: storedMask)
+        compressed = c
+        compressedFromMask = storedMask != nil
+        storedMask = nil
+        compressedGrad = nil
+        stored = Tensor(zeros: [0]) // released: the compressed form holds the values
+        storedGrad = Tensor(zeros: [0])
+    }
+
+    /// Back to dense storage (the values are kept).
+    public func decompress() { decompress(keepingValue: true) }
+
+    private func decompress(keepingValue: Bool) {
+        guard let c = compressed else { return }
+        if keepingValue { stored = try! c.dense().weight }
+        if compressedFromMask { storedMask = c.keptMask() }
+        previousCompressed = c
+        compressed = nil
+        compressedGrad = nil
+        grad = Tensor(zeros: shape)
+    }
+
+    /// Fraction of entries kept (1 without a mask); counted once per mask.
+    public var keptFraction: Double {
+        if let c = compressed { return Double(c.nnz) / Double(max(count, 1)) }
+        guard let m = mask else { return 1 }
+        if let (id, f) = keptCache, id == ObjectIdentifier(m.storage) { return f }
+        let f = Double(m.keptCount) / Double(max(count, 1))
+        keptCache = (ObjectIdentifier(m.storage), f)
+        return f
+    }
+    private var keptCache: (ObjectIdentifier, Double)?
+
+    /// Number of entries an optimizer keeps state for: the kept entries when compressed.
+    var stateCount: Int { compressed?.nnz ?? count }
+
+    /// Optimizer state `s` laid out for the parameter's current form: gathered to the kept entries
+    /// after `compress()`, scattered back to the dense layout after `decompress()`, zeros when it
+    /// fits neither.
+    func adaptState(_ s: FloatStorage) -> FloatStorage {
+        if s.count == stateCount { return s }
+        if let c = compressed, s.count == count { return c.gather(s) }
+        if compressed == nil, let c = previousCompressed, s.count == c.nnz, c.rows * c.cols == count { return c.scatter(s) }
+        return FloatStorage(count: stateCount)
+    }
+
+    /// Optimizer state in the dense layout (a copy; zeros at pruned entries) for checkpoints.
+    func denseState(_ s: FloatStorage) -> FloatStorage {
+        if let c = compressed, s.count == c.nnz { return c.scatter(s) }
+        return s.copy()
+    }
+
+    /// Bytes this parameter holds: the dense value and gradient, or the compressed form and its
+    /// gradient, plus the mask.
+    public var residentBytes: Int {
+        let maskBytes = storedMask?.count ?? 0
+        if let c = compressed { return c.bytes + (compressedGrad?.count ?? 0) * 4 + maskBytes }
+        return (stored.count + storedGrad.count) * 4 + maskBytes
+    }
 
     /// Storage of the mask for kernels (nil when unpruned).
     var maskStorage: ByteStorage? { mask?.storage }
@@ -56,7 +180,7 @@ public final class Parameter: @unchecked Sendable {
     /// materialised (`grad` keeps its previous value).
     func takePendingStep() -> UpdateStep? {
         guard let s = pendingStep, !fusedStepApplied else { return nil }
-        value.makeUnique()
+        if compressed == nil { stored.makeUnique() }
         fusedStepApplied = true
         return s
     }

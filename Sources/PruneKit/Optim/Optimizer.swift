@@ -6,6 +6,8 @@ public protocol Optimizer: AnyObject {
     func step(_ parameters: [Parameter]) throws
     /// Learning rate (schedules change it between steps).
     var learningRate: Float { get set }
+    /// Bytes of optimizer state held (moments, velocities) for all parameters.
+    var stateBytes: Int { get }
     /// Arms this step for the prunable weights so that layers apply it inside their backward pass,
     /// fused with the weight-gradient kernel (no gradient buffer, no separate pass). Call between
     /// forward and backward, then `step` as usual.
@@ -23,6 +25,13 @@ extension Optimizer {
             defer { p.pendingStep = nil; p.fusedStepApplied = false }
             if p.fusedStepApplied { continue }
             let u = p.pendingStep ?? make(p)
+            if let c = p.compressed {
+                // compressed form: the gradient and state hold the kept entries only
+                guard let g = p.compressedGrad else { continue }
+                try Kernels.applyUpdate(u, mask: nil, grad: g, weight: c.values)
+                p.touch()
+                continue
+            }
             p.value.makeUnique()
             try Kernels.applyUpdate(u, mask: p.maskStorage, grad: p.grad.storage, weight: p.value.storage)
         }
@@ -52,6 +61,7 @@ public final class SGD: Optimizer {
     public let weightDecay: Float
     public let nesterov: Bool
     private var velocity: [ObjectIdentifier: FloatStorage] = [:]
+    public var stateBytes: Int { velocity.values.reduce(0) { $0 + $1.count * 4 } }
 
     public init(learningRate: Float, momentum: Float = 0, weightDecay: Float = 0, nesterov: Bool = false) throws {
         guard learningRate.isFinite, learningRate >= 0 else { throw OptimizerError.invalidHyperparameter("learning rate \(learningRate)") }
@@ -67,7 +77,7 @@ public final class SGD: Optimizer {
         var v: FloatStorage? = nil
         if momentum != 0 {
             let key = ObjectIdentifier(p)
-            if velocity[key] == nil || velocity[key]!.count != p.count { velocity[key] = FloatStorage(count: p.count) }
+            velocity[key] = velocity[key].map(p.adaptState) ?? FloatStorage(count: p.stateCount)
             v = velocity[key]
         }
         return UpdateStep(kind: .sgd, learningRate: learningRate, momentum: momentum, weightDecay: weightDecay,
@@ -80,7 +90,7 @@ public final class SGD: Optimizer {
     public func exportState(_ parameters: [(name: String, parameter: Parameter)]) -> (tensors: [String: Tensor], metadata: [String: String]) {
         var t: [String: Tensor] = [:]
         for (n, p) in parameters {
-            if let v = velocity[ObjectIdentifier(p)] { t["optim.\(n).velocity"] = try! Tensor(shape: p.shape, storage: v.copy()) }
+            if let v = velocity[ObjectIdentifier(p)] { t["optim.\(n).velocity"] = try! Tensor(shape: p.shape, storage: p.denseState(v)) }
         }
         return (t, ["optim.kind": "sgd"])
     }
@@ -89,7 +99,7 @@ public final class SGD: Optimizer {
         guard metadata["optim.kind"] == "sgd" else { throw OptimizerError.invalidHyperparameter("checkpoint holds \(metadata["optim.kind"] ?? "no") optimizer state, not sgd") }
         var next: [ObjectIdentifier: FloatStorage] = [:]
         for (n, p) in parameters {
-            if let v = tensors["optim.\(n).velocity"] { try v.expectShape(p.shape); next[ObjectIdentifier(p)] = v.storage.copy() }
+            if let v = tensors["optim.\(n).velocity"] { try v.expectShape(p.shape); next[ObjectIdentifier(p)] = p.adaptState(v.storage.copy()) }
         }
         velocity = next
     }
@@ -104,6 +114,7 @@ public class Adam: Optimizer {
     public let weightDecay: Float
     let decoupled: Bool
     private var state: [ObjectIdentifier: (m: FloatStorage, v: FloatStorage, t: Int)] = [:]
+    public var stateBytes: Int { state.values.reduce(0) { $0 + ($1.m.count + $1.v.count) * 4 } }
 
     public convenience init(learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999,
                             epsilon: Float = 1e-8, weightDecay: Float = 0) throws {
@@ -126,8 +137,9 @@ public class Adam: Optimizer {
 
     func makeStep(_ p: Parameter) -> UpdateStep {
         let key = ObjectIdentifier(p)
-        var s = state[key] ?? (FloatStorage(count: p.count), FloatStorage(count: p.count), 0)
-        if s.m.count != p.count { s = (FloatStorage(count: p.count), FloatStorage(count: p.count), 0) }
+        var s = state[key] ?? (FloatStorage(count: p.stateCount), FloatStorage(count: p.stateCount), 0)
+        s.m = p.adaptState(s.m) // follows the parameter between dense and compressed form
+        s.v = p.adaptState(s.v)
         s.t += 1
         state[key] = s
         return UpdateStep(kind: .adam, learningRate: learningRate, weightDecay: weightDecay, beta1: beta1, beta2: beta2,
@@ -142,8 +154,8 @@ public class Adam: Optimizer {
         var meta = ["optim.kind": decoupled ? "adamw" : "adam"]
         for (n, p) in parameters {
             guard let s = state[ObjectIdentifier(p)] else { continue }
-            t["optim.\(n).m"] = try! Tensor(shape: p.shape, storage: s.m.copy())
-            t["optim.\(n).v"] = try! Tensor(shape: p.shape, storage: s.v.copy())
+            t["optim.\(n).m"] = try! Tensor(shape: p.shape, storage: p.denseState(s.m))
+            t["optim.\(n).v"] = try! Tensor(shape: p.shape, storage: p.denseState(s.v))
             meta["optim.\(n).t"] = "\(s.t)"
         }
         return (t, meta)
@@ -159,7 +171,7 @@ public class Adam: Optimizer {
             guard let m = tensors["optim.\(n).m"], let v = tensors["optim.\(n).v"], let t = metadata["optim.\(n).t"].flatMap(Int.init) else { continue }
             try m.expectShape(p.shape)
             try v.expectShape(p.shape)
-            next[ObjectIdentifier(p)] = (m.storage.copy(), v.storage.copy(), t)
+            next[ObjectIdentifier(p)] = (p.adaptState(m.storage.copy()), p.adaptState(v.storage.copy()), t)
         }
         state = next
     }
@@ -167,7 +179,7 @@ public class Adam: Optimizer {
     /// First and second moments of a parameter (nil before its first step).
     public func moments(of p: Parameter) -> (m: Tensor, v: Tensor)? {
         guard let s = state[ObjectIdentifier(p)] else { return nil }
-        return (try! Tensor(shape: p.shape, scalars: s.m.toArray()), try! Tensor(shape: p.shape, scalars: s.v.toArray()))
+        return (try! Tensor(shape: p.shape, storage: p.denseState(s.m)), try! Tensor(shape: p.shape, storage: p.denseState(s.v)))
     }
 
     /// Forgets all moments (for example after a structural change).

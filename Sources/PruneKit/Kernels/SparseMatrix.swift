@@ -1,0 +1,115 @@
+internal import CPruneKernels
+
+/// A pruned weight matrix (rows × cols, a Linear's out × in) that holds only its kept entries:
+/// compressed sparse rows plus a transposed index, so that the forward product (x·Wᵀ), the input
+/// gradient (dy·W) and the weight gradient at kept entries all run from this one form. `values` is
+/// the live weight: optimizer steps update it in place, with optimizer state of the same size.
+public final class SparseMatrix: @unchecked Sendable {
+    public let rows: Int
+    public let cols: Int
+    /// Number of kept entries.
+    public let nnz: Int
+    /// The kept weights, row by row (columns increasing).
+    let values: FloatStorage
+    private let ptr: AlignedStorage<Int64>, tptr: AlignedStorage<Int64>
+    private let idx: AlignedStorage<Int32>, tidx: AlignedStorage<Int32>, tperm: AlignedStorage<Int32>
+
+    /// The compressed form of `weight` (2-D) where `mask` keeps entries (all of them when nil).
+    public init(weight: Tensor, mask: Mask?) throws {
+        guard weight.rank == 2 else { throw TensorError.invalidShape(weight.shape) }
+        if let mask, mask.shape != weight.shape { throw TensorError.shapeMismatch(expected: weight.shape, got: mask.shape) }
+        rows = weight.shape[0]
+        cols = weight.shape[1]
+        let m = mask?.storage ?? ByteStorage(count: weight.count, repeating: 1)
+        nnz = Kernels.countNonzero(m)
+        values = FloatStorage(count: nnz)
+        ptr = AlignedStorage(count: rows + 1)
+        tptr = AlignedStorage(count: cols + 1)
+        idx = AlignedStorage(count: nnz)
+        tidx = AlignedStorage(count: nnz)
+        tperm = AlignedStorage(count: nnz)
+        var a = csr
+        try Kernels.check(pk_csr_build_f32(&a, weight.storage.base, Int64(cols), m.base, Int64(cols)), "csr_build")
+    }
+
+    var csr: pk_csr {
+        pk_csr(rows: Int64(rows), cols: Int64(cols), nnz: Int64(nnz), ptr: ptr.base, idx: idx.base, val: values.base,
+               tptr: tptr.base, tidx: tidx.base, tperm: tperm.base)
+    }
+
+    /// The dense weight (zeros where pruned) and its mask.
+    public func dense() throws -> (weight: Tensor, mask: Mask) {
+        let w = FloatStorage(uninitializedCount: rows * cols), m = ByteStorage(uninitializedCount: rows * cols)
+        var a = csr
+        let st = pk_csr_to_dense_f32(&a, w.base, Int64(cols), m.base, Int64(cols))
+        precondition(st == PK_OK, "csr_to_dense: \(st)")
+        return (try Tensor(shape: [rows, cols], storage: w), Mask(shape: [rows, cols], storage: m))
+    }
+
+    /// Bytes held: values, indices of both orientations, row and column starts.
+    public var bytes: Int { nnz * (4 + 4 + 4 + 4) + (rows + cols + 2) * 8 }
+
+    /// The kept weights as a flat array (row-major order of the kept entries).
+    public var keptValues: [Float] { values.toArray() }
+
+    /// y (b × rows) = x (b × cols) · Wᵀ + bias.
+    func forward(_ x: FloatStorage, batch: Int, bias: FloatStorage?, into y: FloatStorage) throws {
+        var a = csr
+        try Kernels.check(pk_spmm_f32(&a, 0, Int64(batch), x.base, Int64(cols), bias.map { UnsafePointer($0.base) },
+                                      y.base, Int64(rows)), "spmm")
+    }
+
+    /// dx (b × cols) = dy (b × rows) · W.
+    func inputGradient(_ dy: FloatStorage, batch: Int, into dx: FloatStorage) throws {
+        var a = csr
+        try Kernels.check(pk_spmm_f32(&a, 1, Int64(batch), dy.base, Int64(rows), nil, dx.base, Int64(cols)), "spmm_t")
+    }
+
+    /// The weight gradient at the kept entries (nnz), and, when `step` is given, that step applied to
+    /// `values` with compressed state (fused: no gradient pass of its own). `grad` receives the
+    /// gradient when given.
+    func weightGradient(dy: FloatStorage, x: FloatStorage, batch: Int, step: UpdateStep?, grad: FloatStorage?) throws {
+        var a = csr
+        if let step {
+            precondition(step.first.map { $0.count == nnz } ?? true, "optimizer state of the dense size")
+            var d = Kernels.describe(step, weight: values, ld: 0)
+            try Kernels.check(pk_sddmm_update_f32(&a, Int64(batch), dy.base, Int64(rows), x.base, Int64(cols), &d,
+                                                  grad?.base), "sddmm_update")
+        } else {
+            try Kernels.check(pk_sddmm_update_f32(&a, Int64(batch), dy.base, Int64(rows), x.base, Int64(cols), nil,
+                                                  grad?.base), "sddmm")
+        }
+    }
+}
+
+extension SparseMatrix {
+    /// The entries of a dense array (rows × cols) at this matrix's kept positions, in its order
+    /// (optimizer state following a parameter into compressed form).
+    func gather(_ dense: FloatStorage) -> FloatStorage {
+        precondition(dense.count == rows * cols)
+        let out = FloatStorage(count: nnz)
+        for r in 0..<rows {
+            for j in Int(ptr.base[r])..<Int(ptr.base[r + 1]) { out.base[j] = dense.base[r * cols + Int(idx.base[j])] }
+        }
+        return out
+    }
+
+    /// The mask of the kept positions.
+    func keptMask() -> Mask {
+        let m = ByteStorage(count: rows * cols)
+        for r in 0..<rows {
+            for j in Int(ptr.base[r])..<Int(ptr.base[r + 1]) { m.base[r * cols + Int(idx.base[j])] = 1 }
+        }
+        return Mask(shape: [rows, cols], storage: m)
+    }
+
+    /// A dense array (rows × cols, zeros elsewhere) from entries in this matrix's order.
+    func scatter(_ kept: FloatStorage) -> FloatStorage {
+        precondition(kept.count == nnz)
+        let out = FloatStorage(count: rows * cols)
+        for r in 0..<rows {
+            for j in Int(ptr.base[r])..<Int(ptr.base[r + 1]) { out.base[r * cols + Int(idx.base[j])] = kept.base[j] }
+        }
+        return out
+    }
+}

@@ -1,0 +1,170 @@
+import XCTest
+import CPruneKernels
+@testable import PruneKit
+
+/// Sparse execution (issue 6): the compressed form, sparse products against the naive reference,
+/// the fused weight-gradient + update, and Linear layers that give the dense-masked results.
+final class SparseTests: XCTestCase {
+    func randomSparse(_ rows: Int, _ cols: Int, keep: Double, _ rng: inout TestRNG) throws -> (SparseMatrix, Tensor, Mask) {
+        let w = try Tensor(shape: [rows, cols], scalars: rng.floats(rows * cols))
+        let m = try Mask(shape: [rows, cols], kept: rng.mask(rows * cols, keep: keep).map { $0 != 0 })
+        return (try SparseMatrix(weight: w, mask: m), w, m)
+    }
+
+    func testCompressedFormRoundTrip() throws {
+        var rng = TestRNG(60)
+        for (r, c, keep) in [(37, 53, 0.3), (1, 1, 1.0), (5, 7, 0.0), (64, 16, 0.9)] {
+            let (s, w, m) = try randomSparse(r, c, keep: keep, &rng)
+            XCTAssertEqual(s.nnz, m.keptCount)
+            let (dw, dm) = try s.dense()
+            XCTAssertEqual(dm.kept, m.kept)
+            XCTAssertEqual(dw.scalars, try w.masked(by: m).scalars)
+            XCTAssertEqual(s.keptValues, zip(w.scalars, m.kept).filter { $0.1 }.map { $0.0 })
+        }
+    }
+
+    func testProductsAgainstReference() throws {
+        var rng = TestRNG(61)
+        for (rows, cols, batch, keep) in [(37, 53, 1, 0.3), (37, 53, 17, 0.1), (64, 40, 64, 0.5), (33, 129, 130, 0.2),
+                                          (16, 16, 3, 0.0)] {
+            let (s, _, _) = try randomSparse(rows, cols, keep: keep, &rng)
+            let x = rng.floats(batch * cols), dy = rng.floats(batch * rows), bias = rng.floats(rows)
+            var a = s.csr
+            var want = [Float](repeating: 0, count: batch * rows), wantT = [Float](repeating: 0, count: batch * cols)
+            var wantG = [Float](repeating: 0, count: max(s.nnz, 1))
+            XCTAssertEqual(pk_ref_spmm_f32(&a, 0, Int64(batch), x, Int64(cols), bias, &want, Int64(rows)), PK_OK)
+            XCTAssertEqual(pk_ref_spmm_f32(&a, 1, Int64(batch), dy, Int64(rows), nil, &wantT, Int64(cols)), PK_OK)
+            XCTAssertEqual(pk_ref_sddmm_f32(&a, Int64(batch), dy, Int64(rows), x, Int64(cols), &wantG), PK_OK)
+            try forEachISA { isa in
+                let label = "\(isa) \(rows)×\(cols) batch \(batch) keep \(keep)"
+                var y = [Float](repeating: .nan, count: batch * rows), yt = [Float](repeating: .nan, count: batch * cols)
+                var g = [Float](repeating: .nan, count: max(s.nnz, 1))
+                XCTAssertEqual(pk_spmm_f32(&a, 0, Int64(batch), x, Int64(cols), bias, &y, Int64(rows)), PK_OK)
+                XCTAssertEqual(pk_spmm_f32(&a, 1, Int64(batch), dy, Int64(rows), nil, &yt, Int64(cols)), PK_OK)
+                XCTAssertEqual(pk_sddmm_update_f32(&a, Int64(batch), dy, Int64(rows), x, Int64(cols), nil, &g), PK_OK)
+                assertClose(y, want, rtol: 1e-5, atol: 1e-5, "\(label): forward")
+                assertClose(yt, wantT, rtol: 1e-5, atol: 1e-5, "\(label): input gradient")
+                assertClose(Array(g.prefix(s.nnz)), Array(wantG.prefix(s.nnz)), rtol: 1e-5, atol: 1e-5, "\(label): weight gradient")
+                _ = try s.dense()
+            }
+            // argument checks
+            XCTAssertEqual(pk_spmm_f32(&a, 1, 1, dy, Int64(rows), bias, &wantT, Int64(cols)), PK_ERR_ARG)
+            XCTAssertEqual(pk_spmm_f32(&a, 0, 1, x, Int64(cols) - 1, nil, &want, Int64(rows)), PK_ERR_SHAPE)
+        }
+    }
+
+    func testFusedUpdateEqualsGradientThenStep() throws {
+        var rng = TestRNG(62)
+        let (rows, cols, batch) = (48, 70, 100)
+        let x = rng.floats(batch * cols), dy = rng.floats(batch * rows)
+        for kind in ["sgd", "momentum", "adam", "adamw"] {
+            let (s1, w, m) = try randomSparse(rows, cols, keep: 0.25, &rng)
+            let s2 = try SparseMatrix(weight: w, mask: m)
+            let n = s1.nnz
+            let m1 = FloatStorage(rng.floats(n, 0, 0.1)), v1 = FloatStorage(rng.floats(n, 0, 0.1))
+            let m2 = m1.copy(), v2 = v1.copy()
+            var step = UpdateStep(kind: kind.hasPrefix("adam") ? .adam : .sgd, learningRate: 0.01)
+            step.weightDecay = 0.01
+            step.decoupled = kind == "adamw"
+            step.step = 3
+            if kind == "momentum" { step.momentum = 0.9; step.nesterov = true }
+            var s1step = step, s2step = step
+            s1step.first = kind == "sgd" ? nil : m1
+            s1step.second = kind.hasPrefix("adam") ? v1 : nil
+            s2step.first = kind == "sgd" ? nil : m2
+            s2step.second = kind.hasPrefix("adam") ? v2 : nil
+            // fused, then gradient + separate update
+            try s1.weightGradient(dy: FloatStorage(dy), x: FloatStorage(x), batch: batch, step: s1step, grad: nil)
+            let g = FloatStorage(count: n)
+            try s2.weightGradient(dy: FloatStorage(dy), x: FloatStorage(x), batch: batch, step: nil, grad: g)
+            try Kernels.applyUpdate(s2step, mask: nil, grad: g, weight: s2.values)
+            XCTAssertEqual(s1.keptValues, s2.keptValues, "\(kind): weights")
+            XCTAssertEqual(m1.toArray(), m2.toArray(), "\(kind): first moment")
+            XCTAssertEqual(v1.toArray(), v2.toArray(), "\(kind): second moment")
+            XCTAssertNotEqual(s1.keptValues, zip(w.scalars, m.kept).filter { $0.1 }.map { $0.0 }, "\(kind): the step did something")
+        }
+    }
+
+    func testThreadCountNeverChangesResults() throws {
+        var rng = TestRNG(63)
+        let (s, _, _) = try randomSparse(300, 200, keep: 0.15, &rng)
+        let batch = 90
+        let x = FloatStorage(rng.floats(batch * 200)), dy = FloatStorage(rng.floats(batch * 300))
+        func run() throws -> [[Float]] {
+            let y = FloatStorage(count: batch * 300), dx = FloatStorage(count: batch * 200), g = FloatStorage(count: s.nnz)
+            try s.forward(x, batch: batch, bias: nil, into: y)
+            try s.inputGradient(dy, batch: batch, into: dx)
+            try s.weightGradient(dy: dy, x: x, batch: batch, step: nil, grad: g)
+            return [y.toArray(), dx.toArray(), g.toArray()]
+        }
+        let one = try withThreads(1) { try run() }, two = try withThreads(2) { try run() }
+        XCTAssertEqual(one, two)
+    }
+
+    /// A Linear layer gives the same outputs, gradients and training steps in both forms.
+    func testLinearSparseMatchesDenseMasked() throws {
+        var rng = TestRNG(64)
+        var g = SeededGenerator(seed: 5)
+        let dense = Linear(120, 50, rng: &g), sparse = try Linear(weight: dense.weight.value, bias: dense.bias!.value)
+        let mask = try Mask(shape: [50, 120], kept: rng.mask(6000, keep: 0.1).map { $0 != 0 })
+        try dense.weight.setMask(mask)
+        try sparse.weight.setMask(mask)
+        dense.execution = .dense
+        sparse.execution = .sparse
+        let optD = try Adam(learningRate: 0.01), optS = try Adam(learningRate: 0.01)
+        for step in 0..<3 {
+            let x = try Tensor(shape: [33, 120], scalars: rng.floats(33 * 120))
+            let dy = try Tensor(shape: [33, 50], scalars: rng.floats(33 * 50))
+            let yd = try dense.forward(x, training: true), ys = try sparse.forward(x, training: true)
+            XCTAssertNotNil(sparse.weight.compressed)
+            assertClose(ys.scalars, yd.scalars, rtol: 1e-5, atol: 1e-5, "forward \(step)")
+            // fused step on even iterations, gradient then optimizer.step on odd ones
+            if step % 2 == 0 { optD.prepareFusedStep(dense.parameters); optS.prepareFusedStep(sparse.parameters) }
+            let dxd = try dense.backward(dy, needInputGradient: true)!, dxs = try sparse.backward(dy, needInputGradient: true)!
+            assertClose(dxs.scalars, dxd.scalars, rtol: 1e-5, atol: 1e-5, "input gradient \(step)")
+            try optD.step(dense.parameters)
+            try optS.step(sparse.parameters)
+            assertClose(sparse.weight.value.scalars, dense.weight.value.scalars, rtol: 1e-4, atol: 1e-5, "weights after step \(step)")
+        }
+        XCTAssertTrue(zip(sparse.weight.value.scalars, mask.kept).allSatisfy { $0.1 || $0.0 == 0 }, "pruned entries stay 0")
+        // back to dense: the optimizer's moments follow the parameter
+        let (mS, _) = optS.moments(of: sparse.weight)!, (mD, _) = optD.moments(of: dense.weight)!
+        assertClose(mS.scalars, mD.scalars, rtol: 1e-4, atol: 1e-6, "first moments")
+        sparse.execution = .dense
+        let x = try Tensor(shape: [4, 120], scalars: rng.floats(480))
+        assertClose(try sparse(x).scalars, try dense(x).scalars, rtol: 1e-4, atol: 1e-5, "after decompressing")
+        XCTAssertNil(sparse.weight.compressed)
+        optS.prepareFusedStep(sparse.parameters)
+        _ = try sparse.forward(x, training: true)
+        _ = try sparse.backward(try Tensor(shape: [4, 50], scalars: rng.floats(200)), needInputGradient: false)
+        try optS.step(sparse.parameters) // dense-layout moments again: no crash, no reset
+        XCTAssertEqual(optS.moments(of: sparse.weight)!.m.count, 6000)
+    }
+
+    func testCompressedParameterHoldsAFractionOfTheMemory() throws {
+        var rng = TestRNG(65)
+        var g = SeededGenerator(seed: 6)
+        let layer = Linear(1000, 400, rng: &g)
+        try layer.weight.setMask(try Mask(shape: [400, 1000], kept: rng.mask(400_000, keep: 0.1).map { $0 != 0 }))
+        let denseBytes = layer.weight.residentBytes
+        layer.execution = .sparse
+        _ = try layer(try Tensor(shape: [2, 1000], scalars: rng.floats(2000)))
+        XCTAssertLessThan(Double(layer.weight.residentBytes), 0.2 * Double(denseBytes))
+        XCTAssertEqual(layer.weight.value.shape, [400, 1000], "the dense view stays available")
+    }
+
+    func testAutomaticExecutionFollowsTheCrossover() throws {
+        var rng = TestRNG(66)
+        var g = SeededGenerator(seed: 9)
+        let layer = Linear(256, 128, rng: &g)
+        let x = try Tensor(shape: [8, 256], scalars: rng.floats(2048))
+        _ = try layer(x)
+        XCTAssertNil(layer.weight.compressed, "unpruned layers stay dense")
+        let d = SparseCrossover.density
+        XCTAssertTrue(d >= 0 && d <= 1)
+        let keep = max(0.0, d - 0.05)
+        try layer.weight.setMask(try Mask(shape: [128, 256], kept: rng.mask(128 * 256, keep: keep).map { $0 != 0 }))
+        _ = try layer(x)
+        XCTAssertEqual(layer.weight.compressed != nil, layer.weight.keptFraction <= d)
+    }
+}
