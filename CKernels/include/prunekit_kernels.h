@@ -308,6 +308,16 @@ pk_status pk_csr_to_dense_f32(const pk_csr *A, float *W, int64_t ldw, uint8_t *M
 pk_status pk_spmm_f32(const pk_csr *A, int trans, int64_t B, const float *X, int64_t ldx, const float *bias,
                       float *Y, int64_t ldy);
 
+/// Layouts of the activations for the _layout variants (convolutions keep features as rows):
+///   PK_LAYOUT_X_FEATURES  X is in × B (ldx ≥ B) instead of B × in
+///   PK_LAYOUT_Y_FEATURES  Y is out × B (ldy ≥ B) instead of B × out
+///   PK_LAYOUT_FEATURES    both (for pk_sddmm_update_layout_f32: dY rows × B and X cols × B)
+enum { PK_LAYOUT_X_FEATURES = 1, PK_LAYOUT_Y_FEATURES = 2, PK_LAYOUT_FEATURES = 3 };
+
+/// pk_spmm_layout_f32 — pk_spmm_f32 with the activation layouts above (layout 0 = pk_spmm_f32).
+pk_status pk_spmm_layout_f32(const pk_csr *A, int trans, int layout, int64_t B, const float *X, int64_t ldx,
+                             const float *bias, float *Y, int64_t ldy);
+
 /// pk_sddmm_update_f32 — the weight gradient at the kept entries only, g[j] = Σ_b dY[b, r]·X[b, c]
 ///   for entry j = (r, c) (a sampled dense-dense product), then optimizer step u applied to the
 ///   compressed weight A->val with compressed state u->m, u->v (nnz entries each; u->w must be
@@ -318,6 +328,9 @@ pk_status pk_spmm_f32(const pk_csr *A, int trans, int64_t B, const float *X, int
 ///   Reference pk_ref_sddmm_f32 (gradient only).
 pk_status pk_sddmm_update_f32(const pk_csr *A, int64_t B, const float *dY, int64_t lddy, const float *X, int64_t ldx,
                               const pk_update_desc *u, float *g);
+/// pk_sddmm_update_layout_f32 — pk_sddmm_update_f32 with layout 0 or PK_LAYOUT_FEATURES.
+pk_status pk_sddmm_update_layout_f32(const pk_csr *A, int layout, int64_t B, const float *dY, int64_t lddy,
+                                     const float *X, int64_t ldx, const pk_update_desc *u, float *g);
 
 // ------------------------------------------------------------------------------------------------
 // Selection for pruning (src/topk.c, src/topk_bracket.c, src/patterns.c; references src/ref/topk_ref.c, src/ref/patterns_ref.c)

@@ -88,7 +88,7 @@ static int64_t split_rows(const int64_t *ptr, int64_t n, int64_t align, int64_t 
     return parts;
 }
 
-typedef struct { const float *X; int64_t ldx, B, Bp, cols, W; float *XT; } transpose_ctx;
+typedef struct { const float *X; int64_t ldx, B, Bp, cols, W; int fm; float *XT; } transpose_ctx;
 
 // Where column c of batch tile b0 (a multiple of W) starts in a tile-major transpose: each tile of W
 // batch rows is one contiguous block (cols × its width), so a tile's working set is contiguous.
@@ -103,19 +103,22 @@ static void transpose_range(void *v, int64_t q0, int64_t q1) {
             const int64_t t0 = b0 / t->W * t->W, tw = PK_MIN(t->W, t->Bp - t0);
             for (int64_t c = 0; c < nc; c++) {
                 float *out = t->XT + tile_at(t0, t->cols, tw, c0 + c) + (b0 - t0);
-                for (int64_t b = 0; b < 16; b++) out[b] = b0 + b < t->B ? t->X[(b0 + b) * t->ldx + c0 + c] : 0.0f;
+                if (t->fm) // X already feature-major (cols × B): copy the run of batch values
+                    for (int64_t b = 0; b < 16; b++) out[b] = b0 + b < t->B ? t->X[(c0 + c) * t->ldx + b0 + b] : 0.0f;
+                else
+                    for (int64_t b = 0; b < 16; b++) out[b] = b0 + b < t->B ? t->X[(b0 + b) * t->ldx + c0 + c] : 0.0f;
             }
         }
     }
 }
 
-// XT (tile-major, tiles of W batch rows; Bp = B rounded up to 16) from X (B × cols), in the calling
-// thread's scratch slot.
-static float *transposed(int slot, const float *X, int64_t ldx, int64_t B, int64_t cols, int64_t W, int64_t *Bp) {
+// XT (tile-major, tiles of W batch rows; Bp = B rounded up to 16) from X (B × cols, or cols × B when
+// fm), in the calling thread's scratch slot.
+static float *transposed(int slot, const float *X, int64_t ldx, int fm, int64_t B, int64_t cols, int64_t W, int64_t *Bp) {
     *Bp = (B + 15) / 16 * 16;
     float *XT = pk_scratch(slot, (size_t)PK_MAX(cols * *Bp, 1) * sizeof(float));
     if (!XT) return NULL;
-    transpose_ctx t = {X, ldx, B, *Bp, cols, W, XT};
+    transpose_ctx t = {X, ldx, B, *Bp, cols, W, fm, XT};
     pk_parallel_for((cols + 15) / 16, 8, transpose_range, &t);
     return XT;
 }
@@ -127,14 +130,20 @@ typedef struct {
     const int32_t *idx, *perm;
     const float *val, *XT, *bias;
     int64_t B, Bp, nout, nin;
+    int out_fm;
     float *Y;
     int64_t ldy;
     int64_t bounds[MAX_PARTS + 1];
 } spmm_ctx;
 
-// Writes a GROUP × TILE block of transposed sums into Y (rows b0.., columns r0..).
+// Writes a GROUP × TILE block of sums into Y: transposed (rows b0.., columns r0..), or as it is
+// when Y is feature-major (rows r0.., columns b0..).
 static PK_ALWAYS_INLINE void store_block(const spmm_ctx *c, float (*tile)[TILE], int64_t r0, int64_t nr, int64_t b0,
                                          int64_t nb) {
+    if (c->out_fm) {
+        for (int64_t r = 0; r < nr; r++) memcpy(c->Y + (r0 + r) * c->ldy + b0, tile[r], (size_t)nb * sizeof(float));
+        return;
+    }
     for (int64_t b = 0; b < nb; b++) {
         float *y = c->Y + (b0 + b) * c->ldy + r0;
         for (int64_t r = 0; r < nr; r++) y[r] = tile[r][b];
@@ -228,15 +237,24 @@ static int64_t parts_for(void) { return PK_MIN((int64_t)pk_get_num_threads(), (i
 
 pk_status pk_spmm_f32(const pk_csr *A, int trans, int64_t B, const float *X, int64_t ldx, const float *bias,
                       float *Y, int64_t ldy) {
+    return pk_spmm_layout_f32(A, trans, 0, B, X, ldx, bias, Y, ldy);
+}
+
+pk_status pk_spmm_layout_f32(const pk_csr *A, int trans, int layout, int64_t B, const float *X, int64_t ldx,
+                             const float *bias, float *Y, int64_t ldy) {
     if (!A) return PK_ERR_NULL;
+    const int in_fm = layout & PK_LAYOUT_X_FEATURES, out_fm = (layout & PK_LAYOUT_Y_FEATURES) != 0;
     const int64_t in = trans ? A->rows : A->cols, out = trans ? A->cols : A->rows;
-    if (B < 0 || in < 0 || out < 0 || ldx < in || ldy < out) return PK_ERR_SHAPE;
+    if (B < 0 || in < 0 || out < 0 || layout < 0 || layout > 3) return PK_ERR_SHAPE;
+    if (ldx < (in_fm ? B : in) || ldy < (out_fm ? B : out)) return PK_ERR_SHAPE;
     if (trans && bias) return PK_ERR_ARG;
     if (B == 0 || out == 0) return PK_OK;
     if (!X || !Y || !A->ptr || !A->tptr || (A->nnz > 0 && (!A->idx || !A->val || !A->tidx || !A->tperm))) return PK_ERR_NULL;
-    if (pk_overlaps(X, pk_span(B, in, ldx, 4), Y, pk_span(B, out, ldy, 4))) return PK_ERR_ALIAS;
+    if (pk_overlaps(X, in_fm ? pk_span(in, B, ldx, 4) : pk_span(B, in, ldx, 4), Y,
+                    out_fm ? pk_span(out, B, ldy, 4) : pk_span(B, out, ldy, 4)))
+        return PK_ERR_ALIAS;
     int64_t Bp;
-    const float *XT = transposed(10, X, ldx, B, in, TILE, &Bp);
+    const float *XT = transposed(10, X, ldx, in_fm, B, in, TILE, &Bp);
     if (!XT) return PK_ERR_NOMEM;
     const float *val = A->val;
     if (trans && A->nnz > 0) {
@@ -248,7 +266,8 @@ pk_status pk_spmm_f32(const pk_csr *A, int trans, int64_t B, const float *X, int
         val = tv;
     }
     spmm_ctx c = {.ptr = trans ? A->tptr : A->ptr, .idx = trans ? A->tidx : A->idx, .perm = NULL,
-                  .val = val, .XT = XT, .bias = bias, .B = B, .Bp = Bp, .nout = out, .nin = in, .Y = Y, .ldy = ldy};
+                  .val = val, .XT = XT, .bias = bias, .B = B, .Bp = Bp, .nout = out, .nin = in, .out_fm = out_fm,
+                  .Y = Y, .ldy = ldy};
     const int64_t parts = split_rows(c.ptr, out, GROUP, parts_for(), c.bounds);
     pk_isa isa = pk_active_isa();
     pk_parallel_for(parts, 1, isa == PK_ISA_AVX512 ? spmm_part_avx512 : isa == PK_ISA_AVX2 ? spmm_part_avx2 : spmm_part_scalar, &c);
@@ -326,8 +345,15 @@ static void sddmm_part_scalar(void *v, int64_t p0, int64_t p1) { sddmm_part_body
 
 pk_status pk_sddmm_update_f32(const pk_csr *A, int64_t B, const float *dY, int64_t lddy, const float *X, int64_t ldx,
                               const pk_update_desc *u, float *g) {
+    return pk_sddmm_update_layout_f32(A, 0, B, dY, lddy, X, ldx, u, g);
+}
+
+pk_status pk_sddmm_update_layout_f32(const pk_csr *A, int layout, int64_t B, const float *dY, int64_t lddy,
+                                     const float *X, int64_t ldx, const pk_update_desc *u, float *g) {
     if (!A) return PK_ERR_NULL;
-    if (B < 0 || A->rows < 0 || A->cols < 0 || lddy < A->rows || ldx < A->cols) return PK_ERR_SHAPE;
+    const int fm = layout == PK_LAYOUT_FEATURES;
+    if (layout != 0 && !fm) return PK_ERR_ARG;
+    if (B < 0 || A->rows < 0 || A->cols < 0 || lddy < (fm ? B : A->rows) || ldx < (fm ? B : A->cols)) return PK_ERR_SHAPE;
     pk_update_consts uc;
     if (u) {
         pk_status st = pk_update_check(u);
@@ -349,8 +375,8 @@ pk_status pk_sddmm_update_f32(const pk_csr *A, int64_t B, const float *dY, int64
         return PK_OK;
     }
     int64_t Bp;
-    const float *XT = transposed(10, X, ldx, B, A->cols, STILE, &Bp);
-    const float *DT = XT ? transposed(11, dY, lddy, B, A->rows, STILE, &Bp) : NULL;
+    const float *XT = transposed(10, X, ldx, fm, B, A->cols, STILE, &Bp);
+    const float *DT = XT ? transposed(11, dY, lddy, fm, B, A->rows, STILE, &Bp) : NULL;
     float *gb = g ? g : pk_scratch(12, nb);
     if (!XT || !DT || !gb) return PK_ERR_NOMEM;
     const int sgd_plain = u && u->kind == PK_UPDATE_SGD && u->momentum == 0.0f;

@@ -14,6 +14,18 @@ enum ExecutionChoice: String, ExpressibleByArgument, CaseIterable {
     }
 }
 
+/// --layout values.
+enum LayoutChoice: String, ExpressibleByArgument, CaseIterable {
+    case plain, pytorchPruned = "pytorch-pruned", compressed
+    var value: ModelFile.Layout {
+        switch self {
+        case .plain: return .plain
+        case .pytorchPruned: return .pytorchPruned
+        case .compressed: return .compressed
+        }
+    }
+}
+
 struct BenchSpmm: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spmm",

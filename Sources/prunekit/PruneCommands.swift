@@ -106,6 +106,9 @@ struct FineTune: ParsableCommand {
     @Option(help: "Distillation weight of the label loss (1 − alpha goes to the teacher's logits).") var kdAlpha: Float = 0.5
     @Option(help: "Distillation temperature.") var kdTemperature: Float = 2
     @Flag(help: "Constant learning rate instead of the cosine decay.") var constantLr = false
+    @Option(help: "Linear layers: automatic (sparse below the measured crossover density), dense or sparse.")
+    var execution: ExecutionChoice = .automatic
+    @Option(help: "Output layout: plain, pytorch-pruned or compressed (CSR of each pruned weight).") var layout: LayoutChoice = .plain
     @Option(help: "Checkpoint file (written atomically during fine-tuning).") var checkpoint: String?
     @Option(help: "Optimizer steps between checkpoints (and one at every epoch end).") var checkpointEvery: Int = 100
     @Flag(help: "Continue from --checkpoint when it exists (same settings required).") var resume = false
@@ -130,6 +133,7 @@ struct FineTune: ParsableCommand {
             let test = try FashionMNIST.load(directory: dataOption.data, train: false)
             let bar = ProgressBar(label: "finetune")
             let opt = try Adam(learningRate: lr)
+            model.setExecution(execution.value)
             let settings = ["finetune.input": modelFile, "finetune.epochs": "\(epochs)", "finetune.lr": "\(lr)",
                             "finetune.batch": "\(batch)", "finetune.seed": "\(seed)", "finetune.teacher": teacher ?? "",
                             "finetune.cosine": "\(!constantLr)", "finetune.kd": "\(kdAlpha),\(kdTemperature)"]
@@ -142,10 +146,13 @@ struct FineTune: ParsableCommand {
                                            checkpoint: checkpoint.map { CheckpointPolicy(path: $0, everySteps: checkpointEvery, settings: settings) },
                                            resumeFrom: position, progress: bar.update)
             let (acc, loss) = try Trainer.evaluate(model, data: test)
-            try ModelFile.save(model, to: out, extraMetadata: meta.filter { $0.key != "prunekit.arch" && $0.key != "format" })
+            try ModelFile.save(model, to: out, layout: layout.value,
+                               extraMetadata: meta.filter { $0.key != "prunekit.arch" && $0.key != "format" })
             let sp = SparsityReport(model: model).sparsity
             if json {
                 printJSON(["model_file": out, "epochs": epochs, "test_accuracy": acc, "test_loss": loss, "sparsity": sp,
+                           "sparse_layers": model.parameters.filter { $0.compressed != nil }.count,
+                           "memory_bytes": model.parameters.reduce(0) { $0 + $1.residentBytes } + opt.stateBytes,
                            "train_seconds": r.trainSeconds, "samples_per_second": r.samplesPerSecond])
             } else {
                 print(String(format: "test accuracy %.4f, sparsity %.2f%%; saved %@", acc, 100 * sp, out))

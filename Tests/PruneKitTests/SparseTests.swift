@@ -167,4 +167,70 @@ final class SparseTests: XCTestCase {
         _ = try layer(x)
         XCTAssertEqual(layer.weight.compressed != nil, layer.weight.keptFraction <= d)
     }
+
+    func testCompressedExportRoundTripAndValidation() throws {
+        let m = Model.mlp(seed: 3)
+        try ModelPruner.prune(m, PruningRequest(method: .l1, scope: .global, amount: 0.9))
+        m.setExecution(.sparse)
+        var g = SeededGenerator(seed: 4)
+        let x = Tensor.uniform([5, 784], -1, 1, rng: &g)
+        let logits = try m.forward(x)
+        XCTAssertTrue(m.parameters.filter(\.isPrunable).allSatisfy { $0.compressed != nil })
+        let dir = NSTemporaryDirectory() + "compressed-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try ModelFile.save(m, to: dir + "/c.safetensors", layout: .compressed)
+        try ModelFile.save(m, to: dir + "/p.safetensors", layout: .plain)
+        let (c, _) = try ModelFile.load(dir + "/c.safetensors"), (p, _) = try ModelFile.load(dir + "/p.safetensors")
+        for ((name, a), (_, b)) in zip(c.namedParameters, p.namedParameters) {
+            XCTAssertEqual(a.value.scalars, b.value.scalars, name)
+            XCTAssertEqual(a.mask?.kept, b.mask?.kept, name)
+        }
+        c.setExecution(.dense)
+        assertClose(try c.forward(x).scalars, logits.scalars, rtol: 1e-4, atol: 1e-5, "reloaded logits")
+        let size = { (f: String) in (try FileManager.default.attributesOfItem(atPath: dir + f)[.size] as! NSNumber).doubleValue }
+        XCTAssertLessThan(try size("/c.safetensors"), 0.3 * (try size("/p.safetensors")))
+        // a column index out of range is rejected with a clear error, not a crash
+        var (tensors, ints, meta) = try SafeTensors.readAll(dir + "/c.safetensors")
+        var col = ints["fc2.weight.col_indices"]!.map { Int32($0) }
+        col[0] = 100_000
+        var integers: [String: (shape: [Int], values: [Int32])] = [:]
+        for (k, v) in ints { integers[k] = ([v.count], v.map { Int32($0) }) }
+        integers["fc2.weight.col_indices"] = ([col.count], col)
+        for k in ints.keys { tensors[k] = nil }
+        meta["unused"] = "1"
+        try SafeTensors.write(tensors, integers: integers, metadata: meta, to: dir + "/bad.safetensors")
+        XCTAssertThrowsError(try ModelFile.load(dir + "/bad.safetensors")) { e in
+            XCTAssertTrue("\(e)".contains("fc2.weight"), "\(e)")
+        }
+    }
+
+    /// Conv2d through im2col: the same outputs, gradients and steps in both forms.
+    func testConv2dSparseMatchesDenseMasked() throws {
+        var rng = TestRNG(67)
+        var g = SeededGenerator(seed: 8)
+        let dense = Conv2d(3, 8, kernelSize: 3, stride: 1, rng: &g)
+        let sparse = try Conv2d(weight: dense.weight.value, bias: dense.bias!.value, stride: 1)
+        let mask = try Mask(shape: dense.weight.shape, kept: rng.mask(dense.weight.count, keep: 0.2).map { $0 != 0 })
+        try dense.weight.setMask(mask)
+        try sparse.weight.setMask(mask)
+        dense.execution = .dense
+        sparse.execution = .sparse
+        let optD = try SGD(learningRate: 0.05, momentum: 0.9), optS = try SGD(learningRate: 0.05, momentum: 0.9)
+        for step in 0..<2 {
+            let x = try Tensor(shape: [2, 3, 9, 7], scalars: rng.floats(2 * 3 * 9 * 7))
+            let yd = try dense.forward(x, training: true), ys = try sparse.forward(x, training: true)
+            XCTAssertNotNil(sparse.weight.compressed)
+            assertClose(ys.scalars, yd.scalars, rtol: 1e-5, atol: 1e-5, "conv forward \(step)")
+            let dy = try Tensor(shape: yd.shape, scalars: rng.floats(yd.count))
+            if step == 0 { optD.prepareFusedStep(dense.parameters); optS.prepareFusedStep(sparse.parameters) }
+            let dxd = try dense.backward(dy, needInputGradient: true)!, dxs = try sparse.backward(dy, needInputGradient: true)!
+            assertClose(dxs.scalars, dxd.scalars, rtol: 1e-5, atol: 1e-5, "conv input gradient \(step)")
+            if step == 1 { assertClose(sparse.weight.grad.scalars, dense.weight.grad.scalars, rtol: 1e-5, atol: 1e-5, "conv dW") }
+            try optD.step(dense.parameters)
+            try optS.step(sparse.parameters)
+            assertClose(sparse.weight.value.scalars, dense.weight.value.scalars, rtol: 1e-5, atol: 1e-6, "conv weights \(step)")
+        }
+        XCTAssertEqual(sparse.weight.mask?.kept, mask.kept)
+    }
 }

@@ -2,12 +2,15 @@ import Foundation
 
 /// Saving and loading whole models as safetensors with PyTorch state_dict names.
 ///
-/// Two layouts are read and written: plain (`fc1.weight` with zeros in place, plus
-/// `fc1.weight_mask` when PruneKit keeps the mask) and PyTorch's pruned form (`fc1.weight_orig` +
-/// `fc1.weight_mask`, as torch.nn.utils.prune leaves a state_dict). The architecture is recorded in
-/// the metadata (`prunekit.arch`).
+/// Three layouts are read and written: plain (`fc1.weight` with zeros in place, plus
+/// `fc1.weight_mask` when PruneKit keeps the mask), PyTorch's pruned form (`fc1.weight_orig` +
+/// `fc1.weight_mask`, as torch.nn.utils.prune leaves a state_dict) and compressed: each pruned
+/// weight as compressed sparse rows over its first dimension, `fc1.weight.crow_indices` and
+/// `fc1.weight.col_indices` (I32) and `fc1.weight.values` (F32), its shape in the metadata
+/// (`fc1.weight.shape`), ready for torch.sparse_csr_tensor. The architecture is recorded in the
+/// metadata (`prunekit.arch`).
 public enum ModelFile {
-    public enum Layout: String, Sendable { case plain, pytorchPruned }
+    public enum Layout: String, Sendable { case plain, pytorchPruned, compressed }
 
     /// The tensors of a model under its state_dict names.
     public static func stateDict(_ model: Model, layout: Layout = .plain, includeMasks: Bool = true) -> [String: Tensor] {
@@ -16,7 +19,7 @@ public enum ModelFile {
             if let mask = p.mask, includeMasks {
                 let maskTensor = try! Tensor(shape: mask.shape, scalars: mask.floats)
                 switch layout {
-                case .plain: out[name] = p.value
+                case .plain, .compressed: out[name] = p.value // (save() writes the compressed layout itself)
                 case .pytorchPruned: out[name + "_orig"] = p.value
                 }
                 out[name + "_mask"] = maskTensor
@@ -32,13 +35,68 @@ public enum ModelFile {
         var meta = extraMetadata
         meta["prunekit.arch"] = model.architecture
         meta["format"] = "pt"
-        try SafeTensors.write(stateDict(model, layout: layout), metadata: meta, to: path)
+        guard layout == .compressed else {
+            try SafeTensors.write(stateDict(model, layout: layout), metadata: meta, to: path)
+            return
+        }
+        var tensors: [String: Tensor] = [:], integers: [String: (shape: [Int], values: [Int32])] = [:]
+        for (name, p) in model.namedParameters {
+            guard p.isPruned, p.shape.count >= 2 else { tensors[name] = p.value; continue }
+            let rows = p.shape[0]
+            let c = try p.compressed ?? SparseMatrix(weight: p.value.reshaped([rows, p.count / rows]), mask: p.mask.map {
+                Mask(shape: [rows, p.count / rows], storage: $0.storage)
+            })
+            let (crow, col, values) = c.csrArrays
+            integers[name + ".crow_indices"] = ([crow.count], crow)
+            integers[name + ".col_indices"] = ([col.count], col)
+            tensors[name + ".values"] = try Tensor(shape: [values.count], scalars: values)
+            meta[name + ".shape"] = p.shape.map(String.init).joined(separator: ",")
+        }
+        meta["prunekit.layout"] = "compressed"
+        try SafeTensors.write(tensors, integers: integers, metadata: meta, to: path)
+    }
+
+    /// Turns the compressed entries of a file back into dense tensors and masks (validated).
+    static func expandCompressed(_ tensors: [String: Tensor], _ integers: [String: [Int64]], _ meta: [String: String]) throws -> [String: Tensor] {
+        var out = tensors
+        for key in tensors.keys where key.hasSuffix(".values") {
+            let name = String(key.dropLast(".values".count))
+            func bad(_ why: String) -> IOError { IOError(file: name, reason: "compressed weight: \(why)") }
+            guard let crow = integers[name + ".crow_indices"], let col = integers[name + ".col_indices"],
+                  let shape = meta[name + ".shape"].map({ $0.split(separator: ",").compactMap { Int($0) } }),
+                  shape.count >= 2, shape.allSatisfy({ $0 > 0 }) else { throw bad("needs crow_indices, col_indices and a shape") }
+            let values = tensors[key]!.scalars, rows = shape[0], cols = shape.dropFirst().reduce(1, *)
+            guard crow.count == rows + 1, crow.first == 0, crow.last == Int64(values.count), col.count == values.count
+            else { throw bad("index sizes do not match \(shape) and \(values.count) values") }
+            var dense = [Float](repeating: 0, count: rows * cols), kept = [Bool](repeating: false, count: rows * cols)
+            for r in 0..<rows {
+                guard crow[r] <= crow[r + 1] else { throw bad("crow_indices decrease at row \(r)") }
+                var last = -1
+                for j in Int(crow[r])..<Int(crow[r + 1]) {
+                    let c = Int(col[j])
+                    guard c > last, c < cols else { throw bad("column \(c) in row \(r) out of order or range") }
+                    last = c
+                    dense[r * cols + c] = values[j]
+                    kept[r * cols + c] = true
+                }
+            }
+            out[key] = nil
+            for suffix in [".crow_indices", ".col_indices"] { out[name + suffix] = nil }
+            out[name] = try Tensor(shape: shape, scalars: dense)
+            out[name + "_mask"] = try Tensor(shape: shape, scalars: kept.map { $0 ? 1 : 0 })
+        }
+        return out
     }
 
     /// Loads a model: builds its architecture (from the metadata, or `architecture` when given) and
     /// assigns every parameter, validating names and shapes before anything is changed.
     public static func load(_ path: String, architecture: String? = nil) throws -> (model: Model, metadata: [String: String]) {
-        let (tensors, meta) = try SafeTensors.read(path)
+        let all = try SafeTensors.readAll(path)
+        let meta = all.metadata
+        let tensors: [String: Tensor]
+        do { tensors = try expandCompressed(all.tensors, all.integers, meta) } catch let e as IOError {
+            throw IOError(file: path, reason: "\(e.file): \(e.reason)")
+        }
         guard let arch = architecture ?? meta["prunekit.arch"] ?? guessArchitecture(tensors) else {
             throw IOError(file: path, reason: "no 'prunekit.arch' metadata and the tensors match no known architecture")
         }

@@ -20,13 +20,27 @@ public enum SafeTensors {
 
     /// Reads every tensor of a file as f32 (F16, BF16, F64, integer and BOOL tensors are converted).
     public static func read(_ path: String) throws -> (tensors: [String: Tensor], metadata: [String: String]) {
+        let r = try readAll(path)
+        return (r.tensors, r.metadata)
+    }
+
+    /// As `read`, plus the integer tensors (I8 … I64, U8 … U64) with their exact values.
+    public static func readAll(_ path: String) throws -> (tensors: [String: Tensor], integers: [String: [Int64]], metadata: [String: String]) {
         guard FileManager.default.fileExists(atPath: path) else { throw IOError(file: path, reason: "file not found") }
         guard let data = FileManager.default.contents(atPath: path) else { throw IOError(file: path, reason: "cannot read file") }
-        return try parse(data, name: path)
+        return try parseAll(data, name: path)
     }
 
     /// Parses safetensors bytes.
     public static func parse(_ data: Data, name: String) throws -> (tensors: [String: Tensor], metadata: [String: String]) {
+        let r = try parseAll(data, name: name)
+        return (r.tensors, r.metadata)
+    }
+
+    static let integerTypes: Set<String> = ["I8", "I16", "I32", "I64", "U8", "U16", "U32", "U64"]
+
+    /// Parses safetensors bytes, keeping integer tensors exact as well.
+    public static func parseAll(_ data: Data, name: String) throws -> (tensors: [String: Tensor], integers: [String: [Int64]], metadata: [String: String]) {
         func fail(_ why: String) -> IOError { IOError(file: name, reason: why) }
         guard data.count >= 8 else { throw fail("truncated: \(data.count) bytes, no header length") }
         let b = data.startIndex
@@ -84,12 +98,26 @@ public enum SafeTensors {
             guard e.begin >= cursor else { throw fail("tensor '\(e.name)' overlaps another tensor's bytes") }
             cursor = e.end
         }
-        var tensors: [String: Tensor] = [:]
+        var tensors: [String: Tensor] = [:], integers: [String: [Int64]] = [:]
         for e in entries {
             let bytes = data.subdata(in: (b + dataStart + e.begin)..<(b + dataStart + e.end))
             tensors[e.name] = try Tensor(shape: e.shape, storage: convert(bytes, dtype: e.dtype))
+            if integerTypes.contains(e.dtype) { integers[e.name] = exactIntegers(bytes, dtype: e.dtype) }
         }
-        return (tensors, metadata)
+        return (tensors, integers, metadata)
+    }
+
+    static func exactIntegers(_ bytes: Data, dtype: String) -> [Int64] {
+        let size = dtypeSizes[dtype]!
+        let signed = dtype.hasPrefix("I")
+        return bytes.withUnsafeBytes { raw -> [Int64] in
+            (0..<(bytes.count / size)).map { i in
+                var v: UInt64 = 0
+                for k in 0..<size { v |= UInt64(raw[i * size + k]) << (8 * UInt64(k)) }
+                if signed && size < 8 && v & (1 << UInt64(8 * size - 1)) != 0 { v |= ~0 << UInt64(8 * size) } // sign-extend
+                return Int64(bitPattern: v)
+            }
+        }
     }
 
     static func convert(_ bytes: Data, dtype: String) -> FloatStorage {
@@ -116,15 +144,20 @@ public enum SafeTensors {
     }
 
     /// Serialises tensors as F32 (names sorted, data in that order) with string metadata.
-    public static func encode(_ tensors: [String: Tensor], metadata: [String: String] = [:]) throws -> Data {
+    /// Integer tensors (`integers`: name → shape and values) are written as I32.
+    public static func encode(_ tensors: [String: Tensor], integers: [String: (shape: [Int], values: [Int32])] = [:],
+                              metadata: [String: String] = [:]) throws -> Data {
         var header: [String: Any] = [:]
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         var offset = 0
-        let names = tensors.keys.sorted()
+        if let both = tensors.keys.first(where: { integers[$0] != nil }) { throw IOError(file: both, reason: "name used twice") }
+        let names = (Array(tensors.keys) + Array(integers.keys)).sorted()
         for name in names {
-            let t = tensors[name]!
-            header[name] = ["dtype": "F32", "shape": t.shape, "data_offsets": [offset, offset + 4 * t.count]] as [String: Any]
-            offset += 4 * t.count
+            let (shape, count, dtype) = tensors[name].map { ($0.shape, $0.count, "F32") }
+                ?? (integers[name]!.shape, integers[name]!.values.count, "I32")
+            guard shape.reduce(1, *) == count else { throw TensorError.countMismatch(shape: shape, count: count) }
+            header[name] = ["dtype": dtype, "shape": shape, "data_offsets": [offset, offset + 4 * count]] as [String: Any]
+            offset += 4 * count
         }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
         while json.count % 8 != 0 { json.append(0x20) } // pad with spaces, as the reference writer does
@@ -132,13 +165,17 @@ public enum SafeTensors {
         var len = UInt64(json.count).littleEndian
         withUnsafeBytes(of: &len) { out.append(contentsOf: $0) }
         out.append(json)
-        for name in names { out.append(Bytes.littleEndianData(tensors[name]!.storage)) }
+        for name in names {
+            if let t = tensors[name] { out.append(Bytes.littleEndianData(t.storage)); continue }
+            for v in integers[name]!.values { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
+        }
         return out
     }
 
     /// Writes atomically: a temporary file in the same folder, flushed, then renamed over `path`.
-    public static func write(_ tensors: [String: Tensor], metadata: [String: String] = [:], to path: String) throws {
-        try AtomicFile.write(try encode(tensors, metadata: metadata), to: path)
+    public static func write(_ tensors: [String: Tensor], integers: [String: (shape: [Int], values: [Int32])] = [:],
+                             metadata: [String: String] = [:], to path: String) throws {
+        try AtomicFile.write(try encode(tensors, integers: integers, metadata: metadata), to: path)
     }
 }
 

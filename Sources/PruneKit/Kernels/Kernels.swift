@@ -99,6 +99,16 @@ enum Kernels {
                                 dcols.base, dx.base), "col2im")
     }
 
+    /// y[c, n, p] := x[n, c, p] (x N×C×P).
+    static func nchwToCnhw(n: Int, c: Int, p: Int, x: FloatStorage, y: FloatStorage) throws {
+        try check(pk_nchw_to_cnhw_f32(Int64(n), Int64(c), Int64(p), x.base, y.base), "nchw_to_cnhw")
+    }
+
+    /// db[c] := Σ dy[n, c, p].
+    static func biasGradNCHW(n: Int, c: Int, p: Int, dy: FloatStorage, db: FloatStorage) throws {
+        try check(pk_bias_grad_nchw_f32(Int64(n), Int64(c), Int64(p), dy.base, db.base), "bias_grad_nchw")
+    }
+
     /// y (N×OC×OH×OW) := conv(x, W ⊙ M) + bias, no padding.
     static func convForward(n: Int, c: Int, h: Int, w: Int, outChannels oc: Int, kernel k: Int, stride: Int,
                             x: FloatStorage, weight: FloatStorage, mask: ByteStorage?, bias: FloatStorage?,

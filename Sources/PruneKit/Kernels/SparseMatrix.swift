@@ -14,12 +14,13 @@ public final class SparseMatrix: @unchecked Sendable {
     private let ptr: AlignedStorage<Int64>, tptr: AlignedStorage<Int64>
     private let idx: AlignedStorage<Int32>, tidx: AlignedStorage<Int32>, tperm: AlignedStorage<Int32>
 
-    /// The compressed form of `weight` (2-D) where `mask` keeps entries (all of them when nil).
+    /// The compressed form of `weight` where `mask` keeps entries (all of them when nil). A weight
+    /// of rank above 2 (a convolution's OC × C × KH × KW) is viewed as shape[0] × the rest.
     public init(weight: Tensor, mask: Mask?) throws {
-        guard weight.rank == 2 else { throw TensorError.invalidShape(weight.shape) }
+        guard weight.rank >= 2, weight.shape[0] > 0 else { throw TensorError.invalidShape(weight.shape) }
         if let mask, mask.shape != weight.shape { throw TensorError.shapeMismatch(expected: weight.shape, got: mask.shape) }
         rows = weight.shape[0]
-        cols = weight.shape[1]
+        cols = weight.count / rows
         let m = mask?.storage ?? ByteStorage(count: weight.count, repeating: 1)
         nnz = Kernels.countNonzero(m)
         values = FloatStorage(count: nnz)
@@ -65,6 +66,37 @@ public final class SparseMatrix: @unchecked Sendable {
         try Kernels.check(pk_spmm_f32(&a, 1, Int64(batch), dy.base, Int64(rows), nil, dx.base, Int64(cols)), "spmm_t")
     }
 
+    // Feature-major activations (features as rows, the b samples as columns), as convolutions hold
+    // their im2col columns.
+
+    /// yt (rows × b) = W · xt (cols × b) + bias per row.
+    func forwardFeatures(_ xt: FloatStorage, batch: Int, bias: FloatStorage?, into yt: FloatStorage) throws {
+        var a = csr
+        try Kernels.check(pk_spmm_layout_f32(&a, 0, Int32(PK_LAYOUT_FEATURES), Int64(batch), xt.base, Int64(batch),
+                                             bias.map { UnsafePointer($0.base) }, yt.base, Int64(batch)), "spmm_features")
+    }
+
+    /// dxt (cols × b) = Wᵀ · dyt (rows × b).
+    func inputGradientFeatures(_ dyt: FloatStorage, batch: Int, into dxt: FloatStorage) throws {
+        var a = csr
+        try Kernels.check(pk_spmm_layout_f32(&a, 1, Int32(PK_LAYOUT_FEATURES), Int64(batch), dyt.base, Int64(batch),
+                                             nil, dxt.base, Int64(batch)), "spmm_t_features")
+    }
+
+    /// As `weightGradient`, from feature-major dyt (rows × b) and xt (cols × b).
+    func weightGradientFeatures(dyt: FloatStorage, xt: FloatStorage, batch: Int, step: UpdateStep?, grad: FloatStorage?) throws {
+        var a = csr
+        let layout = Int32(PK_LAYOUT_FEATURES)
+        if let step {
+            var d = Kernels.describe(step, weight: values, ld: 0)
+            try Kernels.check(pk_sddmm_update_layout_f32(&a, layout, Int64(batch), dyt.base, Int64(batch), xt.base,
+                                                         Int64(batch), &d, grad?.base), "sddmm_update_features")
+        } else {
+            try Kernels.check(pk_sddmm_update_layout_f32(&a, layout, Int64(batch), dyt.base, Int64(batch), xt.base,
+                                                         Int64(batch), nil, grad?.base), "sddmm_features")
+        }
+    }
+
     /// The weight gradient at the kept entries (nnz), and, when `step` is given, that step applied to
     /// `values` with compressed state (fused: no gradient pass of its own). `grad` receives the
     /// gradient when given.
@@ -83,6 +115,11 @@ public final class SparseMatrix: @unchecked Sendable {
 }
 
 extension SparseMatrix {
+    /// The compressed-sparse-row arrays (PyTorch's crow_indices, col_indices, values).
+    public var csrArrays: (crow: [Int32], col: [Int32], values: [Float]) {
+        ((0...rows).map { Int32(ptr.base[$0]) }, (0..<nnz).map { idx.base[$0] }, values.toArray())
+    }
+
     /// The entries of a dense array (rows × cols) at this matrix's kept positions, in its order
     /// (optimizer state following a parameter into compressed form).
     func gather(_ dense: FloatStorage) -> FloatStorage {

@@ -9,6 +9,8 @@ public final class Conv2d: Layer {
     public let weight: Parameter
     public let bias: Parameter?
     private var input: Tensor?
+    /// im2col columns of the last training forward pass on the sparse path (backward reuses them).
+    private var columns: FloatStorage?
     /// Set while a calibration pass records input statistics (Wanda).
     var statistics: ActivationStatistics?
 
@@ -52,6 +54,10 @@ public final class Conv2d: Layer {
 
     func outputSize(_ h: Int, _ w: Int) -> (Int, Int) { ((h - kernelSize) / stride + 1, (w - kernelSize) / stride + 1) }
 
+    /// How the weight (viewed as OC × C·KH·KW) is executed: dense-masked, sparse on its compressed
+    /// kept entries through im2col, or (default) by the measured crossover (see `Execution`).
+    public var execution: Execution = .automatic
+
     public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
         guard x.rank == 4, x.shape[1] == inChannels, x.shape[2] >= kernelSize, x.shape[3] >= kernelSize else {
             throw LayerError.badInput(layer: summary, expected: "[batch, \(inChannels), H ≥ \(kernelSize), W ≥ \(kernelSize)]",
@@ -60,6 +66,19 @@ public final class Conv2d: Layer {
         let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         let (oh, ow) = outputSize(h, w)
         let y = Tensor(uninitialized: [n, outChannels, oh, ow])
+        if let c = try execution.prepare(weight) {
+            // im2col columns (K × N·OH·OW) times the compressed weight, then back to NCHW
+            let np = n * oh * ow
+            let cols = FloatStorage(uninitializedCount: patch * np), yt = FloatStorage(uninitializedCount: outChannels * np)
+            try Kernels.im2col(n: n, c: inChannels, h: h, w: w, kh: kernelSize, kw: kernelSize, stride: stride, x: x.storage, cols: cols)
+            try c.forwardFeatures(cols, batch: np, bias: bias?.value.storage, into: yt)
+            try Kernels.nchwToCnhw(n: outChannels, c: n, p: oh * ow, x: yt, y: y.storage)
+            input = training ? x : nil
+            columns = training ? cols : nil
+            if statistics != nil { try recordStatistics(x) }
+            return y
+        }
+        columns = nil
         try Kernels.convForward(n: n, c: inChannels, h: h, w: w, outChannels: outChannels, kernel: kernelSize,
                                 stride: stride, x: x.storage, weight: weight.value.storage, mask: weight.maskStorage,
                                 bias: bias?.value.storage, y: y.storage)
@@ -73,6 +92,33 @@ public final class Conv2d: Layer {
         let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         let (oh, ow) = outputSize(h, w)
         try dy.expectShape([n, outChannels, oh, ow])
+        if let c = weight.compressed, let cols = columns {
+            let np = n * oh * ow
+            let dyt = FloatStorage(uninitializedCount: outChannels * np)
+            try Kernels.nchwToCnhw(n: n, c: outChannels, p: oh * ow, x: dy.storage, y: dyt)
+            var dx: Tensor? = nil
+            if needInputGradient {
+                let dcols = FloatStorage(uninitializedCount: patch * np), t = Tensor(uninitialized: x.shape)
+                try c.inputGradientFeatures(dyt, batch: np, into: dcols)
+                try Kernels.col2im(n: n, c: inChannels, h: h, w: w, kh: kernelSize, kw: kernelSize, stride: stride,
+                                   dcols: dcols, dx: t.storage)
+                dx = t
+            }
+            if let bias {
+                let db = Tensor(uninitialized: [outChannels])
+                try Kernels.biasGradNCHW(n: n, c: outChannels, p: oh * ow, dy: dy.storage, db: db.storage)
+                bias.grad = db
+            }
+            if let step = weight.takePendingStep() {
+                try c.weightGradientFeatures(dyt: dyt, xt: cols, batch: np, step: step, grad: nil)
+                weight.touch()
+            } else {
+                let g = FloatStorage(uninitializedCount: c.nnz)
+                try c.weightGradientFeatures(dyt: dyt, xt: cols, batch: np, step: nil, grad: g)
+                weight.compressedGrad = g
+            }
+            return dx
+        }
         let step = weight.takePendingStep()
         let dw = step == nil ? Tensor(uninitialized: weight.shape) : nil
         let db = bias.map { _ in Tensor(uninitialized: [outChannels]) }

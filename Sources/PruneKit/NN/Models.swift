@@ -18,6 +18,14 @@ public final class Model {
     /// Number of scalar parameters.
     public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
 
+    /// Sets how every Linear and Conv2d layer executes its weight (see `Execution`).
+    public func setExecution(_ e: Execution) {
+        for (_, l) in network.layers {
+            (l as? Linear)?.execution = e
+            (l as? Conv2d)?.execution = e
+        }
+    }
+
     /// Reshapes a batch (N×features) to N×inputShape and runs the network.
     public func forward(_ x: Tensor, training: Bool = false) throws -> Tensor {
         let n = x.shape.first ?? 0

@@ -7,7 +7,7 @@ public final class Parameter: @unchecked Sendable {
         get {
             guard let c = compressed else { return stored }
             if let v = valueView, v.version == version { return v.tensor }
-            let t = try! c.dense().weight
+            let t = try! c.dense().weight.reshaped(shape)
             valueView = (version, t)
             return t
         }
@@ -44,7 +44,7 @@ public final class Parameter: @unchecked Sendable {
     /// The pruning mask; nil means nothing is pruned. A compressed parameter does not store it: it
     /// is rebuilt from the compressed form's kept positions on each read.
     public var mask: Mask? {
-        if let c = compressed { return compressedFromMask ? c.keptMask() : nil }
+        if let c = compressed { return compressedFromMask ? Mask(shape: shape, storage: c.keptMask().storage) : nil }
         return storedMask
     }
     private var storedMask: Mask?
@@ -72,7 +72,7 @@ public final class Parameter: @unchecked Sendable {
         try newValue.expectShape(shape)
         let masked = try mask.map { try newValue.masked(by: $0) } ?? newValue
         if let c = compressed {
-            compressed = try SparseMatrix(weight: masked, mask: compressedFromMask ? c.keptMask() : nil)
+            compressed = try SparseMatrix(weight: masked, mask: compressedFromMask ? Mask(shape: shape, storage: c.keptMask().storage) : nil)
         } else {
             value = masked
         }
@@ -122,8 +122,8 @@ public final class Parameter: @unchecked Sendable {
 
     private func decompress(keepingValue: Bool) {
         guard let c = compressed else { return }
-        if keepingValue { stored = try! c.dense().weight }
-        if compressedFromMask { storedMask = c.keptMask() }
+        if keepingValue { stored = try! c.dense().weight.reshaped(shape) }
+        if compressedFromMask { storedMask = Mask(shape: shape, storage: c.keptMask().storage) }
         previousCompressed = c
         compressed = nil
         compressedGrad = nil
