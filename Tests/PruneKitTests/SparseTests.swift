@@ -47,10 +47,94 @@ final class SparseTests: XCTestCase {
                 assertClose(Array(g.prefix(s.nnz)), Array(wantG.prefix(s.nnz)), rtol: 1e-5, atol: 1e-5, "\(label): weight gradient")
                 _ = try s.dense()
             }
-            // argument checks
-            XCTAssertEqual(pk_spmm_f32(&a, 1, 1, dy, Int64(rows), bias, &wantT, Int64(cols)), PK_ERR_ARG)
-            XCTAssertEqual(pk_spmm_f32(&a, 0, 1, x, Int64(cols) - 1, nil, &want, Int64(rows)), PK_ERR_SHAPE)
         }
+        // zero extents with NULL pointers are fine
+        var empty = pk_csr(rows: 0, cols: 0, nnz: 0, ptr: nil, idx: nil, val: nil, tptr: nil, tidx: nil, tperm: nil)
+        XCTAssertEqual(pk_spmm_f32(&empty, 0, 5, nil, 0, nil, nil, 0), PK_OK)
+        XCTAssertEqual(pk_spmm_f32(nil, 0, 5, nil, 0, nil, nil, 0), PK_ERR_NULL)
+        XCTAssertEqual(pk_sddmm_update_f32(&empty, 5, nil, 0, nil, 0, nil, nil), PK_OK)
+    }
+
+    /// Sizes around the 16-row vectors and 32/64-row tiles, masks 0 %, 100 %, random and 2:4,
+    /// padded leading dimensions, both layouts, one and two threads (bitwise equal).
+    func testSweepAgainstReference() throws {
+        var rng = TestRNG(68)
+        for batch in [1, 2, 15, 16, 17, 31, 32, 33, 63, 64, 65, 97] {
+            for (rows, cols) in [(1, 1), (17, 33), (40, 8)] {
+                for pattern in ["none", "all", "random", "2:4"] {
+                    let w = try Tensor(shape: [rows, cols], scalars: rng.floats(rows * cols))
+                    let kept: [Bool] = (0..<(rows * cols)).map { i in
+                        switch pattern {
+                        case "none": return false
+                        case "all": return true
+                        case "2:4": return (i % cols) % 4 < 2
+                        default: return rng.int(3) == 0
+                        }
+                    }
+                    let s = try SparseMatrix(weight: w, mask: Mask(shape: [rows, cols], kept: kept))
+                    var a = s.csr
+                    let ldx = cols + 3, ldy = rows + 2
+                    let x = rng.floats(batch * ldx), bias = rng.floats(rows)
+                    var want = [Float](repeating: 0, count: batch * ldy)
+                    XCTAssertEqual(pk_ref_spmm_f32(&a, 0, Int64(batch), x, Int64(ldx), bias, &want, Int64(ldy)), PK_OK)
+                    var got = [[Float]]()
+                    for t in [1, 2] {
+                        var y = [Float](repeating: .nan, count: batch * ldy)
+                        XCTAssertEqual(withThreads(t) { pk_spmm_f32(&a, 0, Int64(batch), x, Int64(ldx), bias, &y, Int64(ldy)) }, PK_OK)
+                        got.append(y)
+                    }
+                    XCTAssertEqual(got[0].map(\.bitPattern), got[1].map(\.bitPattern), "threads \(batch) \(rows)×\(cols) \(pattern)")
+                    let label = "batch \(batch) \(rows)×\(cols) \(pattern)"
+                    for b in 0..<batch {
+                        assertClose(Array(got[0][(b * ldy)..<(b * ldy + rows)]), Array(want[(b * ldy)..<(b * ldy + rows)]),
+                                    rtol: 1e-5, atol: 1e-5, label)
+                        XCTAssertTrue(got[0][(b * ldy + rows)..<(b * ldy + ldy)].allSatisfy(\.isNaN), "\(label): padding written")
+                    }
+                    // feature-major activations give the same numbers
+                    var xt = [Float](repeating: 0, count: cols * batch), yt = [Float](repeating: 0, count: rows * batch)
+                    for b in 0..<batch { for c in 0..<cols { xt[c * batch + b] = x[b * ldx + c] } }
+                    XCTAssertEqual(pk_spmm_layout_f32(&a, 0, Int32(PK_LAYOUT_FEATURES), Int64(batch), xt, Int64(batch), bias,
+                                                      &yt, Int64(batch)), PK_OK)
+                    for b in 0..<batch { for r in 0..<rows { XCTAssertEqual(yt[r * batch + b], got[0][b * ldy + r], "\(label) fm") } }
+                }
+            }
+        }
+    }
+
+    func testArgumentChecks() throws {
+        var rng = TestRNG(69)
+        let (rows, cols) = (6, 5)
+        let (s, _, _) = try randomSparse(rows, cols, keep: 0.5, &rng)
+        var a = s.csr
+        let x = rng.floats(2 * cols), dy = rng.floats(2 * rows), bias = rng.floats(rows)
+        var want = [Float](repeating: 0, count: 2 * rows), wantT = [Float](repeating: 0, count: 2 * cols)
+        // argument checks
+        XCTAssertEqual(pk_spmm_f32(&a, 1, 1, dy, Int64(rows), bias, &wantT, Int64(cols)), PK_ERR_ARG)
+        XCTAssertEqual(pk_spmm_f32(&a, 0, 1, x, Int64(cols) - 1, nil, &want, Int64(rows)), PK_ERR_SHAPE)
+        XCTAssertEqual(pk_spmm_f32(&a, 0, -1, x, Int64(cols), nil, &want, Int64(rows)), PK_ERR_SHAPE)
+        XCTAssertEqual(pk_spmm_layout_f32(&a, 0, 7, 1, x, Int64(cols), nil, &want, Int64(rows)), PK_ERR_SHAPE)
+        XCTAssertEqual(pk_sddmm_update_layout_f32(&a, 1, 2, dy, Int64(rows), x, Int64(cols), nil, &want), PK_ERR_ARG)
+        // an update whose weight is not the compressed values, or with bad hyper-parameters
+        var u = pk_update_desc()
+        u.kind = PK_UPDATE_SGD; u.lr = 0.1; u.w = s.values.base
+        var other = [Float](repeating: 0, count: s.nnz)
+        other.withUnsafeMutableBufferPointer { u.w = $0.baseAddress }
+        XCTAssertEqual(pk_sddmm_update_f32(&a, 2, dy, Int64(rows), x, Int64(cols), &u, nil), PK_ERR_ARG)
+        u.w = s.values.base; u.lr = .nan
+        XCTAssertEqual(pk_sddmm_update_f32(&a, 2, dy, Int64(rows), x, Int64(cols), &u, nil), PK_ERR_ARG)
+        // the mask's count must match the declared nnz
+        let w = [Float](repeating: 1, count: rows * cols), m = [UInt8](repeating: 1, count: rows * cols)
+        var ptr = [Int64](repeating: 0, count: rows + 1), tptr = [Int64](repeating: 0, count: cols + 1)
+        var idx = [Int32](repeating: 0, count: 3), tidx = idx, tperm = idx
+        var val = [Float](repeating: 0, count: 3)
+        let st = ptr.withUnsafeMutableBufferPointer { p in tptr.withUnsafeMutableBufferPointer { tp in
+            idx.withUnsafeMutableBufferPointer { i in tidx.withUnsafeMutableBufferPointer { ti in
+                tperm.withUnsafeMutableBufferPointer { pe in val.withUnsafeMutableBufferPointer { v in
+                    var small = pk_csr(rows: Int64(rows), cols: Int64(cols), nnz: 3, ptr: p.baseAddress, idx: i.baseAddress,
+                                       val: v.baseAddress, tptr: tp.baseAddress, tidx: ti.baseAddress, tperm: pe.baseAddress)
+                    return pk_csr_build_f32(&small, w, Int64(cols), m, Int64(cols)) // 30 kept, room for 3
+                } } } } } }
+        XCTAssertEqual(st, PK_ERR_SHAPE)
     }
 
     func testFusedUpdateEqualsGradientThenStep() throws {

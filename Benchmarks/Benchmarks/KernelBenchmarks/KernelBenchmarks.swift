@@ -1,12 +1,13 @@
 // Masked Linear forward / backward / training step and Conv2d on the shapes of issue 3, dense
-// and 90% sparse. Throughput is reported by package-benchmark as time per iteration; divide
+// and 90% sparse, each sparse case on both paths (dense-masked GEMM and the sparse kernels). Throughput is reported by package-benchmark as time per iteration; divide
 // 2·B·I·O by it for GFLOP/s (`prunekit bench gemm` prints that directly).
 import Benchmark
 import PruneKit
 
-func maskedLinear(_ i: Int, _ o: Int, sparsity: Double) throws -> Linear {
+func maskedLinear(_ i: Int, _ o: Int, sparsity: Double, execution: Execution = .dense) throws -> Linear {
     var g = SeededGenerator(seed: 1)
     let layer = Linear(i, o, rng: &g)
+    layer.execution = execution
     if sparsity > 0 {
         try layer.weight.setMask(Mask(shape: [o, i], kept: (0..<(i * o)).map { _ in Double(g.nextUnitFloat()) >= sparsity }))
     }
@@ -16,16 +17,16 @@ func maskedLinear(_ i: Int, _ o: Int, sparsity: Double) throws -> Linear {
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(metrics: [.wallClock, .throughput], maxDuration: .seconds(3), maxIterations: 200)
     for (b, i, o) in [(128, 784, 300), (256, 1024, 1024), (256, 4096, 4096)] {
-        for s in [0.0, 0.9] {
-            Benchmark("linear.forward B\(b) \(i)→\(o) sparsity \(s)") { bench in
-                let layer = try maskedLinear(i, o, sparsity: s)
+        for (s, e) in [(0.0, Execution.dense), (0.9, .dense), (0.9, .sparse)] {
+            Benchmark("linear.forward B\(b) \(i)→\(o) sparsity \(s) \(e)") { bench in
+                let layer = try maskedLinear(i, o, sparsity: s, execution: e)
                 var g = SeededGenerator(seed: 2)
                 let x = Tensor.uniform([b, i], -1, 1, rng: &g)
                 bench.startMeasurement()
                 for _ in bench.scaledIterations { blackHole(try layer.forward(x, training: false)) }
             }
-            Benchmark("linear.step(adam) B\(b) \(i)→\(o) sparsity \(s)") { bench in
-                let layer = try maskedLinear(i, o, sparsity: s)
+            Benchmark("linear.step(adam) B\(b) \(i)→\(o) sparsity \(s) \(e)") { bench in
+                let layer = try maskedLinear(i, o, sparsity: s, execution: e)
                 var g = SeededGenerator(seed: 2)
                 let x = Tensor.uniform([b, i], -1, 1, rng: &g)
                 let dy = Tensor.uniform([b, o], -1, 1, rng: &g)
