@@ -49,15 +49,15 @@ def part_a(a):
         td = med(lambda: x @ w.T, a.repeat)
         for s in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95):
             r = pk("bench", "spmm", "--batch", str(b), "--in", str(n), "--out", str(n), "--sparsity", str(s),
-                   "--repeat", str(a.repeat), "--threads", str(a.threads))
+                   "--repeat", str(a.repeat), "--peak-seconds", "0", "--threads", str(a.threads))
             ws = (w * (torch.rand(n, n, generator=g) >= s)).to_sparse_csr()
             tc = med(lambda: torch.sparse.mm(ws, x.T), max(1, a.repeat // 2))
             ps = r["median_seconds"]
             print(f"| {b} | {s:.2f} | {ps*1e3:.2f} | {r['dense_median_seconds']*1e3:.2f} | {td*1e3:.2f} | {tc*1e3:.2f} "
                   f"| {td/ps:.2f}× | {tc/ps:.2f}× |")
     for st in ("block", "2:4"):
-        r = pk("bench", "spmm", "--batch", "256", "--sparsity", "0.9", "--structure", st, "--repeat", str(a.repeat),
-               "--threads", str(a.threads))
+        r = pk("bench", "spmm", "--batch", "256", "--in", "4096", "--out", "4096", "--sparsity", "0.9", "--structure", st,
+               "--repeat", str(a.repeat), "--peak-seconds", "0", "--threads", str(a.threads))
         print(f"| 256 | {r['sparsity']:.2f} ({st}) | {r['median_seconds']*1e3:.2f} | {r['dense_median_seconds']*1e3:.2f} "
               f"| | | | |")
 

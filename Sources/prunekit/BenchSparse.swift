@@ -30,19 +30,11 @@ struct BenchSpmm: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spmm",
         abstract: "Sparse Linear forward Y = X·Wᵀ on the compressed kept entries, next to PruneKit's dense GEMM on the same shape.")
-    @Option(help: "Batch rows B.") var batch: Int = 256
-    @Option(name: .customLong("in"), help: "Input features I.") var inFeatures: Int = 4096
-    @Option(name: .customLong("out"), help: "Output features O.") var outFeatures: Int = 4096
-    @Option(help: "Fraction of weights pruned (unstructured and block).") var sparsity: Double = 0.9
-    @Option(help: "unstructured (random), block (4×4 blocks by norm) or N:M such as 2:4.") var structure: String = "unstructured"
-    @Option(name: .customLong("repeat"), help: "Timed repeats (median reported).") var repeats: Int = 9
-    @Flag(help: "Print one JSON object.") var json = false
-    @OptionGroup var threadOption: ThreadOption
+    @OptionGroup var shape: ShapeOptions
+    @Option(help: "unstructured (random), block (4×4 blocks by norm) or N:M such as 2:4 (--sparsity ignored).")
+    var structure: String = "unstructured"
 
     func validate() throws {
-        guard batch >= 1, inFeatures >= 1, outFeatures >= 1 else { throw ValidationError("--batch, --in and --out must be at least 1") }
-        guard sparsity >= 0, sparsity < 1 else { throw ValidationError("--sparsity must be in [0, 1)") }
-        guard repeats >= 1 else { throw ValidationError("--repeat must be at least 1") }
         guard ["unstructured", "block"].contains(structure) || nm != nil else {
             throw ValidationError("--structure must be unstructured, block or N:M (for example 2:4)")
         }
@@ -56,7 +48,9 @@ struct BenchSpmm: ParsableCommand {
 
     func run() throws {
         try guarded {
-            try threadOption.apply()
+            try shape.threadOption.apply()
+            let (batch, inFeatures, outFeatures, sparsity, repeats) = (shape.batch, shape.inFeatures, shape.outFeatures,
+                                                                       shape.sparsity, shape.repeats)
             var g = SeededGenerator(seed: 1)
             let layer = Linear(inFeatures, outFeatures, rng: &g)
             switch structure {
@@ -76,12 +70,15 @@ struct BenchSpmm: ParsableCommand {
             let tb = try medianSeconds(repeats) { _ = try layer.backward(dy, needInputGradient: true) }
             let nnz = layer.weight.compressed!.nnz
             let flops = 2 * Double(batch) * Double(inFeatures) * Double(outFeatures)
-            report(["op": "spmm_forward", "structure": structure, "batch": batch, "in": inFeatures, "out": outFeatures,
-                    "sparsity": 1 - Double(nnz) / Double(inFeatures * outFeatures), "nnz": nnz,
-                    "median_seconds": ts, "dense_median_seconds": td, "speedup": td / ts,
-                    "sparse_gflops": 2 * Double(batch) * Double(nnz) / ts / 1e9, "dense_gflops": flops / td / 1e9,
-                    "backward_median_seconds": tb, "crossover_density": SparseCrossover.density,
-                    "threads": Runtime.threads, "isa": Runtime.isa], json: json)
+            var result: [String: Any] = [
+                "op": "spmm_forward", "structure": structure, "batch": batch, "in": inFeatures, "out": outFeatures,
+                "sparsity": 1 - Double(nnz) / Double(inFeatures * outFeatures), "nnz": nnz,
+                "median_seconds": ts, "dense_median_seconds": td, "speedup": td / ts,
+                "sparse_gflops": 2 * Double(batch) * Double(nnz) / ts / 1e9, "dense_gflops": flops / td / 1e9,
+                "backward_median_seconds": tb, "crossover_density": SparseCrossover.density,
+                "threads": Runtime.threads, "isa": Runtime.isa]
+            if shape.peakSeconds > 0 { result["peak_gflops"] = Runtime.measurePeakGFLOPS(threads: Runtime.threads, seconds: shape.peakSeconds) }
+            report(result, json: shape.json)
         }
     }
 }
