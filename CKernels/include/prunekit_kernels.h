@@ -291,7 +291,7 @@ typedef struct pk_csr {
 /// pk_csr_build_f32 — fills A (rows, cols, nnz and every array allocated by the caller) from a
 ///   dense W (ldw) and mask M (ldm; 1 kept): entries in row-major order.
 /// Errors    PK_ERR_SHAPE when the mask's kept count differs from A->nnz (nothing meaningful is
-///           written then), PK_ERR_NULL, PK_ERR_ARG for cols ≥ 2³¹ or rows ≥ 2³¹.
+///           written then), PK_ERR_NULL, PK_ERR_ARG for rows, cols or nnz ≥ 2³¹.
 pk_status pk_csr_build_f32(pk_csr *A, const float *W, int64_t ldw, const uint8_t *M, int64_t ldm);
 
 /// pk_csr_to_dense_f32 — W (rows × cols, ldw) := the dense form (zeros where not kept); M (ldm) :=
@@ -301,10 +301,12 @@ pk_status pk_csr_to_dense_f32(const pk_csr *A, float *W, int64_t ldw, uint8_t *M
 /// pk_spmm_f32 — sparse × dense products with a pruned weight, for B rows of activations:
 ///   trans = 0  Y (B × rows) := X (B × cols) · Wᵀ (+ bias[r] on column r when bias is not NULL)
 ///   trans = 1  Y (B × cols) := X (B × rows) · W  (the input gradient dX = dY·W; bias must be NULL)
-/// Method    X is transposed once into scratch; for each tile of 64 batch rows each thread walks its
-///           output rows' entries, one broadcast weight × 64 activations per entry in registers.
+/// Method    X is copied once into scratch as tile-major blocks of 32 batch rows; for each tile each
+///           thread walks its output rows' entries, one broadcast weight × 32 activations per entry
+///           in registers (trans = 1 gathers the values into transposed order once first).
 /// Threads   threads own disjoint output columns; identical bits for any thread count.
-/// Errors    PK_ERR_SHAPE, PK_ERR_NULL, PK_ERR_NOMEM. Reference pk_ref_spmm_f32.
+/// Errors    PK_ERR_SHAPE, PK_ERR_NULL, PK_ERR_NOMEM, PK_ERR_ALIAS (X and Y overlap), PK_ERR_ARG (bias
+///           with trans = 1). Reference pk_ref_spmm_f32.
 pk_status pk_spmm_f32(const pk_csr *A, int trans, int64_t B, const float *X, int64_t ldx, const float *bias,
                       float *Y, int64_t ldy);
 
@@ -314,7 +316,8 @@ pk_status pk_spmm_f32(const pk_csr *A, int trans, int64_t B, const float *X, int
 ///   PK_LAYOUT_FEATURES    both (for pk_sddmm_update_layout_f32: dY rows × B and X cols × B)
 enum { PK_LAYOUT_X_FEATURES = 1, PK_LAYOUT_Y_FEATURES = 2, PK_LAYOUT_FEATURES = 3 };
 
-/// pk_spmm_layout_f32 — pk_spmm_f32 with the activation layouts above (layout 0 = pk_spmm_f32).
+/// pk_spmm_layout_f32 — pk_spmm_f32 with the activation layouts above (layout 0 = pk_spmm_f32;
+///           PK_ERR_ARG for another value).
 pk_status pk_spmm_layout_f32(const pk_csr *A, int trans, int layout, int64_t B, const float *X, int64_t ldx,
                              const float *bias, float *Y, int64_t ldy);
 
@@ -324,7 +327,8 @@ pk_status pk_spmm_layout_f32(const pk_csr *A, int trans, int layout, int64_t B, 
 ///   A->val, u->ld is ignored) — fused: each row is updated as soon as its gradient is complete.
 ///   u may be NULL (gradient only). g (nnz) receives the gradient when not NULL.
 /// Shapes    dY B × rows (lddy), X B × cols (ldx).
-/// Threads   identical bits for any thread count. Errors as pk_update_f32, PK_ERR_NOMEM.
+/// Threads   identical bits for any thread count. Errors as pk_update_f32 (PK_ERR_ALIAS when g, m, v
+///           and the values overlap; PK_ERR_ARG when u->w is not A->val), PK_ERR_NOMEM.
 ///   Reference pk_ref_sddmm_f32 (gradient only).
 pk_status pk_sddmm_update_f32(const pk_csr *A, int64_t B, const float *dY, int64_t lddy, const float *X, int64_t ldx,
                               const pk_update_desc *u, float *g);

@@ -7,11 +7,13 @@
 
 // An unsigned key that orders like the score: |x| for magnitudes; for raw scores the IEEE bit
 // pattern with negatives reversed, so any finite float array works as importance.
+// Integer operations only: float arithmetic would flush denormals to zero inside kernel threads
+// (FTZ/DAZ), so the key of a denormal would depend on the thread and the instruction set.
 static inline uint32_t key_of(int use_abs, float x) {
-    float v = use_abs ? fabsf(x) : x + 0.0f; // x + 0 turns −0.0 into +0.0: equal scores, equal keys
     uint32_t b;
-    memcpy(&b, &v, 4);
-    if (use_abs) return b;
+    memcpy(&b, &x, 4);
+    if (use_abs) return b & 0x7FFFFFFFu;
+    if (b == 0x80000000u) b = 0; // −0.0 and +0.0: equal scores, equal keys
     return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 

@@ -2,12 +2,13 @@
 // dense products for the forward pass and the input gradient, and the weight gradient at the kept
 // entries only (SDDMM) fused with the optimizer step on compressed state.
 //
-// Layout of the products: activations are transposed once into scratch (XT: cols × Bp, Bp = B
-// rounded up to 16, zero padded), so the (up to) 64 batch values an entry multiplies are
-// contiguous. For each tile a thread walks the entries of its output rows: one broadcast weight ×
-// 64 activations (four 16-lane FMAs with AVX-512) per entry, the row's 64 sums in registers. A
-// tile of XT is cols × 64 floats (1 MiB for 4096 inputs): it stays in each core's L2 while the
-// entries stream by. Rows are split between threads by entry count (each row computed the same
+// Layout of the products: activations are copied once into scratch as tile-major blocks (each tile
+// of TILE = 32 batch rows is one contiguous cols × 32 block, batch rounded up to 16 and zero
+// padded), so the 32 batch values an entry multiplies are contiguous. For each tile a thread walks
+// the entries of its output rows: one broadcast weight × 32 activations (two 16-lane FMAs with
+// AVX-512, two entries in flight) per entry, the row's sums in registers. A tile is cols × 32
+// floats (512 KiB for 4096 inputs): it stays in each core's L2 while the entries stream by. The
+// weight gradient uses tiles of STILE = 64 rows (fewer horizontal sums). Rows are split between threads by entry count (each row computed the same
 // way by whoever owns it), so results never depend on the thread count.
 #include "optim_internal.h"
 #include <immintrin.h>
@@ -25,7 +26,7 @@ pk_status pk_csr_build_f32(pk_csr *A, const float *W, int64_t ldw, const uint8_t
     if (!A || !W || !M) return PK_ERR_NULL;
     const int64_t R = A->rows, C = A->cols;
     if (R < 0 || C < 0 || A->nnz < 0 || ldw < C || ldm < C) return PK_ERR_SHAPE;
-    if (R >= ((int64_t)1 << 31) || C >= ((int64_t)1 << 31)) return PK_ERR_ARG;
+    if (R >= ((int64_t)1 << 31) || C >= ((int64_t)1 << 31) || A->nnz >= ((int64_t)1 << 31)) return PK_ERR_ARG;
     if (!A->ptr || !A->tptr || (A->nnz > 0 && (!A->idx || !A->val || !A->tidx || !A->tperm))) return PK_ERR_NULL;
     int64_t n = 0;
     memset(A->tptr, 0, (size_t)(C + 1) * sizeof(int64_t));
@@ -200,8 +201,6 @@ static PK_ALWAYS_INLINE void spmm_part_body(void *v, int64_t p0, int64_t p1) {
     }
 SPMM_ROW_AVX512(1)
 SPMM_ROW_AVX512(2)
-SPMM_ROW_AVX512(3)
-SPMM_ROW_AVX512(4)
 
 PK_TARGET_AVX512 static void spmm_part_avx512(void *v, int64_t p0, int64_t p1) {
     const spmm_ctx *c = v;
@@ -212,12 +211,8 @@ PK_TARGET_AVX512 static void spmm_part_avx512(void *v, int64_t p0, int64_t p1) {
             for (int64_t r0 = c->bounds[p]; r0 < c->bounds[p + 1]; r0 += GROUP) {
                 const int64_t nr = PK_MIN(GROUP, c->bounds[p + 1] - r0);
                 for (int64_t i = 0; i < nr; i++) {
-                    switch (nv) {
-                    case 1: spmm_row_avx512_1(c, r0 + i, b0, tile[i]); break;
-                    case 2: spmm_row_avx512_2(c, r0 + i, b0, tile[i]); break;
-                    case 3: spmm_row_avx512_3(c, r0 + i, b0, tile[i]); break;
-                    default: spmm_row_avx512_4(c, r0 + i, b0, tile[i]); break;
-                    }
+                    if (nv == 1) spmm_row_avx512_1(c, r0 + i, b0, tile[i]);
+                    else spmm_row_avx512_2(c, r0 + i, b0, tile[i]);
                 }
                 store_block(c, tile, r0, nr, b0, PK_MIN(TILE, c->B - b0));
             }
@@ -245,7 +240,8 @@ pk_status pk_spmm_layout_f32(const pk_csr *A, int trans, int layout, int64_t B, 
     if (!A) return PK_ERR_NULL;
     const int in_fm = layout & PK_LAYOUT_X_FEATURES, out_fm = (layout & PK_LAYOUT_Y_FEATURES) != 0;
     const int64_t in = trans ? A->rows : A->cols, out = trans ? A->cols : A->rows;
-    if (B < 0 || in < 0 || out < 0 || layout < 0 || layout > 3) return PK_ERR_SHAPE;
+    if (layout < 0 || layout > PK_LAYOUT_FEATURES) return PK_ERR_ARG;
+    if (B < 0 || in < 0 || out < 0) return PK_ERR_SHAPE;
     if (ldx < (in_fm ? B : in) || ldy < (out_fm ? B : out)) return PK_ERR_SHAPE;
     if (trans && bias) return PK_ERR_ARG;
     if (B == 0 || out == 0) return PK_OK;
@@ -365,6 +361,9 @@ pk_status pk_sddmm_update_layout_f32(const pk_csr *A, int layout, int64_t B, con
     if (!dY || !X || !A->ptr || !A->idx || !A->val) return PK_ERR_NULL;
     const size_t nb = (size_t)A->nnz * 4;
     if (g && (pk_overlaps(g, nb, A->val, nb) || (u && (pk_overlaps(g, nb, u->m, nb) || pk_overlaps(g, nb, u->v, nb)))))
+        return PK_ERR_ALIAS;
+    if (u && (pk_overlaps(u->m, nb, A->val, nb) || pk_overlaps(u->v, nb, A->val, nb) ||
+              (u->kind == PK_UPDATE_ADAM && pk_overlaps(u->m, nb, u->v, nb))))
         return PK_ERR_ALIAS;
     if (B == 0) {
         // no samples: a zero gradient (the step still applies weight decay and momentum)

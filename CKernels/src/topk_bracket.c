@@ -113,9 +113,10 @@ PK_TARGET_AVX512 static void mark_range_avx512(void *v, int64_t sb, int64_t se) 
             int64_t i = b;
             for (; i + 16 <= e; i += 16) {
                 __m512i raw = _mm512_castps_si512(_mm512_loadu_ps(xs + i));
-                // + 0.0 turns −0.0 into +0.0, as key_of() does; then the same keys as key_of()
-                __m512i bits = _mm512_castps_si512(_mm512_add_ps(_mm512_castsi512_ps(raw), _mm512_setzero_ps()));
-                __m512i k = c->use_abs ? _mm512_and_si512(bits, absmask)
+                // the same keys as key_of(), with integer operations only: −0.0 → +0.0, then |x| bits
+                // or signed floats mapped to an unsigned order
+                __m512i bits = _mm512_mask_mov_epi32(raw, _mm512_cmpeq_epi32_mask(raw, top), _mm512_setzero_si512());
+                __m512i k = c->use_abs ? _mm512_and_si512(raw, absmask)
                                        : _mm512_xor_si512(bits, _mm512_or_si512(_mm512_srai_epi32(bits, 31), top));
                 __m128i mb = _mm_loadu_si128((const __m128i *)(m + i));
                 __mmask16 kp = _mm_test_epi8_mask(mb, mb);

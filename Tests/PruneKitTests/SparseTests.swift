@@ -112,7 +112,7 @@ final class SparseTests: XCTestCase {
         XCTAssertEqual(pk_spmm_f32(&a, 1, 1, dy, Int64(rows), bias, &wantT, Int64(cols)), PK_ERR_ARG)
         XCTAssertEqual(pk_spmm_f32(&a, 0, 1, x, Int64(cols) - 1, nil, &want, Int64(rows)), PK_ERR_SHAPE)
         XCTAssertEqual(pk_spmm_f32(&a, 0, -1, x, Int64(cols), nil, &want, Int64(rows)), PK_ERR_SHAPE)
-        XCTAssertEqual(pk_spmm_layout_f32(&a, 0, 7, 1, x, Int64(cols), nil, &want, Int64(rows)), PK_ERR_SHAPE)
+        XCTAssertEqual(pk_spmm_layout_f32(&a, 0, 7, 1, x, Int64(cols), nil, &want, Int64(rows)), PK_ERR_ARG)
         XCTAssertEqual(pk_sddmm_update_layout_f32(&a, 1, 2, dy, Int64(rows), x, Int64(cols), nil, &want), PK_ERR_ARG)
         // an update whose weight is not the compressed values, or with bad hyper-parameters
         var u = pk_update_desc()
@@ -218,11 +218,26 @@ final class SparseTests: XCTestCase {
         let x = try Tensor(shape: [4, 120], scalars: rng.floats(480))
         assertClose(try sparse(x).scalars, try dense(x).scalars, rtol: 1e-4, atol: 1e-5, "after decompressing")
         XCTAssertNil(sparse.weight.compressed)
-        optS.prepareFusedStep(sparse.parameters)
+        // one more step on both, the formerly sparse layer now dense: its moments were scattered
+        // back, not reset, so both layers still agree
+        let dy = try Tensor(shape: [4, 50], scalars: rng.floats(200))
+        for (layer, opt) in [(sparse, optS), (dense, optD)] {
+            _ = try layer.forward(x, training: true)
+            opt.prepareFusedStep(layer.parameters)
+            _ = try layer.backward(dy, needInputGradient: false)
+            try opt.step(layer.parameters)
+        }
+        XCTAssertNil(sparse.weight.compressed)
+        assertClose(optS.moments(of: sparse.weight)!.v.scalars, optD.moments(of: dense.weight)!.v.scalars, rtol: 1e-4, atol: 1e-9,
+                    "second moments after returning to dense")
+        assertClose(sparse.weight.value.scalars, dense.weight.value.scalars, rtol: 1e-4, atol: 1e-5, "weights after returning to dense")
+        // a step armed before the forward pass that changes the form is refused, not misapplied
+        let late = try Adam(learningRate: 0.01)
+        late.prepareFusedStep(sparse.parameters)
+        sparse.execution = .sparse
         _ = try sparse.forward(x, training: true)
-        _ = try sparse.backward(try Tensor(shape: [4, 50], scalars: rng.floats(200)), needInputGradient: false)
-        try optS.step(sparse.parameters) // dense-layout moments again: no crash, no reset
-        XCTAssertEqual(optS.moments(of: sparse.weight)!.m.count, 6000)
+        _ = try sparse.backward(dy, needInputGradient: false)
+        XCTAssertThrowsError(try late.step(sparse.parameters))
     }
 
     func testCompressedParameterHoldsAFractionOfTheMemory() throws {

@@ -134,6 +134,26 @@ final class TopKTests: XCTestCase {
         XCTAssertEqual(nm, [1, 0, 0, 1])
     }
 
+    func testDenormalScoresOrderAsTheReferenceDoes() {
+        // denormals are not zero: keys come from integer operations, whatever FTZ/DAZ says
+        var rng = TestRNG(50)
+        let n = 1_200_000
+        let x = (0..<n).map { _ -> Float in
+            switch rng.int(4) {
+            case 0: return 0
+            case 1: return Float(bitPattern: UInt32(1 + rng.int(1000))) * (rng.int(2) == 0 ? 1 : -1) // denormal
+            default: return rng.g.uniform(-1, 1)
+            }
+        }
+        forEachISA { isa in
+            for useAbs in [true, false] {
+                for k in [n / 3, n / 2] {
+                    _ = compare([x], [[UInt8](repeating: 1, count: n)], k: k, useAbs: useAbs, label: "\(isa) denormals abs=\(useAbs) k=\(k)")
+                }
+            }
+        }
+    }
+
     func testThreadCountNeverChangesTheMask() {
         var rng = TestRNG(45)
         let x = [rng.floats(2_200_000), rng.floats(300_000)]

@@ -65,12 +65,19 @@ public enum ModelFile {
             guard let crow = integers[name + ".crow_indices"], let col = integers[name + ".col_indices"],
                   let shape = meta[name + ".shape"].map({ $0.split(separator: ",").compactMap { Int($0) } }),
                   shape.count >= 2, shape.allSatisfy({ $0 > 0 }) else { throw bad("needs crow_indices, col_indices and a shape") }
-            let values = tensors[key]!.scalars, rows = shape[0], cols = shape.dropFirst().reduce(1, *)
+            let values = tensors[key]!.scalars, rows = shape[0]
+            var cols = 1
+            for d in shape.dropFirst() {
+                let (p, o) = cols.multipliedReportingOverflow(by: d)
+                guard !o, p <= Int(Int32.max) else { throw bad("shape \(shape) is too large") }
+                cols = p
+            }
+            guard rows <= Int(Int32.max) / max(cols, 1) else { throw bad("shape \(shape) is too large") }
             guard crow.count == rows + 1, crow.first == 0, crow.last == Int64(values.count), col.count == values.count
             else { throw bad("index sizes do not match \(shape) and \(values.count) values") }
+            for r in 0..<rows where !(crow[r] <= crow[r + 1]) { throw bad("crow_indices decrease at row \(r)") }
             var dense = [Float](repeating: 0, count: rows * cols), kept = [Bool](repeating: false, count: rows * cols)
             for r in 0..<rows {
-                guard crow[r] <= crow[r + 1] else { throw bad("crow_indices decrease at row \(r)") }
                 var last = -1
                 for j in Int(crow[r])..<Int(crow[r + 1]) {
                     let c = Int(col[j])

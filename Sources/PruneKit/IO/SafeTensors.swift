@@ -24,7 +24,8 @@ public enum SafeTensors {
         return (r.tensors, r.metadata)
     }
 
-    /// As `read`, plus the integer tensors (I8 … I64, U8 … U64) with their exact values.
+    /// As `read`, plus the integer tensors with their exact values (I8 … I64, U8 … U32; U64 values
+    /// above 2⁶³ − 1 wrap to negative).
     public static func readAll(_ path: String) throws -> (tensors: [String: Tensor], integers: [String: [Int64]], metadata: [String: String]) {
         guard FileManager.default.fileExists(atPath: path) else { throw IOError(file: path, reason: "file not found") }
         guard let data = FileManager.default.contents(atPath: path) else { throw IOError(file: path, reason: "cannot read file") }

@@ -88,6 +88,7 @@ public final class SparseMatrix: @unchecked Sendable {
         var a = csr
         let layout = Int32(PK_LAYOUT_FEATURES)
         if let step {
+            precondition(step.fits(nnz), "optimizer state of another form")
             var d = Kernels.describe(step, weight: values, ld: 0)
             try Kernels.check(pk_sddmm_update_layout_f32(&a, layout, Int64(batch), dyt.base, Int64(batch), xt.base,
                                                          Int64(batch), &d, grad?.base), "sddmm_update_features")
@@ -103,7 +104,7 @@ public final class SparseMatrix: @unchecked Sendable {
     func weightGradient(dy: FloatStorage, x: FloatStorage, batch: Int, step: UpdateStep?, grad: FloatStorage?) throws {
         var a = csr
         if let step {
-            precondition(step.first.map { $0.count == nnz } ?? true, "optimizer state of the dense size")
+            precondition(step.fits(nnz), "optimizer state of another form")
             var d = Kernels.describe(step, weight: values, ld: 0)
             try Kernels.check(pk_sddmm_update_f32(&a, Int64(batch), dy.base, Int64(rows), x.base, Int64(cols), &d,
                                                   grad?.base), "sddmm_update")

@@ -18,4 +18,7 @@ struct UpdateStep {
     var first: FloatStorage?
     /// Adam second moment.
     var second: FloatStorage?
+
+    /// Whether the state buffers hold `n` entries (the parameter's current form).
+    func fits(_ n: Int) -> Bool { (first.map { $0.count == n } ?? true) && (second.map { $0.count == n } ?? true) }
 }

@@ -21,7 +21,7 @@ public enum Execution: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .dense: sparse = false
         case .sparse: sparse = true
-        case .automatic: sparse = (weight.mask != nil || weight.compressed != nil) && weight.keptFraction <= SparseCrossover.density
+        case .automatic: sparse = (weight.compressed != nil || weight.isPruned) && weight.keptFraction <= SparseCrossover.density
         }
         if sparse {
             if weight.compressed == nil { try weight.compress() }

@@ -39,8 +39,6 @@ public final class Parameter: @unchecked Sendable {
     public private(set) var compressed: SparseMatrix? { didSet { touch(); valueView = nil; gradView = nil } }
     /// The gradient at the kept entries, in the compressed form's order (compressed form only).
     var compressedGrad: FloatStorage? { didSet { touch() } }
-    /// The compressed form this parameter last left (so optimizer state can follow it back).
-    private(set) weak var previousCompressed: SparseMatrix?
     /// The pruning mask; nil means nothing is pruned. A compressed parameter does not store it: it
     /// is rebuilt from the compressed form's kept positions on each read.
     public var mask: Mask? {
@@ -63,7 +61,7 @@ public final class Parameter: @unchecked Sendable {
     public let shape: [Int]
     public var count: Int { shape.reduce(1, *) }
     /// True when a mask is attached.
-    public var isPruned: Bool { mask != nil }
+    public var isPruned: Bool { compressed != nil ? compressedFromMask : storedMask != nil }
     /// The mask, or all ones when none is attached.
     public var effectiveMask: Mask { mask ?? Mask(ones: shape) }
 
@@ -105,7 +103,7 @@ public final class Parameter: @unchecked Sendable {
     /// Stores only the kept entries (a 2-D weight): the dense value and gradient are released, layers
     /// run sparse kernels on the compressed form, and optimizers keep state for kept entries only.
     /// `value`, `mask` and export still see the dense view. Optimizer state already held for this
-    /// parameter follows the change (`adaptState`).
+    /// parameter follows the change at the optimizer's next step (`adaptState`).
     public func compress() throws {
         guard compressed == nil else { return }
         let c = try SparseMatrix(weight: stored, mask: storedMask)
@@ -124,7 +122,6 @@ public final class Parameter: @unchecked Sendable {
         guard let c = compressed else { return }
         if keepingValue { stored = try! c.dense().weight.reshaped(shape) }
         if compressedFromMask { storedMask = Mask(shape: shape, storage: c.keptMask().storage) }
-        previousCompressed = c
         compressed = nil
         compressedGrad = nil
         grad = Tensor(zeros: shape)
@@ -144,20 +141,22 @@ public final class Parameter: @unchecked Sendable {
     /// Number of entries an optimizer keeps state for: the kept entries when compressed.
     var stateCount: Int { compressed?.nnz ?? count }
 
-    /// Optimizer state `s` laid out for the parameter's current form: gathered to the kept entries
-    /// after `compress()`, scattered back to the dense layout after `decompress()`, zeros when it
-    /// fits neither.
-    func adaptState(_ s: FloatStorage) -> FloatStorage {
-        if s.count == stateCount { return s }
-        if let c = compressed, s.count == count { return c.gather(s) }
-        if compressed == nil, let c = previousCompressed, s.count == c.nnz, c.rows * c.cols == count { return c.scatter(s) }
-        return FloatStorage(count: stateCount)
+    /// Optimizer state `s`, laid out for `layout` (a compressed form, or nil for the dense layout),
+    /// brought to the parameter's current form: scattered out of the old compressed form, gathered
+    /// into the current one. Zeros when `s` does not fit `layout` (a state of another parameter).
+    func adaptState(_ s: FloatStorage, from layout: SparseMatrix?) -> FloatStorage {
+        if layout === compressed && s.count == stateCount { return s }
+        guard s.count == (layout?.nnz ?? count), layout.map({ $0.rows * $0.cols == count }) ?? true else {
+            return FloatStorage(count: stateCount)
+        }
+        let dense = layout.map { $0.scatter(s) } ?? s
+        return compressed.map { $0.gather(dense) } ?? dense
     }
 
-    /// Optimizer state in the dense layout (a copy; zeros at pruned entries) for checkpoints.
-    func denseState(_ s: FloatStorage) -> FloatStorage {
-        if let c = compressed, s.count == c.nnz { return c.scatter(s) }
-        return s.copy()
+    /// Optimizer state laid out for `layout`, as a dense copy (zeros at pruned entries) for checkpoints.
+    func denseState(_ s: FloatStorage, from layout: SparseMatrix?) -> FloatStorage {
+        if let c = layout, s.count == c.nnz { return c.scatter(s) }
+        return s.count == count ? s.copy() : FloatStorage(count: count)
     }
 
     /// Bytes this parameter holds: the dense value and gradient, or the compressed form and its
@@ -177,9 +176,10 @@ public final class Parameter: @unchecked Sendable {
     var fusedStepApplied = false
 
     /// Takes the armed step if any: the layer applies it during backward. The gradient is then not
-    /// materialised (`grad` keeps its previous value).
+    /// materialised (`grad` keeps its previous value). A step armed for another form (the layer
+    /// changed form after arming) is not taken: the layer computes the gradient instead.
     func takePendingStep() -> UpdateStep? {
-        guard let s = pendingStep, !fusedStepApplied else { return nil }
+        guard let s = pendingStep, !fusedStepApplied, s.fits(stateCount) else { return nil }
         if compressed == nil { stored.makeUnique() }
         fusedStepApplied = true
         return s

@@ -25,6 +25,10 @@ extension Optimizer {
             defer { p.pendingStep = nil; p.fusedStepApplied = false }
             if p.fusedStepApplied { continue }
             let u = p.pendingStep ?? make(p)
+            guard u.fits(p.stateCount) else {
+                throw OptimizerError.invalidHyperparameter(
+                    "a parameter changed between dense and compressed form after prepareFusedStep; arm steps after the forward pass")
+            }
             if let c = p.compressed {
                 // compressed form: the gradient and state hold the kept entries only
                 guard let g = p.compressedGrad else { continue }
@@ -60,8 +64,9 @@ public final class SGD: Optimizer {
     public let momentum: Float
     public let weightDecay: Float
     public let nesterov: Bool
-    private var velocity: [ObjectIdentifier: FloatStorage] = [:]
-    public var stateBytes: Int { velocity.values.reduce(0) { $0 + $1.count * 4 } }
+    /// Velocity per parameter, with the compressed form it is laid out for (nil: dense).
+    private var velocity: [ObjectIdentifier: (v: FloatStorage, layout: SparseMatrix?)] = [:]
+    public var stateBytes: Int { velocity.values.reduce(0) { $0 + $1.v.count * 4 } }
 
     public init(learningRate: Float, momentum: Float = 0, weightDecay: Float = 0, nesterov: Bool = false) throws {
         guard learningRate.isFinite, learningRate >= 0 else { throw OptimizerError.invalidHyperparameter("learning rate \(learningRate)") }
@@ -77,8 +82,9 @@ public final class SGD: Optimizer {
         var v: FloatStorage? = nil
         if momentum != 0 {
             let key = ObjectIdentifier(p)
-            velocity[key] = velocity[key].map(p.adaptState) ?? FloatStorage(count: p.stateCount)
-            v = velocity[key]
+            let s = velocity[key].map { p.adaptState($0.v, from: $0.layout) } ?? FloatStorage(count: p.stateCount)
+            velocity[key] = (s, p.compressed)
+            v = s
         }
         return UpdateStep(kind: .sgd, learningRate: learningRate, momentum: momentum, weightDecay: weightDecay,
                           nesterov: nesterov, first: v)
@@ -90,16 +96,18 @@ public final class SGD: Optimizer {
     public func exportState(_ parameters: [(name: String, parameter: Parameter)]) -> (tensors: [String: Tensor], metadata: [String: String]) {
         var t: [String: Tensor] = [:]
         for (n, p) in parameters {
-            if let v = velocity[ObjectIdentifier(p)] { t["optim.\(n).velocity"] = try! Tensor(shape: p.shape, storage: p.denseState(v)) }
+            if let v = velocity[ObjectIdentifier(p)] {
+                t["optim.\(n).velocity"] = try! Tensor(shape: p.shape, storage: p.denseState(v.v, from: v.layout))
+            }
         }
         return (t, ["optim.kind": "sgd"])
     }
 
     public func importState(_ parameters: [(name: String, parameter: Parameter)], tensors: [String: Tensor], metadata: [String: String]) throws {
         guard metadata["optim.kind"] == "sgd" else { throw OptimizerError.invalidHyperparameter("checkpoint holds \(metadata["optim.kind"] ?? "no") optimizer state, not sgd") }
-        var next: [ObjectIdentifier: FloatStorage] = [:]
+        var next: [ObjectIdentifier: (v: FloatStorage, layout: SparseMatrix?)] = [:]
         for (n, p) in parameters {
-            if let v = tensors["optim.\(n).velocity"] { try v.expectShape(p.shape); next[ObjectIdentifier(p)] = p.adaptState(v.storage.copy()) }
+            if let v = tensors["optim.\(n).velocity"] { try v.expectShape(p.shape); next[ObjectIdentifier(p)] = (p.adaptState(v.storage.copy(), from: nil), p.compressed) }
         }
         velocity = next
     }
@@ -113,7 +121,8 @@ public class Adam: Optimizer {
     public let epsilon: Float
     public let weightDecay: Float
     let decoupled: Bool
-    private var state: [ObjectIdentifier: (m: FloatStorage, v: FloatStorage, t: Int)] = [:]
+    /// Moments and step count per parameter, with the compressed form they are laid out for (nil: dense).
+    private var state: [ObjectIdentifier: (m: FloatStorage, v: FloatStorage, t: Int, layout: SparseMatrix?)] = [:]
     public var stateBytes: Int { state.values.reduce(0) { $0 + ($1.m.count + $1.v.count) * 4 } }
 
     public convenience init(learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999,
@@ -137,9 +146,10 @@ public class Adam: Optimizer {
 
     func makeStep(_ p: Parameter) -> UpdateStep {
         let key = ObjectIdentifier(p)
-        var s = state[key] ?? (FloatStorage(count: p.stateCount), FloatStorage(count: p.stateCount), 0)
-        s.m = p.adaptState(s.m) // follows the parameter between dense and compressed form
-        s.v = p.adaptState(s.v)
+        var s = state[key] ?? (FloatStorage(count: p.stateCount), FloatStorage(count: p.stateCount), 0, p.compressed)
+        s.m = p.adaptState(s.m, from: s.layout) // follows the parameter between dense and compressed form
+        s.v = p.adaptState(s.v, from: s.layout)
+        s.layout = p.compressed
         s.t += 1
         state[key] = s
         return UpdateStep(kind: .adam, learningRate: learningRate, weightDecay: weightDecay, beta1: beta1, beta2: beta2,
@@ -154,8 +164,8 @@ public class Adam: Optimizer {
         var meta = ["optim.kind": decoupled ? "adamw" : "adam"]
         for (n, p) in parameters {
             guard let s = state[ObjectIdentifier(p)] else { continue }
-            t["optim.\(n).m"] = try! Tensor(shape: p.shape, storage: p.denseState(s.m))
-            t["optim.\(n).v"] = try! Tensor(shape: p.shape, storage: p.denseState(s.v))
+            t["optim.\(n).m"] = try! Tensor(shape: p.shape, storage: p.denseState(s.m, from: s.layout))
+            t["optim.\(n).v"] = try! Tensor(shape: p.shape, storage: p.denseState(s.v, from: s.layout))
             meta["optim.\(n).t"] = "\(s.t)"
         }
         return (t, meta)
@@ -166,12 +176,13 @@ public class Adam: Optimizer {
         guard metadata["optim.kind"] == kind else {
             throw OptimizerError.invalidHyperparameter("checkpoint holds \(metadata["optim.kind"] ?? "no") optimizer state, not \(kind)")
         }
-        var next: [ObjectIdentifier: (m: FloatStorage, v: FloatStorage, t: Int)] = [:]
+        var next: [ObjectIdentifier: (m: FloatStorage, v: FloatStorage, t: Int, layout: SparseMatrix?)] = [:]
         for (n, p) in parameters {
             guard let m = tensors["optim.\(n).m"], let v = tensors["optim.\(n).v"], let t = metadata["optim.\(n).t"].flatMap(Int.init) else { continue }
             try m.expectShape(p.shape)
             try v.expectShape(p.shape)
-            next[ObjectIdentifier(p)] = (p.adaptState(m.storage.copy()), p.adaptState(v.storage.copy()), t)
+            next[ObjectIdentifier(p)] = (p.adaptState(m.storage.copy(), from: nil), p.adaptState(v.storage.copy(), from: nil), t,
+                                         p.compressed)
         }
         state = next
     }
@@ -179,7 +190,8 @@ public class Adam: Optimizer {
     /// First and second moments of a parameter (nil before its first step).
     public func moments(of p: Parameter) -> (m: Tensor, v: Tensor)? {
         guard let s = state[ObjectIdentifier(p)] else { return nil }
-        return (try! Tensor(shape: p.shape, storage: p.denseState(s.m)), try! Tensor(shape: p.shape, storage: p.denseState(s.v)))
+        return (try! Tensor(shape: p.shape, storage: p.denseState(s.m, from: s.layout)),
+                try! Tensor(shape: p.shape, storage: p.denseState(s.v, from: s.layout)))
     }
 
     /// Forgets all moments (for example after a structural change).
