@@ -271,6 +271,37 @@ pk_status pk_linear_weight_update_f32(int64_t O, int64_t I, int64_t B, const flo
                                       const pk_update_desc *u, float *dW, int64_t ldd);
 
 // ------------------------------------------------------------------------------------------------
+// Transformer encoder pieces (src/transformer.c; reference src/ref/transformer_ref.c). Activations
+// are token rows: B sequences of T tokens, row b·T + t.
+
+/// pk_bert_embeddings_f32 — out[b·T + t] := word[ids[b·T + t]] + pos[t] + type0 (n each).
+/// Shapes    ids B·T (int32), word vocab × n, pos positions × n (T ≤ positions), type0 n, out B·T × n.
+/// Errors    PK_ERR_ARG when an id is outside [0, vocab) (nothing written), PK_ERR_SHAPE, PK_ERR_NULL.
+pk_status pk_bert_embeddings_f32(int64_t B, int64_t T, int64_t n, const int32_t *ids, int64_t vocab, const float *word,
+                                 int64_t positions, const float *pos, const float *type0, float *out);
+
+/// pk_layernorm_f32 — y := (x − mean) / sqrt(var + eps) · gamma + beta per row of n (biased variance,
+///   statistics in double). rows × n, ldx, ldy ≥ n; y may equal x (in place).
+pk_status pk_layernorm_f32(int64_t rows, int64_t n, const float *x, int64_t ldx, const float *gamma, const float *beta,
+                           float eps, float *y, int64_t ldy);
+
+/// pk_gelu_f32 — y := x · Φ(x) = 0.5·x·(1 + erf(x/√2)) (BERT's exact GELU); y may equal x.
+pk_status pk_gelu_f32(int64_t n, const float *x, float *y);
+
+/// pk_attention_f32 — multi-head self-attention of B sequences of T tokens, H heads of D:
+///   for token t, head h: out[t, h] := head_mask[h] · Σ_s softmax_s(q_t,h · k_s,h / √D) · v_s,h,
+///   keys with mask[b·T + s] == 0 excluded (a row with no key gives zeros).
+/// Shapes    q, k, v B·T × (H·D) with row stride ldq; out B·T × (H·D), ldo; mask B·T (1/0) or NULL;
+///           head_mask H or NULL (ones). T ≤ 4096.
+/// Threads   one (sequence, head) pair per task; identical bits for any thread count.
+pk_status pk_attention_f32(int64_t B, int64_t T, int64_t H, int64_t D, const float *q, const float *k, const float *v,
+                           int64_t ldq, const float *mask, const float *head_mask, float *out, int64_t ldo);
+
+/// pk_mean_pool_f32 — out[b] := Σ_t mask[b·T+t]·x[b·T+t] / Σ_t mask (x B·T × n, out B × n), then
+///   divided by its L2 norm when normalize (sentence-transformers' mean pooling + Normalize).
+pk_status pk_mean_pool_f32(int64_t B, int64_t T, int64_t n, const float *x, const float *mask, int normalize, float *out);
+
+// ------------------------------------------------------------------------------------------------
 // Sparse execution (src/sparse.c; reference src/ref/sparse_ref.c)
 
 /// pk_csr — a pruned weight W (rows × cols, e.g. a Linear's out × in) holding only its kept entries:
@@ -434,6 +465,11 @@ pk_status pk_ref_adam_step_f32(int64_t n, float lr, float beta1, float beta2, fl
                                float weight_decay, int decoupled, int64_t t,
                                const uint8_t *mask, const float *g, float *w, float *m, float *v);
 
+pk_status pk_ref_layernorm_f32(int64_t rows, int64_t n, const float *x, int64_t ldx, const float *gamma,
+                               const float *beta, float eps, float *y, int64_t ldy);
+pk_status pk_ref_gelu_f32(int64_t n, const float *x, float *y);
+pk_status pk_ref_attention_f32(int64_t B, int64_t T, int64_t H, int64_t D, const float *q, const float *k, const float *v,
+                               int64_t ldq, const float *mask, const float *head_mask, float *out, int64_t ldo);
 pk_status pk_ref_spmm_f32(const pk_csr *A, int trans, int64_t B, const float *X, int64_t ldx, const float *bias,
                           float *Y, int64_t ldy);
 pk_status pk_ref_sddmm_f32(const pk_csr *A, int64_t B, const float *dY, int64_t lddy, const float *X, int64_t ldx,

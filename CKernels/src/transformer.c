@@ -1,0 +1,194 @@
+// Transformer encoder pieces (BERT): embeddings, layer normalisation, GELU, masked multi-head
+// self-attention with per-head masks, mean pooling and L2 normalisation. Inference (forward)
+// kernels; rows of activations are tokens, B sequences of T tokens each.
+#include "internal.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_T 4096
+
+// ---- embeddings
+
+typedef struct {
+    int64_t T, n, vocab, positions;
+    const int32_t *ids;
+    const float *word, *pos, *type0;
+    float *out;
+} embed_ctx;
+
+static void embed_range(void *v, int64_t r0, int64_t r1) {
+    // token rows [r0, r1): out = word[id] + pos[t] + type0
+    embed_ctx *c = v;
+    for (int64_t r = r0; r < r1; r++) {
+        const int32_t id = c->ids[r];
+        const int64_t t = r % c->T;
+        float *o = c->out + r * c->n;
+        const float *w = c->word + (int64_t)id * c->n, *p = c->pos + t * c->n;
+        for (int64_t j = 0; j < c->n; j++) o[j] = w[j] + p[j] + c->type0[j];
+    }
+}
+
+pk_status pk_bert_embeddings_f32(int64_t B, int64_t T, int64_t n, const int32_t *ids, int64_t vocab, const float *word,
+                                 int64_t positions, const float *pos, const float *type0, float *out) {
+    if (B < 0 || T < 0 || n < 0 || vocab < 0 || positions < 0) return PK_ERR_SHAPE;
+    if (T > positions) return PK_ERR_SHAPE;
+    if (B == 0 || T == 0 || n == 0) return PK_OK;
+    if (!ids || !word || !pos || !type0 || !out) return PK_ERR_NULL;
+    for (int64_t r = 0; r < B * T; r++)
+        if (ids[r] < 0 || ids[r] >= vocab) return PK_ERR_ARG; // nothing written
+    embed_ctx c = {T, n, vocab, positions, ids, word, pos, type0, out};
+    pk_parallel_for(B * T, 16, embed_range, &c);
+    return PK_OK;
+}
+
+// ---- layer normalisation
+
+typedef struct {
+    int64_t n, ldx, ldy;
+    float eps;
+    const float *x, *gamma, *beta;
+    float *y;
+} ln_ctx;
+
+static void ln_range(void *v, int64_t r0, int64_t r1) {
+    // rows [r0, r1): y = (x − mean) / sqrt(var + eps) · gamma + beta (statistics in double)
+    const ln_ctx *c = v;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *x = c->x + r * c->ldx;
+        double s = 0, q = 0;
+        for (int64_t j = 0; j < c->n; j++) s += x[j];
+        const double mean = s / (double)c->n;
+        for (int64_t j = 0; j < c->n; j++) q += ((double)x[j] - mean) * ((double)x[j] - mean);
+        const float inv = (float)(1.0 / sqrt(q / (double)c->n + (double)c->eps)), m = (float)mean;
+        float *y = c->y + r * c->ldy;
+        for (int64_t j = 0; j < c->n; j++) y[j] = (x[j] - m) * inv * c->gamma[j] + c->beta[j];
+    }
+}
+
+pk_status pk_layernorm_f32(int64_t rows, int64_t n, const float *x, int64_t ldx, const float *gamma, const float *beta,
+                           float eps, float *y, int64_t ldy) {
+    if (rows < 0 || n < 0 || ldx < n || ldy < n) return PK_ERR_SHAPE;
+    if (!(eps >= 0.0f)) return PK_ERR_ARG;
+    if (rows == 0 || n == 0) return PK_OK;
+    if (!x || !gamma || !beta || !y) return PK_ERR_NULL;
+    ln_ctx c = {n, ldx, ldy, eps, x, gamma, beta, y};
+    pk_parallel_for(rows, 8, ln_range, &c);
+    return PK_OK;
+}
+
+// ---- GELU (the exact, erf form BERT uses)
+
+typedef struct { const float *x; float *y; } gelu_ctx;
+
+static void gelu_range(void *v, int64_t b, int64_t e) {
+    // elements [b, e): y = x · Φ(x) = 0.5 · x · (1 + erf(x / √2))
+    const gelu_ctx *c = v;
+    for (int64_t i = b; i < e; i++) c->y[i] = 0.5f * c->x[i] * (1.0f + erff(c->x[i] * 0.70710678118654752f));
+}
+
+pk_status pk_gelu_f32(int64_t n, const float *x, float *y) {
+    if (n < 0) return PK_ERR_SHAPE;
+    if (n == 0) return PK_OK;
+    if (!x || !y) return PK_ERR_NULL;
+    gelu_ctx c = {x, y};
+    pk_parallel_for(n, 1 << 14, gelu_range, &c);
+    return PK_OK;
+}
+
+// ---- attention
+
+typedef struct {
+    int64_t B, T, H, D, ldq;
+    const float *q, *k, *v, *mask, *head_mask;
+    float *out;
+    int64_t ldo;
+} attn_ctx;
+
+static void attn_range(void *vc, int64_t p0, int64_t p1) {
+    // (sequence, head) pairs [p0, p1): for each query row t, softmax over keys s of
+    // q_t·k_s / √D − ∞·(1 − mask_s), times head_mask[h], times v
+    const attn_ctx *c = vc;
+    float p[MAX_T];
+    const float scale = 1.0f / sqrtf((float)c->D);
+    for (int64_t pair = p0; pair < p1; pair++) {
+        const int64_t b = pair / c->H, h = pair % c->H;
+        const float hm = c->head_mask ? c->head_mask[h] : 1.0f;
+        const float *m = c->mask ? c->mask + b * c->T : NULL;
+        for (int64_t t = 0; t < c->T; t++) {
+            const float *qt = c->q + (b * c->T + t) * c->ldq + h * c->D;
+            float mx = -INFINITY;
+            for (int64_t s = 0; s < c->T; s++) {
+                if (m && m[s] == 0.0f) { p[s] = -INFINITY; continue; }
+                const float *ks = c->k + (b * c->T + s) * c->ldq + h * c->D;
+                float dot = 0;
+                for (int64_t d = 0; d < c->D; d++) dot += qt[d] * ks[d];
+                p[s] = dot * scale;
+                mx = p[s] > mx ? p[s] : mx;
+            }
+            float *o = c->out + (b * c->T + t) * c->ldo + h * c->D;
+            memset(o, 0, (size_t)c->D * 4);
+            if (mx == -INFINITY) continue; // no key to attend to: zeros
+            double sum = 0;
+            for (int64_t s = 0; s < c->T; s++) {
+                p[s] = p[s] == -INFINITY ? 0.0f : expf(p[s] - mx);
+                sum += p[s];
+            }
+            const float inv = (float)(1.0 / sum) * hm;
+            for (int64_t s = 0; s < c->T; s++) {
+                if (p[s] == 0.0f) continue;
+                const float w = p[s] * inv;
+                const float *vs = c->v + (b * c->T + s) * c->ldq + h * c->D;
+                for (int64_t d = 0; d < c->D; d++) o[d] += w * vs[d];
+            }
+        }
+    }
+}
+
+pk_status pk_attention_f32(int64_t B, int64_t T, int64_t H, int64_t D, const float *q, const float *k, const float *v,
+                           int64_t ldq, const float *mask, const float *head_mask, float *out, int64_t ldo) {
+    if (B < 0 || T < 0 || H < 0 || D < 0 || ldq < H * D || ldo < H * D) return PK_ERR_SHAPE;
+    if (T > MAX_T) return PK_ERR_SHAPE;
+    if (B == 0 || T == 0 || H == 0 || D == 0) return PK_OK;
+    if (!q || !k || !v || !out) return PK_ERR_NULL;
+    attn_ctx c = {B, T, H, D, ldq, q, k, v, mask, head_mask, out, ldo};
+    pk_parallel_for(B * H, 1, attn_range, &c);
+    return PK_OK;
+}
+
+// ---- pooling
+
+typedef struct { int64_t T, n; const float *x, *mask; float *out; int normalize; } pool_ctx;
+
+static void pool_range(void *vc, int64_t b0, int64_t b1) {
+    // sequences [b0, b1): out = Σ_t mask_t x_t / max(Σ mask, 1e-9), then / ‖out‖ (max 1e-12) if asked
+    const pool_ctx *c = vc;
+    for (int64_t b = b0; b < b1; b++) {
+        float *o = c->out + b * c->n;
+        memset(o, 0, (size_t)c->n * 4);
+        double cnt = 0;
+        for (int64_t t = 0; t < c->T; t++) {
+            const float w = c->mask ? c->mask[b * c->T + t] : 1.0f;
+            if (w == 0.0f) continue;
+            cnt += w;
+            const float *x = c->x + (b * c->T + t) * c->n;
+            for (int64_t j = 0; j < c->n; j++) o[j] += w * x[j];
+        }
+        const float inv = (float)(1.0 / (cnt > 1e-9 ? cnt : 1e-9));
+        for (int64_t j = 0; j < c->n; j++) o[j] *= inv;
+        if (!c->normalize) continue;
+        double q = 0;
+        for (int64_t j = 0; j < c->n; j++) q += (double)o[j] * o[j];
+        const float s = (float)(1.0 / fmax(sqrt(q), 1e-12));
+        for (int64_t j = 0; j < c->n; j++) o[j] *= s;
+    }
+}
+
+pk_status pk_mean_pool_f32(int64_t B, int64_t T, int64_t n, const float *x, const float *mask, int normalize, float *out) {
+    if (B < 0 || T < 0 || n < 0) return PK_ERR_SHAPE;
+    if (B == 0 || n == 0) return PK_OK;
+    if ((T > 0 && !x) || !out) return PK_ERR_NULL;
+    pool_ctx c = {T, n, x, mask, out, normalize};
+    pk_parallel_for(B, 1, pool_range, &c);
+    return PK_OK;
+}

@@ -1,0 +1,38 @@
+internal import CPruneKernels
+
+// Swift entry points of the transformer kernels (src/transformer.c). Callers validate shapes.
+extension Kernels {
+    static func bertEmbeddings(b: Int, t: Int, n: Int, ids: [Int32], word: FloatStorage, vocab: Int, pos: FloatStorage,
+                               positions: Int, type0: FloatStorage, out: FloatStorage) throws {
+        let st = ids.withUnsafeBufferPointer {
+            pk_bert_embeddings_f32(Int64(b), Int64(t), Int64(n), $0.baseAddress, Int64(vocab), word.base, Int64(positions),
+                                   pos.base, type0.base, out.base)
+        }
+        try check(st, "bert_embeddings")
+    }
+
+    static func layerNorm(rows: Int, n: Int, x: FloatStorage, gamma: FloatStorage, beta: FloatStorage, eps: Float,
+                          y: FloatStorage) throws {
+        try check(pk_layernorm_f32(Int64(rows), Int64(n), x.base, Int64(n), gamma.base, beta.base, eps, y.base, Int64(n)), "layernorm")
+    }
+
+    static func gelu(_ x: FloatStorage, into y: FloatStorage) throws {
+        try check(pk_gelu_f32(Int64(x.count), x.base, y.base), "gelu")
+    }
+
+    /// q, k, v, out: B·T × H·D rows.
+    static func attention(b: Int, t: Int, heads: Int, headDim: Int, q: FloatStorage, k: FloatStorage, v: FloatStorage,
+                          mask: FloatStorage?, headMask: [Float]?, out: FloatStorage) throws {
+        let w = Int64(heads * headDim)
+        let st = (headMask ?? []).withUnsafeBufferPointer { hm in
+            pk_attention_f32(Int64(b), Int64(t), Int64(heads), Int64(headDim), q.base, k.base, v.base, w, mask.map { UnsafePointer($0.base) },
+                             headMask == nil ? nil : hm.baseAddress, out.base, w)
+        }
+        try check(st, "attention")
+    }
+
+    static func meanPool(b: Int, t: Int, n: Int, x: FloatStorage, mask: FloatStorage?, normalize: Bool, out: FloatStorage) throws {
+        try check(pk_mean_pool_f32(Int64(b), Int64(t), Int64(n), x.base, mask.map { UnsafePointer($0.base) }, normalize ? 1 : 0,
+                                   out.base), "mean_pool")
+    }
+}

@@ -1,0 +1,93 @@
+import XCTest
+import CPruneKernels
+@testable import PruneKit
+
+/// The transformer pieces against their references, and all-MiniLM-L6-v2 against
+/// sentence-transformers (fixtures from scripts/make_minilm_fixtures.py; the model folder comes
+/// from scripts/get-minilm.sh, which the test command runs).
+final class MiniLMTests: XCTestCase {
+    func testTransformerKernelsAgainstReference() throws {
+        var rng = TestRNG(80)
+        let (rows, n) = (37, 48)
+        let x = rng.floats(rows * n, -3, 3), gamma = rng.floats(n), beta = rng.floats(n)
+        var y = [Float](repeating: .nan, count: rows * n), want = y
+        XCTAssertEqual(pk_layernorm_f32(Int64(rows), Int64(n), x, Int64(n), gamma, beta, 1e-12, &y, Int64(n)), PK_OK)
+        XCTAssertEqual(pk_ref_layernorm_f32(Int64(rows), Int64(n), x, Int64(n), gamma, beta, 1e-12, &want, Int64(n)), PK_OK)
+        assertClose(y, want, rtol: 1e-5, atol: 1e-5, "layernorm")
+        XCTAssertEqual(pk_gelu_f32(Int64(x.count), x, &y), PK_OK)
+        XCTAssertEqual(pk_ref_gelu_f32(Int64(x.count), x, &want), PK_OK)
+        assertClose(y, want, rtol: 1e-5, atol: 1e-6, "gelu")
+        // attention: 3 sequences of 11 tokens, 4 heads of 8, padding in two of them, one head off
+        let (b, t, h, d) = (3, 11, 4, 8)
+        let q = rng.floats(b * t * h * d), k = rng.floats(b * t * h * d), v = rng.floats(b * t * h * d)
+        var mask = [Float](repeating: 1, count: b * t)
+        for s in 7..<t { mask[t + s] = 0 }
+        for s in 2..<t { mask[2 * t + s] = 0 }
+        let heads: [Float] = [1, 0, 1, 0.5]
+        for (m, hm) in [(mask, heads), ([Float](repeating: 1, count: b * t), [Float](repeating: 1, count: h))] {
+            var o1 = [Float](repeating: .nan, count: b * t * h * d), o2 = o1
+            let w = Int64(h * d)
+            XCTAssertEqual(pk_attention_f32(Int64(b), Int64(t), Int64(h), Int64(d), q, k, v, w, m, hm, &o1, w), PK_OK)
+            XCTAssertEqual(pk_ref_attention_f32(Int64(b), Int64(t), Int64(h), Int64(d), q, k, v, w, m, hm, &o2, w), PK_OK)
+            assertClose(o1, o2, rtol: 1e-5, atol: 1e-6, "attention")
+            let one = withThreads(1) { () -> [Float] in
+                var o = [Float](repeating: 0, count: b * t * h * d)
+                _ = pk_attention_f32(Int64(b), Int64(t), Int64(h), Int64(d), q, k, v, w, m, hm, &o, w)
+                return o
+            }
+            XCTAssertEqual(one, o1, "attention: thread count")
+        }
+        XCTAssertEqual(pk_attention_f32(1, 5000, 1, 1, q, k, v, 1, nil, nil, &y, 1), PK_ERR_SHAPE)
+        var ids: [Int32] = [0, 7]
+        XCTAssertEqual(pk_bert_embeddings_f32(1, 2, 1, &ids, 5, x, 4, x, x, &y), PK_ERR_ARG, "id outside the vocabulary")
+    }
+
+    func modelFolder() throws -> String {
+        let env = ProcessInfo.processInfo.environment["PRUNEKIT_MINILM"]
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let dir = env ?? repo.appendingPathComponent("models/all-MiniLM-L6-v2").path
+        guard FileManager.default.fileExists(atPath: dir + "/model.safetensors") else {
+            throw XCTSkip("no MiniLM model in \(dir): run scripts/get-minilm.sh")
+        }
+        return dir
+    }
+
+    struct Fixture: Decodable {
+        struct Sentence: Decodable { let text: String; let ids: [Int32]; let embedding: [Float] }
+        let sentences: [Sentence]
+    }
+
+    func fixture() throws -> Fixture {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/minilm_sentences.json")
+        return try JSONDecoder().decode(Fixture.self, from: Data(contentsOf: url))
+    }
+
+    func testTokenizerMatchesHuggingFace() throws {
+        let dir = try modelFolder()
+        let tok = try WordPieceTokenizer(vocabularyFile: dir + "/vocab.txt", maxLength: 256)
+        let f = try fixture()
+        XCTAssertGreaterThanOrEqual(f.sentences.count, 50)
+        for s in f.sentences { XCTAssertEqual(tok.encode(s.text), s.ids, "«\(s.text.prefix(60))»") }
+    }
+
+    func testEmbeddingsMatchSentenceTransformers() throws {
+        let dir = try modelFolder()
+        let (encoder, tok) = try SentenceEncoderFolder.load(dir)
+        let f = try fixture()
+        var worst = 1.0
+        for chunk in stride(from: 0, to: f.sentences.count, by: 8) {
+            let part = Array(f.sentences[chunk..<min(chunk + 8, f.sentences.count)])
+            let (ids, mask) = tok.batch(part.map(\.text))
+            let e = try encoder.embed(ids: ids, mask: mask)
+            for (i, s) in part.enumerated() {
+                let row = Array(e.scalars[(i * 384)..<((i + 1) * 384)])
+                let dot = zip(row, s.embedding).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+                let n1 = row.reduce(0.0) { $0 + Double($1) * Double($1) }, n2 = s.embedding.reduce(0.0) { $0 + Double($1) * Double($1) }
+                let cos = dot / (n1.squareRoot() * n2.squareRoot())
+                worst = min(worst, cos)
+                XCTAssertGreaterThanOrEqual(cos, 0.9999, "«\(s.text.prefix(60))»")
+            }
+        }
+        print("MiniLM: lowest cosine to sentence-transformers over \(f.sentences.count) sentences: \(worst)")
+    }
+}
