@@ -285,7 +285,8 @@ pk_status pk_bert_embeddings_f32(int64_t B, int64_t T, int64_t n, const int32_t 
 pk_status pk_layernorm_f32(int64_t rows, int64_t n, const float *x, int64_t ldx, const float *gamma, const float *beta,
                            float eps, float *y, int64_t ldy);
 
-/// pk_gelu_f32 — y := x · Φ(x) = 0.5·x·(1 + erf(x/√2)) (BERT's exact GELU); y may equal x.
+/// pk_gelu_f32 — y := x · Φ(x) = 0.5·x·(1 + erf(x/√2)) (BERT's GELU), erf to within 1.5e-7
+///   (Abramowitz & Stegun 7.1.26, vectorised); y may equal x.
 pk_status pk_gelu_f32(int64_t n, const float *x, float *y);
 
 /// pk_attention_f32 — multi-head self-attention of B sequences of T tokens, H heads of D:

@@ -77,26 +77,60 @@ pk_status pk_layernorm_f32(int64_t rows, int64_t n, const float *x, int64_t ldx,
     return PK_OK;
 }
 
-// ---- GELU (the exact, erf form BERT uses)
+// ---- GELU (the erf form BERT uses)
+//
+// erf from Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7), with e^(−x²) from a range-reduced
+// polynomial: branch-free and free of libm calls, so the loop vectorises (libm's erff is scalar).
+
+static PK_ALWAYS_INLINE float exp_neg(float x) {
+    // e^x for x ≤ 0 (x ≥ −88 here): x = k·ln2 + r, |r| ≤ ln2/2, e^r by a degree-6 polynomial, 2^k by
+    // building the exponent bits
+    const float kf = __builtin_roundf(x * 1.44269504088896341f);
+    const float r = (x - kf * 0.693145751953125f) - kf * 1.428606765330187e-06f;
+    float p = 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t bits = ((int32_t)kf + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, 4);
+    return p * scale;
+}
+
+static PK_ALWAYS_INLINE float erf_as(float x) {
+    const float a = x < 0 ? -x : x;
+    const float t = 1.0f / (1.0f + 0.3275911f * a);
+    const float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+    const float m = a < 9.0f ? a : 9.0f; // e^(−81) underflows to 0 as it should
+    const float e = 1.0f - poly * exp_neg(-m * m);
+    return x < 0 ? -e : e;
+}
 
 typedef struct { const float *x; float *y; } gelu_ctx;
 
-static void gelu_range(void *v, int64_t b, int64_t e) {
+static PK_ALWAYS_INLINE void gelu_body(void *v, int64_t b, int64_t e) {
     // elements [b, e): y = x · Φ(x) = 0.5 · x · (1 + erf(x / √2))
     const gelu_ctx *c = v;
-    for (int64_t i = b; i < e; i++) c->y[i] = 0.5f * c->x[i] * (1.0f + erff(c->x[i] * 0.70710678118654752f));
+    for (int64_t i = b; i < e; i++) c->y[i] = 0.5f * c->x[i] * (1.0f + erf_as(c->x[i] * 0.70710678118654752f));
 }
+PK_TARGET_AVX512 static void gelu_avx512(void *v, int64_t b, int64_t e) { gelu_body(v, b, e); }
+PK_TARGET_AVX2 static void gelu_avx2(void *v, int64_t b, int64_t e) { gelu_body(v, b, e); }
+static void gelu_scalar(void *v, int64_t b, int64_t e) { gelu_body(v, b, e); }
 
 pk_status pk_gelu_f32(int64_t n, const float *x, float *y) {
     if (n < 0) return PK_ERR_SHAPE;
     if (n == 0) return PK_OK;
     if (!x || !y) return PK_ERR_NULL;
     gelu_ctx c = {x, y};
-    pk_parallel_for(n, 1 << 14, gelu_range, &c);
+    const pk_isa isa = pk_active_isa();
+    pk_parallel_for(n, 1 << 14, isa == PK_ISA_AVX512 ? gelu_avx512 : isa == PK_ISA_AVX2 ? gelu_avx2 : gelu_scalar, &c);
     return PK_OK;
 }
 
-// ---- attention
+// ---- attention (query rows of padding are computed too: their keys are masked for real tokens)
 
 typedef struct {
     int64_t B, T, H, D, ldq;
@@ -105,7 +139,7 @@ typedef struct {
     int64_t ldo;
 } attn_ctx;
 
-static void attn_range(void *vc, int64_t p0, int64_t p1) {
+static PK_ALWAYS_INLINE void attn_body(void *vc, int64_t p0, int64_t p1) {
     // (sequence, head) pairs [p0, p1): for each query row t, softmax over keys s of
     // q_t·k_s / √D − ∞·(1 − mask_s), times head_mask[h], times v
     const attn_ctx *c = vc;
@@ -121,8 +155,12 @@ static void attn_range(void *vc, int64_t p0, int64_t p1) {
             for (int64_t s = 0; s < c->T; s++) {
                 if (m && m[s] == 0.0f) { p[s] = -INFINITY; continue; }
                 const float *ks = c->k + (b * c->T + s) * c->ldq + h * c->D;
-                float dot = 0;
-                for (int64_t d = 0; d < c->D; d++) dot += qt[d] * ks[d];
+                float lane[8] = {0};
+                int64_t d = 0;
+                for (; d + 8 <= c->D; d += 8)
+                    for (int l = 0; l < 8; l++) lane[l] += qt[d + l] * ks[d + l];
+                float dot = ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+                for (; d < c->D; d++) dot += qt[d] * ks[d];
                 p[s] = dot * scale;
                 mx = p[s] > mx ? p[s] : mx;
             }
@@ -145,6 +183,10 @@ static void attn_range(void *vc, int64_t p0, int64_t p1) {
     }
 }
 
+PK_TARGET_AVX512 static void attn_avx512(void *v, int64_t b, int64_t e) { attn_body(v, b, e); }
+PK_TARGET_AVX2 static void attn_avx2(void *v, int64_t b, int64_t e) { attn_body(v, b, e); }
+static void attn_scalar(void *v, int64_t b, int64_t e) { attn_body(v, b, e); }
+
 pk_status pk_attention_f32(int64_t B, int64_t T, int64_t H, int64_t D, const float *q, const float *k, const float *v,
                            int64_t ldq, const float *mask, const float *head_mask, float *out, int64_t ldo) {
     if (B < 0 || T < 0 || H < 0 || D < 0 || ldq < H * D || ldo < H * D) return PK_ERR_SHAPE;
@@ -152,7 +194,8 @@ pk_status pk_attention_f32(int64_t B, int64_t T, int64_t H, int64_t D, const flo
     if (B == 0 || T == 0 || H == 0 || D == 0) return PK_OK;
     if (!q || !k || !v || !out) return PK_ERR_NULL;
     attn_ctx c = {B, T, H, D, ldq, q, k, v, mask, head_mask, out, ldo};
-    pk_parallel_for(B * H, 1, attn_range, &c);
+    const pk_isa isa = pk_active_isa();
+    pk_parallel_for(B * H, 1, isa == PK_ISA_AVX512 ? attn_avx512 : isa == PK_ISA_AVX2 ? attn_avx2 : attn_scalar, &c);
     return PK_OK;
 }
 

@@ -7,7 +7,8 @@ struct PruneKitCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "prunekit",
         abstract: "Train, prune and fine-tune neural networks; the hot loops run in C.",
-        subcommands: [Info.self, Train.self, Eval.self, PruneCommand.self, FineTune.self, Report.self, Demo.self, Bench.self])
+        subcommands: [Info.self, Train.self, Eval.self, PruneCommand.self, FineTune.self, Report.self, Demo.self, Embed.self,
+                      Bench.self])
 }
 
 /// Prints one JSON object on stdout (keys sorted).
@@ -136,15 +137,31 @@ func makeOptimizer(_ name: String, lr: Float) throws -> any Optimizer {
 }
 
 struct Eval: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Evaluate a saved model on the Fashion-MNIST test set.")
-    @Option(name: .customLong("model-file"), help: "Model file (safetensors).") var modelFile: String
+    static let configuration = CommandConfiguration(
+        abstract: "Evaluate a saved model on the Fashion-MNIST test set, or a sentence encoder folder against its dense teacher.")
+    @Option(name: .customLong("model-file"), help: "Model file (safetensors).") var modelFile: String?
+    @Option(help: "Sentence encoder folder (instead of --model-file).") var model: String?
+    @Option(help: "Dense encoder folder to compare with (mean_cosine).") var teacher: String?
+    @Option(help: "Sentences, one per line (with --model).") var input: String?
+    @Option(help: "Sentences per batch (with --model).") var batch: Int = 32
     @Flag(help: "Print one JSON object.") var json = false
     @OptionGroup var dataOption: DataOption
     @OptionGroup var threadOption: ThreadOption
 
+    func validate() throws {
+        guard (modelFile == nil) != (model == nil) else { throw ValidationError("give exactly one of --model-file and --model") }
+        if model != nil && input == nil { throw ValidationError("--model needs --input FILE") }
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+    }
+
     func run() throws {
         try guarded {
             try threadOption.apply()
+            if let model, let input {
+                try evalSentenceEncoder(model: model, teacher: teacher, input: input, batch: batch, json: json)
+                return
+            }
+            let modelFile = modelFile!
             let (m, _) = try ModelFile.load(modelFile)
             let test = try FashionMNIST.load(directory: dataOption.data, train: false)
             let start = Date()

@@ -59,6 +59,15 @@ public final class BertEncoder {
             (word, position, tokenType0, embeddingNorm, layers)
     }
 
+    /// Number of scalar parameters (embeddings, layers; not the unused pooler).
+    public var parameterCount: Int {
+        let emb = wordEmbeddings.count + positionEmbeddings.count + tokenType0.count + 2 * config.hidden
+        return emb + layers.reduce(0) { acc, l in
+            acc + [l.query, l.key, l.value, l.attentionOutput, l.intermediate, l.output].reduce(0) { $0 + $1.parameters.reduce(0) { $0 + $1.count } }
+                + 4 * config.hidden
+        }
+    }
+
     /// Token rows (B·T × hidden) of the last layer for padded ids (B × T) and their attention mask.
     public func encode(ids: [[Int32]], mask: [[Float]]) throws -> Tensor {
         let b = ids.count, t = ids.first?.count ?? 0

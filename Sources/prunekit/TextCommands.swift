@@ -1,0 +1,93 @@
+import ArgumentParser
+import Foundation
+import PruneKit
+
+/// Sentence embeddings of a text file, one JSON object per input line.
+struct Embed: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Embed every line of a text file with a sentence-transformers model folder (all-MiniLM-L6-v2).")
+    @Option(help: "Model folder (config.json, model.safetensors, vocab.txt).") var model: String
+    @Option(help: "Text file: one sentence per line.") var input: String
+    @Option(help: "Output file (.jsonl): {\"text\": ..., \"embedding\": [...]} per input line.") var output: String
+    @Option(help: "Sentences per batch.") var batch: Int = 32
+    @Flag(help: "Print one JSON object with counts and timing.") var json = false
+    @OptionGroup var threadOption: ThreadOption
+
+    func validate() throws { guard batch >= 1 else { throw ValidationError("--batch must be at least 1") } }
+
+    func run() throws {
+        try guarded {
+            try threadOption.apply()
+            let (encoder, tokenizer) = try SentenceEncoderFolder.load(model)
+            let lines = try readLines(input)
+            let start = Date()
+            let vectors = try embedAll(lines, encoder: encoder, tokenizer: tokenizer, batch: batch)
+            let secs = Date().timeIntervalSince(start)
+            var out = Data()
+            for (text, v) in zip(lines, vectors) {
+                out.append(try JSONSerialization.data(withJSONObject: ["text": text, "embedding": v.map(Double.init)], options: [.sortedKeys]))
+                out.append(0x0A)
+            }
+            try AtomicFile.write(out, to: output)
+            if json {
+                printJSON(["sentences": lines.count, "output": output, "seconds": secs,
+                           "sentences_per_second": Double(lines.count) / max(secs, 1e-9), "threads": Runtime.threads])
+            } else {
+                print("\(lines.count) embeddings → \(output) (\(String(format: "%.0f", Double(lines.count) / max(secs, 1e-9))) sentences/s)")
+            }
+        }
+    }
+}
+
+/// The lines of a UTF-8 text file (a trailing newline does not make an extra line).
+func readLines(_ path: String) throws -> [String] {
+    guard let data = FileManager.default.contents(atPath: path) else { throw IOError(file: path, reason: "file not found") }
+    guard let text = String(data: data, encoding: .utf8) else { throw IOError(file: path, reason: "not UTF-8 text") }
+    var lines = text.components(separatedBy: "\n")
+    if lines.last == "" { lines.removeLast() }
+    return lines.map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
+}
+
+/// Embeddings in input order; batches of similar length (sorted by token count, as
+/// sentence-transformers does) so padding stays small.
+func embedAll(_ texts: [String], encoder: BertEncoder, tokenizer: WordPieceTokenizer, batch: Int) throws -> [[Float]] {
+    let lengths = texts.map { tokenizer.encode($0).count }
+    let order = texts.indices.sorted { lengths[$0] > lengths[$1] }
+    var out = [[Float]](repeating: [], count: texts.count)
+    let h = encoder.config.hidden
+    for start in stride(from: 0, to: order.count, by: batch) {
+        let idx = Array(order[start..<min(start + batch, order.count)])
+        let (ids, mask) = tokenizer.batch(idx.map { texts[$0] })
+        let e = try encoder.embed(ids: ids, mask: mask).scalars
+        for (k, i) in idx.enumerated() { out[i] = Array(e[(k * h)..<((k + 1) * h)]) }
+    }
+    return out
+}
+
+/// `prunekit eval --model DIR --teacher DIR --input FILE`: agreement of a (pruned) encoder with the
+/// dense one, and its encoding throughput.
+func evalSentenceEncoder(model: String, teacher: String?, input: String, batch: Int, json: Bool) throws {
+    let (encoder, tokenizer) = try SentenceEncoderFolder.load(model)
+    let lines = try readLines(input)
+    guard !lines.isEmpty else { throw IOError(file: input, reason: "no sentences") }
+    _ = try embedAll(Array(lines.prefix(batch)), encoder: encoder, tokenizer: tokenizer, batch: batch) // warm-up
+    let start = Date()
+    let mine = try embedAll(lines, encoder: encoder, tokenizer: tokenizer, batch: batch)
+    let secs = Date().timeIntervalSince(start)
+    var result: [String: Any] = ["model": model, "sentences": lines.count, "batch": batch, "seconds": secs,
+                                 "sentences_per_second": Double(lines.count) / max(secs, 1e-9), "threads": Runtime.threads,
+                                 "parameters": encoder.parameterCount]
+    if let teacher {
+        let (dense, denseTok) = try SentenceEncoderFolder.load(teacher)
+        let theirs = try embedAll(lines, encoder: dense, tokenizer: denseTok, batch: batch)
+        let cos = zip(mine, theirs).map { a, b -> Double in
+            let d = zip(a, b).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+            let na = a.reduce(0.0) { $0 + Double($1) * Double($1) }, nb = b.reduce(0.0) { $0 + Double($1) * Double($1) }
+            return d / max((na * nb).squareRoot(), 1e-30)
+        }
+        result["teacher"] = teacher
+        result["mean_cosine"] = cos.reduce(0, +) / Double(cos.count)
+        result["min_cosine"] = cos.min() ?? 0
+    }
+    if json { printJSON(result) } else { for k in result.keys.sorted() { print("\(k): \(result[k]!)") } }
+}
