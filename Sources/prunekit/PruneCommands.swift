@@ -39,9 +39,13 @@ func importanceFor(_ method: PruningRequest.Method, model: Model, data: LabeledI
 
 struct PruneCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "prune", abstract: "Prune a saved model; masks are kept in the output file.")
-    @Option(name: .customLong("model-file"), help: "Input model (safetensors).") var modelFile: String
+    @Option(name: .customLong("model-file"), help: "Input model (safetensors).") var modelFile: String?
+    @Option(help: "Sentence encoder folder (all-MiniLM-L6-v2) instead of --model-file; --out is then a folder.")
+    var model: String?
+    @Option(help: "Sentences (one per line) for wanda statistics, with --model.") var calibration: String?
     @Option(help: "Importance: l1, random, taylor or wanda.") var method: String = "l1"
-    @Option(help: "Structure: unstructured, neurons, channels, N:M (e.g. 2:4), block (4x1) or RxC.") var structure: String = "unstructured"
+    @Option(help: "Structure: unstructured, neurons, channels, N:M (e.g. 2:4), block (4x1) or RxC; with --model: heads, neurons, unstructured or 2:4.")
+    var structure: String = "unstructured"
     @Option(help: "Scope: layer or global.") var scope: String = "global"
     @Option(help: "Fraction of the remaining weights (0.9) or a count (1000).") var amount: String
     @Option(help: "Output model file.") var out: String
@@ -53,9 +57,19 @@ struct PruneCommand: ParsableCommand {
     @OptionGroup var dataOption: DataOption
     @OptionGroup var threadOption: ThreadOption
 
+    func validate() throws {
+        guard (modelFile == nil) != (model == nil) else { throw ValidationError("give exactly one of --model-file and --model") }
+    }
+
     func run() throws {
         try guarded {
             try threadOption.apply()
+            if let model {
+                try pruneSentenceEncoder(model: model, structure: structure, method: method, amount: amount,
+                                         calibration: calibration, out: out, json: json)
+                return
+            }
+            let modelFile = modelFile!
             guard let m = PruningRequest.Method(rawValue: method) else { throw ValidationError("--method must be l1, random, taylor or wanda") }
             guard let sc = PruningRequest.Scope(rawValue: scope) else { throw ValidationError("--scope must be layer or global") }
             let request = PruningRequest(method: m, structure: try PruningRequest.Structure(parsing: structure), scope: sc,

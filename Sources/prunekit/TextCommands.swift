@@ -91,3 +91,25 @@ func evalSentenceEncoder(model: String, teacher: String?, input: String, batch: 
     }
     if json { printJSON(result) } else { for k in result.keys.sorted() { print("\(k): \(result[k]!)") } }
 }
+
+/// `prunekit prune --model DIR --structure heads|neurons|unstructured|2:4 --method l1|wanda --amount A`.
+func pruneSentenceEncoder(model: String, structure: String, method: String, amount: String, calibration: String?,
+                          out: String, json: Bool) throws {
+    guard let st = TransformerPruner.Structure(rawValue: structure) else {
+        throw ValidationError("--structure must be heads, neurons, unstructured or 2:4 with --model")
+    }
+    guard let me = TransformerPruner.Method(rawValue: method) else { throw ValidationError("--method must be l1 or wanda with --model") }
+    guard let a = Double(amount), a >= 0, a < 1 else { throw ValidationError("--amount must be a fraction in [0, 1) with --model") }
+    if me == .wanda && calibration == nil { throw ValidationError("--method wanda needs --calibration FILE") }
+    let (encoder, tokenizer) = try SentenceEncoderFolder.load(model)
+    let stats = try calibration.map { try TransformerPruner.calibrate(encoder, tokenizer: tokenizer, sentences: readLines($0)) }
+    let before = encoder.parameterCount
+    let pruned = try TransformerPruner.prune(encoder, structure: st, method: me, amount: st == .nm24 ? 0.5 : a, statistics: stats)
+    try SentenceEncoderFolder.save(pruned, to: out, copyingFrom: model,
+                                   metadata: ["prunekit.pruned": "\(structure) \(method) \(amount)", "prunekit.source": model])
+    let zeros = TransformerPruner.linears(pruned).reduce(0) { $0 + ($1.weight.mask?.prunedCount ?? 0) }
+    let r: [String: Any] = ["model": out, "structure": structure, "method": method, "amount": a,
+                            "parameters_before": before, "parameters": pruned.parameterCount, "masked_weights": zeros,
+                            "heads": pruned.layers.map(\.heads), "ffn_neurons": pruned.layers.map(\.intermediate.outFeatures)]
+    if json { printJSON(r) } else { for k in r.keys.sorted() { print("\(k): \(r[k]!)") } }
+}

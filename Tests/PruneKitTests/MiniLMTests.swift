@@ -90,4 +90,42 @@ final class MiniLMTests: XCTestCase {
         }
         print("MiniLM: lowest cosine to sentence-transformers over \(f.sentences.count) sentences: \(worst)")
     }
+
+    /// Removing heads physically computes what masking them (head mask 0) computes; the pruned
+    /// folder saves and loads back with its smaller shapes; 2:4 masks hold 2 of every 4.
+    func testPruningHeadsNeuronsAndNM() throws {
+        let dir = try modelFolder()
+        let (encoder, tok) = try SentenceEncoderFolder.load(dir)
+        let (ids, mask) = tok.batch(["Pruning heads should not change what the kept heads compute.", "Short one."])
+        let small = try TransformerPruner.prune(encoder, structure: .heads, method: .l1, amount: 0.5, statistics: nil)
+        XCTAssertEqual(small.layers.map(\.heads).reduce(0, +), 36)
+        XCTAssertTrue(small.layers.allSatisfy { $0.heads >= 1 })
+        // the same heads masked in the dense encoder
+        let (masked, _) = try SentenceEncoderFolder.load(dir)
+        for (l, s) in zip(masked.layers, small.layers) {
+            let keptRows = Set((0..<s.query.outFeatures).map { r in
+                // which original head each kept row came from: match rows of the query weight
+                let row = Array(s.query.weight.value.scalars[(r * 384)..<((r + 1) * 384)])
+                return (0..<l.query.outFeatures).first { Array(l.query.weight.value.scalars[($0 * 384)..<(($0 + 1) * 384)]) == row }! / 32
+            })
+            l.headMask = (0..<l.heads).map { keptRows.contains($0) ? 1 : 0 }
+        }
+        assertClose(try small.embed(ids: ids, mask: mask).scalars, try masked.embed(ids: ids, mask: mask).scalars,
+                    rtol: 1e-4, atol: 1e-5, "removed heads = masked heads")
+        let out = NSTemporaryDirectory() + "minilm-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        try SentenceEncoderFolder.save(small, to: out, copyingFrom: dir)
+        let (back, _) = try SentenceEncoderFolder.load(out)
+        XCTAssertEqual(back.layers.map(\.heads), small.layers.map(\.heads))
+        XCTAssertEqual(try back.embed(ids: ids, mask: mask).scalars, try small.embed(ids: ids, mask: mask).scalars)
+        let fewer = try TransformerPruner.prune(back, structure: .neurons, method: .l1, amount: 0.5, statistics: nil)
+        XCTAssertEqual(fewer.layers.map(\.intermediate.outFeatures), [Int](repeating: 768, count: 6))
+        let stats = try TransformerPruner.calibrate(encoder, tokenizer: tok, sentences: ["Calibration text one.", "And two."])
+        let nm = try TransformerPruner.prune(encoder, structure: .nm24, method: .wanda, amount: 0.5, statistics: stats)
+        for l in TransformerPruner.linears(nm) {
+            let k = l.weight.mask!.kept
+            for g in stride(from: 0, to: k.count, by: 4) { XCTAssertLessThanOrEqual(k[g..<(g + 4)].filter { $0 }.count, 2) }
+        }
+        XCTAssertThrowsError(try TransformerPruner.prune(encoder, structure: .unstructured, method: .wanda, amount: 0.5, statistics: nil))
+    }
 }

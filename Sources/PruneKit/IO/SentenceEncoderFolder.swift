@@ -3,6 +3,25 @@ import Foundation
 /// A sentence-transformers model folder (all-MiniLM-L6-v2 and other BERT encoders): config.json,
 /// model.safetensors (HuggingFace BertModel names), vocab.txt and sentence_bert_config.json.
 public enum SentenceEncoderFolder {
+    /// Writes `encoder` as a folder loadable by `load`: model.safetensors (HuggingFace names, shrunk
+    /// shapes after head / neuron removal, zeros where masked) and the other files of `source`
+    /// (config, vocabulary, pooling) copied over. The files are written atomically.
+    public static func save(_ encoder: BertEncoder, to dir: String, copyingFrom source: String, metadata: [String: String] = [:]) throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for name in ["config.json", "vocab.txt", "sentence_bert_config.json", "tokenizer_config.json", "special_tokens_map.json",
+                     "tokenizer.json", "modules.json", "config_sentence_transformers.json", "1_Pooling/config.json"] {
+            let from = source + "/" + name, to = dir + "/" + name
+            guard let data = FileManager.default.contents(atPath: from) else { continue }
+            if name.contains("/") {
+                try FileManager.default.createDirectory(atPath: (to as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            }
+            try AtomicFile.write(data, to: to)
+        }
+        var meta = metadata
+        meta["format"] = "pt"
+        try SafeTensors.write(encoder.stateDict, metadata: meta, to: dir + "/model.safetensors")
+    }
+
     /// Loads the encoder and its tokenizer, validating every name and shape first.
     public static func load(_ dir: String) throws -> (encoder: BertEncoder, tokenizer: WordPieceTokenizer) {
         func json(_ name: String) throws -> [String: Any] {

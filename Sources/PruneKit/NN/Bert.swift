@@ -59,6 +59,34 @@ public final class BertEncoder {
             (word, position, tokenType0, embeddingNorm, layers)
     }
 
+    /// The same embeddings with other blocks (after structural pruning).
+    public func replacingLayers(_ layers: [BertLayer]) -> BertEncoder {
+        BertEncoder(config: config, word: wordEmbeddings, position: positionEmbeddings, tokenType0: tokenType0,
+                    embeddingNorm: embeddingNorm, layers: layers)
+    }
+
+    /// The state_dict of the encoder under HuggingFace BertModel names (weights dense, zeros where pruned).
+    public var stateDict: [String: Tensor] {
+        var t: [String: Tensor] = ["embeddings.word_embeddings.weight": wordEmbeddings,
+                                   "embeddings.position_embeddings.weight": positionEmbeddings,
+                                   "embeddings.token_type_embeddings.weight": try! Tensor(shape: [1, config.hidden], scalars: tokenType0.scalars),
+                                   "embeddings.LayerNorm.weight": embeddingNorm.gamma, "embeddings.LayerNorm.bias": embeddingNorm.beta]
+        for (i, l) in layers.enumerated() {
+            let p = "encoder.layer.\(i)."
+            for (name, lin) in [("attention.self.query", l.query), ("attention.self.key", l.key), ("attention.self.value", l.value),
+                                ("attention.output.dense", l.attentionOutput), ("intermediate.dense", l.intermediate),
+                                ("output.dense", l.output)] {
+                t[p + name + ".weight"] = lin.weight.value
+                t[p + name + ".bias"] = lin.bias?.value
+            }
+            t[p + "attention.output.LayerNorm.weight"] = l.attentionNorm.gamma
+            t[p + "attention.output.LayerNorm.bias"] = l.attentionNorm.beta
+            t[p + "output.LayerNorm.weight"] = l.outputNorm.gamma
+            t[p + "output.LayerNorm.bias"] = l.outputNorm.beta
+        }
+        return t
+    }
+
     /// Number of scalar parameters (embeddings, layers; not the unused pooler).
     public var parameterCount: Int {
         let emb = wordEmbeddings.count + positionEmbeddings.count + tokenType0.count + 2 * config.hidden
