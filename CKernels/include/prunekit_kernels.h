@@ -302,6 +302,23 @@ pk_status pk_attention_f32(int64_t B, int64_t T, int64_t H, int64_t D, const flo
 ///   divided by its L2 norm when normalize (sentence-transformers' mean pooling + Normalize).
 pk_status pk_mean_pool_f32(int64_t B, int64_t T, int64_t n, const float *x, const float *mask, int normalize, float *out);
 
+/// pk_layernorm_backward_f32 — dx for y = layernorm(x) (gamma fixed) and upstream dy; rows × n, dense.
+pk_status pk_layernorm_backward_f32(int64_t rows, int64_t n, const float *x, const float *gamma, float eps, const float *dy,
+                                    float *dx);
+/// pk_gelu_backward_f32 — dx := dy · (Φ(x) + x·φ(x)); dx may equal dy.
+pk_status pk_gelu_backward_f32(int64_t n, const float *x, const float *dy, float *dx);
+/// pk_attention_backward_f32 — dq, dk, dv (layout of q, k, v; write-only) of pk_attention_f32 for the
+///   upstream gradient dout (B·T × H·D, row stride ldq), recomputing the attention weights.
+/// Threads   one (sequence, head) pair per task, T × T scratch per thread; identical bits for any
+///           thread count. Errors PK_ERR_SHAPE, PK_ERR_NULL, PK_ERR_NOMEM.
+pk_status pk_attention_backward_f32(int64_t B, int64_t T, int64_t H, int64_t D, const float *q, const float *k,
+                                    const float *v, int64_t ldq, const float *mask, const float *head_mask,
+                                    const float *dout, float *dq, float *dk, float *dv);
+/// pk_mean_pool_backward_f32 — dx (B·T × n, write-only) of pk_mean_pool_f32 with normalize = 1 for
+///   the upstream gradient dout (B × n).
+pk_status pk_mean_pool_backward_f32(int64_t B, int64_t T, int64_t n, const float *x, const float *mask, const float *dout,
+                                    float *dx);
+
 // ------------------------------------------------------------------------------------------------
 // Sparse execution (src/sparse.c; reference src/ref/sparse_ref.c)
 

@@ -235,3 +235,192 @@ pk_status pk_mean_pool_f32(int64_t B, int64_t T, int64_t n, const float *x, cons
     pk_parallel_for(B, 1, pool_range, &c);
     return PK_OK;
 }
+
+// ---- backward passes (fine-tuning)
+
+typedef struct {
+    int64_t n;
+    float eps;
+    const float *x, *gamma, *dy;
+    float *dx;
+} lnb_ctx;
+
+static void lnb_range(void *v, int64_t r0, int64_t r1) {
+    // rows [r0, r1): with x̂ = (x − mean)/σ and g = gamma·dy: dx = (g − mean(g) − x̂·mean(g·x̂)) / σ
+    const lnb_ctx *c = v;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *x = c->x + r * c->n, *dy = c->dy + r * c->n;
+        double s = 0, q = 0;
+        for (int64_t j = 0; j < c->n; j++) s += x[j];
+        const double mean = s / (double)c->n;
+        for (int64_t j = 0; j < c->n; j++) q += ((double)x[j] - mean) * ((double)x[j] - mean);
+        const double inv = 1.0 / sqrt(q / (double)c->n + (double)c->eps);
+        double sg = 0, sgx = 0;
+        for (int64_t j = 0; j < c->n; j++) {
+            const double g = (double)c->gamma[j] * dy[j], xh = ((double)x[j] - mean) * inv;
+            sg += g;
+            sgx += g * xh;
+        }
+        sg /= (double)c->n;
+        sgx /= (double)c->n;
+        float *dx = c->dx + r * c->n;
+        for (int64_t j = 0; j < c->n; j++) {
+            const double g = (double)c->gamma[j] * dy[j], xh = ((double)x[j] - mean) * inv;
+            dx[j] = (float)((g - sg - xh * sgx) * inv);
+        }
+    }
+}
+
+pk_status pk_layernorm_backward_f32(int64_t rows, int64_t n, const float *x, const float *gamma, float eps, const float *dy,
+                                    float *dx) {
+    if (rows < 0 || n < 0) return PK_ERR_SHAPE;
+    if (!(eps >= 0.0f)) return PK_ERR_ARG;
+    if (rows == 0 || n == 0) return PK_OK;
+    if (!x || !gamma || !dy || !dx) return PK_ERR_NULL;
+    lnb_ctx c = {n, eps, x, gamma, dy, dx};
+    pk_parallel_for(rows, 8, lnb_range, &c);
+    return PK_OK;
+}
+
+typedef struct { const float *x, *dy; float *dx; } gelub_ctx;
+
+static PK_ALWAYS_INLINE void gelub_body(void *v, int64_t b, int64_t e) {
+    // elements [b, e): dx = dy · (Φ(x) + x·φ(x)), φ the standard normal density
+    const gelub_ctx *c = v;
+    for (int64_t i = b; i < e; i++) {
+        const float x = c->x[i];
+        const float cdf = 0.5f * (1.0f + erf_as(x * 0.70710678118654752f));
+        const float pdf = 0.39894228040143268f * exp_neg(-0.5f * (x * x < 170.0f ? x * x : 170.0f));
+        c->dx[i] = c->dy[i] * (cdf + x * pdf);
+    }
+}
+PK_TARGET_AVX512 static void gelub_avx512(void *v, int64_t b, int64_t e) { gelub_body(v, b, e); }
+PK_TARGET_AVX2 static void gelub_avx2(void *v, int64_t b, int64_t e) { gelub_body(v, b, e); }
+static void gelub_scalar(void *v, int64_t b, int64_t e) { gelub_body(v, b, e); }
+
+pk_status pk_gelu_backward_f32(int64_t n, const float *x, const float *dy, float *dx) {
+    if (n < 0) return PK_ERR_SHAPE;
+    if (n == 0) return PK_OK;
+    if (!x || !dy || !dx) return PK_ERR_NULL;
+    gelub_ctx c = {x, dy, dx};
+    const pk_isa isa = pk_active_isa();
+    pk_parallel_for(n, 1 << 14, isa == PK_ISA_AVX512 ? gelub_avx512 : isa == PK_ISA_AVX2 ? gelub_avx2 : gelub_scalar, &c);
+    return PK_OK;
+}
+
+typedef struct {
+    int64_t B, T, H, D, ldq;
+    const float *q, *k, *v, *mask, *head_mask, *dout;
+    float *dq, *dk, *dv;
+    int nomem;
+} attnb_ctx;
+
+static void attnb_range(void *vc, int64_t p0, int64_t p1) {
+    // (sequence, head) pairs [p0, p1): recompute P = softmax(q·kᵀ/√D) (T × T, masked keys 0), then
+    // dV = hm·Pᵀ·dO, dP = hm·dO·Vᵀ, dS = P ⊙ (dP − rowsum(P ⊙ dP)), dQ = dS·K/√D, dK = dSᵀ·Q/√D
+    attnb_ctx *c = vc;
+    const int64_t T = c->T, D = c->D;
+    float *P = pk_scratch(9, (size_t)(2 * T * T) * sizeof(float));
+    if (!P) { c->nomem = 1; return; }
+    float *dS = P + T * T;
+    const float scale = 1.0f / sqrtf((float)D);
+    for (int64_t pair = p0; pair < p1; pair++) {
+        const int64_t b = pair / c->H, h = pair % c->H;
+        const float hm = c->head_mask ? c->head_mask[h] : 1.0f;
+        const float *m = c->mask ? c->mask + b * T : NULL;
+#define ROW(ptr, t) ((ptr) + (b * T + (t)) * c->ldq + h * D)
+        for (int64_t t = 0; t < T; t++) {
+            float mx = -INFINITY, *pt = P + t * T;
+            for (int64_t s = 0; s < T; s++) {
+                if (m && m[s] == 0.0f) { pt[s] = -INFINITY; continue; }
+                float dot = 0;
+                for (int64_t d = 0; d < D; d++) dot += ROW(c->q, t)[d] * ROW(c->k, s)[d];
+                pt[s] = dot * scale;
+                mx = pt[s] > mx ? pt[s] : mx;
+            }
+            double sum = 0;
+            for (int64_t s = 0; s < T; s++) { pt[s] = (mx == -INFINITY || pt[s] == -INFINITY) ? 0.0f : expf(pt[s] - mx); sum += pt[s]; }
+            const float inv = sum > 0 ? (float)(1.0 / sum) : 0.0f;
+            for (int64_t s = 0; s < T; s++) pt[s] *= inv;
+        }
+        for (int64_t s = 0; s < T; s++) { memset(ROW(c->dv, s), 0, (size_t)D * 4); memset(ROW(c->dk, s), 0, (size_t)D * 4); }
+        for (int64_t t = 0; t < T; t++) {
+            const float *pt = P + t * T, *dot = ROW(c->dout, t);
+            float *ds = dS + t * T;
+            double acc = 0;
+            for (int64_t s = 0; s < T; s++) {
+                float dp = 0;
+                for (int64_t d = 0; d < D; d++) dp += dot[d] * ROW(c->v, s)[d];
+                ds[s] = hm * dp;
+                acc += (double)pt[s] * ds[s];
+                const float w = hm * pt[s];
+                if (w != 0.0f) for (int64_t d = 0; d < D; d++) ROW(c->dv, s)[d] += w * dot[d];
+            }
+            for (int64_t s = 0; s < T; s++) ds[s] = pt[s] * (ds[s] - (float)acc) * scale;
+            float *dq = ROW(c->dq, t);
+            memset(dq, 0, (size_t)D * 4);
+            for (int64_t s = 0; s < T; s++)
+                if (ds[s] != 0.0f)
+                    for (int64_t d = 0; d < D; d++) dq[d] += ds[s] * ROW(c->k, s)[d];
+        }
+        for (int64_t s = 0; s < T; s++) {
+            float *dk = ROW(c->dk, s);
+            for (int64_t t = 0; t < T; t++) {
+                const float w = dS[t * T + s];
+                if (w != 0.0f) for (int64_t d = 0; d < D; d++) dk[d] += w * ROW(c->q, t)[d];
+            }
+        }
+#undef ROW
+    }
+}
+
+pk_status pk_attention_backward_f32(int64_t B, int64_t T, int64_t H, int64_t D, const float *q, const float *k,
+                                    const float *v, int64_t ldq, const float *mask, const float *head_mask,
+                                    const float *dout, float *dq, float *dk, float *dv) {
+    if (B < 0 || T < 0 || H < 0 || D < 0 || ldq < H * D || T > MAX_T) return PK_ERR_SHAPE;
+    if (B == 0 || T == 0 || H == 0 || D == 0) return PK_OK;
+    if (!q || !k || !v || !dout || !dq || !dk || !dv) return PK_ERR_NULL;
+    attnb_ctx c = {B, T, H, D, ldq, q, k, v, mask, head_mask, dout, dq, dk, dv, 0};
+    pk_parallel_for(B * H, 1, attnb_range, &c);
+    return c.nomem ? PK_ERR_NOMEM : PK_OK;
+}
+
+typedef struct { int64_t T, n; const float *x, *mask, *dout; float *dx; int nomem; } poolb_ctx;
+
+static void poolb_range(void *vc, int64_t b0, int64_t b1) {
+    // sequences [b0, b1): e = m/‖m‖, m = Σ mask·x / Σ mask. dm = (de − e·(e·de)) / ‖m‖, dx_t = mask_t·dm / Σ mask
+    poolb_ctx *c = vc;
+    float *m = pk_scratch(9, (size_t)c->n * 2 * sizeof(float));
+    if (!m) { c->nomem = 1; return; }
+    float *dm = m + c->n;
+    for (int64_t b = b0; b < b1; b++) {
+        memset(m, 0, (size_t)c->n * 4);
+        double cnt = 0;
+        for (int64_t t = 0; t < c->T; t++) {
+            const float w = c->mask ? c->mask[b * c->T + t] : 1.0f;
+            cnt += w;
+            if (w != 0.0f) for (int64_t j = 0; j < c->n; j++) m[j] += w * c->x[(b * c->T + t) * c->n + j];
+        }
+        const double invc = 1.0 / (cnt > 1e-9 ? cnt : 1e-9);
+        double q = 0, ed = 0;
+        for (int64_t j = 0; j < c->n; j++) { m[j] = (float)(m[j] * invc); q += (double)m[j] * m[j]; }
+        const double norm = fmax(sqrt(q), 1e-12);
+        for (int64_t j = 0; j < c->n; j++) ed += m[j] / norm * c->dout[b * c->n + j];
+        for (int64_t j = 0; j < c->n; j++) dm[j] = (float)((c->dout[b * c->n + j] - m[j] / norm * ed) / norm * invc);
+        for (int64_t t = 0; t < c->T; t++) {
+            const float w = c->mask ? c->mask[b * c->T + t] : 1.0f;
+            float *dx = c->dx + (b * c->T + t) * c->n;
+            for (int64_t j = 0; j < c->n; j++) dx[j] = w * dm[j];
+        }
+    }
+}
+
+pk_status pk_mean_pool_backward_f32(int64_t B, int64_t T, int64_t n, const float *x, const float *mask, const float *dout,
+                                    float *dx) {
+    if (B < 0 || T < 0 || n < 0) return PK_ERR_SHAPE;
+    if (B == 0 || T == 0 || n == 0) return PK_OK;
+    if (!x || !dout || !dx) return PK_ERR_NULL;
+    poolb_ctx c = {T, n, x, mask, dout, dx, 0};
+    pk_parallel_for(B, 1, poolb_range, &c);
+    return c.nomem ? PK_ERR_NOMEM : PK_OK;
+}

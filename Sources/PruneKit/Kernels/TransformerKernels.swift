@@ -35,4 +35,31 @@ extension Kernels {
         try check(pk_mean_pool_f32(Int64(b), Int64(t), Int64(n), x.base, mask.map { UnsafePointer($0.base) }, normalize ? 1 : 0,
                                    out.base), "mean_pool")
     }
+
+    static func layerNormBackward(rows: Int, n: Int, x: FloatStorage, gamma: FloatStorage, eps: Float, dy: FloatStorage,
+                                  dx: FloatStorage) throws {
+        try check(pk_layernorm_backward_f32(Int64(rows), Int64(n), x.base, gamma.base, eps, dy.base, dx.base), "layernorm_backward")
+    }
+
+    static func geluBackward(x: FloatStorage, dy: FloatStorage, dx: FloatStorage) throws {
+        try check(pk_gelu_backward_f32(Int64(x.count), x.base, dy.base, dx.base), "gelu_backward")
+    }
+
+    static func attentionBackward(b: Int, t: Int, heads: Int, headDim: Int, q: FloatStorage, k: FloatStorage, v: FloatStorage,
+                                  mask: FloatStorage?, headMask: [Float]?, dout: FloatStorage,
+                                  dq: FloatStorage, dk: FloatStorage, dv: FloatStorage) throws {
+        let w = Int64(heads * headDim)
+        let st = (headMask ?? []).withUnsafeBufferPointer { hm in
+            pk_attention_backward_f32(Int64(b), Int64(t), Int64(heads), Int64(headDim), q.base, k.base, v.base, w,
+                                      mask.map { UnsafePointer($0.base) }, headMask == nil ? nil : hm.baseAddress, dout.base,
+                                      dq.base, dk.base, dv.base)
+        }
+        try check(st, "attention_backward")
+    }
+
+    static func meanPoolBackward(b: Int, t: Int, n: Int, x: FloatStorage, mask: FloatStorage?, dout: FloatStorage,
+                                 dx: FloatStorage) throws {
+        try check(pk_mean_pool_backward_f32(Int64(b), Int64(t), Int64(n), x.base, mask.map { UnsafePointer($0.base) }, dout.base,
+                                            dx.base), "mean_pool_backward")
+    }
 }

@@ -25,25 +25,66 @@ public final class BertLayer {
         headMask = [Float](repeating: 1, count: heads)
     }
 
+    /// What backward needs from the last training forward pass.
+    struct Cache { let x, q, k, v, aPre, hPre, oPre: Tensor; let b, t: Int; let mask: FloatStorage? }
+    var cache: Cache?
+
     /// x: B·T × hidden token rows → the block's output rows.
-    func forward(_ x: Tensor, b: Int, t: Int, mask: FloatStorage?, eps: Float) throws -> Tensor {
+    func forward(_ x: Tensor, b: Int, t: Int, mask: FloatStorage?, eps: Float, training: Bool = false) throws -> Tensor {
         let rows = b * t, hidden = x.shape[1], d = query.outFeatures / heads
-        let q = try query(x), k = try key(x), v = try value(x)
+        let q = try query.forward(x, training: training), k = try key.forward(x, training: training)
+        let v = try value.forward(x, training: training)
         let ctx = Tensor(uninitialized: [rows, heads * d])
         try Kernels.attention(b: b, t: t, heads: heads, headDim: d, q: q.storage, k: k.storage, v: v.storage, mask: mask,
                               headMask: headMask, out: ctx.storage)
-        let a = try attentionOutput(ctx)
-        try Kernels.axpby(alpha: 1, x: a.storage, beta: 1, y: x.storage, out: a.storage)
-        try Kernels.layerNorm(rows: rows, n: hidden, x: a.storage, gamma: attentionNorm.gamma.storage,
+        let aPre = try attentionOutput.forward(ctx, training: training)
+        try Kernels.axpby(alpha: 1, x: aPre.storage, beta: 1, y: x.storage, out: aPre.storage)
+        let a = Tensor(uninitialized: [rows, hidden])
+        try Kernels.layerNorm(rows: rows, n: hidden, x: aPre.storage, gamma: attentionNorm.gamma.storage,
                               beta: attentionNorm.beta.storage, eps: eps, y: a.storage)
-        let h = try intermediate(a)
-        try Kernels.gelu(h.storage, into: h.storage)
-        let o = try output(h)
-        try Kernels.axpby(alpha: 1, x: o.storage, beta: 1, y: a.storage, out: o.storage)
-        try Kernels.layerNorm(rows: rows, n: hidden, x: o.storage, gamma: outputNorm.gamma.storage, beta: outputNorm.beta.storage,
+        let hPre = try intermediate.forward(a, training: training)
+        let h = Tensor(uninitialized: hPre.shape)
+        try Kernels.gelu(hPre.storage, into: h.storage)
+        let oPre = try output.forward(h, training: training)
+        try Kernels.axpby(alpha: 1, x: oPre.storage, beta: 1, y: a.storage, out: oPre.storage)
+        let o = Tensor(uninitialized: [rows, hidden])
+        try Kernels.layerNorm(rows: rows, n: hidden, x: oPre.storage, gamma: outputNorm.gamma.storage, beta: outputNorm.beta.storage,
                               eps: eps, y: o.storage)
+        cache = training ? Cache(x: x, q: q, k: k, v: v, aPre: aPre, hPre: hPre, oPre: oPre, b: b, t: t, mask: mask) : nil
         return o
     }
+
+    /// Gradients of the block's Linear layers (their optimizer steps fused when armed) from ∂L/∂output;
+    /// returns ∂L/∂input when asked. LayerNorm parameters stay fixed.
+    func backward(_ dy: Tensor, eps: Float, needInputGradient: Bool) throws -> Tensor? {
+        guard let c = cache else { throw LayerError.backwardBeforeForward("BertLayer") }
+        let rows = c.b * c.t, hidden = dy.shape[1], d = query.outFeatures / heads
+        let dOPre = Tensor(uninitialized: [rows, hidden])
+        try Kernels.layerNormBackward(rows: rows, n: hidden, x: c.oPre.storage, gamma: outputNorm.gamma.storage, eps: eps,
+                                      dy: dy.storage, dx: dOPre.storage)
+        let dh = try output.backward(dOPre, needInputGradient: true)!
+        try Kernels.geluBackward(x: c.hPre.storage, dy: dh.storage, dx: dh.storage)
+        let da = try intermediate.backward(dh, needInputGradient: true)!
+        try Kernels.axpby(alpha: 1, x: da.storage, beta: 1, y: dOPre.storage, out: da.storage)
+        let dAPre = Tensor(uninitialized: [rows, hidden])
+        try Kernels.layerNormBackward(rows: rows, n: hidden, x: c.aPre.storage, gamma: attentionNorm.gamma.storage, eps: eps,
+                                      dy: da.storage, dx: dAPre.storage)
+        let dctx = try attentionOutput.backward(dAPre, needInputGradient: true)!
+        let dq = Tensor(uninitialized: c.q.shape), dk = Tensor(uninitialized: c.k.shape), dv = Tensor(uninitialized: c.v.shape)
+        try Kernels.attentionBackward(b: c.b, t: c.t, heads: heads, headDim: d, q: c.q.storage, k: c.k.storage, v: c.v.storage,
+                                      mask: c.mask, headMask: headMask, dout: dctx.storage, dq: dq.storage, dk: dk.storage,
+                                      dv: dv.storage)
+        cache = nil
+        let gq = try query.backward(dq, needInputGradient: needInputGradient)
+        let gk = try key.backward(dk, needInputGradient: needInputGradient)
+        let gv = try value.backward(dv, needInputGradient: needInputGradient)
+        guard needInputGradient, let gq, let gk, let gv else { return nil }
+        for g in [gk, gv, dAPre] { try Kernels.axpby(alpha: 1, x: gq.storage, beta: 1, y: g.storage, out: gq.storage) }
+        return gq
+    }
+
+    /// The Linear layers of the block.
+    public var linears: [Linear] { [query, key, value, attentionOutput, intermediate, output] }
 }
 
 /// A BERT encoder with sentence-transformers' mean pooling and L2 normalisation (all-MiniLM-L6-v2).
@@ -97,7 +138,7 @@ public final class BertEncoder {
     }
 
     /// Token rows (B·T × hidden) of the last layer for padded ids (B × T) and their attention mask.
-    public func encode(ids: [[Int32]], mask: [[Float]]) throws -> Tensor {
+    public func encode(ids: [[Int32]], mask: [[Float]], training: Bool = false) throws -> Tensor {
         let b = ids.count, t = ids.first?.count ?? 0
         guard ids.allSatisfy({ $0.count == t }), mask.count == b, mask.allSatisfy({ $0.count == t }) else {
             throw TensorError.invalidShape([b, t])
@@ -113,17 +154,42 @@ public final class BertEncoder {
                               beta: embeddingNorm.beta.storage, eps: config.layerNormEps, y: x.storage)
         let m = FloatStorage(mask.flatMap { $0 })
         var h = x
-        for layer in layers { h = try layer.forward(h, b: b, t: t, mask: m, eps: config.layerNormEps) }
+        for layer in layers { h = try layer.forward(h, b: b, t: t, mask: m, eps: config.layerNormEps, training: training) }
         return h
     }
 
     /// Sentence embeddings (B × hidden): mean of the real tokens' rows, L2-normalised.
     public func embed(ids: [[Int32]], mask: [[Float]]) throws -> Tensor {
-        let h = try encode(ids: ids, mask: mask)
+        try embed(ids: ids, mask: mask, training: false)
+    }
+
+    private var poolCache: (h: Tensor, mask: FloatStorage, b: Int, t: Int)?
+
+    /// As `embed`; with `training`, every block keeps what `backward` needs.
+    public func embed(ids: [[Int32]], mask: [[Float]], training: Bool) throws -> Tensor {
+        let h = try encode(ids: ids, mask: mask, training: training)
         let b = ids.count, t = ids.first?.count ?? 0
         let out = Tensor(uninitialized: [b, config.hidden])
-        try Kernels.meanPool(b: b, t: t, n: config.hidden, x: h.storage, mask: FloatStorage(mask.flatMap { $0 }), normalize: true,
-                             out: out.storage)
+        let m = FloatStorage(mask.flatMap { $0 })
+        try Kernels.meanPool(b: b, t: t, n: config.hidden, x: h.storage, mask: m, normalize: true, out: out.storage)
+        poolCache = training ? (h, m, b, t) : nil
         return out
     }
+
+    /// Gradients of every block's Linear layers from ∂L/∂embeddings (B × hidden) of the last training
+    /// `embed`; embeddings and LayerNorm parameters stay fixed.
+    public func backward(_ dEmbedding: Tensor) throws {
+        guard let p = poolCache else { throw LayerError.backwardBeforeForward("BertEncoder") }
+        var g = Tensor(uninitialized: [p.b * p.t, config.hidden])
+        try Kernels.meanPoolBackward(b: p.b, t: p.t, n: config.hidden, x: p.h.storage, mask: p.mask, dout: dEmbedding.storage,
+                                     dx: g.storage)
+        for (i, layer) in layers.enumerated().reversed() {
+            guard let next = try layer.backward(g, eps: config.layerNormEps, needInputGradient: i > 0) else { break }
+            g = next
+        }
+        poolCache = nil
+    }
+
+    /// Every Linear of every block (the trainable and prunable part).
+    public var parameters: [Parameter] { layers.flatMap { $0.linears.flatMap(\.parameters) } }
 }
