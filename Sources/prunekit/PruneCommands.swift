@@ -110,7 +110,11 @@ struct FineTune: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "finetune",
         abstract: "Fine-tune a model with its masks fixed (Adam, cosine-decayed lr; distillation with --teacher).")
-    @Option(name: .customLong("model-file"), help: "Input model.") var modelFile: String
+    @Option(name: .customLong("model-file"), help: "Input model.") var modelFile: String?
+    @Option(help: "Pruned sentence encoder folder (instead of --model-file): distilled from --teacher on --input.")
+    var model: String?
+    @Option(help: "Sentences (one per line) for distilling a sentence encoder.") var input: String?
+    @Option(name: .customLong("loss"), help: "Distillation loss for sentence encoders: cosine or mse.") var distillLoss: String = "cosine"
     @Option(help: "Epochs.") var epochs: Int = 2
     @Option(help: "Peak learning rate (cosine-decayed to 0).") var lr: Float = 3e-3
     @Option(help: "Batch size.") var batch: Int = 128
@@ -131,6 +135,8 @@ struct FineTune: ParsableCommand {
     @OptionGroup var threadOption: ThreadOption
 
     func validate() throws {
+        guard (modelFile == nil) != (model == nil) else { throw ValidationError("give exactly one of --model-file and --model") }
+        if model != nil && (teacher == nil || input == nil) { throw ValidationError("--model needs --teacher DIR and --input FILE") }
         if resume && checkpoint == nil { throw ValidationError("--resume needs --checkpoint FILE") }
         guard checkpointEvery >= 1 else { throw ValidationError("--checkpoint-every must be at least 1") }
         guard epochs >= 0 else { throw ValidationError("--epochs must be at least 0") }
@@ -141,6 +147,13 @@ struct FineTune: ParsableCommand {
     func run() throws {
         try guarded {
             try threadOption.apply()
+            if let folder = model, let teacher, let input {
+                guard let l = SentenceDistillation.Loss(rawValue: distillLoss) else { throw ValidationError("--loss must be cosine or mse") }
+                try distilSentenceEncoder(model: folder, teacher: teacher, input: input, epochs: epochs, batch: batch,
+                                          lr: lr, loss: l, seed: seed, cosine: !constantLr, out: out, json: json)
+                return
+            }
+            guard let modelFile else { return }
             var (model, meta) = try ModelFile.load(modelFile)
             let teacherModel = try teacher.map { try ModelFile.load($0).model }
             let train = try FashionMNIST.load(directory: dataOption.data, train: true)

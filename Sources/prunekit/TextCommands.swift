@@ -113,3 +113,25 @@ func pruneSentenceEncoder(model: String, structure: String, method: String, amou
                             "heads": pruned.layers.map(\.heads), "ffn_neurons": pruned.layers.map(\.intermediate.outFeatures)]
     if json { printJSON(r) } else { for k in r.keys.sorted() { print("\(k): \(r[k]!)") } }
 }
+
+/// `prunekit finetune --model DIR2 --teacher DIR --input FILE --epochs N --out DIR3`.
+func distilSentenceEncoder(model: String, teacher: String, input: String, epochs: Int, batch: Int, lr: Float,
+                           loss: SentenceDistillation.Loss, seed: UInt64, cosine: Bool, out: String, json: Bool) throws {
+    let (student, tokenizer) = try SentenceEncoderFolder.load(model)
+    let (dense, _) = try SentenceEncoderFolder.load(teacher)
+    let sentences = try readLines(input)
+    let bar = ProgressBar(label: "distil")
+    // the prune command leaves zeros where weights are masked: keep them masked while training
+    for l in TransformerPruner.linears(student) where l.weight.mask == nil {
+        let zero = l.weight.value.scalars.map { $0 != 0 }
+        if zero.contains(false) { try l.weight.setMask(Mask(shape: l.weight.shape, kept: zero)) }
+    }
+    let r = try SentenceDistillation.fineTune(student: student, teacher: dense, tokenizer: tokenizer, sentences: sentences,
+                                              config: .init(epochs: epochs, batchSize: batch, learningRate: lr, loss: loss,
+                                                            seed: seed, cosineDecay: cosine), progress: bar.update)
+    try SentenceEncoderFolder.save(student, to: out, copyingFrom: model,
+                                   metadata: ["prunekit.finetuned": "\(loss.rawValue) \(epochs) epochs lr \(lr) from \(model)"])
+    let o: [String: Any] = ["model": out, "epochs": epochs, "epoch_losses": r.epochLosses, "train_seconds": r.seconds,
+                            "sentences_per_second": Double(sentences.count * epochs) / max(r.seconds, 1e-9)]
+    if json { printJSON(o) } else { for k in o.keys.sorted() { print("\(k): \(o[k]!)") } }
+}
