@@ -88,4 +88,24 @@ final class BertGradientTests: XCTestCase {
         var d1 = dx, d2 = dx, d3 = dx
         XCTAssertEqual(pk_attention_backward_f32(1, 5000, 1, 1, x, x, x, 1, nil, nil, x, &d1, &d2, &d3), PK_ERR_SHAPE)
     }
+
+    /// Distillation lowers the student's loss and keeps its masks.
+    func testDistillationLowersTheLossWithMasksFixed() throws {
+        let teacher = try tinyEncoder(seed: 5), student = try tinyEncoder(seed: 5)
+        _ = try TransformerPruner.prune(student, structure: .unstructured, method: .l1, amount: 0.5, statistics: nil)
+        let masks = TransformerPruner.linears(student).map { $0.weight.mask!.kept }
+        var vocab: [String: Int32] = ["[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3]
+        let words = (0..<16).map { "w\($0)" }
+        for (i, w) in words.enumerated() { vocab[w] = Int32(4 + i) }
+        let tok = try WordPieceTokenizer(vocabulary: vocab, maxLength: 12)
+        var g = SeededGenerator(seed: 6)
+        let sentences = (0..<48).map { _ in (0..<(2 + Int(g.next() % 7))).map { _ in words[Int(g.next() % 16)] }.joined(separator: " ") }
+        let r = try SentenceDistillation.fineTune(student: student, teacher: teacher, tokenizer: tok, sentences: sentences,
+                                                  config: .init(epochs: 12, batchSize: 8, learningRate: 3e-3, cosineDecay: false))
+        XCTAssertLessThan(r.epochLosses.last!, 0.5 * r.epochLosses.first!, "losses \(r.epochLosses)")
+        for (l, m) in zip(TransformerPruner.linears(student), masks) {
+            XCTAssertEqual(l.weight.mask!.kept, m)
+            XCTAssertTrue(zip(l.weight.value.scalars, m).allSatisfy { $0.1 || $0.0 == 0 }, "masked weights stay 0")
+        }
+    }
 }
