@@ -3,7 +3,8 @@
 package, one per line, split deterministically into calibration, training and held-out files.
 
 Usage: python3 scripts/make-sentences.py [out_dir=data/sentences]  (after apt-get install fortunes)
-Writes calibration.txt (512), train.txt (4,000) and heldout.txt (1,000): fortunes of 20-300
+Writes calibration.txt (512), train.txt (4,000), heldout.txt (1,000) and train-large.txt (every
+fortune in neither calibration nor held-out: train.txt plus the rest): fortunes of 20-300
 characters, whitespace collapsed, ASCII-art collections skipped, duplicates removed; the split is
 by a hash of the text, so it never depends on file order.
 """
@@ -30,7 +31,8 @@ def main():
         sys.exit(f"only {len(items)} fortunes found in {SRC}: install Debian's fortunes package")
     items.sort(key=lambda s: hashlib.sha256(s.encode()).hexdigest())
     os.makedirs(out, exist_ok=True)
-    for name, part in (("calibration", items[:512]), ("train", items[512:4512]), ("heldout", items[4512:5512])):
+    for name, part in (("calibration", items[:512]), ("train", items[512:4512]), ("heldout", items[4512:5512]),
+                       ("train-large", items[512:4512] + items[5512:])):
         with open(os.path.join(out, name + ".txt"), "w", encoding="utf-8") as f:
             f.write("\n".join(part) + "\n")
     print(f"{len(items)} fortunes → {out}: calibration 512, train 4000, heldout 1000")

@@ -44,6 +44,16 @@ pk_status pk_bert_embeddings_f32(int64_t B, int64_t T, int64_t n, const int32_t 
 
 // ---- layer normalisation
 
+// Mean and 1/sqrt(var + eps) of a row of n (biased variance, in double): shared by forward and
+// backward so both normalise identically.
+static inline void row_stats(const float *x, int64_t n, float eps, double *mean, double *inv) {
+    double s = 0, q = 0;
+    for (int64_t j = 0; j < n; j++) s += x[j];
+    *mean = s / (double)n;
+    for (int64_t j = 0; j < n; j++) q += ((double)x[j] - *mean) * ((double)x[j] - *mean);
+    *inv = 1.0 / sqrt(q / (double)n + (double)eps);
+}
+
 typedef struct {
     int64_t n, ldx, ldy;
     float eps;
@@ -56,11 +66,9 @@ static void ln_range(void *v, int64_t r0, int64_t r1) {
     const ln_ctx *c = v;
     for (int64_t r = r0; r < r1; r++) {
         const float *x = c->x + r * c->ldx;
-        double s = 0, q = 0;
-        for (int64_t j = 0; j < c->n; j++) s += x[j];
-        const double mean = s / (double)c->n;
-        for (int64_t j = 0; j < c->n; j++) q += ((double)x[j] - mean) * ((double)x[j] - mean);
-        const float inv = (float)(1.0 / sqrt(q / (double)c->n + (double)c->eps)), m = (float)mean;
+        double mean, dinv;
+        row_stats(x, c->n, c->eps, &mean, &dinv);
+        const float inv = (float)dinv, m = (float)mean;
         float *y = c->y + r * c->ldy;
         for (int64_t j = 0; j < c->n; j++) y[j] = (x[j] - m) * inv * c->gamma[j] + c->beta[j];
     }
@@ -250,11 +258,8 @@ static void lnb_range(void *v, int64_t r0, int64_t r1) {
     const lnb_ctx *c = v;
     for (int64_t r = r0; r < r1; r++) {
         const float *x = c->x + r * c->n, *dy = c->dy + r * c->n;
-        double s = 0, q = 0;
-        for (int64_t j = 0; j < c->n; j++) s += x[j];
-        const double mean = s / (double)c->n;
-        for (int64_t j = 0; j < c->n; j++) q += ((double)x[j] - mean) * ((double)x[j] - mean);
-        const double inv = 1.0 / sqrt(q / (double)c->n + (double)c->eps);
+        double mean, inv;
+        row_stats(x, c->n, c->eps, &mean, &inv);
         double sg = 0, sgx = 0;
         for (int64_t j = 0; j < c->n; j++) {
             const double g = (double)c->gamma[j] * dy[j], xh = ((double)x[j] - mean) * inv;
