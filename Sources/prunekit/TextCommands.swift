@@ -51,13 +51,13 @@ func readLines(_ path: String) throws -> [String] {
 /// Embeddings in input order; batches of similar length (sorted by token count, as
 /// sentence-transformers does) so padding stays small.
 func embedAll(_ texts: [String], encoder: BertEncoder, tokenizer: WordPieceTokenizer, batch: Int) throws -> [[Float]] {
-    let lengths = texts.map { tokenizer.encode($0).count }
-    let order = texts.indices.sorted { lengths[$0] > lengths[$1] }
+    let encoded = texts.map(tokenizer.encode) // once: for the length order and the batches
+    let order = texts.indices.sorted { encoded[$0].count > encoded[$1].count }
     var out = [[Float]](repeating: [], count: texts.count)
     let h = encoder.config.hidden
     for start in stride(from: 0, to: order.count, by: batch) {
         let idx = Array(order[start..<min(start + batch, order.count)])
-        let (ids, mask) = tokenizer.batch(idx.map { texts[$0] })
+        let (ids, mask) = tokenizer.pad(idx.map { encoded[$0] })
         let e = try encoder.embed(ids: ids, mask: mask).scalars
         for (k, i) in idx.enumerated() { out[i] = Array(e[(k * h)..<((k + 1) * h)]) }
     }

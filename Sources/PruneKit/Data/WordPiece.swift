@@ -100,8 +100,10 @@ public struct WordPieceTokenizer: Sendable {
     }
 
     /// Ids padded to the longest text of the batch, and the attention mask (1 real, 0 padding).
-    public func batch(_ texts: [String]) -> (ids: [[Int32]], mask: [[Float]]) {
-        let enc = texts.map(encode)
+    public func batch(_ texts: [String]) -> (ids: [[Int32]], mask: [[Float]]) { pad(texts.map(encode)) }
+
+    /// Already encoded sequences padded to the longest, with their attention mask.
+    public func pad(_ enc: [[Int32]]) -> (ids: [[Int32]], mask: [[Float]]) {
         let n = enc.map(\.count).max() ?? 0
         return (enc.map { $0 + [Int32](repeating: pad, count: n - $0.count) },
                 enc.map { [Float](repeating: 1, count: $0.count) + [Float](repeating: 0, count: n - $0.count) })

@@ -55,15 +55,19 @@ public final class SparseMatrix: @unchecked Sendable {
 
     /// y (b × rows) = x (b × cols) · Wᵀ + bias.
     func forward(_ x: FloatStorage, batch: Int, bias: FloatStorage?, into y: FloatStorage) throws {
-        var a = csr
-        try Kernels.check(pk_spmm_f32(&a, 0, Int64(batch), x.base, Int64(cols), bias.map { UnsafePointer($0.base) },
-                                      y.base, Int64(rows)), "spmm")
+        try product(trans: false, features: false, x, batch: batch, bias: bias, into: y)
     }
 
     /// dx (b × cols) = dy (b × rows) · W.
     func inputGradient(_ dy: FloatStorage, batch: Int, into dx: FloatStorage) throws {
-        var a = csr
-        try Kernels.check(pk_spmm_f32(&a, 1, Int64(batch), dy.base, Int64(rows), nil, dx.base, Int64(cols)), "spmm_t")
+        try product(trans: true, features: false, dy, batch: batch, bias: nil, into: dx)
+    }
+
+    /// The weight gradient at the kept entries (nnz), and, when `step` is given, that step applied to
+    /// `values` with compressed state (fused: no gradient pass of its own). `grad` receives the
+    /// gradient when given.
+    func weightGradient(dy: FloatStorage, x: FloatStorage, batch: Int, step: UpdateStep?, grad: FloatStorage?) throws {
+        try sampledGradient(features: false, dy: dy, x: x, batch: batch, step: step, grad: grad)
     }
 
     // Feature-major activations (features as rows, the b samples as columns), as convolutions hold
@@ -71,47 +75,43 @@ public final class SparseMatrix: @unchecked Sendable {
 
     /// yt (rows × b) = W · xt (cols × b) + bias per row.
     func forwardFeatures(_ xt: FloatStorage, batch: Int, bias: FloatStorage?, into yt: FloatStorage) throws {
-        var a = csr
-        try Kernels.check(pk_spmm_layout_f32(&a, 0, Int32(PK_LAYOUT_FEATURES), Int64(batch), xt.base, Int64(batch),
-                                             bias.map { UnsafePointer($0.base) }, yt.base, Int64(batch)), "spmm_features")
+        try product(trans: false, features: true, xt, batch: batch, bias: bias, into: yt)
     }
 
     /// dxt (cols × b) = Wᵀ · dyt (rows × b).
     func inputGradientFeatures(_ dyt: FloatStorage, batch: Int, into dxt: FloatStorage) throws {
-        var a = csr
-        try Kernels.check(pk_spmm_layout_f32(&a, 1, Int32(PK_LAYOUT_FEATURES), Int64(batch), dyt.base, Int64(batch),
-                                             nil, dxt.base, Int64(batch)), "spmm_t_features")
+        try product(trans: true, features: true, dyt, batch: batch, bias: nil, into: dxt)
     }
 
     /// As `weightGradient`, from feature-major dyt (rows × b) and xt (cols × b).
     func weightGradientFeatures(dyt: FloatStorage, xt: FloatStorage, batch: Int, step: UpdateStep?, grad: FloatStorage?) throws {
-        var a = csr
-        let layout = Int32(PK_LAYOUT_FEATURES)
-        if let step {
-            precondition(step.fits(nnz), "optimizer state of another form")
-            var d = Kernels.describe(step, weight: values, ld: 0)
-            try Kernels.check(pk_sddmm_update_layout_f32(&a, layout, Int64(batch), dyt.base, Int64(batch), xt.base,
-                                                         Int64(batch), &d, grad?.base), "sddmm_update_features")
-        } else {
-            try Kernels.check(pk_sddmm_update_layout_f32(&a, layout, Int64(batch), dyt.base, Int64(batch), xt.base,
-                                                         Int64(batch), nil, grad?.base), "sddmm_features")
-        }
+        try sampledGradient(features: true, dy: dyt, x: xt, batch: batch, step: step, grad: grad)
     }
 
-    /// The weight gradient at the kept entries (nnz), and, when `step` is given, that step applied to
-    /// `values` with compressed state (fused: no gradient pass of its own). `grad` receives the
-    /// gradient when given.
-    func weightGradient(dy: FloatStorage, x: FloatStorage, batch: Int, step: UpdateStep?, grad: FloatStorage?) throws {
+    private func product(trans: Bool, features: Bool, _ x: FloatStorage, batch: Int, bias: FloatStorage?,
+                         into y: FloatStorage) throws {
         var a = csr
+        let (inDim, outDim) = trans ? (rows, cols) : (cols, rows)
+        let st = pk_spmm_layout_f32(&a, trans ? 1 : 0, features ? Int32(PK_LAYOUT_FEATURES) : 0, Int64(batch), x.base,
+                                    Int64(features ? batch : inDim), bias.map { UnsafePointer($0.base) }, y.base,
+                                    Int64(features ? batch : outDim))
+        try Kernels.check(st, "spmm")
+    }
+
+    private func sampledGradient(features: Bool, dy: FloatStorage, x: FloatStorage, batch: Int, step: UpdateStep?,
+                                 grad: FloatStorage?) throws {
+        var a = csr
+        let layout = features ? Int32(PK_LAYOUT_FEATURES) : 0
+        let (lddy, ldx) = (Int64(features ? batch : rows), Int64(features ? batch : cols))
+        let st: pk_status
         if let step {
             precondition(step.fits(nnz), "optimizer state of another form")
             var d = Kernels.describe(step, weight: values, ld: 0)
-            try Kernels.check(pk_sddmm_update_f32(&a, Int64(batch), dy.base, Int64(rows), x.base, Int64(cols), &d,
-                                                  grad?.base), "sddmm_update")
+            st = pk_sddmm_update_layout_f32(&a, layout, Int64(batch), dy.base, lddy, x.base, ldx, &d, grad?.base)
         } else {
-            try Kernels.check(pk_sddmm_update_f32(&a, Int64(batch), dy.base, Int64(rows), x.base, Int64(cols), nil,
-                                                  grad?.base), "sddmm")
+            st = pk_sddmm_update_layout_f32(&a, layout, Int64(batch), dy.base, lddy, x.base, ldx, nil, grad?.base)
         }
+        try Kernels.check(st, "sddmm")
     }
 }
 

@@ -30,11 +30,12 @@ public enum SentenceDistillation {
         }
         guard !sentences.isEmpty else { throw PruneError.missingStatistics("no sentences to fine-tune on") }
         let h = student.config.hidden
+        let encoded = sentences.map(tokenizer.encode) // once, not every epoch
         // the teacher's embeddings, once
         var target = [[Float]](repeating: [], count: sentences.count)
         for start in stride(from: 0, to: sentences.count, by: 64) {
             let idx = Array(start..<min(start + 64, sentences.count))
-            let (ids, mask) = tokenizer.batch(idx.map { sentences[$0] })
+            let (ids, mask) = tokenizer.pad(idx.map { encoded[$0] })
             let e = try teacher.embed(ids: ids, mask: mask).scalars
             for (k, i) in idx.enumerated() { target[i] = Array(e[(k * h)..<((k + 1) * h)]) }
         }
@@ -46,8 +47,7 @@ public enum SentenceDistillation {
         let start = Date()
         // batches of sentences of similar length (little padding), visited in a new random order
         // each epoch
-        let lengths = sentences.map { tokenizer.encode($0).count }
-        let byLength = sentences.indices.sorted { (lengths[$0], $0) < (lengths[$1], $1) }
+        let byLength = sentences.indices.sorted { (encoded[$0].count, $0) < (encoded[$1].count, $1) }
         let groups = stride(from: 0, to: byLength.count, by: config.batchSize).map {
             Array(byLength[$0..<min($0 + config.batchSize, byLength.count)])
         }
@@ -59,7 +59,7 @@ public enum SentenceDistillation {
             var total = 0.0
             for (bi, g) in order.enumerated() {
                 let idx = groups[g]
-                let (ids, mask) = tokenizer.batch(idx.map { sentences[$0] })
+                let (ids, mask) = tokenizer.pad(idx.map { encoded[$0] })
                 if config.cosineDecay {
                     opt.learningRate = config.learningRate * Float(0.5 * (1 + cos(Double.pi * Double(step) / Double(max(steps, 1)))))
                 }
