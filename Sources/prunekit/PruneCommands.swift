@@ -42,17 +42,20 @@ struct PruneCommand: ParsableCommand {
     @Option(name: .customLong("model-file"), help: "Input model (safetensors).") var modelFile: String?
     @Option(help: "Sentence encoder folder (all-MiniLM-L6-v2) instead of --model-file; --out is then a folder.")
     var model: String?
-    @Option(help: "Sentences (one per line) for wanda statistics, with --model.") var calibration: String?
+    @Option(help: "Sentences (one per line) for wanda / taylor statistics and bias compensation, with --model.")
+    var calibration: String?
     @Option(help: "Importance: l1, random, taylor or wanda.") var method: String = "l1"
     @Option(help: "Structure: unstructured, neurons, channels, N:M (e.g. 2:4), block (4x1) or RxC; with --model: heads, neurons, unstructured or 2:4.")
     var structure: String = "unstructured"
-    @Option(help: "Scope: layer or global.") var scope: String = "global"
+    @Option(help: "Scope: layer or global (default global; with --model: heads global, neurons per block).") var scope: String?
     @Option(help: "Fraction of the remaining weights (0.9) or a count (1000).") var amount: String
     @Option(help: "Output model file.") var out: String
     @Option(help: "Batches of 128 training images for taylor / wanda statistics.") var calibrationBatches: Int = 16
     @Option(help: "Random seed (random method).") var seed: UInt64 = 0
     @Flag(help: "Physically remove pruned neurons / channels (structured pruning).") var surgery = false
     @Flag(help: "Skip the test-set evaluation.") var noEval = false
+    @Option(help: "With --model and --calibration: move the mean contribution of removed weights, heads or neurons into the biases: auto (weights and heads, not neurons), on or off.")
+    var compensation: String = "auto"
     @Flag(help: "Print one JSON object.") var json = false
     @OptionGroup var dataOption: DataOption
     @OptionGroup var threadOption: ThreadOption
@@ -66,12 +69,13 @@ struct PruneCommand: ParsableCommand {
             try threadOption.apply()
             if let model {
                 try pruneSentenceEncoder(model: model, structure: structure, method: method, amount: amount,
-                                         calibration: calibration, out: out, json: json)
+                                         calibration: calibration, scope: scope, compensation: compensation, seed: seed,
+                                         out: out, json: json)
                 return
             }
             let modelFile = modelFile!
             guard let m = PruningRequest.Method(rawValue: method) else { throw ValidationError("--method must be l1, random, taylor or wanda") }
-            guard let sc = PruningRequest.Scope(rawValue: scope) else { throw ValidationError("--scope must be layer or global") }
+            guard let sc = PruningRequest.Scope(rawValue: scope ?? "global") else { throw ValidationError("--scope must be layer or global") }
             let request = PruningRequest(method: m, structure: try PruningRequest.Structure(parsing: structure), scope: sc,
                                          amount: try parseAmount(amount), seed: seed)
             var (model, meta) = try ModelFile.load(modelFile)
@@ -115,6 +119,8 @@ struct FineTune: ParsableCommand {
     var model: String?
     @Option(help: "Sentences (one per line) for distilling a sentence encoder.") var input: String?
     @Option(name: .customLong("loss"), help: "Distillation loss for sentence encoders: cosine or mse.") var distillLoss: String = "cosine"
+    @Option(help: "Sentence encoders: weight of the last-layer token-row term added to the embedding loss (0: embeddings only).")
+    var tokenWeight: Float = 0
     @Option(help: "Epochs.") var epochs: Int = 2
     @Option(help: "Peak learning rate (cosine-decayed to 0).") var lr: Float = 3e-3
     @Option(help: "Batch size.") var batch: Int = 128
@@ -142,6 +148,7 @@ struct FineTune: ParsableCommand {
         guard epochs >= 0 else { throw ValidationError("--epochs must be at least 0") }
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be positive") }
+        guard tokenWeight.isFinite, tokenWeight >= 0 else { throw ValidationError("--token-weight must be at least 0") }
     }
 
     func run() throws {
@@ -150,7 +157,8 @@ struct FineTune: ParsableCommand {
             if let folder = model, let teacher, let input {
                 guard let l = SentenceDistillation.Loss(rawValue: distillLoss) else { throw ValidationError("--loss must be cosine or mse") }
                 try distilSentenceEncoder(model: folder, teacher: teacher, input: input, epochs: epochs, batch: batch,
-                                          lr: lr, loss: l, seed: seed, cosine: !constantLr, out: out, json: json)
+                                          lr: lr, loss: l, seed: seed, cosine: !constantLr, tokenWeight: tokenWeight,
+                                          out: out, json: json)
                 return
             }
             guard let modelFile else { return }

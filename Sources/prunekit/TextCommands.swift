@@ -92,31 +92,61 @@ func evalSentenceEncoder(model: String, teacher: String?, input: String, batch: 
     if json { printJSON(result) } else { for k in result.keys.sorted() { print("\(k): \(result[k]!)") } }
 }
 
-/// `prunekit prune --model DIR --structure heads|neurons|unstructured|2:4 --method l1|wanda --amount A`.
+/// `prunekit prune --model DIR --structure heads|neurons|unstructured|2:4 --method l1|wanda|taylor --amount A`.
+/// Unstructured and 2:4 with calibration sentences prune block by block (Wanda's order); heads and
+/// neurons are ranked on the dense model.
 func pruneSentenceEncoder(model: String, structure: String, method: String, amount: String, calibration: String?,
-                          out: String, json: Bool) throws {
+                          scope: String?, compensation: String, seed: UInt64, out: String, json: Bool) throws {
     guard let st = TransformerPruner.Structure(rawValue: structure) else {
         throw ValidationError("--structure must be heads, neurons, unstructured or 2:4 with --model")
     }
-    guard let me = TransformerPruner.Method(rawValue: method) else { throw ValidationError("--method must be l1 or wanda with --model") }
+    guard let me = TransformerPruner.Method(rawValue: method) else {
+        throw ValidationError("--method must be l1, wanda or taylor with --model")
+    }
     guard let a = Double(amount), a >= 0, a < 1 else { throw ValidationError("--amount must be a fraction in [0, 1) with --model") }
-    if me == .wanda && calibration == nil { throw ValidationError("--method wanda needs --calibration FILE") }
+    let sc = try scope.map { s -> TransformerPruner.Scope in
+        guard let v = TransformerPruner.Scope(rawValue: s) else { throw ValidationError("--scope must be layer or global") }
+        return v
+    }
+    let compensate: Bool?
+    switch compensation {
+    case "auto": compensate = nil
+    case "on": compensate = true
+    case "off": compensate = false
+    default: throw ValidationError("--compensation must be auto, on or off")
+    }
+    if me != .l1 && calibration == nil { throw ValidationError("--method \(method) needs --calibration FILE") }
     let (encoder, tokenizer) = try SentenceEncoderFolder.load(model)
-    let stats = try calibration.map { try TransformerPruner.calibrate(encoder, tokenizer: tokenizer, sentences: readLines($0)) }
+    let sentences = try calibration.map(readLines)
     let before = encoder.parameterCount
-    let pruned = try TransformerPruner.prune(encoder, structure: st, method: me, amount: st == .nm24 ? 0.5 : a, statistics: stats)
+    let amountUsed = st == .nm24 ? 0.5 : a
+    let start = Date()
+    let pruned: BertEncoder
+    if let sentences, st == .unstructured || st == .nm24, me != .taylor {
+        pruned = try TransformerPruner.pruneSequentially(encoder, structure: st, method: me, amount: amountUsed, tokenizer: tokenizer,
+                                                         sentences: sentences, compensate: compensate ?? true)
+    } else {
+        let cal = try sentences.map {
+            try TransformerPruner.calibrate(encoder, tokenizer: tokenizer, sentences: $0, taylor: me == .taylor, seed: seed)
+        }
+        pruned = try TransformerPruner.prune(encoder, structure: st, method: me, amount: amountUsed, calibration: cal, scope: sc,
+                                             compensate: compensate)
+    }
+    let secs = Date().timeIntervalSince(start)
     try SentenceEncoderFolder.save(pruned, to: out, copyingFrom: model,
                                    metadata: ["prunekit.pruned": "\(structure) \(method) \(amount)", "prunekit.source": model])
     let zeros = TransformerPruner.linears(pruned).reduce(0) { $0 + ($1.weight.mask?.prunedCount ?? 0) }
     let r: [String: Any] = ["model": out, "structure": structure, "method": method, "amount": a,
                             "parameters_before": before, "parameters": pruned.parameterCount, "masked_weights": zeros,
+                            "bias_compensation": sentences != nil && (compensate ?? (st != .neurons)), "prune_seconds": secs,
                             "heads": pruned.layers.map(\.heads), "ffn_neurons": pruned.layers.map(\.intermediate.outFeatures)]
     if json { printJSON(r) } else { for k in r.keys.sorted() { print("\(k): \(r[k]!)") } }
 }
 
 /// `prunekit finetune --model DIR2 --teacher DIR --input FILE --epochs N --out DIR3`.
 func distilSentenceEncoder(model: String, teacher: String, input: String, epochs: Int, batch: Int, lr: Float,
-                           loss: SentenceDistillation.Loss, seed: UInt64, cosine: Bool, out: String, json: Bool) throws {
+                           loss: SentenceDistillation.Loss, seed: UInt64, cosine: Bool, tokenWeight: Float, out: String,
+                           json: Bool) throws {
     let (student, tokenizer) = try SentenceEncoderFolder.load(model)
     let (dense, _) = try SentenceEncoderFolder.load(teacher)
     let sentences = try readLines(input)
@@ -128,9 +158,10 @@ func distilSentenceEncoder(model: String, teacher: String, input: String, epochs
     }
     let r = try SentenceDistillation.fineTune(student: student, teacher: dense, tokenizer: tokenizer, sentences: sentences,
                                               config: .init(epochs: epochs, batchSize: batch, learningRate: lr, loss: loss,
-                                                            seed: seed, cosineDecay: cosine), progress: bar.update)
+                                                            seed: seed, cosineDecay: cosine, tokenWeight: tokenWeight),
+                                              progress: bar.update)
     try SentenceEncoderFolder.save(student, to: out, copyingFrom: model,
-                                   metadata: ["prunekit.finetuned": "\(loss.rawValue) \(epochs) epochs lr \(lr) from \(model)"])
+                                   metadata: ["prunekit.finetuned": "\(loss.rawValue) token weight \(tokenWeight) \(epochs) epochs lr \(lr) from \(model)"])
     let o: [String: Any] = ["model": out, "epochs": epochs, "epoch_losses": r.epochLosses, "train_seconds": r.seconds,
                             "sentences_per_second": Double(sentences.count * epochs) / max(r.seconds, 1e-9)]
     if json { printJSON(o) } else { for k in o.keys.sorted() { print("\(k): \(o[k]!)") } }

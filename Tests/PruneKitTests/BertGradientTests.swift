@@ -4,22 +4,6 @@ import CPruneKernels
 
 /// Backward passes of the encoder pieces against finite differences and references.
 final class BertGradientTests: XCTestCase {
-    func tinyEncoder(seed: UInt64) throws -> BertEncoder {
-        var g = SeededGenerator(seed: seed)
-        let (h, heads, inter) = (8, 2, 12)
-        func lin(_ i: Int, _ o: Int) -> Linear { let l = Linear(i, o, rng: &g); l.execution = .dense; return l }
-        func norm() throws -> (Tensor, Tensor) {
-            (try Tensor(shape: [h], scalars: (0..<h).map { _ in 1 + 0.2 * g.uniform(-1, 1) }), Tensor.uniform([h], -0.1, 0.1, rng: &g))
-        }
-        let layers = try (0..<2).map { _ in
-            BertLayer(query: lin(h, h), key: lin(h, h), value: lin(h, h), attentionOutput: lin(h, h), attentionNorm: try norm(),
-                      intermediate: lin(h, inter), output: lin(inter, h), outputNorm: try norm(), heads: heads)
-        }
-        let config = BertConfig(hidden: h, layers: 2, heads: heads, intermediate: inter, vocab: 20, maxPositions: 16, layerNormEps: 1e-12)
-        return BertEncoder(config: config, word: .uniform([20, h], -1, 1, rng: &g), position: .uniform([16, h], -0.5, 0.5, rng: &g),
-                           tokenType0: .uniform([h], -0.1, 0.1, rng: &g), embeddingNorm: try norm(), layers: layers)
-    }
-
     /// loss = Σ r ⊙ embed(ids): every Linear weight and bias against central differences.
     func testEncoderGradientsByFiniteDifferences() throws {
         let e = try tinyEncoder(seed: 3)
@@ -92,14 +76,9 @@ final class BertGradientTests: XCTestCase {
     /// Distillation lowers the student's loss and keeps its masks.
     func testDistillationLowersTheLossWithMasksFixed() throws {
         let teacher = try tinyEncoder(seed: 5), student = try tinyEncoder(seed: 5)
-        _ = try TransformerPruner.prune(student, structure: .unstructured, method: .l1, amount: 0.5, statistics: nil)
+        _ = try TransformerPruner.prune(student, structure: .unstructured, method: .l1, amount: 0.5, calibration: nil)
         let masks = TransformerPruner.linears(student).map { $0.weight.mask!.kept }
-        var vocab: [String: Int32] = ["[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3]
-        let words = (0..<16).map { "w\($0)" }
-        for (i, w) in words.enumerated() { vocab[w] = Int32(4 + i) }
-        let tok = try WordPieceTokenizer(vocabulary: vocab, maxLength: 12)
-        var g = SeededGenerator(seed: 6)
-        let sentences = (0..<48).map { _ in (0..<(2 + Int(g.next() % 7))).map { _ in words[Int(g.next() % 16)] }.joined(separator: " ") }
+        let (tok, sentences) = try tinySentences(48, seed: 6)
         let r = try SentenceDistillation.fineTune(student: student, teacher: teacher, tokenizer: tok, sentences: sentences,
                                                   config: .init(epochs: 12, batchSize: 8, learningRate: 3e-3, cosineDecay: false))
         XCTAssertLessThan(r.epochLosses.last!, 0.5 * r.epochLosses.first!, "losses \(r.epochLosses)")

@@ -97,7 +97,7 @@ final class MiniLMTests: XCTestCase {
         let dir = try modelFolder()
         let (encoder, tok) = try SentenceEncoderFolder.load(dir)
         let (ids, mask) = tok.batch(["Pruning heads should not change what the kept heads compute.", "Short one."])
-        let small = try TransformerPruner.prune(encoder, structure: .heads, method: .l1, amount: 0.5, statistics: nil)
+        let small = try TransformerPruner.prune(encoder, structure: .heads, method: .l1, amount: 0.5, calibration: nil)
         XCTAssertEqual(small.layers.map(\.heads).reduce(0, +), 36)
         XCTAssertTrue(small.layers.allSatisfy { $0.heads >= 1 })
         // the same heads masked in the dense encoder
@@ -118,14 +118,14 @@ final class MiniLMTests: XCTestCase {
         let (back, _) = try SentenceEncoderFolder.load(out)
         XCTAssertEqual(back.layers.map(\.heads), small.layers.map(\.heads))
         XCTAssertEqual(try back.embed(ids: ids, mask: mask).scalars, try small.embed(ids: ids, mask: mask).scalars)
-        let fewer = try TransformerPruner.prune(back, structure: .neurons, method: .l1, amount: 0.5, statistics: nil)
+        let fewer = try TransformerPruner.prune(back, structure: .neurons, method: .l1, amount: 0.5, calibration: nil)
         XCTAssertEqual(fewer.layers.map(\.intermediate.outFeatures), [Int](repeating: 768, count: 6))
         let stats = try TransformerPruner.calibrate(encoder, tokenizer: tok, sentences: ["Calibration text one.", "And two."])
-        let nm = try TransformerPruner.prune(encoder, structure: .nm24, method: .wanda, amount: 0.5, statistics: stats)
+        let nm = try TransformerPruner.prune(encoder, structure: .nm24, method: .wanda, amount: 0.5, calibration: stats)
         for l in TransformerPruner.linears(nm) {
             let k = l.weight.mask!.kept
             for g in stride(from: 0, to: k.count, by: 4) { XCTAssertLessThanOrEqual(k[g..<(g + 4)].filter { $0 }.count, 2) }
         }
-        XCTAssertThrowsError(try TransformerPruner.prune(encoder, structure: .unstructured, method: .wanda, amount: 0.5, statistics: nil))
+        XCTAssertThrowsError(try TransformerPruner.prune(encoder, structure: .unstructured, method: .wanda, amount: 0.5, calibration: nil))
     }
 }

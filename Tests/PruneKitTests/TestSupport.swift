@@ -75,3 +75,30 @@ func runPrunekit(_ args: [String]) throws -> (status: Int32, out: String, err: S
     p.waitUntilExit()
     return (p.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
 }
+
+/// A 2-block BERT encoder (hidden 8, 2 heads, FFN 12, vocabulary 20) with random weights.
+func tinyEncoder(seed: UInt64) throws -> BertEncoder {
+    var g = SeededGenerator(seed: seed)
+    let (h, heads, inter) = (8, 2, 12)
+    func lin(_ i: Int, _ o: Int) -> Linear { let l = Linear(i, o, rng: &g); l.execution = .dense; return l }
+    func norm() throws -> (Tensor, Tensor) {
+        (try Tensor(shape: [h], scalars: (0..<h).map { _ in 1 + 0.2 * g.uniform(-1, 1) }), Tensor.uniform([h], -0.1, 0.1, rng: &g))
+    }
+    let layers = try (0..<2).map { _ in
+        BertLayer(query: lin(h, h), key: lin(h, h), value: lin(h, h), attentionOutput: lin(h, h), attentionNorm: try norm(),
+                  intermediate: lin(h, inter), output: lin(inter, h), outputNorm: try norm(), heads: heads)
+    }
+    let config = BertConfig(hidden: h, layers: 2, heads: heads, intermediate: inter, vocab: 20, maxPositions: 16, layerNormEps: 1e-12)
+    return BertEncoder(config: config, word: .uniform([20, h], -1, 1, rng: &g), position: .uniform([16, h], -0.5, 0.5, rng: &g),
+                       tokenType0: .uniform([h], -0.1, 0.1, rng: &g), embeddingNorm: try norm(), layers: layers)
+}
+
+/// A tokenizer for the tiny encoder's vocabulary and `n` random sentences of its words.
+func tinySentences(_ n: Int, seed: UInt64) throws -> (WordPieceTokenizer, [String]) {
+    var vocab: [String: Int32] = ["[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3]
+    let words = (0..<16).map { "w\($0)" }
+    for (i, w) in words.enumerated() { vocab[w] = Int32(4 + i) }
+    let tok = try WordPieceTokenizer(vocabulary: vocab, maxLength: 12)
+    var g = SeededGenerator(seed: seed)
+    return (tok, (0..<n).map { _ in (0..<(2 + Int(g.next() % 7))).map { _ in words[Int(g.next() % 16)] }.joined(separator: " ") })
+}

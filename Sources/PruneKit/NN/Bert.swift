@@ -25,8 +25,14 @@ public final class BertLayer {
         headMask = [Float](repeating: 1, count: heads)
     }
 
-    /// What backward needs from the last training forward pass.
-    struct Cache { let x, q, k, v, aPre, hPre, oPre: Tensor; let b, t: Int; let mask: FloatStorage? }
+    /// When set, each training `backward` leaves ∂L/∂(head mask) and ∂L/∂(FFN neuron mask) of its
+    /// batch in `maskGradients` (a neuron's mask multiplies its GELU output): Taylor importance.
+    public var recordMaskGradients = false
+    public internal(set) var maskGradients: (heads: [Double], neurons: [Double])?
+
+    /// What backward needs from the last training forward pass (ctx0: the heads' outputs before the
+    /// head mask, h: the GELU outputs; both only while mask gradients are recorded).
+    struct Cache { let x, q, k, v, aPre, hPre, oPre: Tensor; let ctx0, h: Tensor?; let b, t: Int; let mask: FloatStorage? }
     var cache: Cache?
 
     /// x: B·T × hidden token rows → the block's output rows.
@@ -35,8 +41,17 @@ public final class BertLayer {
         let q = try query.forward(x, training: training), k = try key.forward(x, training: training)
         let v = try value.forward(x, training: training)
         let ctx = Tensor(uninitialized: [rows, heads * d])
+        let record = training && recordMaskGradients
         try Kernels.attention(b: b, t: t, heads: heads, headDim: d, q: q.storage, k: k.storage, v: v.storage, mask: mask,
-                              headMask: headMask, out: ctx.storage)
+                              headMask: record ? nil : headMask, out: ctx.storage)
+        var ctx0: Tensor?
+        if record { // keep the unmasked head outputs, then apply the mask
+            ctx0 = try Tensor(shape: ctx.shape, storage: ctx.storage.copy())
+            if headMask.contains(where: { $0 != 1 }) {
+                let m = headMask
+                ctx.storage.update { i, x in x * m[(i % (heads * d)) / d] }
+            }
+        }
         let aPre = try attentionOutput.forward(ctx, training: training)
         try Kernels.axpby(alpha: 1, x: aPre.storage, beta: 1, y: x.storage, out: aPre.storage)
         let a = Tensor(uninitialized: [rows, hidden])
@@ -50,7 +65,8 @@ public final class BertLayer {
         let o = Tensor(uninitialized: [rows, hidden])
         try Kernels.layerNorm(rows: rows, n: hidden, x: oPre.storage, gamma: outputNorm.gamma.storage, beta: outputNorm.beta.storage,
                               eps: eps, y: o.storage)
-        cache = training ? Cache(x: x, q: q, k: k, v: v, aPre: aPre, hPre: hPre, oPre: oPre, b: b, t: t, mask: mask) : nil
+        cache = training ? Cache(x: x, q: q, k: k, v: v, aPre: aPre, hPre: hPre, oPre: oPre, ctx0: ctx0, h: record ? h : nil,
+                                 b: b, t: t, mask: mask) : nil
         return o
     }
 
@@ -63,6 +79,8 @@ public final class BertLayer {
         try Kernels.layerNormBackward(rows: rows, n: hidden, x: c.oPre.storage, gamma: outputNorm.gamma.storage, eps: eps,
                                       dy: dy.storage, dx: dOPre.storage)
         let dh = try output.backward(dOPre, needInputGradient: true)!
+        var neuronGradient: [Double] = []
+        if let h = c.h { neuronGradient = columnDots(rows: rows, cols: h.shape[1], h.storage, dh.storage, group: 1) }
         try Kernels.geluBackward(x: c.hPre.storage, dy: dh.storage, dx: dh.storage)
         let da = try intermediate.backward(dh, needInputGradient: true)!
         try Kernels.axpby(alpha: 1, x: da.storage, beta: 1, y: dOPre.storage, out: da.storage)
@@ -70,6 +88,9 @@ public final class BertLayer {
         try Kernels.layerNormBackward(rows: rows, n: hidden, x: c.aPre.storage, gamma: attentionNorm.gamma.storage, eps: eps,
                                       dy: da.storage, dx: dAPre.storage)
         let dctx = try attentionOutput.backward(dAPre, needInputGradient: true)!
+        if let ctx0 = c.ctx0 {
+            maskGradients = (columnDots(rows: rows, cols: heads * d, ctx0.storage, dctx.storage, group: d), neuronGradient)
+        }
         let dq = Tensor(uninitialized: c.q.shape), dk = Tensor(uninitialized: c.k.shape), dv = Tensor(uninitialized: c.v.shape)
         try Kernels.attentionBackward(b: c.b, t: c.t, heads: heads, headDim: d, q: c.q.storage, k: c.k.storage, v: c.v.storage,
                                       mask: c.mask, headMask: headMask, dout: dctx.storage, dq: dq.storage, dk: dk.storage,
@@ -81,6 +102,16 @@ public final class BertLayer {
         guard needInputGradient, let gq, let gk, let gv else { return nil }
         for g in [gk, gv, dAPre] { try Kernels.axpby(alpha: 1, x: gq.storage, beta: 1, y: g.storage, out: gq.storage) }
         return gq
+    }
+
+    /// Σ over rows of a·b, summed over each run of `group` adjacent columns.
+    private func columnDots(rows: Int, cols: Int, _ a: FloatStorage, _ b: FloatStorage, group: Int) -> [Double] {
+        var out = [Double](repeating: 0, count: cols / group)
+        let pa = a.base, pb = b.base
+        for r in 0..<rows {
+            for j in 0..<cols { out[j / group] += Double(pa[r * cols + j] * pb[r * cols + j]) }
+        }
+        return out
     }
 
     /// The Linear layers of the block.
@@ -143,7 +174,17 @@ public final class BertEncoder {
         guard ids.allSatisfy({ $0.count == t }), mask.count == b, mask.allSatisfy({ $0.count == t }) else {
             throw TensorError.invalidShape([b, t])
         }
-        guard t <= config.maxPositions else { throw TensorError.invalidShape([b, t]) }
+        let m = FloatStorage(mask.flatMap { $0 })
+        var h = try tokenEmbeddings(ids: ids)
+        for layer in layers { h = try layer.forward(h, b: b, t: t, mask: m, eps: config.layerNormEps, training: training) }
+        return h
+    }
+
+    /// The rows entering the first block (word + position + type embeddings, LayerNorm) for
+    /// equally long id sequences.
+    func tokenEmbeddings(ids: [[Int32]]) throws -> Tensor {
+        let b = ids.count, t = ids.first?.count ?? 0
+        guard t <= config.maxPositions, ids.allSatisfy({ $0.count == t }) else { throw TensorError.invalidShape([b, t]) }
         let x = Tensor(uninitialized: [b * t, config.hidden])
         do {
             try Kernels.bertEmbeddings(b: b, t: t, n: config.hidden, ids: ids.flatMap { $0 }, word: wordEmbeddings.storage,
@@ -152,10 +193,7 @@ public final class BertEncoder {
         } catch { throw TensorError.invalidShape([b, t]) } // an id outside the vocabulary
         try Kernels.layerNorm(rows: b * t, n: config.hidden, x: x.storage, gamma: embeddingNorm.gamma.storage,
                               beta: embeddingNorm.beta.storage, eps: config.layerNormEps, y: x.storage)
-        let m = FloatStorage(mask.flatMap { $0 })
-        var h = x
-        for layer in layers { h = try layer.forward(h, b: b, t: t, mask: m, eps: config.layerNormEps, training: training) }
-        return h
+        return x
     }
 
     /// Sentence embeddings (B × hidden): mean of the real tokens' rows, L2-normalised.
@@ -167,22 +205,33 @@ public final class BertEncoder {
 
     /// As `embed`; with `training`, every block keeps what `backward` needs.
     public func embed(ids: [[Int32]], mask: [[Float]], training: Bool) throws -> Tensor {
+        try embedWithTokens(ids: ids, mask: mask, training: training).embedding
+    }
+
+    /// Sentence embeddings and the last layer's token rows (B·T × hidden) they were pooled from.
+    public func embedWithTokens(ids: [[Int32]], mask: [[Float]], training: Bool) throws -> (embedding: Tensor, tokens: Tensor) {
         let h = try encode(ids: ids, mask: mask, training: training)
         let b = ids.count, t = ids.first?.count ?? 0
         let out = Tensor(uninitialized: [b, config.hidden])
         let m = FloatStorage(mask.flatMap { $0 })
         try Kernels.meanPool(b: b, t: t, n: config.hidden, x: h.storage, mask: m, normalize: true, out: out.storage)
         poolCache = training ? (h, m, b, t) : nil
-        return out
+        return (out, h)
     }
 
     /// Gradients of every block's Linear layers from ∂L/∂embeddings (B × hidden) of the last training
-    /// `embed`; embeddings and LayerNorm parameters stay fixed.
-    public func backward(_ dEmbedding: Tensor) throws {
+    /// `embed`, plus ∂L/∂(token rows) (B·T × hidden) when the loss also reads those; embeddings and
+    /// LayerNorm parameters stay fixed.
+    public func backward(_ dEmbedding: Tensor, tokenGradient: Tensor? = nil) throws {
         guard let p = poolCache else { throw LayerError.backwardBeforeForward("BertEncoder") }
+        try dEmbedding.expectShape([p.b, config.hidden])
         var g = Tensor(uninitialized: [p.b * p.t, config.hidden])
         try Kernels.meanPoolBackward(b: p.b, t: p.t, n: config.hidden, x: p.h.storage, mask: p.mask, dout: dEmbedding.storage,
                                      dx: g.storage)
+        if let tokenGradient {
+            try tokenGradient.expectShape([p.b * p.t, config.hidden])
+            try Kernels.axpby(alpha: 1, x: tokenGradient.storage, beta: 1, y: g.storage, out: g.storage)
+        }
         for (i, layer) in layers.enumerated().reversed() {
             guard let next = try layer.backward(g, eps: config.layerNormEps, needInputGradient: i > 0) else { break }
             g = next

@@ -115,5 +115,8 @@ extension Linear {
         try stats.record(weight: weight, columns: inFeatures, group: 1) { acc in
             try Kernels.columnSumSquaresAccumulate(rows: x.shape[0], cols: inFeatures, x: x.storage, acc: acc)
         }
+        try stats.recordSums(weight: weight, rows: x.shape[0], columns: inFeatures) { acc in
+            try Kernels.sumRows(m: x.shape[0], n: inFeatures, beta: 1, x: x.storage, out: acc)
+        }
     }
 }

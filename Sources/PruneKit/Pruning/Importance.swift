@@ -81,6 +81,8 @@ public final class TaylorImportance {
 /// calibration set, for Wanda importance.
 public final class ActivationStatistics {
     private var energy: [ObjectIdentifier: (storage: FloatStorage, group: Int)] = [:]
+    /// Σx per input feature and the rows seen, for Linear layers (means for bias compensation).
+    private var sums: [ObjectIdentifier: (storage: FloatStorage, rows: Int)] = [:]
     public private(set) var samples = 0
 
     public init() {}
@@ -107,6 +109,22 @@ public final class ActivationStatistics {
         let key = ObjectIdentifier(weight)
         if energy[key] == nil { energy[key] = (FloatStorage(count: columns), group) }
         try add(energy[key]!.storage)
+    }
+
+    func recordSums(weight: Parameter, rows: Int, columns: Int, add: (FloatStorage) throws -> Void) rethrows {
+        let key = ObjectIdentifier(weight)
+        if sums[key] == nil { sums[key] = (FloatStorage(count: columns), 0) }
+        try add(sums[key]!.storage)
+        sums[key]!.rows += rows
+    }
+
+    /// Mean of each input feature of the Linear whose weight is `p` over the recorded rows.
+    public func inputMeans(for p: Parameter) throws -> [Float] {
+        guard let s = sums[ObjectIdentifier(p)], s.rows > 0 else {
+            throw PruneError.missingStatistics("no calibration means for a parameter of shape \(p.shape)")
+        }
+        let inv = 1 / Float(s.rows)
+        return s.storage.toArray().map { $0 * inv }
     }
 
     func wandaScores(for p: Parameter) throws -> Tensor {

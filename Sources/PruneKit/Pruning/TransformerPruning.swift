@@ -1,119 +1,172 @@
 /// Pruning a BERT encoder: attention heads and feed-forward neurons removed physically (the
-/// Linear layers shrink), or weights masked unstructured / N:M, scored by magnitude or by Wanda
-/// (|w|·‖x‖ from calibration sentences).
+/// Linear layers shrink), or weights masked unstructured / N:M, scored by magnitude, by Wanda
+/// (|w|·‖x‖ from calibration sentences) or by Taylor importance (mask gradients, see
+/// `calibrate`). With calibration, the output biases can absorb the mean contribution of what is
+/// removed (bias compensation). By default it is on for weights and heads and off for FFN
+/// neurons: on all-MiniLM-L6-v2 it raised the held-out cosine of 50 % Wanda from 0.857 to 0.879
+/// and of half the heads (taylor) from 0.887 to 0.899, but dropped half the neurons (l1) from
+/// 0.636 to 0.357 (a few tokens carry very large FFN activations, so the mean is a poor stand-in).
 public enum TransformerPruner {
     public enum Structure: String, Sendable, CaseIterable { case heads, neurons, unstructured, nm24 = "2:4" }
-    public enum Method: String, Sendable, CaseIterable { case l1, wanda }
+    public enum Method: String, Sendable, CaseIterable { case l1, wanda, taylor }
+    /// Where heads or neurons compete: across the whole encoder, or within each block.
+    public enum Scope: String, Sendable, CaseIterable { case global, layer }
 
     /// The prunable Linear layers of every block (query, key, value, attention output, intermediate, output).
     public static func linears(_ e: BertEncoder) -> [Linear] {
         e.layers.flatMap { [$0.query, $0.key, $0.value, $0.attentionOutput, $0.intermediate, $0.output] }
     }
 
-    /// Records Σx² per input feature of every Linear over `sentences` (Wanda's statistics).
-    public static func calibrate(_ e: BertEncoder, tokenizer: WordPieceTokenizer, sentences: [String],
-                                 batch: Int = 1) throws -> ActivationStatistics {
-        let stats = ActivationStatistics()
-        let ls = linears(e)
-        for l in ls { l.statistics = stats }
-        defer { for l in ls { l.statistics = nil } }
-        for start in stride(from: 0, to: sentences.count, by: batch) {
-            let (ids, mask) = tokenizer.batch(Array(sentences[start..<min(start + batch, sentences.count)]))
-            // one sentence per batch by default: no padding rows in the statistics
-            _ = try e.embed(ids: ids, mask: mask)
-        }
-        return stats
-    }
-
     /// Prunes `amount` (a fraction) of the chosen structure. Heads and neurons come back as a new,
-    /// smaller encoder; unstructured and 2:4 mask the weights of `e` in place and return it.
+    /// smaller encoder (`scope`: heads default to global, neurons to per block; every block keeps
+    /// at least one of each); unstructured and 2:4 mask the weights of `e` in place and return it.
     public static func prune(_ e: BertEncoder, structure: Structure, method: Method, amount: Double,
-                             statistics: ActivationStatistics?) throws -> BertEncoder {
+                             calibration: Calibration?, scope: Scope? = nil, compensate: Bool? = nil) throws -> BertEncoder {
         guard amount >= 0, amount < 1 || structure == .nm24 else {
             throw PruneError.amountOutOfRange("fraction \(amount) must be in [0, 1)")
         }
-        if method == .wanda && statistics == nil { throw PruneError.missingStatistics("wanda needs calibration sentences") }
-        func scores(_ l: Linear) throws -> [Float] {
-            switch method {
-            case .l1: return l.weight.value.scalars.map(abs)
-            case .wanda: return try statistics!.wandaScores(for: l.weight).scalars
-            }
+        if method != .l1 && calibration == nil { throw PruneError.missingStatistics("\(method.rawValue) needs calibration sentences") }
+        if method == .taylor && calibration?.sensitivity == nil {
+            throw PruneError.missingStatistics("taylor needs a calibration with taylor: true")
         }
+        let means = (compensate ?? (structure != .neurons)) ? calibration?.statistics : nil
+        let score = { (l: Linear) throws -> [Float] in try weightScores(l, method: method, calibration: calibration) }
         switch structure {
-        case .unstructured:
-            // per output row, as Wanda compares weights (the N largest of each row kept)
-            for l in linears(e) {
-                let keep = Int((Double(l.inFeatures) * (1 - amount)).rounded())
-                let t = try Tensor(shape: l.weight.shape, scalars: scores(l))
-                try Prune.nm(l.weight, n: keep, m: l.inFeatures, importance: .custom { _ in t })
-            }
-            return e
-        case .nm24:
-            for l in linears(e) {
-                let t = try Tensor(shape: l.weight.shape, scalars: scores(l))
-                try Prune.nm(l.weight, n: 2, m: 4, importance: .custom { _ in t })
-            }
+        case .unstructured, .nm24:
+            for l in linears(e) { try pruneWeights(l, structure: structure, amount: amount, scores: score(l), means: means) }
             return e
         case .heads:
-            return try removeHeads(e, amount: amount, scores: scores)
+            let s: [[Double]]
+            if method == .taylor { s = calibration!.sensitivity!.heads } else { s = try e.layers.map { try headScores($0, score) } }
+            return try removeHeads(e, amount: amount, scores: s, scope: scope ?? .global, means: means)
         case .neurons:
-            return try removeNeurons(e, amount: amount, scores: scores)
+            let s: [[Double]]
+            if method == .taylor { s = calibration!.sensitivity!.neurons } else { s = try e.layers.map { try neuronScores($0, score) } }
+            return try removeNeurons(e, amount: amount, scores: s, scope: scope ?? .layer, means: means)
         }
     }
 
-    /// Heads ranked over the whole encoder by the summed scores of their query, key and value rows
-    /// and attention-output columns; every block keeps at least one.
-    static func removeHeads(_ e: BertEncoder, amount: Double, scores: (Linear) throws -> [Float]) throws -> BertEncoder {
-        let d = e.config.headDim
-        var all: [(score: Double, layer: Int, head: Int)] = []
-        for (i, l) in e.layers.enumerated() {
-            let sq = try scores(l.query), sk = try scores(l.key), sv = try scores(l.value), so = try scores(l.attentionOutput)
-            let hidden = l.query.inFeatures, width = l.heads * d
-            for h in 0..<l.heads {
-                var s = 0.0
-                for r in (h * d)..<((h + 1) * d) {
-                    for c in 0..<hidden { s += Double(sq[r * hidden + c] + sk[r * hidden + c] + sv[r * hidden + c]) }
-                }
-                for r in 0..<hidden { for c in (h * d)..<((h + 1) * d) { s += Double(so[r * width + c]) } }
-                all.append((s, i, h))
+    static func weightScores(_ l: Linear, method: Method, calibration: Calibration?) throws -> [Float] {
+        switch method {
+        case .l1: return l.weight.value.scalars.map(abs)
+        case .wanda: return try calibration!.statistics.wandaScores(for: l.weight).scalars
+        case .taylor:
+            guard let t = calibration?.weightTaylor else { throw PruneError.missingStatistics("taylor needs a calibration with taylor: true") }
+            return try t.scores(for: l.weight).scalars
+        }
+    }
+
+    /// Masks one Linear: per output row (as Wanda compares weights) the `1 − amount` best kept, or
+    /// 2 of every 4; with `means`, the bias takes Σ over pruned j of w_ij·mean(x_j).
+    static func pruneWeights(_ l: Linear, structure: Structure, amount: Double, scores: [Float], means: ActivationStatistics?) throws {
+        let before = l.weight.value.scalars
+        let t = try Tensor(shape: l.weight.shape, scalars: scores)
+        if structure == .nm24 {
+            try Prune.nm(l.weight, n: 2, m: 4, importance: .custom { _ in t })
+        } else {
+            let keep = Int((Double(l.inFeatures) * (1 - amount)).rounded())
+            try Prune.nm(l.weight, n: keep, m: l.inFeatures, importance: .custom { _ in t })
+        }
+        guard let means, let bias = l.bias else { return }
+        let mu = try means.inputMeans(for: l.weight), after = l.weight.value.scalars, n = l.inFeatures
+        var b = bias.value.scalars
+        for r in 0..<l.outFeatures {
+            var s = 0.0
+            for c in 0..<n where after[r * n + c] == 0 { s += Double(before[r * n + c]) * Double(mu[c]) }
+            b[r] += Float(s)
+        }
+        bias.value = try Tensor(shape: [l.outFeatures], scalars: b)
+    }
+
+    /// Each head's summed weight scores: its query, key and value rows and attention-output columns.
+    static func headScores(_ l: BertLayer, _ scores: (Linear) throws -> [Float]) throws -> [Double] {
+        let d = l.query.outFeatures / l.heads
+        let sq = try scores(l.query), sk = try scores(l.key), sv = try scores(l.value), so = try scores(l.attentionOutput)
+        let hidden = l.query.inFeatures, width = l.heads * d
+        return (0..<l.heads).map { h in
+            var s = 0.0
+            for r in (h * d)..<((h + 1) * d) {
+                for c in 0..<hidden { s += Double(sq[r * hidden + c] + sk[r * hidden + c] + sv[r * hidden + c]) }
+            }
+            for r in 0..<hidden { for c in (h * d)..<((h + 1) * d) { s += Double(so[r * width + c]) } }
+            return s
+        }
+    }
+
+    /// Each FFN neuron's summed weight scores: its intermediate row and output column.
+    static func neuronScores(_ l: BertLayer, _ scores: (Linear) throws -> [Float]) throws -> [Double] {
+        let si = try scores(l.intermediate), so = try scores(l.output)
+        let n = l.intermediate.outFeatures, hidden = l.intermediate.inFeatures
+        return (0..<n).map { j in
+            var s = 0.0
+            for c in 0..<hidden { s += Double(si[j * hidden + c]) }
+            for r in 0..<hidden { s += Double(so[r * n + j]) }
+            return s
+        }
+    }
+
+    /// The units to remove: the lowest scores, over all blocks (global) or `amount` of each block;
+    /// every block keeps at least one unit.
+    static func chooseRemoved(_ scores: [[Double]], amount: Double, scope: Scope) -> [Set<Int>] {
+        var removed = scores.map { _ in Set<Int>() }
+        switch scope {
+        case .layer:
+            for (i, s) in scores.enumerated() {
+                let drop = min(s.count - 1, Int((Double(s.count) * amount).rounded()))
+                removed[i] = Set(s.indices.sorted { (s[$0], $0) < (s[$1], $1) }.prefix(drop))
+            }
+        case .global:
+            let all = scores.enumerated().flatMap { i, s in s.enumerated().map { (score: $0.element, layer: i, unit: $0.offset) } }
+            let drop = Int((Double(all.count) * amount).rounded())
+            var left = scores.map(\.count), count = 0
+            for c in all.sorted(by: { ($0.score, $0.layer, $0.unit) < ($1.score, $1.layer, $1.unit) }) where count < drop {
+                guard left[c.layer] > 1 else { continue }
+                removed[c.layer].insert(c.unit)
+                left[c.layer] -= 1
+                count += 1
             }
         }
-        let total = all.count, drop = Int((Double(total) * amount).rounded())
-        var removed = Set<[Int]>()
-        var left = e.layers.map(\.heads)
-        for c in all.sorted(by: { ($0.score, $0.layer, $0.head) < ($1.score, $1.layer, $1.head) }) where removed.count < drop {
-            guard left[c.layer] > 1 else { continue }
-            removed.insert([c.layer, c.head])
-            left[c.layer] -= 1
-        }
+        return removed
+    }
+
+    /// `l` reading only the inputs `keep`; with `means`, its bias also takes Σ over the removed
+    /// inputs c of W[:, c]·mean(x_c). `l` itself is left unchanged.
+    static func keepingInputs(_ l: Linear, _ keep: [Int], means: ActivationStatistics?) throws -> Linear {
+        let out = try l.keepingInputs(keep)
+        guard let means, let bias = l.bias, keep.count < l.inFeatures else { return out }
+        let kept = Set(keep), cols = (0..<l.inFeatures).filter { !kept.contains($0) }
+        let mu = try means.inputMeans(for: l.weight), w = l.weight.value.scalars, n = l.inFeatures
+        var b = bias.value.scalars
+        for r in 0..<l.outFeatures { b[r] += Float(cols.reduce(0.0) { $0 + Double(w[r * n + $1]) * Double(mu[$1]) }) }
+        out.bias!.value = try Tensor(shape: [l.outFeatures], scalars: b)
+        return out
+    }
+
+    /// Removes the chosen heads: their query, key and value rows and attention-output columns.
+    static func removeHeads(_ e: BertEncoder, amount: Double, scores: [[Double]], scope: Scope,
+                            means: ActivationStatistics?) throws -> BertEncoder {
+        let d = e.config.headDim
+        let removed = chooseRemoved(scores, amount: amount, scope: scope)
         let layers = try e.layers.enumerated().map { i, l -> BertLayer in
-            let keep = (0..<l.heads).filter { !removed.contains([i, $0]) }
+            let keep = (0..<l.heads).filter { !removed[i].contains($0) }
             let rows = keep.flatMap { h in (h * d)..<((h + 1) * d) }
             return BertLayer(query: try l.query.keepingOutputs(rows), key: try l.key.keepingOutputs(rows),
-                             value: try l.value.keepingOutputs(rows), attentionOutput: try l.attentionOutput.keepingInputs(rows),
+                             value: try l.value.keepingOutputs(rows), attentionOutput: try keepingInputs(l.attentionOutput, rows, means: means),
                              attentionNorm: l.attentionNorm, intermediate: l.intermediate, output: l.output,
                              outputNorm: l.outputNorm, heads: keep.count)
         }
         return e.replacingLayers(layers)
     }
 
-    /// Feed-forward neurons of each block ranked by the summed scores of their intermediate row and
-    /// output column; `amount` of each block's neurons removed.
-    static func removeNeurons(_ e: BertEncoder, amount: Double, scores: (Linear) throws -> [Float]) throws -> BertEncoder {
-        let layers = try e.layers.map { l -> BertLayer in
-            let si = try scores(l.intermediate), so = try scores(l.output)
-            let n = l.intermediate.outFeatures, hidden = l.intermediate.inFeatures
-            var s = [Double](repeating: 0, count: n)
-            for j in 0..<n {
-                for c in 0..<hidden { s[j] += Double(si[j * hidden + c]) }
-                for r in 0..<hidden { s[j] += Double(so[r * n + j]) }
-            }
-            let drop = min(n - 1, Int((Double(n) * amount).rounded()))
-            let gone = Set((0..<n).sorted { (s[$0], $0) < (s[$1], $1) }.prefix(drop))
-            let keep = (0..<n).filter { !gone.contains($0) }
+    /// Removes the chosen FFN neurons: their intermediate rows and output columns.
+    static func removeNeurons(_ e: BertEncoder, amount: Double, scores: [[Double]], scope: Scope,
+                              means: ActivationStatistics?) throws -> BertEncoder {
+        let removed = chooseRemoved(scores, amount: amount, scope: scope)
+        let layers = try e.layers.enumerated().map { i, l -> BertLayer in
+            let keep = (0..<l.intermediate.outFeatures).filter { !removed[i].contains($0) }
             return BertLayer(query: l.query, key: l.key, value: l.value, attentionOutput: l.attentionOutput,
                              attentionNorm: l.attentionNorm, intermediate: try l.intermediate.keepingOutputs(keep),
-                             output: try l.output.keepingInputs(keep), outputNorm: l.outputNorm, heads: l.heads)
+                             output: try keepingInputs(l.output, keep, means: means), outputNorm: l.outputNorm, heads: l.heads)
         }
         return e.replacingLayers(layers)
     }
