@@ -435,6 +435,22 @@ pk_status pk_col_sumsq_acc_f32(int64_t m, int64_t n, const float *x, int64_t ld,
 ///   lets one statistic serve `group` consecutive columns, e.g. a convolution's k×k kernel).
 pk_status pk_wanda_scores_f32(int64_t rows, int64_t cols, int64_t group, const float *w, const float *sumsq,
                               float *out);
+/// pk_gram_acc_f32 — g[i, j] += Σ_r x[r, i]·x[r, j] over m rows (x m×n with leading dimension ld; g n×n):
+///   the Gram matrix of a Linear's calibration inputs, for SparseGPT.
+pk_status pk_gram_acc_f32(int64_t m, int64_t n, const float *x, int64_t ld, float *g);
+/// pk_sparsegpt_f32 — SparseGPT (Frantar & Alistarh 2023) on w (rows×cols, in place) with the Gram
+///   matrix `gram` (cols×cols) of its inputs: H = gram + damp·mean(diag)·I (an input whose diagonal is
+///   0 gets 1 and its weights 0). Columns are settled left to right; settling column i zeroes the
+///   pruned entries and moves every row's later weights by the OBS update, err/U[i,i]·U[i, i+1..]
+///   with U the upper Cholesky factor of H⁻¹ (U ᵀU = H⁻¹), err = w[r,i] − kept value. Which entries
+///   are pruned: with m > 0, n of every m consecutive inputs are kept (cols % m == 0, m ≤ 256), chosen
+///   when a group starts; otherwise each row prunes llround(sparsity·i2) − llround(sparsity·i1) of the
+///   columns [i1, i2) of each `block` (1..256), chosen when the block starts. Both choose by the
+///   smallest w²/U[j,j]² with the weights as updated so far, the earlier column first on ties.
+///   mask (rows×cols) := 1 kept, 0 pruned; pruned weights are exactly 0. PK_ERR_ARG when H is not
+///   positive definite (use damp > 0) or an argument is out of range; PK_ERR_NONFINITE for NaN/Inf.
+pk_status pk_sparsegpt_f32(int64_t rows, int64_t cols, float *w, const float *gram, float damp, double sparsity,
+                           int64_t n, int64_t m, int64_t block, uint8_t *mask);
 /// pk_block_norms_f32 — out[br, bc] := mean |x| over the kept entries of each bh×bw block of x
 ///   (rows×cols; edge blocks may be smaller; 0 for a block with nothing kept).
 pk_status pk_block_norms_f32(int64_t rows, int64_t cols, int64_t bh, int64_t bw, const float *x, const uint8_t *mask,
@@ -503,6 +519,11 @@ pk_status pk_ref_unit_norms_f32(int64_t A, int64_t D, int64_t B, double p, const
 
 pk_status pk_ref_abs_mul_acc_f32(int64_t n, const float *a, const float *b, float *acc);
 pk_status pk_ref_col_sumsq_acc_f32(int64_t m, int64_t n, const float *x, int64_t ld, float *acc);
+/// Reference of pk_sparsegpt_f32 in its original OBS form, in double: before settling column i the
+/// inverse of H's trailing block H[i.., i..] is formed explicitly (Gauss–Jordan), and the selection
+/// scores use w_j² / (H[j.., j..])⁻¹[0, 0]. O(cols⁴): for small tests only.
+pk_status pk_ref_sparsegpt_f32(int64_t rows, int64_t cols, float *w, const float *gram, float damp, double sparsity,
+                               int64_t n, int64_t m, int64_t block, uint8_t *mask);
 pk_status pk_ref_wanda_scores_f32(int64_t rows, int64_t cols, int64_t group, const float *w, const float *sumsq,
                                   float *out);
 pk_status pk_ref_block_norms_f32(int64_t rows, int64_t cols, int64_t bh, int64_t bw, const float *x,

@@ -44,7 +44,7 @@ struct PruneCommand: ParsableCommand {
     var model: String?
     @Option(help: "Sentences (one per line) for wanda / taylor statistics and bias compensation, with --model.")
     var calibration: String?
-    @Option(help: "Importance: l1, random, taylor or wanda.") var method: String = "l1"
+    @Option(help: "Importance: l1, random, taylor or wanda; with --model also sparsegpt (unstructured, 2:4).") var method: String = "l1"
     @Option(help: "Structure: unstructured, neurons, channels, N:M (e.g. 2:4), block (4x1) or RxC; with --model: heads, neurons, unstructured or 2:4.")
     var structure: String = "unstructured"
     @Option(help: "Scope: layer or global (default global; with --model: heads global, neurons per block).") var scope: String?

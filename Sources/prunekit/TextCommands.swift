@@ -101,7 +101,7 @@ func pruneSentenceEncoder(model: String, structure: String, method: String, amou
         throw ValidationError("--structure must be heads, neurons, unstructured or 2:4 with --model")
     }
     guard let me = TransformerPruner.Method(rawValue: method) else {
-        throw ValidationError("--method must be l1, wanda or taylor with --model")
+        throw ValidationError("--method must be l1, wanda, taylor or sparsegpt with --model")
     }
     guard let a = Double(amount), a >= 0, a < 1 else { throw ValidationError("--amount must be a fraction in [0, 1) with --model") }
     let sc = try scope.map { s -> TransformerPruner.Scope in
@@ -114,6 +114,9 @@ func pruneSentenceEncoder(model: String, structure: String, method: String, amou
     case "on": compensate = true
     case "off": compensate = false
     default: throw ValidationError("--compensation must be auto, on or off")
+    }
+    if me == .sparsegpt && !(st == .unstructured || st == .nm24) {
+        throw ValidationError("--method sparsegpt prunes unstructured or 2:4 weights")
     }
     if me != .l1 && calibration == nil { throw ValidationError("--method \(method) needs --calibration FILE") }
     let (encoder, tokenizer) = try SentenceEncoderFolder.load(model)

@@ -1,4 +1,5 @@
 import XCTest
+import CPruneKernels
 @testable import PruneKit
 
 /// Taylor importance (mask gradients), bias compensation, sequential pruning and the token-row
@@ -176,5 +177,79 @@ final class TransformerPruningTests: XCTestCase {
         for (i, l) in neurons.layers.enumerated() {
             XCTAssertEqual(l.intermediate.outFeatures, 12 - s.neurons[i].filter { $0 <= threshold }.count)
         }
+    }
+
+    /// SparseGPT's kernel (Cholesky form, float) against its OBS reference (explicit inverses of
+    /// trailing blocks, double): same masks, close weights, for unstructured blocks and 2:4; the
+    /// Gram kernel against a direct sum; and the reconstruction beats plain masking on the
+    /// calibration inputs.
+    func testSparseGPTAgainstReference() throws {
+        var rng = TestRNG(21)
+        let (rows, cols, samples) = (6, 24, 64)
+        var x = rng.floats(samples * cols)
+        for r in 0..<samples { x[r * cols + 5] = 0 } // an input that never fires
+        var gram = [Float](repeating: 0, count: cols * cols)
+        XCTAssertEqual(pk_gram_acc_f32(Int64(samples), Int64(cols), x, Int64(cols), &gram), PK_OK)
+        for (i, j) in [(0, 0), (3, 17), (23, 1), (5, 5)] {
+            let want = (0..<samples).reduce(0.0) { $0 + Double(x[$1 * cols + i]) * Double(x[$1 * cols + j]) }
+            XCTAssertEqual(Double(gram[i * cols + j]), want, accuracy: 1e-4)
+        }
+        let w0 = rng.floats(rows * cols)
+        for (n, m, block, sparsity) in [(0, 0, 8, 0.5), (0, 0, 24, 0.3), (2, 4, 128, 0.0)] {
+            var w = w0, wr = w0
+            var mk = [UInt8](repeating: 9, count: rows * cols), mr = mk
+            XCTAssertEqual(pk_sparsegpt_f32(Int64(rows), Int64(cols), &w, gram, 0.01, sparsity, Int64(n), Int64(m), Int64(block), &mk), PK_OK)
+            XCTAssertEqual(pk_ref_sparsegpt_f32(Int64(rows), Int64(cols), &wr, gram, 0.01, sparsity, Int64(n), Int64(m), Int64(block), &mr), PK_OK)
+            XCTAssertEqual(mk, mr, "masks, n:m \(n):\(m) block \(block)")
+            for i in 0..<(rows * cols) { XCTAssertEqual(w[i], wr[i], accuracy: 1e-4 + 1e-4 * abs(wr[i])) }
+            XCTAssertTrue(zip(w, mk).allSatisfy { $0.1 != 0 || $0.0 == 0 }, "pruned weights are 0")
+            XCTAssertTrue(mk.enumerated().allSatisfy { $0.offset % cols != 5 || $0.element == 0 || w[$0.offset] == 0 })
+            let kept = mk.reduce(0) { $0 + Int($1) }
+            XCTAssertEqual(kept, m > 0 ? rows * cols / 2 : rows * (cols - Int((sparsity * Double(cols)).rounded())))
+            // output error on the calibration inputs: SparseGPT's weights vs the same mask without updates
+            func error(_ v: [Float]) -> Double {
+                var e = 0.0
+                for s in 0..<samples {
+                    for r in 0..<rows {
+                        var d = 0.0
+                        for c in 0..<cols { d += Double(v[r * cols + c] - w0[r * cols + c]) * Double(x[s * cols + c]) }
+                        e += d * d
+                    }
+                }
+                return e
+            }
+            let masked = zip(w0, mk).map { $0.1 != 0 ? $0.0 : 0 }
+            XCTAssertLessThan(error(w), error(masked))
+        }
+        var w = w0, mk = [UInt8](repeating: 0, count: rows * cols)
+        XCTAssertEqual(pk_sparsegpt_f32(Int64(rows), Int64(cols), &w, gram, 0.01, 0.5, 3, 5, 8, &mk), PK_ERR_ARG) // 24 % 5 ≠ 0
+        var low = [Float](repeating: 0, count: cols * cols) // four samples: rank 4, singular without dampening
+        XCTAssertEqual(pk_gram_acc_f32(4, Int64(cols), x, Int64(cols), &low), PK_OK)
+        XCTAssertEqual(pk_sparsegpt_f32(Int64(rows), Int64(cols), &w, low, 0, 0.5, 0, 0, 8, &mk), PK_ERR_ARG)
+        XCTAssertEqual(pk_sparsegpt_f32(Int64(rows), Int64(cols), &w, low, 0.01, 0.5, 0, 0, 8, &mk), PK_OK)
+    }
+
+    /// pruneSequentially with sparsegpt: half of each row pruned, kept weights moved, and the
+    /// pruned encoder closer to the dense one than Wanda's on the calibration sentences.
+    func testSparseGPTPruningOfTheEncoder() throws {
+        let (tok, sentences) = try tinySentences(40, seed: 22)
+        let dense = try tinyEncoder(seed: 23)
+        func distance(_ e: BertEncoder) throws -> Double {
+            let (ids, mask) = tok.batch(sentences)
+            let a = try e.embed(ids: ids, mask: mask).scalars, b = try dense.embed(ids: ids, mask: mask).scalars
+            return zip(a, b).reduce(0.0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) }
+        }
+        let sgpt = try TransformerPruner.pruneSequentially(try tinyEncoder(seed: 23), structure: .unstructured, method: .sparsegpt,
+                                                           amount: 0.5, tokenizer: tok, sentences: sentences, compensate: false)
+        let wanda = try TransformerPruner.pruneSequentially(try tinyEncoder(seed: 23), structure: .unstructured, method: .wanda,
+                                                            amount: 0.5, tokenizer: tok, sentences: sentences, compensate: false)
+        for l in TransformerPruner.linears(sgpt) {
+            let m = try XCTUnwrap(l.weight.mask).kept
+            for r in 0..<l.outFeatures { XCTAssertEqual(m[(r * l.inFeatures)..<((r + 1) * l.inFeatures)].filter { $0 }.count, l.inFeatures / 2) }
+        }
+        XCTAssertNotEqual(sgpt.layers[0].query.weight.value.scalars.filter { $0 != 0 },
+                          dense.layers[0].query.weight.value.scalars.enumerated().filter { sgpt.layers[0].query.weight.mask!.kept[$0.offset] }.map(\.element))
+        XCTAssertLessThan(try distance(sgpt), try distance(wanda))
+        XCTAssertThrowsError(try TransformerPruner.prune(dense, structure: .unstructured, method: .sparsegpt, amount: 0.5, calibration: nil))
     }
 }

@@ -278,6 +278,25 @@ enum Kernels {
         try check(pk_abs_mul_acc_f32(Int64(a.count), a.base, b.base, acc.base), "abs_mul_acc")
     }
 
+    /// g (n×n) += xᵀx over the m rows of x (m×n).
+    static func gramAccumulate(rows: Int, cols: Int, x: FloatStorage, acc: FloatStorage) throws {
+        precondition(acc.count == cols * cols)
+        try check(pk_gram_acc_f32(Int64(rows), Int64(cols), x.base, Int64(cols), acc.base), "gram_acc")
+    }
+
+    /// SparseGPT on w (rows×cols, in place) from the Gram matrix of its inputs; returns the mask
+    /// (1 kept). `nm`: keep n of every m; otherwise `sparsity` of each row.
+    static func sparseGPT(rows: Int, cols: Int, w: FloatStorage, gram: FloatStorage, damp: Float, sparsity: Double,
+                          nm: (n: Int, m: Int)?, block: Int = 128) throws -> [UInt8] {
+        var mask = [UInt8](repeating: 0, count: rows * cols)
+        let st = mask.withUnsafeMutableBufferPointer { mk in
+            pk_sparsegpt_f32(Int64(rows), Int64(cols), w.base, gram.base, damp, sparsity, Int64(nm?.n ?? 0), Int64(nm?.m ?? 0),
+                             Int64(block), mk.baseAddress)
+        }
+        try check(st, "sparsegpt")
+        return mask
+    }
+
     static func columnSumSquaresAccumulate(rows: Int, cols: Int, x: FloatStorage, acc: FloatStorage) throws {
         try check(pk_col_sumsq_acc_f32(Int64(rows), Int64(cols), x.base, Int64(cols), acc.base), "col_sumsq_acc")
     }

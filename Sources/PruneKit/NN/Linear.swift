@@ -118,5 +118,6 @@ extension Linear {
         try stats.recordSums(weight: weight, rows: x.shape[0], columns: inFeatures) { acc in
             try Kernels.sumRows(m: x.shape[0], n: inFeatures, beta: 1, x: x.storage, out: acc)
         }
+        try stats.recordGram(weight: weight, x: x)
     }
 }

@@ -118,6 +118,26 @@ public final class ActivationStatistics {
         sums[key]!.rows += rows
     }
 
+    /// When set before a pass, Linear layers also accumulate the Gram matrix XᵀX of their inputs
+    /// (in × in floats each: SparseGPT's statistics).
+    public var recordsGram = false
+    private var grams: [ObjectIdentifier: FloatStorage] = [:]
+
+    func recordGram(weight: Parameter, x: Tensor) throws {
+        guard recordsGram else { return }
+        let key = ObjectIdentifier(weight), n = x.shape[1]
+        if grams[key] == nil { grams[key] = FloatStorage(count: n * n) }
+        try Kernels.gramAccumulate(rows: x.shape[0], cols: n, x: x.storage, acc: grams[key]!)
+    }
+
+    /// The accumulated XᵀX of the Linear whose weight is `p`.
+    func gram(for p: Parameter) throws -> FloatStorage {
+        guard let g = grams[ObjectIdentifier(p)] else {
+            throw PruneError.missingStatistics("no Gram matrix for a parameter of shape \(p.shape) (set recordsGram)")
+        }
+        return g
+    }
+
     /// Mean of each input feature of the Linear whose weight is `p` over the recorded rows.
     public func inputMeans(for p: Parameter) throws -> [Float] {
         guard let s = sums[ObjectIdentifier(p)], s.rows > 0 else {

@@ -56,7 +56,9 @@ extension TransformerPruner {
     /// Unstructured or 2:4 pruning block by block, in the order of Wanda's implementation: the
     /// statistics of block i come from the calibration sentences after they ran through the
     /// already pruned blocks before it; then block i is pruned (and its biases compensated) and
-    /// the sentences move on through it. Methods l1 and wanda.
+    /// the sentences move on through it. Methods l1, wanda and sparsegpt (which also reconstructs
+    /// the kept weights from the Gram matrix of each Linear's inputs, dampening 1 % of its mean
+    /// diagonal; columns in blocks of 128).
     public static func pruneSequentially(_ e: BertEncoder, structure: Structure, method: Method, amount: Double,
                                          tokenizer: WordPieceTokenizer, sentences: [String],
                                          compensate: Bool = true) throws -> BertEncoder {
@@ -75,6 +77,7 @@ extension TransformerPruner {
         let eps = e.config.layerNormEps
         for layer in e.layers {
             let stats = ActivationStatistics()
+            stats.recordsGram = method == .sparsegpt
             for l in layer.linears { l.statistics = stats }
             do {
                 defer { for l in layer.linears { l.statistics = nil } }
@@ -82,9 +85,19 @@ extension TransformerPruner {
             }
             let calibration = Calibration(statistics: stats, sensitivity: nil, weightTaylor: nil, sentences: sentences.count)
             for l in layer.linears {
-                try pruneWeights(l, structure: structure, amount: amount,
-                                 scores: weightScores(l, method: method, calibration: calibration),
-                                 means: compensate ? stats : nil)
+                if method == .sparsegpt {
+                    let before = l.weight.value.scalars
+                    let w = try Tensor(shape: l.weight.shape, scalars: before)
+                    let kept = try Kernels.sparseGPT(rows: l.outFeatures, cols: l.inFeatures, w: w.storage, gram: stats.gram(for: l.weight),
+                                                     damp: 0.01, sparsity: amount, nm: structure == .nm24 ? (2, 4) : nil)
+                    l.weight.value = w
+                    try l.weight.setMask(Mask(shape: l.weight.shape, kept: kept.map { $0 != 0 }))
+                    try compensateBias(l, before: before, means: compensate ? stats : nil)
+                } else {
+                    try pruneWeights(l, structure: structure, amount: amount,
+                                     scores: weightScores(l, method: method, calibration: calibration),
+                                     means: compensate ? stats : nil)
+                }
             }
             states = try states.map { (try layer.forward($0.x, b: 1, t: $0.t, mask: nil, eps: eps), $0.t) }
         }

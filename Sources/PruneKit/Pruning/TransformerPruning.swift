@@ -8,7 +8,9 @@
 /// 0.636 to 0.357 (a few tokens carry very large FFN activations, so the mean is a poor stand-in).
 public enum TransformerPruner {
     public enum Structure: String, Sendable, CaseIterable { case heads, neurons, unstructured, nm24 = "2:4" }
-    public enum Method: String, Sendable, CaseIterable { case l1, wanda, taylor }
+    /// `sparsegpt` (unstructured and 2:4 only, through `pruneSequentially`) also updates the kept
+    /// weights to reconstruct each layer's outputs on the calibration sentences.
+    public enum Method: String, Sendable, CaseIterable { case l1, wanda, taylor, sparsegpt }
     /// Where heads or neurons compete: across the whole encoder, or within each block.
     public enum Scope: String, Sendable, CaseIterable { case global, layer }
 
@@ -26,6 +28,9 @@ public enum TransformerPruner {
             throw PruneError.amountOutOfRange("fraction \(amount) must be in [0, 1)")
         }
         if method != .l1 && calibration == nil { throw PruneError.missingStatistics("\(method.rawValue) needs calibration sentences") }
+        if method == .sparsegpt {
+            throw PruneError.unsupported("sparsegpt prunes unstructured or 2:4 weights block by block: use pruneSequentially")
+        }
         if method == .taylor && calibration?.sensitivity == nil {
             throw PruneError.missingStatistics("taylor needs a calibration with taylor: true")
         }
@@ -53,6 +58,7 @@ public enum TransformerPruner {
         case .taylor:
             guard let t = calibration?.weightTaylor else { throw PruneError.missingStatistics("taylor needs a calibration with taylor: true") }
             return try t.scores(for: l.weight).scalars
+        case .sparsegpt: throw PruneError.unsupported("sparsegpt has no per-weight scores")
         }
     }
 
@@ -67,12 +73,20 @@ public enum TransformerPruner {
             let keep = Int((Double(l.inFeatures) * (1 - amount)).rounded())
             try Prune.nm(l.weight, n: keep, m: l.inFeatures, importance: .custom { _ in t })
         }
+        try compensateBias(l, before: before, means: means)
+    }
+
+    /// The bias of `l` takes Σ_c (before − after)[r, c]·mean(x_c): the layer's mean output over the
+    /// calibration rows is what it was before its weights changed.
+    static func compensateBias(_ l: Linear, before: [Float], means: ActivationStatistics?) throws {
         guard let means, let bias = l.bias else { return }
         let mu = try means.inputMeans(for: l.weight), after = l.weight.value.scalars, n = l.inFeatures
         var b = bias.value.scalars
         for r in 0..<l.outFeatures {
             var s = 0.0
-            for c in 0..<n where after[r * n + c] == 0 { s += Double(before[r * n + c]) * Double(mu[c]) }
+            for c in 0..<n where after[r * n + c] != before[r * n + c] {
+                s += (Double(before[r * n + c]) - Double(after[r * n + c])) * Double(mu[c])
+            }
             b[r] += Float(s)
         }
         bias.value = try Tensor(shape: [l.outFeatures], scalars: b)

@@ -1,0 +1,182 @@
+// SparseGPT (Frantar & Alistarh 2023): one-shot pruning of a Linear weight that also moves the
+// kept weights so the layer's outputs on the calibration inputs change as little as possible
+// (optimal-brain-surgeon updates from the inverse Gram matrix, in its Cholesky form), and the
+// Gram accumulation G += XᵀX that feeds it. Reference: src/ref/obs_ref.c.
+#include "internal.h"
+#include <math.h>
+#include <stdlib.h>
+
+typedef struct { int64_t m, n, ld; const float *x; float *g; } gram_ctx;
+
+static void gram_range(void *v, int64_t b, int64_t e) {
+    // rows [b, e) of G, in column tiles that stay in L1 while every input row passes
+    const gram_ctx *c = v;
+    enum { TILE = 512 };
+    for (int64_t i = b; i < e; i++) {
+        float *g = c->g + i * c->n;
+        for (int64_t j0 = 0; j0 < c->n; j0 += TILE) {
+            const int64_t j1 = PK_MIN(c->n, j0 + TILE);
+            for (int64_t r = 0; r < c->m; r++) {
+                const float *x = c->x + r * c->ld, xi = x[i];
+                if (xi == 0) continue;
+                for (int64_t j = j0; j < j1; j++) g[j] += xi * x[j];
+            }
+        }
+    }
+}
+
+pk_status pk_gram_acc_f32(int64_t m, int64_t n, const float *x, int64_t ld, float *g) {
+    if (m < 0 || n < 0) return PK_ERR_SHAPE;
+    if (m == 0 || n == 0) return PK_OK;
+    if (!x || !g) return PK_ERR_NULL;
+    if (ld < n) return PK_ERR_SHAPE;
+    if (pk_overlaps(g, (size_t)n * (size_t)n * 4, x, pk_span(m, n, ld, 4))) return PK_ERR_ALIAS;
+    gram_ctx c = {m, n, ld, x, g};
+    pk_parallel_for(n, PK_MAX(1, (1 << 16) / PK_MAX(m * n, 1)), gram_range, &c);
+    return PK_OK;
+}
+
+/// Lower Cholesky factor of the n×n symmetric a, in place (upper part left alone); 0 when a is not
+/// positive definite.
+static int cholesky_lower(double *a, int64_t n) {
+    for (int64_t j = 0; j < n; j++) {
+        double d = a[j * n + j];
+        for (int64_t k = 0; k < j; k++) d -= a[j * n + k] * a[j * n + k];
+        if (!(d > 0)) return 0;
+        d = sqrt(d);
+        a[j * n + j] = d;
+        for (int64_t i = j + 1; i < n; i++) {
+            double s = a[i * n + j];
+            const double *ri = a + i * n, *rj = a + j * n;
+            for (int64_t k = 0; k < j; k++) s -= ri[k] * rj[k];
+            a[i * n + j] = s / d;
+        }
+    }
+    return 1;
+}
+
+typedef struct {
+    int64_t rows, cols, n, m, block;
+    double sparsity;
+    float *w;
+    const float *u; // upper Cholesky factor of H⁻¹, row-major
+    uint8_t *mask;
+} sgpt_ctx;
+
+/// Marks as pruned the `k` smallest of score[0..len) (ties: the earlier entry goes first).
+static void prune_smallest(const float *score, int64_t len, int64_t k, uint8_t *mask) {
+    for (int64_t t = 0; t < len; t++) mask[t] = 1;
+    for (int64_t p = 0; p < k; p++) {
+        int64_t best = -1;
+        for (int64_t t = 0; t < len; t++) {
+            if (mask[t] && (best < 0 || score[t] < score[best])) best = t;
+        }
+        mask[best] = 0;
+    }
+}
+
+static void sparsegpt_rows(void *v, int64_t b, int64_t e) {
+    const sgpt_ctx *c = v;
+    const int64_t n = c->cols;
+    float score[256];
+    for (int64_t r = b; r < e; r++) {
+        float *w = c->w + r * n;
+        uint8_t *mk = c->mask + r * n;
+        for (int64_t i1 = 0; i1 < n; i1 += c->block) {
+            const int64_t i2 = PK_MIN(n, i1 + c->block);
+            if (c->m == 0) { // this block's share of the row, chosen with the weights as they are now
+                const int64_t k = llround(c->sparsity * (double)i2) - llround(c->sparsity * (double)i1);
+                for (int64_t j = i1; j < i2; j++) {
+                    const float d = c->u[j * n + j];
+                    score[j - i1] = w[j] * w[j] / (d * d);
+                }
+                prune_smallest(score, i2 - i1, k, mk + i1);
+            }
+            for (int64_t i = i1; i < i2; i++) {
+                if (c->m > 0 && i % c->m == 0) {
+                    for (int64_t j = i; j < i + c->m; j++) {
+                        const float d = c->u[j * n + j];
+                        score[j - i] = w[j] * w[j] / (d * d);
+                    }
+                    prune_smallest(score, c->m, c->m - c->n, mk + i);
+                }
+                const float q = mk[i] ? w[i] : 0.0f;
+                const float err = (w[i] - q) / c->u[i * n + i];
+                if (err != 0) {
+                    const float *ui = c->u + i * n;
+                    for (int64_t j = i + 1; j < n; j++) w[j] -= err * ui[j];
+                }
+                w[i] = q;
+            }
+        }
+    }
+}
+
+pk_status pk_sparsegpt_f32(int64_t rows, int64_t cols, float *w, const float *gram, float damp, double sparsity,
+                           int64_t n, int64_t m, int64_t block, uint8_t *mask) {
+    if (rows < 0 || cols < 0) return PK_ERR_SHAPE;
+    if (rows == 0 || cols == 0) return PK_OK;
+    if (!w || !gram || !mask) return PK_ERR_NULL;
+    if (!(damp >= 0) || !isfinite(damp) || block < 1 || block > 256) return PK_ERR_ARG;
+    if (m > 0 ? (n < 0 || n > m || m > 256 || cols % m != 0) : !(sparsity >= 0 && sparsity <= 1)) return PK_ERR_ARG;
+    const size_t wb = (size_t)rows * (size_t)cols * 4, gb = (size_t)cols * (size_t)cols * 4;
+    if (pk_overlaps(w, wb, gram, gb) || pk_overlaps(mask, (size_t)rows * (size_t)cols, w, wb) ||
+        pk_overlaps(mask, (size_t)rows * (size_t)cols, gram, gb))
+        return PK_ERR_ALIAS;
+    for (int64_t i = 0; i < rows * cols; i++) {
+        if (!isfinite(w[i])) return PK_ERR_NONFINITE;
+    }
+    const int64_t nn = cols * cols;
+    double *h = malloc((size_t)nn * sizeof(double)), *li = malloc((size_t)nn * sizeof(double));
+    float *u = malloc((size_t)nn * sizeof(float));
+    pk_status st = PK_OK;
+    if (!h || !li || !u) { st = PK_ERR_NOMEM; goto done; }
+    double mean = 0;
+    for (int64_t i = 0; i < nn; i++) {
+        if (!isfinite(gram[i])) { st = PK_ERR_NONFINITE; goto done; }
+        h[i] = gram[i];
+    }
+    for (int64_t i = 0; i < cols; i++) mean += h[i * cols + i];
+    mean /= (double)cols;
+    for (int64_t i = 0; i < cols; i++) {
+        if (h[i * cols + i] == 0) { // an input that never fired: its weights cannot matter
+            h[i * cols + i] = 1;
+            for (int64_t r = 0; r < rows; r++) w[r * cols + i] = 0;
+        }
+        h[i * cols + i] += damp * (mean > 0 ? mean : 1);
+    }
+    // H = L·Lᵀ; H⁻¹ = L⁻ᵀ·L⁻¹; H⁻¹ = L₂·L₂ᵀ and U = L₂ᵀ, whose row i holds the OBS update of
+    // column i once columns 0..i−1 are settled
+    if (!cholesky_lower(h, cols)) { st = PK_ERR_ARG; goto done; }
+    // li holds L⁻¹ transposed (li[j·cols + k] = L⁻¹[k, j]): both products below read rows
+    for (int64_t i = 0; i < nn; i++) li[i] = 0;
+    for (int64_t j = 0; j < cols; j++) { // column j of L⁻¹ by forward substitution
+        double *x = li + j * cols;
+        x[j] = 1 / h[j * cols + j];
+        for (int64_t i = j + 1; i < cols; i++) {
+            double s = 0;
+            const double *hi = h + i * cols;
+            for (int64_t k = j; k < i; k++) s += hi[k] * x[k];
+            x[i] = -s / hi[i];
+        }
+    }
+    for (int64_t i = 0; i < cols; i++) { // H⁻¹[i, j] = Σ_k L⁻¹[k, i]·L⁻¹[k, j], lower half
+        for (int64_t j = 0; j <= i; j++) {
+            double s = 0;
+            const double *a = li + i * cols, *b = li + j * cols;
+            for (int64_t k = i; k < cols; k++) s += a[k] * b[k];
+            h[i * cols + j] = s;
+        }
+    }
+    if (!cholesky_lower(h, cols)) { st = PK_ERR_ARG; goto done; }
+    for (int64_t i = 0; i < cols; i++) {
+        for (int64_t j = 0; j < cols; j++) u[i * cols + j] = j >= i ? (float)h[j * cols + i] : 0.0f;
+    }
+    sgpt_ctx c = {rows, cols, n, m, block, sparsity, w, u, mask};
+    pk_parallel_for(rows, 1, sparsegpt_rows, &c);
+done:
+    free(h);
+    free(li);
+    free(u);
+    return st;
+}
