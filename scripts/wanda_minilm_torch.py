@@ -77,7 +77,20 @@ def mean_cosine(a, b):
 def prunekit_model(path, base):
     m = SentenceTransformer(base, device="cpu")
     state = load_file(path + "/model.safetensors")
-    m[0].auto_model.load_state_dict({k.removeprefix("bert."): v for k, v in state.items()}, strict=False)
+    own = m[0].auto_model.state_dict()
+    # PruneKit keeps only token type 0 (all it uses); every other tensor must be there and match
+    missing = [k for k in own if k not in {n.removeprefix("bert.") for n in state} and "position_ids" not in k
+               and "pooler" not in k]
+    if missing:
+        raise SystemExit(f"{path}: missing {missing[:3]}")
+    for k, v in state.items():
+        k = k.removeprefix("bert.")
+        if k in own and own[k].shape == v.shape:
+            own[k].copy_(v)
+        elif k in own and k.endswith("token_type_embeddings.weight"):
+            own[k][: v.shape[0]].copy_(v)
+        elif k in own:
+            raise SystemExit(f"{path}: {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
     return m
 
 
@@ -113,6 +126,7 @@ def main():
             m = prune(SentenceTransformer(args.model, device="cpu"), dense.tokenizer, calibration, method, structure)
             key = f"{method} {structure}"
             out[key] = {"torch_mean_cosine": mean_cosine(embed(m, heldout), ref)}
+            print(key, "torch", out[key]["torch_mean_cosine"], flush=True)
             if mine and method == "wanda":
                 out[key]["prunekit_mean_cosine"] = mean_cosine(embed(prunekit_model(mine, args.model), heldout), ref)
                 out[key]["zero_pattern_agreement"] = agreement(m, mine)

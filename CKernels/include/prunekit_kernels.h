@@ -215,6 +215,13 @@ pk_status pk_maxpool2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, 
 pk_status pk_softmax_xent_f32(int64_t m, int64_t n, const float *logits, const int32_t *labels,
                               float *loss, float *dlogits, int64_t *correct);
 
+/// pk_token_mse_f32 — token-row distillation term for b sequences of t rows of n features (s, tch, grad
+///   b·t × n; mask b×t, nonzero = real token): loss := Σ_i weight·mean over real rows r and features j of
+///   (s − tch)² (summed over the sequences); grad := 2·weight·(s − tch)/(real_i·n·b) on real rows, 0 on
+///   padding rows and on sequences without a real row. Reference pk_ref_token_mse_f32.
+pk_status pk_token_mse_f32(int64_t b, int64_t t, int64_t n, const float *s, const float *tch, const float *mask, float weight,
+                           double *loss, float *grad);
+
 /// pk_distill_kl_f32 — distillation term T²·KL(softmax(teacher/T) ‖ softmax(student/T)), mean over m rows
 ///   of n logits, and its gradient T·(softmax(student/T) − softmax(teacher/T))/m in dstudent.
 /// Errors    PK_ERR_ARG unless T > 0. Reference pk_ref_distill_kl_f32.
@@ -435,6 +442,9 @@ pk_status pk_col_sumsq_acc_f32(int64_t m, int64_t n, const float *x, int64_t ld,
 ///   lets one statistic serve `group` consecutive columns, e.g. a convolution's k×k kernel).
 pk_status pk_wanda_scores_f32(int64_t rows, int64_t cols, int64_t group, const float *w, const float *sumsq,
                               float *out);
+/// pk_col_dot_f32 — out[j] := Σ_i a[i,j]·b[i,j] over m rows (a, b m×n, contiguous): the gradient of a
+///   mask that scales column j (a = the column's values, b = ∂L/∂ of the scaled values).
+pk_status pk_col_dot_f32(int64_t m, int64_t n, const float *a, const float *b, float *out);
 /// pk_gram_acc_f32 — g[i, j] += Σ_r x[r, i]·x[r, j] over m rows (x m×n with leading dimension ld; g n×n):
 ///   the Gram matrix of a Linear's calibration inputs, for SparseGPT.
 pk_status pk_gram_acc_f32(int64_t m, int64_t n, const float *x, int64_t ld, float *g);
@@ -491,6 +501,8 @@ pk_status pk_ref_maxpool2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t
                                         const float *dy, const int32_t *idx, float *dx);
 pk_status pk_ref_softmax_xent_f32(int64_t m, int64_t n, const float *logits, const int32_t *labels,
                                   float *loss, float *dlogits, int64_t *correct);
+pk_status pk_ref_token_mse_f32(int64_t b, int64_t t, int64_t n, const float *s, const float *tch, const float *mask,
+                               float weight, double *loss, float *grad);
 pk_status pk_ref_distill_kl_f32(int64_t m, int64_t n, float T, const float *student, const float *teacher, float *loss,
                                 float *dstudent);
 pk_status pk_ref_sgd_step_f32(int64_t n, float lr, float momentum, float weight_decay, int nesterov,
@@ -518,6 +530,7 @@ pk_status pk_ref_unit_norms_f32(int64_t A, int64_t D, int64_t B, double p, const
                                 float *out);
 
 pk_status pk_ref_abs_mul_acc_f32(int64_t n, const float *a, const float *b, float *acc);
+pk_status pk_ref_col_dot_f32(int64_t m, int64_t n, const float *a, const float *b, float *out);
 pk_status pk_ref_col_sumsq_acc_f32(int64_t m, int64_t n, const float *x, int64_t ld, float *acc);
 /// Reference of pk_sparsegpt_f32 in its original OBS form, in double: before settling column i the
 /// inverse of H's trailing block H[i.., i..] is formed explicitly (Gauss–Jordan), and the selection

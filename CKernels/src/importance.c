@@ -88,3 +88,26 @@ pk_status pk_block_norms_f32(int64_t rows, int64_t cols, int64_t bh, int64_t bw,
     pk_parallel_for((rows + bh - 1) / bh, 1, block_range, &c);
     return PK_OK;
 }
+
+typedef struct { int64_t m, n; const float *a, *b; float *out; } coldot_ctx;
+
+static void col_dot_range(void *v, int64_t b, int64_t e) {
+    // columns [b, e): rows in order, accumulated in double
+    const coldot_ctx *c = v;
+    for (int64_t j = b; j < e; j++) {
+        double s = 0;
+        for (int64_t i = 0; i < c->m; i++) s += (double)c->a[i * c->n + j] * c->b[i * c->n + j];
+        c->out[j] = (float)s;
+    }
+}
+
+pk_status pk_col_dot_f32(int64_t m, int64_t n, const float *a, const float *b, float *out) {
+    if (m < 0 || n < 0) return PK_ERR_SHAPE;
+    if (n == 0) return PK_OK;
+    if (!out || (m > 0 && (!a || !b))) return PK_ERR_NULL;
+    if (m > 0 && (pk_overlaps(out, (size_t)n * 4, a, (size_t)(m * n) * 4) || pk_overlaps(out, (size_t)n * 4, b, (size_t)(m * n) * 4)))
+        return PK_ERR_ALIAS;
+    coldot_ctx c = {m, n, a, b, out};
+    pk_parallel_for(n, PK_MAX(1, (1 << 14) / PK_MAX(m, 1)), col_dot_range, &c);
+    return PK_OK;
+}

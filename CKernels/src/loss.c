@@ -1,6 +1,7 @@
 // Softmax cross-entropy (mean over rows), its gradient and the count of correct predictions.
 #include "internal.h"
 #include <math.h>
+#include <stdlib.h>
 
 typedef struct { int64_t m, n; const float *logits; const int32_t *labels; float *d; float *rowloss; int64_t *rowok; } xent_ctx;
 
@@ -87,5 +88,48 @@ pk_status pk_distill_kl_f32(int64_t m, int64_t n, float T, const float *student,
     double total = 0;
     for (int64_t i = 0; i < m; i++) total += rowloss[i];
     *loss = (float)(total / (double)m);
+    return PK_OK;
+}
+
+typedef struct { int64_t b, t, n; const float *s, *tch, *mask; float weight; float *grad; double *seqloss; } tmse_ctx;
+
+static void token_mse_range(void *v, int64_t lo, int64_t hi) {
+    // sequences [lo, hi): their loss into seqloss[i], their rows of grad
+    const tmse_ctx *c = v;
+    for (int64_t i = lo; i < hi; i++) {
+        double real = 0;
+        for (int64_t r = 0; r < c->t; r++) real += c->mask[i * c->t + r] != 0;
+        const float scale = real > 0 ? (float)(c->weight / (real * (double)c->n * (double)c->b)) : 0.0f;
+        double l = 0;
+        for (int64_t r = 0; r < c->t; r++) {
+            const int64_t o = (i * c->t + r) * c->n;
+            const int on = real > 0 && c->mask[i * c->t + r] != 0;
+            for (int64_t j = 0; j < c->n; j++) {
+                const float d = on ? c->s[o + j] - c->tch[o + j] : 0.0f;
+                l += (double)d * d;
+                c->grad[o + j] = 2 * scale * d;
+            }
+        }
+        c->seqloss[i] = real > 0 ? c->weight * l / (real * (double)c->n) : 0;
+    }
+}
+
+pk_status pk_token_mse_f32(int64_t b, int64_t t, int64_t n, const float *s, const float *tch, const float *mask, float weight,
+                           double *loss, float *grad) {
+    if (b < 0 || t < 0 || n < 0) return PK_ERR_SHAPE;
+    if (!loss) return PK_ERR_NULL;
+    *loss = 0;
+    if (b == 0 || t == 0 || n == 0) return PK_OK;
+    if (!s || !tch || !mask || !grad) return PK_ERR_NULL;
+    if (!(weight >= 0) || !isfinite(weight)) return PK_ERR_ARG;
+    const size_t bytes = (size_t)(b * t * n) * 4;
+    if (pk_overlaps(grad, bytes, s, bytes) || pk_overlaps(grad, bytes, tch, bytes) || pk_overlaps(grad, bytes, mask, (size_t)(b * t) * 4))
+        return PK_ERR_ALIAS;
+    double *seq = malloc((size_t)b * sizeof(double));
+    if (!seq) return PK_ERR_NOMEM;
+    tmse_ctx c = {b, t, n, s, tch, mask, weight, grad, seq};
+    pk_parallel_for(b, 1, token_mse_range, &c);
+    for (int64_t i = 0; i < b; i++) *loss += seq[i]; // in sequence order: the same sum for any thread count
+    free(seq);
     return PK_OK;
 }

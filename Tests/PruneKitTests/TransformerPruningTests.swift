@@ -95,6 +95,26 @@ final class TransformerPruningTests: XCTestCase {
             XCTAssertEqual(Double(g[flat: k]), (lp - lm) / 2e-2 / 2, accuracy: 1e-4, "entry \(k)")
         }
         for k in (4 * 8)..<(6 * 8) { XCTAssertEqual(g[flat: k], 0, "padding row") }
+        // the C kernels against their references: a sequence with no real token, 1 and 2 threads
+        let (bb, tt, nn) = (3, 5, 7)
+        let a = rng.floats(bb * tt * nn), c = rng.floats(bb * tt * nn)
+        let m: [Float] = [1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1]
+        for threads in [1, 2] {
+            try withThreads(threads) {
+                var l1 = 0.0, l2 = 0.0
+                var g1 = [Float](repeating: 9, count: a.count), g2 = g1
+                XCTAssertEqual(pk_token_mse_f32(Int64(bb), Int64(tt), Int64(nn), a, c, m, 0.7, &l1, &g1), PK_OK)
+                XCTAssertEqual(pk_ref_token_mse_f32(Int64(bb), Int64(tt), Int64(nn), a, c, m, 0.7, &l2, &g2), PK_OK)
+                XCTAssertEqual(l1, l2, accuracy: 1e-9)
+                for i in a.indices { XCTAssertEqual(g1[i], g2[i], accuracy: 1e-6) }
+                var d1 = [Float](repeating: 9, count: nn), d2 = d1
+                XCTAssertEqual(pk_col_dot_f32(Int64(bb * tt), Int64(nn), a, c, &d1), PK_OK)
+                XCTAssertEqual(pk_ref_col_dot_f32(Int64(bb * tt), Int64(nn), a, c, &d2), PK_OK)
+                XCTAssertEqual(d1, d2)
+            }
+        }
+        var l = 0.0, gg = [Float](repeating: 0, count: a.count)
+        XCTAssertEqual(pk_token_mse_f32(Int64(bb), Int64(tt), Int64(nn), a, c, m, -1, &l, &gg), PK_ERR_ARG)
     }
 
     /// With bias compensation, a pruned Linear's mean output over the calibration rows equals the

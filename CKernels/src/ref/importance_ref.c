@@ -36,3 +36,12 @@ pk_status pk_ref_block_norms_f32(int64_t rows, int64_t cols, int64_t bh, int64_t
     }
     return PK_OK;
 }
+
+pk_status pk_ref_col_dot_f32(int64_t m, int64_t n, const float *a, const float *b, float *out) {
+    for (int64_t j = 0; j < n; j++) {
+        double s = 0;
+        for (int64_t i = 0; i < m; i++) s += (double)a[i * n + j] * (double)b[i * n + j];
+        out[j] = (float)s;
+    }
+    return PK_OK;
+}

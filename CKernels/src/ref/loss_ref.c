@@ -42,3 +42,24 @@ pk_status pk_ref_distill_kl_f32(int64_t m, int64_t n, float T, const float *stud
     *loss = m > 0 ? (float)(total / m) : 0.0f;
     return PK_OK;
 }
+
+pk_status pk_ref_token_mse_f32(int64_t b, int64_t t, int64_t n, const float *s, const float *tch, const float *mask,
+                               float weight, double *loss, float *grad) {
+    *loss = 0;
+    for (int64_t i = 0; i < b * t * n; i++) grad[i] = 0;
+    for (int64_t i = 0; i < b; i++) {
+        int64_t real = 0;
+        for (int64_t r = 0; r < t; r++) real += mask[i * t + r] != 0;
+        if (real == 0) continue;
+        for (int64_t r = 0; r < t; r++) {
+            if (mask[i * t + r] == 0) continue;
+            for (int64_t j = 0; j < n; j++) {
+                const int64_t o = (i * t + r) * n + j;
+                const double d = (double)s[o] - (double)tch[o];
+                *loss += weight * d * d / (double)(real * n);
+                grad[o] = (float)(2.0 * weight * d / (double)(real * n * b));
+            }
+        }
+    }
+    return PK_OK;
+}

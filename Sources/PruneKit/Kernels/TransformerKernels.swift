@@ -57,6 +57,24 @@ extension Kernels {
         try check(st, "attention_backward")
     }
 
+    /// out[j] = Σ over rows of a[r, j]·b[r, j] (a, b rows × cols).
+    static func columnDots(rows: Int, cols: Int, a: FloatStorage, b: FloatStorage) throws -> [Float] {
+        var out = [Float](repeating: 0, count: cols)
+        let st = out.withUnsafeMutableBufferPointer { pk_col_dot_f32(Int64(rows), Int64(cols), a.base, b.base, $0.baseAddress) }
+        try check(st, "col_dot")
+        return out
+    }
+
+    /// Token-row distillation term of b sequences of t rows (see pk_token_mse_f32); returns the loss
+    /// summed over the sequences and writes the gradient.
+    static func tokenMSE(b: Int, t: Int, n: Int, student: FloatStorage, teacher: FloatStorage, mask: FloatStorage, weight: Float,
+                         grad: FloatStorage) throws -> Double {
+        var loss = 0.0
+        try check(pk_token_mse_f32(Int64(b), Int64(t), Int64(n), student.base, teacher.base, mask.base, weight, &loss, grad.base),
+                  "token_mse")
+        return loss
+    }
+
     static func meanPoolBackward(b: Int, t: Int, n: Int, x: FloatStorage, mask: FloatStorage?, dout: FloatStorage,
                                  dx: FloatStorage) throws {
         try check(pk_mean_pool_backward_f32(Int64(b), Int64(t), Int64(n), x.base, mask.map { UnsafePointer($0.base) }, dout.base,

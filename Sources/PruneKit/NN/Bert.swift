@@ -80,7 +80,7 @@ public final class BertLayer {
                                       dy: dy.storage, dx: dOPre.storage)
         let dh = try output.backward(dOPre, needInputGradient: true)!
         var neuronGradient: [Double] = []
-        if let h = c.h { neuronGradient = columnDots(rows: rows, cols: h.shape[1], h.storage, dh.storage, group: 1) }
+        if let h = c.h { neuronGradient = try Kernels.columnDots(rows: rows, cols: h.shape[1], a: h.storage, b: dh.storage).map(Double.init) }
         try Kernels.geluBackward(x: c.hPre.storage, dy: dh.storage, dx: dh.storage)
         let da = try intermediate.backward(dh, needInputGradient: true)!
         try Kernels.axpby(alpha: 1, x: da.storage, beta: 1, y: dOPre.storage, out: da.storage)
@@ -89,7 +89,9 @@ public final class BertLayer {
                                       dy: da.storage, dx: dAPre.storage)
         let dctx = try attentionOutput.backward(dAPre, needInputGradient: true)!
         if let ctx0 = c.ctx0 {
-            maskGradients = (columnDots(rows: rows, cols: heads * d, ctx0.storage, dctx.storage, group: d), neuronGradient)
+            let perColumn = try Kernels.columnDots(rows: rows, cols: heads * d, a: ctx0.storage, b: dctx.storage)
+            let perHead = (0..<heads).map { h in perColumn[(h * d)..<((h + 1) * d)].reduce(0.0) { $0 + Double($1) } }
+            maskGradients = (perHead, neuronGradient)
         }
         let dq = Tensor(uninitialized: c.q.shape), dk = Tensor(uninitialized: c.k.shape), dv = Tensor(uninitialized: c.v.shape)
         try Kernels.attentionBackward(b: c.b, t: c.t, heads: heads, headDim: d, q: c.q.storage, k: c.k.storage, v: c.v.storage,
@@ -102,16 +104,6 @@ public final class BertLayer {
         guard needInputGradient, let gq, let gk, let gv else { return nil }
         for g in [gk, gv, dAPre] { try Kernels.axpby(alpha: 1, x: gq.storage, beta: 1, y: g.storage, out: gq.storage) }
         return gq
-    }
-
-    /// Σ over rows of a·b, summed over each run of `group` adjacent columns.
-    private func columnDots(rows: Int, cols: Int, _ a: FloatStorage, _ b: FloatStorage, group: Int) -> [Double] {
-        var out = [Double](repeating: 0, count: cols / group)
-        let pa = a.base, pb = b.base
-        for r in 0..<rows {
-            for j in 0..<cols { out[j / group] += Double(pa[r * cols + j] * pb[r * cols + j]) }
-        }
-        return out
     }
 
     /// The Linear layers of the block.

@@ -111,27 +111,16 @@ public enum SentenceDistillation {
         return (losses, Date().timeIntervalSince(start))
     }
 
-    /// weight · Σ over sentences of the mean over real tokens and features of (s − t)², divided by
-    /// the batch size (as the embedding term is), and its gradient with respect to s.
+    /// weight · Σ over sentences of the mean over real tokens and features of (s − t)², and its
+    /// gradient with respect to s divided by the batch size (as the embedding term's is).
     static func tokenTerm(student: Tensor, teacher: Tensor, mask: [[Float]], hidden h: Int,
                           weight: Float) throws -> (gradient: Tensor, loss: Double) {
         let b = mask.count, t = mask.first?.count ?? 0
-        let g = Tensor(zeros: [b * t, h])
-        var loss = 0.0
-        let ps = student.storage.base, pt = teacher.storage.base, pg = g.storage.base
-        for i in 0..<b {
-            let real = mask[i].reduce(0, +)
-            guard real > 0 else { continue }
-            let scale = weight / (real * Float(h) * Float(b))
-            for r in 0..<t where mask[i][r] != 0 {
-                let o = (i * t + r) * h
-                for j in 0..<h {
-                    let d = ps[o + j] - pt[o + j]
-                    loss += Double(scale * d * d)
-                    pg[o + j] = 2 * scale * d
-                }
-            }
-        }
-        return (g, loss * Double(b))
+        try student.expectShape([b * t, h])
+        try teacher.expectShape([b * t, h])
+        let g = Tensor(uninitialized: [b * t, h])
+        let loss = try Kernels.tokenMSE(b: b, t: t, n: h, student: student.storage, teacher: teacher.storage,
+                                        mask: FloatStorage(mask.flatMap { $0 }), weight: weight, grad: g.storage)
+        return (g, loss)
     }
 }
