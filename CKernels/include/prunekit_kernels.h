@@ -458,7 +458,8 @@ pk_status pk_gram_acc_f32(int64_t m, int64_t n, const float *x, int64_t ld, floa
 ///   columns [i1, i2) of each `block` (1..256), chosen when the block starts. Both choose by the
 ///   smallest w²/U[j,j]² with the weights as updated so far, the earlier column first on ties.
 ///   mask (rows×cols) := 1 kept, 0 pruned; pruned weights are exactly 0. PK_ERR_ARG when H is not
-///   positive definite (use damp > 0) or an argument is out of range; PK_ERR_NONFINITE for NaN/Inf.
+///   positive definite (use damp > 0) or an argument is out of range (m < 0 included); PK_ERR_NONFINITE
+///   for NaN/Inf. On any error w and mask are left as they were.
 pk_status pk_sparsegpt_f32(int64_t rows, int64_t cols, float *w, const float *gram, float damp, double sparsity,
                            int64_t n, int64_t m, int64_t block, uint8_t *mask);
 /// pk_block_norms_f32 — out[br, bc] := mean |x| over the kept entries of each bh×bw block of x

@@ -118,7 +118,7 @@ pk_status pk_sparsegpt_f32(int64_t rows, int64_t cols, float *w, const float *gr
     if (rows == 0 || cols == 0) return PK_OK;
     if (!w || !gram || !mask) return PK_ERR_NULL;
     if (!(damp >= 0) || !isfinite(damp) || block < 1 || block > 256) return PK_ERR_ARG;
-    if (m > 0 ? (n < 0 || n > m || m > 256 || cols % m != 0) : !(sparsity >= 0 && sparsity <= 1)) return PK_ERR_ARG;
+    if (m < 0 || (m > 0 ? (n < 0 || n > m || m > 256 || cols % m != 0) : !(sparsity >= 0 && sparsity <= 1))) return PK_ERR_ARG;
     const size_t wb = (size_t)rows * (size_t)cols * 4, gb = (size_t)cols * (size_t)cols * 4;
     if (pk_overlaps(w, wb, gram, gb) || pk_overlaps(mask, (size_t)rows * (size_t)cols, w, wb) ||
         pk_overlaps(mask, (size_t)rows * (size_t)cols, gram, gb))
@@ -139,10 +139,7 @@ pk_status pk_sparsegpt_f32(int64_t rows, int64_t cols, float *w, const float *gr
     for (int64_t i = 0; i < cols; i++) mean += h[i * cols + i];
     mean /= (double)cols;
     for (int64_t i = 0; i < cols; i++) {
-        if (h[i * cols + i] == 0) { // an input that never fired: its weights cannot matter
-            h[i * cols + i] = 1;
-            for (int64_t r = 0; r < rows; r++) w[r * cols + i] = 0;
-        }
+        if (h[i * cols + i] == 0) h[i * cols + i] = 1; // an input that never fired (its weights go to 0 below)
         h[i * cols + i] += damp * (mean > 0 ? mean : 1);
     }
     // H = L·Lᵀ; H⁻¹ = L⁻ᵀ·L⁻¹; H⁻¹ = L₂·L₂ᵀ and U = L₂ᵀ, whose row i holds the OBS update of
@@ -171,6 +168,11 @@ pk_status pk_sparsegpt_f32(int64_t rows, int64_t cols, float *w, const float *gr
     if (!cholesky_lower(h, cols)) { st = PK_ERR_ARG; goto done; }
     for (int64_t i = 0; i < cols; i++) {
         for (int64_t j = 0; j < cols; j++) u[i * cols + j] = j >= i ? (float)h[j * cols + i] : 0.0f;
+    }
+    for (int64_t i = 0; i < cols; i++) { // w changes only once nothing can fail
+        if (gram[i * cols + i] == 0) {
+            for (int64_t r = 0; r < rows; r++) w[r * cols + i] = 0;
+        }
     }
     sgpt_ctx c = {rows, cols, n, m, block, sparsity, w, u, mask};
     pk_parallel_for(rows, 1, sparsegpt_rows, &c);

@@ -51,7 +51,7 @@ struct PruneCommand: ParsableCommand {
     @Option(help: "Fraction of the remaining weights (0.9) or a count (1000).") var amount: String
     @Option(help: "Output model file.") var out: String
     @Option(help: "Batches of 128 training images for taylor / wanda statistics.") var calibrationBatches: Int = 16
-    @Option(help: "Random seed (random method).") var seed: UInt64 = 0
+    @Option(help: "Random seed (random method; with --model, the random projections of taylor).") var seed: UInt64 = 0
     @Flag(help: "Physically remove pruned neurons / channels (structured pruning).") var surgery = false
     @Flag(help: "Skip the test-set evaluation.") var noEval = false
     @Option(help: "With --model and --calibration: move the mean contribution of removed weights, heads or neurons into the biases: auto (weights and heads, not neurons), on or off.")

@@ -115,6 +115,8 @@ func pruneSentenceEncoder(model: String, structure: String, method: String, amou
     case "off": compensate = false
     default: throw ValidationError("--compensation must be auto, on or off")
     }
+    if compensate == true && calibration == nil { throw ValidationError("--compensation on needs --calibration FILE") }
+    if sc != nil && !(st == .heads || st == .neurons) { throw ValidationError("--scope applies to heads and neurons with --model") }
     if me == .sparsegpt && !(st == .unstructured || st == .nm24) {
         throw ValidationError("--method sparsegpt prunes unstructured or 2:4 weights")
     }

@@ -184,6 +184,8 @@ final class TransformerPruningTests: XCTestCase {
         XCTAssertEqual(e.layers.map { $0.attentionOutput.bias!.value.scalars }, biases, "the source encoder is left as it was")
         XCTAssertNotEqual(heads.layers.map { $0.attentionOutput.bias!.value.scalars }, biases, "compensated")
         let neurons = try TransformerPruner.prune(e, structure: .neurons, method: .taylor, amount: 0.25, calibration: cal, scope: .global)
+        XCTAssertThrowsError(try TransformerPruner.prune(heads, structure: .heads, method: .taylor, amount: 0.5, calibration: cal),
+                             "a calibration of the unpruned encoder does not fit the pruned one")
         XCTAssertEqual(neurons.layers.reduce(0) { $0 + $1.intermediate.outFeatures }, 18)
         for i in 0..<2 {
             // the kept head is the one with the larger sensitivity: its query rows are the original's
@@ -247,6 +249,22 @@ final class TransformerPruningTests: XCTestCase {
         XCTAssertEqual(pk_gram_acc_f32(4, Int64(cols), x, Int64(cols), &low), PK_OK)
         XCTAssertEqual(pk_sparsegpt_f32(Int64(rows), Int64(cols), &w, low, 0, 0.5, 0, 0, 8, &mk), PK_ERR_ARG)
         XCTAssertEqual(pk_sparsegpt_f32(Int64(rows), Int64(cols), &w, low, 0.01, 0.5, 0, 0, 8, &mk), PK_OK)
+        // bad arguments change nothing
+        let wBefore = w, mBefore = mk
+        XCTAssertEqual(pk_sparsegpt_f32(Int64(rows), Int64(cols), &w, gram, 0.01, 0.5, 2, -4, 8, &mk), PK_ERR_ARG)
+        XCTAssertEqual(pk_sparsegpt_f32(Int64(rows), Int64(cols), &w, gram, 0.01, 1.5, 0, 0, 8, &mk), PK_ERR_ARG)
+        XCTAssertEqual(pk_sparsegpt_f32(Int64(rows), Int64(cols), &w, gram, 0.01, 0.5, 0, 0, 0, &mk), PK_ERR_ARG)
+        XCTAssertEqual(pk_sparsegpt_f32(Int64(rows), Int64(cols), &w, nil, 0.01, 0.5, 0, 0, 8, &mk), PK_ERR_NULL)
+        XCTAssertEqual(pk_sparsegpt_f32(-1, Int64(cols), &w, gram, 0.01, 0.5, 0, 0, 8, &mk), PK_ERR_SHAPE)
+        XCTAssertEqual(pk_sparsegpt_f32(Int64(rows), Int64(cols), &w, low, 0, 0.5, 0, 0, 8, &mk), PK_ERR_ARG)
+        XCTAssertEqual(w, wBefore)
+        XCTAssertEqual(mk, mBefore)
+        XCTAssertEqual(pk_gram_acc_f32(-1, 3, x, 3, &low), PK_ERR_SHAPE)
+        XCTAssertEqual(pk_gram_acc_f32(2, 3, x, 2, &low), PK_ERR_SHAPE)
+        XCTAssertEqual(pk_col_dot_f32(2, 3, nil, x, &low), PK_ERR_NULL)
+        low.withUnsafeMutableBufferPointer { p in
+            XCTAssertEqual(pk_col_dot_f32(4, 3, p.baseAddress, p.baseAddress, p.baseAddress! + 2), PK_ERR_ALIAS)
+        }
     }
 
     /// pruneSequentially with sparsegpt: half of each row pruned, kept weights moved, and the

@@ -46,6 +46,7 @@ static void ref_prune_smallest(const double *score, int64_t len, int64_t k, uint
 pk_status pk_ref_sparsegpt_f32(int64_t rows, int64_t cols, float *w, const float *gram, float damp, double sparsity,
                                int64_t n, int64_t m, int64_t block, uint8_t *mask) {
     if (rows <= 0 || cols <= 0) return rows < 0 || cols < 0 ? PK_ERR_SHAPE : PK_OK;
+    if (m < 0) return PK_ERR_ARG;
     const int64_t nn = cols * cols;
     double *h = malloc((size_t)nn * sizeof(double));
     // inv[i]: (H[i.., i..])⁻¹, (cols − i)² entries each

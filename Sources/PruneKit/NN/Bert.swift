@@ -88,6 +88,7 @@ public final class BertLayer {
         try Kernels.layerNormBackward(rows: rows, n: hidden, x: c.aPre.storage, gamma: attentionNorm.gamma.storage, eps: eps,
                                       dy: da.storage, dx: dAPre.storage)
         let dctx = try attentionOutput.backward(dAPre, needInputGradient: true)!
+        maskGradients = nil
         if let ctx0 = c.ctx0 {
             let perColumn = try Kernels.columnDots(rows: rows, cols: heads * d, a: ctx0.storage, b: dctx.storage)
             let perHead = (0..<heads).map { h in perColumn[(h * d)..<((h + 1) * d)].reduce(0.0) { $0 + Double($1) } }
@@ -229,6 +230,16 @@ public final class BertEncoder {
             g = next
         }
         poolCache = nil
+    }
+
+    /// Forgets what the last training pass kept for backward (activations of every block and
+    /// Linear, the pooling input).
+    func dropTrainingCaches() {
+        poolCache = nil
+        for l in layers {
+            l.cache = nil
+            for lin in l.linears { lin.dropInput() }
+        }
     }
 
     /// Every Linear of every block (the trainable and prunable part).

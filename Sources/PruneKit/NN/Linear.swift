@@ -109,6 +109,9 @@ extension Linear {
         bias.grad = db
     }
 
+    /// Forgets the input kept for backward.
+    func dropInput() { input = nil }
+
     /// Records Σx² per input feature for Wanda (called from forward while statistics are attached).
     func recordStatistics(_ x: Tensor) throws {
         guard let stats = statistics else { return }

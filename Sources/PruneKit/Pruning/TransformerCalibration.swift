@@ -26,11 +26,13 @@ extension TransformerPruner {
         guard !sentences.isEmpty else { throw PruneError.missingStatistics("no calibration sentences") }
         let stats = ActivationStatistics()
         let ls = linears(e)
+        let savedStatistics = ls.map(\.statistics), savedRecording = e.layers.map(\.recordMaskGradients)
         for l in ls { l.statistics = stats }
         for layer in e.layers { layer.recordMaskGradients = taylor }
         defer {
-            for l in ls { l.statistics = nil }
-            for layer in e.layers { layer.recordMaskGradients = false; layer.maskGradients = nil; layer.cache = nil }
+            for (l, s) in zip(ls, savedStatistics) { l.statistics = s }
+            for (layer, r) in zip(e.layers, savedRecording) { layer.recordMaskGradients = r; layer.maskGradients = nil; layer.cache = nil }
+            e.dropTrainingCaches()
         }
         let weightTaylor = taylor ? TaylorImportance(parameters: ls.map(\.weight)) : nil
         var heads = e.layers.map { [Double](repeating: 0, count: $0.heads) }
@@ -56,7 +58,8 @@ extension TransformerPruner {
     /// Unstructured or 2:4 pruning block by block, in the order of Wanda's implementation: the
     /// statistics of block i come from the calibration sentences after they ran through the
     /// already pruned blocks before it; then block i is pruned (and its biases compensated) and
-    /// the sentences move on through it. Methods l1, wanda and sparsegpt (which also reconstructs
+    /// the sentences move on through it. `e` itself is pruned and returned (an error part-way leaves
+    /// the blocks before it pruned). Methods l1, wanda and sparsegpt (which also reconstructs
     /// the kept weights from the Gram matrix of each Linear's inputs, dampening 1 % of its mean
     /// diagonal; columns in blocks of 128).
     public static func pruneSequentially(_ e: BertEncoder, structure: Structure, method: Method, amount: Double,
@@ -65,7 +68,7 @@ extension TransformerPruner {
         guard structure == .unstructured || structure == .nm24 else {
             throw PruneError.unsupported("sequential pruning is for unstructured and 2:4 masks")
         }
-        guard method != .taylor else { throw PruneError.unsupported("sequential pruning takes l1 or wanda scores") }
+        guard method != .taylor else { throw PruneError.unsupported("sequential pruning takes l1, wanda or sparsegpt") }
         guard amount >= 0, amount < 1 || structure == .nm24 else {
             throw PruneError.amountOutOfRange("fraction \(amount) must be in [0, 1)")
         }

@@ -20,7 +20,7 @@ public enum TransformerPruner {
     }
 
     /// Prunes `amount` (a fraction) of the chosen structure. Heads and neurons come back as a new,
-    /// smaller encoder (`scope`: heads default to global, neurons to per block; every block keeps
+    /// smaller encoder that shares its unchanged layers and embeddings with `e` (`scope`: heads default to global, neurons to per block; every block keeps
     /// at least one of each); unstructured and 2:4 mask the weights of `e` in place and return it.
     public static func prune(_ e: BertEncoder, structure: Structure, method: Method, amount: Double,
                              calibration: Calibration?, scope: Scope? = nil, compensate: Bool? = nil) throws -> BertEncoder {
@@ -33,6 +33,12 @@ public enum TransformerPruner {
         }
         if method == .taylor && calibration?.sensitivity == nil {
             throw PruneError.missingStatistics("taylor needs a calibration with taylor: true")
+        }
+        if method == .taylor, let s = calibration?.sensitivity {
+            guard s.heads.map(\.count) == e.layers.map(\.heads),
+                  s.neurons.map(\.count) == e.layers.map(\.intermediate.outFeatures) else {
+                throw PruneError.missingStatistics("the taylor calibration was taken on an encoder of another shape")
+            }
         }
         let means = (compensate ?? (structure != .neurons)) ? calibration?.statistics : nil
         let score = { (l: Linear) throws -> [Float] in try weightScores(l, method: method, calibration: calibration) }
