@@ -23,16 +23,7 @@ final class BertGradientTests: XCTestCase {
             let analytic = p.grad.scalars
             for _ in 0..<4 {
                 let i = rng.int(p.count)
-                let saved = p.value
-                var v = saved
-                v[flat: i] += eps
-                p.value = v
-                let lp = try loss()
-                v[flat: i] -= 2 * eps
-                p.value = v
-                let lm = try loss()
-                p.value = saved
-                let numeric = (lp - lm) / Double(2 * eps)
+                let numeric = try centralDifference(p, i, eps: eps, loss)
                 XCTAssertEqual(Double(analytic[i]), numeric, accuracy: 2e-3 + 2e-2 * abs(numeric), "parameter of shape \(p.shape) [\(i)]")
                 checked += 1
             }

@@ -102,3 +102,17 @@ func tinySentences(_ n: Int, seed: UInt64) throws -> (WordPieceTokenizer, [Strin
     var g = SeededGenerator(seed: seed)
     return (tok, (0..<n).map { _ in (0..<(2 + Int(g.next() % 7))).map { _ in words[Int(g.next() % 16)] }.joined(separator: " ") })
 }
+
+/// (loss(p[i] + eps) − loss(p[i] − eps)) / 2·eps, with p restored afterwards.
+func centralDifference(_ p: Parameter, _ i: Int, eps: Float, _ loss: () throws -> Double) throws -> Double {
+    let saved = p.value
+    defer { p.value = saved }
+    var v = saved
+    v[flat: i] += eps
+    p.value = v
+    let lp = try loss()
+    v[flat: i] -= 2 * eps
+    p.value = v
+    let lm = try loss()
+    return (lp - lm) / Double(2 * eps)
+}

@@ -57,16 +57,7 @@ final class TransformerPruningTests: XCTestCase {
         // the token-row term reaches the weights: query weight of block 0
         let p = e.layers[0].query.weight, analytic = p.grad.scalars
         for k in [3, 17, 40] {
-            let saved = p.value
-            var v = saved
-            v[flat: k] += eps
-            p.value = v
-            let lp = try loss()
-            v[flat: k] -= 2 * eps
-            p.value = v
-            let lm = try loss()
-            p.value = saved
-            let numeric = (lp - lm) / Double(2 * eps)
+            let numeric = try centralDifference(p, k, eps: eps, loss)
             XCTAssertEqual(Double(analytic[k]), numeric, accuracy: 2e-3 + 2e-2 * abs(numeric), "query weight [\(k)]")
         }
     }

@@ -20,7 +20,8 @@ extension TransformerPruner {
     /// squared mask gradient estimates how far the embedding moves, to first order, when a head or
     /// neuron mask m goes from 1 to 0 (the diagonal Gauss–Newton of the distillation loss around
     /// the dense model). Heads use Michel et al.'s head mask; a neuron's mask multiplies its GELU
-    /// output; weights accumulate |w·∂L/∂w| as `Importance.taylor` does.
+    /// output; weights accumulate |w·∂L/∂w| as `Importance.taylor` does. The weights' `grad` then
+    /// holds the last sentence's gradients; nothing else of the pass is kept.
     public static func calibrate(_ e: BertEncoder, tokenizer: WordPieceTokenizer, sentences: [String],
                                  taylor: Bool = false, seed: UInt64 = 0) throws -> Calibration {
         guard !sentences.isEmpty else { throw PruneError.missingStatistics("no calibration sentences") }
