@@ -45,11 +45,11 @@ public final class BertLayer {
         try Kernels.attention(b: b, t: t, heads: heads, headDim: d, q: q.storage, k: k.storage, v: v.storage, mask: mask,
                               headMask: record ? nil : headMask, out: ctx.storage)
         var ctx0: Tensor?
-        if record { // keep the unmasked head outputs, then apply the mask
+        if record { // the unmasked head outputs are kept; the masked ones come from the kernel again
             ctx0 = try Tensor(shape: ctx.shape, storage: ctx.storage.copy())
             if headMask.contains(where: { $0 != 1 }) {
-                let m = headMask
-                ctx.storage.update { i, x in x * m[(i % (heads * d)) / d] }
+                try Kernels.attention(b: b, t: t, heads: heads, headDim: d, q: q.storage, k: k.storage, v: v.storage, mask: mask,
+                                      headMask: headMask, out: ctx.storage)
             }
         }
         let aPre = try attentionOutput.forward(ctx, training: training)

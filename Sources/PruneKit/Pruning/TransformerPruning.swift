@@ -85,17 +85,24 @@ public enum TransformerPruner {
     /// The bias of `l` takes Σ_c (before − after)[r, c]·mean(x_c): the layer's mean output over the
     /// calibration rows is what it was before its weights changed.
     static func compensateBias(_ l: Linear, before: [Float], means: ActivationStatistics?) throws {
-        guard let means, let bias = l.bias else { return }
-        let mu = try means.inputMeans(for: l.weight), after = l.weight.value.scalars, n = l.inFeatures
+        let after = l.weight.value.scalars
+        if let b = try shiftedBias(l, means: means, change: { r, c in Double(before[r * l.inFeatures + c]) - Double(after[r * l.inFeatures + c]) }) {
+            l.bias!.value = b
+        }
+    }
+
+    /// The bias of `l` plus Σ_c change(r, c)·mean(x_c) for each output r, where change(r, c) is how
+    /// much of w[r, c] went away; nil without means or bias.
+    static func shiftedBias(_ l: Linear, means: ActivationStatistics?, change: (Int, Int) -> Double) throws -> Tensor? {
+        guard let means, let bias = l.bias else { return nil }
+        let mu = try means.inputMeans(for: l.weight)
         var b = bias.value.scalars
         for r in 0..<l.outFeatures {
             var s = 0.0
-            for c in 0..<n where after[r * n + c] != before[r * n + c] {
-                s += (Double(before[r * n + c]) - Double(after[r * n + c])) * Double(mu[c])
-            }
+            for c in 0..<l.inFeatures { let d = change(r, c); if d != 0 { s += d * Double(mu[c]) } }
             b[r] += Float(s)
         }
-        bias.value = try Tensor(shape: [l.outFeatures], scalars: b)
+        return try Tensor(shape: [l.outFeatures], scalars: b)
     }
 
     /// Each head's summed weight scores: its query, key and value rows and attention-output columns.
@@ -153,12 +160,13 @@ public enum TransformerPruner {
     /// inputs c of W[:, c]·mean(x_c). `l` itself is left unchanged.
     static func keepingInputs(_ l: Linear, _ keep: [Int], means: ActivationStatistics?) throws -> Linear {
         let out = try l.keepingInputs(keep)
-        guard let means, let bias = l.bias, keep.count < l.inFeatures else { return out }
-        let kept = Set(keep), cols = (0..<l.inFeatures).filter { !kept.contains($0) }
-        let mu = try means.inputMeans(for: l.weight), w = l.weight.value.scalars, n = l.inFeatures
-        var b = bias.value.scalars
-        for r in 0..<l.outFeatures { b[r] += Float(cols.reduce(0.0) { $0 + Double(w[r * n + $1]) * Double(mu[$1]) }) }
-        out.bias!.value = try Tensor(shape: [l.outFeatures], scalars: b)
+        guard keep.count < l.inFeatures else { return out }
+        var gone = [Bool](repeating: true, count: l.inFeatures)
+        for c in keep { gone[c] = false }
+        let w = l.weight.value.scalars
+        if let b = try shiftedBias(l, means: means, change: { r, c in gone[c] ? Double(w[r * l.inFeatures + c]) : 0 }) {
+            out.bias!.value = b
+        }
         return out
     }
 
