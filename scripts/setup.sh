@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs PruneKit's system packages (idempotent: only what is missing, apt-get update only then).
 set -euo pipefail
-packages=(libomp-dev libopenblas-dev zlib1g-dev pkg-config dataset-fashion-mnist gzip)
+# fortunes: the English text of scripts/make-sentences.py (sentence-encoder calibration and distillation)
+packages=(libomp-dev libopenblas-dev zlib1g-dev pkg-config dataset-fashion-mnist gzip fortunes)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -229,9 +229,12 @@ struct BenchInfer: ParsableCommand {
     func run() throws {
         try guarded {
             try threadOption.apply()
-            let test = try FashionMNIST.load(directory: dataOption.data, train: false)
+            let loaded = try modelFiles.map { try ModelFile.load($0) }
+            let models = loaded.map(\.model)
+            // timing only: the first file's input contract (or the default) prepares the test images
+            let contract = try loaded.first.flatMap { try InputNormalization.recorded(in: $0.metadata, file: modelFiles[0]) }
+            let test = try FashionMNIST.load(directory: dataOption.data, train: false, normalization: contract ?? .defaultContract)
             let batches = try stride(from: 0, to: test.count, by: batch).map { try test.images.rows($0, min(batch, test.count - $0)) }
-            let models = try modelFiles.map { try ModelFile.load($0).model }
             var times = [[Double]](repeating: [], count: models.count)
             // interleaved so drifting machine speed affects every model alike
             for _ in 0..<(repeats + 2) {

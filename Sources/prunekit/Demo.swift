@@ -11,6 +11,7 @@ struct Demo: ParsableCommand {
     @Option(help: "Comma-separated global sparsities.") var sparsities: String = "0.5,0.8,0.9,0.95,0.98"
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @OptionGroup var dataOption: DataOption
+    @OptionGroup var normalization: NormalizationOption
     @OptionGroup var threadOption: ThreadOption
 
     func run() throws {
@@ -20,9 +21,11 @@ struct Demo: ParsableCommand {
                 guard let v = Double(s), v >= 0, v < 1 else { throw ValidationError("--sparsities: '\(s)' is not in [0, 1)") }
                 return v
             }
+            let contract = try normalization.forNewModel()
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-            let train = try FashionMNIST.load(directory: dataOption.data, train: true)
-            let test = try FashionMNIST.load(directory: dataOption.data, train: false)
+            let train = try FashionMNIST.load(directory: dataOption.data, train: true, normalization: contract)
+            let test = try FashionMNIST.load(directory: dataOption.data, train: false, normalization: contract)
+            let recorded = contract.metadata
             func log(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
             func acc(_ m: Model) throws -> Double { try Trainer.evaluate(m, data: test).accuracy }
             let started = Date()
@@ -33,7 +36,7 @@ struct Demo: ParsableCommand {
                                        config: TrainingConfig(epochs: epochs, batchSize: 128, seed: seed),
                                        progress: ProgressBar(label: "train").update)
             let densePath = out + "/dense.safetensors"
-            try ModelFile.save(dense, to: densePath)
+            try ModelFile.save(dense, to: densePath, extraMetadata: recorded)
             let denseAcc = try acc(dense)
             log(String(format: "      dense test accuracy %.4f (%.0f samples/s)", denseAcc, tr.samplesPerSecond))
 
@@ -55,7 +58,7 @@ struct Demo: ParsableCommand {
                                            progress: ProgressBar(label: String(format: "%.0f%%", 100 * s)).update)
                 let after = try acc(m)
                 let rep = SparsityReport(model: m)
-                try ModelFile.save(m, to: out + String(format: "/pruned-%02.0f.safetensors", 100 * s))
+                try ModelFile.save(m, to: out + String(format: "/pruned-%02.0f.safetensors", 100 * s), extraMetadata: recorded)
                 tables += String(format: "\n## %.0f%% global L1\n\n", 100 * s) + rep.table + "\n"
                 rows.append(["sparsity": rep.sparsity, "requested": s, "accuracy_before_finetune": before,
                              "accuracy_after_finetune": after, "delta_vs_control": after - controlAcc, "layers": rep.dictionary])
@@ -71,13 +74,13 @@ struct Demo: ParsableCommand {
             let maskedAcc = try acc(nm)
             let (small, surgery) = try Surgery.removePrunedUnits(nm)
             let smallAcc = try acc(small)
-            try ModelFile.save(small, to: out + "/neurons-50-removed.safetensors")
+            try ModelFile.save(small, to: out + "/neurons-50-removed.safetensors", extraMetadata: recorded)
             let (tDense, tSmall) = try inferenceSeconds(control, small, test)
             log(String(format: "      masked %.4f, removed %.4f; %d → %d parameters; inference %.1f× faster",
                        maskedAcc, smallAcc, surgery.parametersBefore, surgery.parametersAfter, tDense / tSmall))
 
             let summary: [String: Any] = [
-                "model": "LeNet-300-100", "dataset": "Fashion-MNIST", "threads": Runtime.threads, "seed": seed,
+                "model": "LeNet-300-100", "dataset": "Fashion-MNIST", "normalize": "\(contract)", "threads": Runtime.threads, "seed": seed,
                 "dense": ["test_accuracy": denseAcc, "epochs": epochs, "samples_per_second": tr.samplesPerSecond],
                 "dense_control": ["test_accuracy": controlAcc, "finetune_epochs": finetuneEpochs],
                 "global_l1": rows,

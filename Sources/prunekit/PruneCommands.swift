@@ -58,6 +58,7 @@ struct PruneCommand: ParsableCommand {
     var compensation: String = "auto"
     @Flag(help: "Print one JSON object.") var json = false
     @OptionGroup var dataOption: DataOption
+    @OptionGroup var normalization: NormalizationOption
     @OptionGroup var threadOption: ThreadOption
 
     func validate() throws {
@@ -68,6 +69,7 @@ struct PruneCommand: ParsableCommand {
         try guarded {
             try threadOption.apply()
             if let model {
+                try normalization.refuse("sentence encoders (--model)")
                 try pruneSentenceEncoder(model: model, structure: structure, method: method, amount: amount,
                                          calibration: calibration, scope: scope, compensation: compensation, seed: seed,
                                          out: out, json: json)
@@ -79,9 +81,10 @@ struct PruneCommand: ParsableCommand {
             let request = PruningRequest(method: m, structure: try PruningRequest.Structure(parsing: structure), scope: sc,
                                          amount: try parseAmount(amount), seed: seed)
             var (model, meta) = try ModelFile.load(modelFile)
+            let contract = try normalization.forFile(modelFile, metadata: meta)
             var imp: Importance? = nil
             if m == .taylor || m == .wanda {
-                let train = try FashionMNIST.load(directory: dataOption.data, train: true).reshapedImages([784])
+                let train = try FashionMNIST.load(directory: dataOption.data, train: true, normalization: contract).reshapedImages([784])
                 imp = try importanceFor(m, model: model, data: train, batches: calibrationBatches)
             }
             try ModelPruner.prune(model, request, importance: imp)
@@ -92,13 +95,13 @@ struct PruneCommand: ParsableCommand {
                 removed = r.result.removedUnits
             }
             meta["prunekit.pruned"] = "\(request.method.rawValue) \(request.structure) \(request.scope.rawValue) \(request.amount)"
-            try ModelFile.save(model, to: out, extraMetadata: meta.filter { $0.key != "prunekit.arch" && $0.key != "format" })
+            try ModelFile.save(model, to: out, extraMetadata: meta.carried(with: contract))
             let report = SparsityReport(model: model)
-            var o: [String: Any] = ["model_file": out, "sparsity": report.sparsity, "kept": report.kept, "total": report.total,
+            var o: [String: Any] = ["model_file": out, "normalize": "\(contract)", "sparsity": report.sparsity, "kept": report.kept, "total": report.total,
                                     "parameters": model.parameterCount, "report": report.dictionary]
             if !removed.isEmpty { o["units_removed"] = removed }
             if !noEval {
-                let test = try FashionMNIST.load(directory: dataOption.data, train: false)
+                let test = try FashionMNIST.load(directory: dataOption.data, train: false, normalization: contract)
                 o["test_accuracy"] = try Trainer.evaluate(model, data: test).accuracy
             }
             if json { printJSON(o) } else {
@@ -138,6 +141,7 @@ struct FineTune: ParsableCommand {
     @Flag(help: "Continue from --checkpoint when it exists (same settings required).") var resume = false
     @Flag(help: "Print one JSON object.") var json = false
     @OptionGroup var dataOption: DataOption
+    @OptionGroup var normalization: NormalizationOption
     @OptionGroup var threadOption: ThreadOption
 
     func validate() throws {
@@ -155,6 +159,7 @@ struct FineTune: ParsableCommand {
         try guarded {
             try threadOption.apply()
             if let folder = model, let teacher, let input {
+                try normalization.refuse("sentence encoders (--model)")
                 guard let l = SentenceDistillation.Loss(rawValue: distillLoss) else { throw ValidationError("--loss must be cosine or mse") }
                 try distilSentenceEncoder(model: folder, teacher: teacher, input: input, epochs: epochs, batch: batch,
                                           lr: lr, loss: l, seed: seed, cosine: !constantLr, tokenWeight: tokenWeight,
@@ -163,15 +168,24 @@ struct FineTune: ParsableCommand {
             }
             guard let modelFile else { return }
             var (model, meta) = try ModelFile.load(modelFile)
-            let teacherModel = try teacher.map { try ModelFile.load($0).model }
-            let train = try FashionMNIST.load(directory: dataOption.data, train: true)
-            let test = try FashionMNIST.load(directory: dataOption.data, train: false)
+            let contract = try normalization.forFile(modelFile, metadata: meta)
+            let teacherModel = try teacher.map { path -> Model in
+                let (t, tmeta) = try ModelFile.load(path)
+                // the teacher sees the student's batches: a teacher trained on other inputs would mislead it
+                if let own = try InputNormalization.recorded(in: tmeta, file: path), own != contract {
+                    throw ValidationError("teacher \(path) records the input normalisation \(own), the student \(modelFile) uses \(contract)")
+                }
+                return t
+            }
+            let train = try FashionMNIST.load(directory: dataOption.data, train: true, normalization: contract)
+            let test = try FashionMNIST.load(directory: dataOption.data, train: false, normalization: contract)
             let bar = ProgressBar(label: "finetune")
             let opt = try Adam(learningRate: lr)
             model.setExecution(execution.value)
             let settings = ["finetune.input": modelFile, "finetune.epochs": "\(epochs)", "finetune.lr": "\(lr)",
                             "finetune.batch": "\(batch)", "finetune.seed": "\(seed)", "finetune.teacher": teacher ?? "",
                             "finetune.cosine": "\(!constantLr)", "finetune.kd": "\(kdAlpha),\(kdTemperature)"]
+                .merging(contract.metadata) { a, _ in a }
             let position = try resumeIfAsked(resume, checkpoint, settings: settings, model: &model, optimizer: opt)
             let r = try FineTuner.fineTune(model, data: train,
                                            config: FineTuneConfig(epochs: epochs, learningRate: lr, batchSize: batch, seed: seed,
@@ -181,11 +195,10 @@ struct FineTune: ParsableCommand {
                                            checkpoint: checkpoint.map { CheckpointPolicy(path: $0, everySteps: checkpointEvery, settings: settings) },
                                            resumeFrom: position, progress: bar.update)
             let (acc, loss) = try Trainer.evaluate(model, data: test)
-            try ModelFile.save(model, to: out, layout: layout.value,
-                               extraMetadata: meta.filter { $0.key != "prunekit.arch" && $0.key != "format" })
+            try ModelFile.save(model, to: out, layout: layout.value, extraMetadata: meta.carried(with: contract))
             let sp = SparsityReport(model: model).sparsity
             if json {
-                printJSON(["model_file": out, "epochs": epochs, "test_accuracy": acc, "test_loss": loss, "sparsity": sp,
+                printJSON(["model_file": out, "normalize": "\(contract)", "epochs": epochs, "test_accuracy": acc, "test_loss": loss, "sparsity": sp,
                            "sparse_layers": model.parameters.filter { $0.compressed != nil }.count,
                            "memory_bytes": model.parameters.reduce(0) { $0 + $1.residentBytes } + opt.stateBytes,
                            "train_seconds": r.trainSeconds, "samples_per_second": r.samplesPerSecond])
@@ -202,16 +215,21 @@ struct Report: ParsableCommand {
     @Flag(help: "Skip the test-set evaluation.") var noEval = false
     @Flag(help: "Print one JSON object.") var json = false
     @OptionGroup var dataOption: DataOption
+    @OptionGroup var normalization: NormalizationOption
 
     func run() throws {
         try guarded {
             let (model, meta) = try ModelFile.load(modelFile)
+            // checked even with --no-eval: a contradiction or malformed metadata is still an error
+            let contract = try normalization.forFile(modelFile, metadata: meta)
             let report = SparsityReport(model: model)
             var o: [String: Any] = ["model_file": modelFile, "architecture": model.architecture, "sparsity": report.sparsity,
+                                    "normalize": "\(contract)",
                                     "parameters": model.parameterCount, "report": report.dictionary]
             if let p = meta["prunekit.pruned"] { o["pruned"] = p }
             if !noEval {
-                o["test_accuracy"] = try Trainer.evaluate(model, data: try FashionMNIST.load(directory: dataOption.data, train: false)).accuracy
+                let test = try FashionMNIST.load(directory: dataOption.data, train: false, normalization: contract)
+                o["test_accuracy"] = try Trainer.evaluate(model, data: test).accuracy
             }
             if json { printJSON(o) } else {
                 print(report.table)

@@ -64,6 +64,60 @@ struct DataOption: ParsableArguments {
     var data: String = FashionMNIST.defaultDirectory
 }
 
+/// The input contract (how pixels 0-255 become model inputs): asked for with --normalize or
+/// --mean/--std, recorded in every saved model and read back from it.
+struct NormalizationOption: ParsableArguments {
+    @Option(help: ArgumentHelp("Input normalisation: mean-std (Fashion-MNIST's mean/std, the default), unit (x/255) or none (raw 0-255 values). Saved models record it; later commands read it back.", valueName: "name"))
+    var normalize: String?
+    @Option(help: ArgumentHelp("With --std: normalise as (x/255 - M)/S, M and S on the [0, 1] scale (as torchvision's Normalize after ToTensor).", valueName: "M"))
+    var mean: Float?
+    @Option(help: ArgumentHelp("With --mean: the standard deviation S (positive).", valueName: "S"))
+    var std: Float?
+
+    var isSet: Bool { normalize != nil || mean != nil || std != nil }
+
+    /// The contract given on the command line, if any (bad values: one line naming the argument).
+    func requested() throws -> InputNormalization? {
+        if mean != nil || std != nil {
+            guard let mean, let std else { throw ValidationError("--mean and --std go together: give both") }
+            if let n = normalize, n != "mean-std" {
+                throw ValidationError("--mean/--std describe a mean-std normalisation, not --normalize \(n)")
+            }
+            guard mean.isFinite else { throw ValidationError("--mean \(mean) is not a finite number") }
+            guard std.isFinite, std > 0 else { throw ValidationError("--std \(std) must be a positive finite number") }
+            return try InputNormalization.meanStd(mean: mean, std: std)
+        }
+        guard let normalize else { return nil }
+        do { return try InputNormalization(name: normalize) } catch let e as InputContractError {
+            throw ValidationError("--normalize: \(e.reason)")
+        }
+    }
+
+    /// The contract for a command without an input model (train, demo): the requested one or the default.
+    func forNewModel() throws -> InputNormalization { try requested() ?? .defaultContract }
+
+    /// The contract for a model file: the requested one, else the file's, else the default with a
+    /// note on stderr; a request that contradicts the file is an error naming both.
+    func forFile(_ path: String, metadata: [String: String]) throws -> InputNormalization {
+        let (contract, note) = try InputNormalization.resolve(requested: requested(), metadata: metadata, file: path)
+        if let note { FileHandle.standardError.write(Data("prunekit: \(note)\n".utf8)) }
+        return contract
+    }
+
+    /// Refuses the options where they mean nothing (sentence encoders).
+    func refuse(_ context: String) throws {
+        if isSet { throw ValidationError("--normalize, --mean and --std apply to image models, not \(context)") }
+    }
+}
+
+extension Dictionary where Key == String, Value == String {
+    /// Metadata to carry from an input model file to the model written from it: everything but
+    /// what ModelFile.save writes itself, with the input contract set to `contract`.
+    func carried(with contract: InputNormalization) -> [String: String] {
+        filter { $0.key != "prunekit.arch" && $0.key != "format" }.merging(contract.metadata) { _, new in new }
+    }
+}
+
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Train a model on Fashion-MNIST.")
     @Option(help: "Architecture: mlp (LeNet-300-100) or cnn.") var model: String = "mlp"
@@ -80,6 +134,7 @@ struct Train: ParsableCommand {
     @Option(help: "Optimizer steps between checkpoints (and one at every epoch end).") var checkpointEvery: Int = 100
     @Flag(help: "Continue from --checkpoint when it exists (same settings required).") var resume = false
     @OptionGroup var dataOption: DataOption
+    @OptionGroup var normalization: NormalizationOption
     @OptionGroup var threadOption: ThreadOption
 
     func validate() throws {
@@ -95,13 +150,15 @@ struct Train: ParsableCommand {
     func run() throws {
         try guarded {
             try threadOption.apply()
-            var train = try FashionMNIST.load(directory: dataOption.data, train: true)
-            let test = try FashionMNIST.load(directory: dataOption.data, train: false)
+            let contract = try normalization.forNewModel()
+            var train = try FashionMNIST.load(directory: dataOption.data, train: true, normalization: contract)
+            let test = try FashionMNIST.load(directory: dataOption.data, train: false, normalization: contract)
             if let limit { train = try train.prefix(limit) }
             var m = try Model.make(model, seed: seed)
             let opt = try makeOptimizer(optimizer, lr: lr)
             let settings = ["train.model": model, "train.epochs": "\(epochs)", "train.batch": "\(batch)", "train.lr": "\(lr)",
                             "train.optimizer": optimizer, "train.seed": "\(seed)", "train.limit": "\(limit ?? -1)"]
+                .merging(contract.metadata) { a, _ in a }
             let position = try resumeIfAsked(resume, checkpoint, settings: settings, model: &m, optimizer: opt)
             if profile { m.network.profile = LayerProfile() }
             let bar = ProgressBar(label: "train")
@@ -114,9 +171,9 @@ struct Train: ParsableCommand {
                 m.network.profile = nil
             }
             let (acc, loss) = try Trainer.evaluate(m, data: test)
-            try ModelFile.save(m, to: out, extraMetadata: ["prunekit.seed": "\(seed)"])
+            try ModelFile.save(m, to: out, extraMetadata: contract.metadata.merging(["prunekit.seed": "\(seed)"]) { a, _ in a })
             if json {
-                printJSON(["model": model, "epochs": epochs, "batch": batch, "lr": Double(lr), "optimizer": optimizer,
+                printJSON(["model": model, "normalize": "\(contract)", "epochs": epochs, "batch": batch, "lr": Double(lr), "optimizer": optimizer,
                            "seed": seed, "threads": Runtime.threads, "test_accuracy": acc, "test_loss": loss,
                            "train_seconds": r.trainSeconds, "samples_per_second": r.samplesPerSecond,
                            "final_train_loss": Double(r.finalLoss), "out": out, "sparsity": SparsityReport(model: m).sparsity])
@@ -146,6 +203,7 @@ struct Eval: ParsableCommand {
     @Option(help: "Sentences per batch (with --model).") var batch: Int = 32
     @Flag(help: "Print one JSON object.") var json = false
     @OptionGroup var dataOption: DataOption
+    @OptionGroup var normalization: NormalizationOption
     @OptionGroup var threadOption: ThreadOption
 
     func validate() throws {
@@ -158,17 +216,19 @@ struct Eval: ParsableCommand {
         try guarded {
             try threadOption.apply()
             if let model, let input {
+                try normalization.refuse("sentence encoders (--model)")
                 try evalSentenceEncoder(model: model, teacher: teacher, input: input, batch: batch, json: json)
                 return
             }
             let modelFile = modelFile!
-            let (m, _) = try ModelFile.load(modelFile)
-            let test = try FashionMNIST.load(directory: dataOption.data, train: false)
+            let (m, meta) = try ModelFile.load(modelFile)
+            let contract = try normalization.forFile(modelFile, metadata: meta)
+            let test = try FashionMNIST.load(directory: dataOption.data, train: false, normalization: contract)
             let start = Date()
             let (acc, loss) = try Trainer.evaluate(m, data: test)
             let secs = Date().timeIntervalSince(start)
             if json {
-                printJSON(["model_file": modelFile, "architecture": m.architecture, "test_accuracy": acc,
+                printJSON(["model_file": modelFile, "architecture": m.architecture, "normalize": "\(contract)", "test_accuracy": acc,
                            "test_loss": loss, "eval_seconds": secs, "sparsity": SparsityReport(model: m).sparsity,
                            "samples_per_second": Double(test.count) / max(secs, 1e-9)])
             } else {

@@ -72,6 +72,12 @@ final class DataTests: XCTestCase {
         XCTAssertEqual(d.images.shape, [3, 784])
         XCTAssertEqual(d.labels, [0, 9, 4])
         XCTAssertEqual(d.images[flat: 0], (128 / 255 - FashionMNIST.mean) / FashionMNIST.std, accuracy: 1e-5)
+        // every input contract, against its formula written out
+        XCTAssertEqual(try FashionMNIST.load(directory: dir, train: false, normalization: .unit).images[flat: 5], 128 / 255, accuracy: 1e-7)
+        XCTAssertEqual(try FashionMNIST.load(directory: dir, train: false, normalization: .none).images[flat: 5], 128)
+        let custom = try InputNormalization.meanStd(mean: 0.5, std: 0.25)
+        XCTAssertEqual(try FashionMNIST.load(directory: dir, train: false, normalization: custom).images[flat: 7],
+                       (128 / 255 - 0.5) / 0.25, accuracy: 1e-6)
         _ = try gzip(idx([2], payload: [0, 1]), name: "t10k-labels-idx1-ubyte")
         XCTAssertThrowsError(try FashionMNIST.load(directory: dir, train: false)) { e in XCTAssertTrue("\(e)".contains("labels")) }
         _ = try gzip(idx([3], payload: [0, 1, 12]), name: "t10k-labels-idx1-ubyte")

@@ -34,8 +34,10 @@ public enum FashionMNIST {
     public static let mean: Float = 0.2860
     public static let std: Float = 0.3530
 
-    /// Loads the train or test split: images normalised ((x/255 − mean)/std) as N×784, labels 0–9.
-    public static func load(directory: String = defaultDirectory, train: Bool) throws -> LabeledImages {
+    /// Loads the train or test split as N×784 images normalised by the input contract (by default
+    /// (x/255 − mean)/std with Fashion-MNIST's statistics) and labels 0–9.
+    public static func load(directory: String = defaultDirectory, train: Bool,
+                            normalization: InputNormalization = .defaultContract) throws -> LabeledImages {
         let prefix = train ? "train" : "t10k"
         let imgPath = try locate(directory, "\(prefix)-images-idx3-ubyte")
         let lblPath = try locate(directory, "\(prefix)-labels-idx1-ubyte")
@@ -52,7 +54,8 @@ public enum FashionMNIST {
             throw DataError(file: lblPath, reason: "label \(labels[bad]) at index \(bad) is outside 0–9")
         }
         let n = img.dimensions[0]
-        let scale = 1 / (255 * std), shift = mean / std
+        let c = normalization
+        let scale = c.kind == .none ? 1 / c.std : 1 / (255 * c.std), shift = c.mean / c.std
         let pixels = img.bytes.map { Float($0) * scale - shift }
         return try LabeledImages(images: Tensor(shape: [n, 784], scalars: pixels), labels: labels)
     }
