@@ -11,8 +11,8 @@ public final class Conv2d: Layer {
     private var input: Tensor?
     /// im2col columns of the last training forward pass on the sparse path (backward reuses them).
     private var columns: FloatStorage?
-    /// Set while a calibration pass records input statistics (Wanda).
-    var statistics: ActivationStatistics?
+    /// Observers of each forward pass (calibration statistics are gathered through them).
+    public let forwardHooks: ForwardHooks? = ForwardHooks()
 
     public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, bias: Bool = true,
                 rng: inout SeededGenerator) {
@@ -75,7 +75,7 @@ public final class Conv2d: Layer {
             try Kernels.nchwToCnhw(n: outChannels, c: n, p: oh * ow, x: yt, y: y.storage)
             input = training ? x : nil
             columns = training ? cols : nil
-            if statistics != nil { try recordStatistics(x) }
+            if let h = forwardHooks, !h.isEmpty { try h.run(input: x, output: y) }
             return y
         }
         columns = nil
@@ -83,7 +83,7 @@ public final class Conv2d: Layer {
                                 stride: stride, x: x.storage, weight: weight.value.storage, mask: weight.maskStorage,
                                 bias: bias?.value.storage, y: y.storage)
         input = training ? x : nil
-        if statistics != nil { try recordStatistics(x) }
+        if let h = forwardHooks, !h.isEmpty { try h.run(input: x, output: y) }
         return y
     }
 
@@ -129,17 +129,5 @@ public final class Conv2d: Layer {
         if let dw { weight.grad = dw }
         if let bias, let db { bias.grad = db }
         return dx
-    }
-}
-
-extension Conv2d {
-    /// Records Σx² per input channel for Wanda (shared by the k×k weights of that channel).
-    func recordStatistics(_ x: Tensor) throws {
-        guard let stats = statistics else { return }
-        let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
-        let norms = try Kernels.unitNorms(a: n, d: inChannels, b: h * w, p: 2, x: x.storage, mask: nil)
-        stats.record(weight: weight, columns: inChannels, group: kernelSize * kernelSize) { acc in
-            acc.update { i, old in old + norms[i] * norms[i] }
-        }
     }
 }

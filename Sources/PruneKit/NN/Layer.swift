@@ -12,11 +12,26 @@ public protocol Layer: AnyObject {
     var namedParameters: [(name: String, parameter: Parameter)] { get }
     /// A short description ("Linear(784 → 300)").
     var summary: String { get }
+    /// Sub-layers with their names ("fc1", "0"): containers list what they hold, leaves nothing.
+    var children: [(name: String, layer: any Layer)] { get }
+    /// Observers called after every forward pass with its input and output; nil for a layer that
+    /// takes none.
+    var forwardHooks: ForwardHooks? { get }
 }
 
 extension Layer {
     public var namedParameters: [(name: String, parameter: Parameter)] { [] }
+    public var children: [(name: String, layer: any Layer)] { [] }
+    public var forwardHooks: ForwardHooks? { nil }
     public var parameters: [Parameter] { namedParameters.map(\.parameter) }
+
+    /// This layer and every layer below it, depth first, with dotted names relative to this one
+    /// ("" for itself, "fc1", "block.0.conv").
+    public var namedLayers: [(name: String, layer: any Layer)] {
+        [("", self)] + children.flatMap { c in
+            c.layer.namedLayers.map { (name: $0.name.isEmpty ? c.name : c.name + "." + $0.name, layer: $0.layer) }
+        }
+    }
 
     /// Inference forward pass.
     public func callAsFunction(_ x: Tensor) throws -> Tensor { try forward(x, training: false) }
@@ -26,11 +41,13 @@ extension Layer {
 public enum LayerError: Error, CustomStringConvertible, Equatable {
     case backwardBeforeForward(String)
     case badInput(layer: String, expected: String, got: [Int])
+    case noHooks(String)
 
     public var description: String {
         switch self {
         case let .backwardBeforeForward(l): return "\(l): backward called before a training forward pass"
         case let .badInput(l, e, g): return "\(l): expected input \(e), got shape \(g)"
+        case let .noHooks(l): return "\(l) takes no forward hooks"
         }
     }
 }

@@ -5,8 +5,8 @@ public final class Linear: Layer {
     public let weight: Parameter
     public let bias: Parameter?
     private var input: Tensor?
-    /// Set while a calibration pass records input statistics (Wanda).
-    var statistics: ActivationStatistics?
+    /// Observers of each forward pass (calibration statistics are gathered through them).
+    public let forwardHooks: ForwardHooks? = ForwardHooks()
     /// How the weight is executed: dense-masked GEMM, sparse kernels on the compressed kept
     /// entries, or (the default) whichever the measured crossover picks from the weight's density.
     public var execution: Execution = .automatic
@@ -52,7 +52,7 @@ public final class Linear: Layer {
                                       mask: weight.maskStorage, bias: bias?.value.storage, y: y.storage)
         }
         input = training ? x : nil
-        if statistics != nil { try recordStatistics(x) }
+        if let h = forwardHooks, !h.isEmpty { try h.run(input: x, output: y) }
         return y
     }
 
@@ -111,16 +111,4 @@ extension Linear {
 
     /// Forgets the input kept for backward.
     func dropInput() { input = nil }
-
-    /// Records Σx² per input feature for Wanda (called from forward while statistics are attached).
-    func recordStatistics(_ x: Tensor) throws {
-        guard let stats = statistics else { return }
-        try stats.record(weight: weight, columns: inFeatures, group: 1) { acc in
-            try Kernels.columnSumSquaresAccumulate(rows: x.shape[0], cols: inFeatures, x: x.storage, acc: acc)
-        }
-        try stats.recordSums(weight: weight, rows: x.shape[0], columns: inFeatures) { acc in
-            try Kernels.sumRows(m: x.shape[0], n: inFeatures, beta: 1, x: x.storage, out: acc)
-        }
-        try stats.recordGram(weight: weight, x: x)
-    }
 }

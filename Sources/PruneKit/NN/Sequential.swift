@@ -9,6 +9,8 @@ public final class Sequential: Layer {
         self.layers = layers.map { (name: $0.0, layer: $0.1) }
     }
 
+    public var children: [(name: String, layer: any Layer)] { layers }
+
     public var summary: String { "Sequential(" + layers.map { "\($0.name): \($0.layer.summary)" }.joined(separator: ", ") + ")" }
 
     public var namedParameters: [(name: String, parameter: Parameter)] {

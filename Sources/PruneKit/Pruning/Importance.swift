@@ -87,21 +87,52 @@ public final class ActivationStatistics {
 
     public init() {}
 
-    /// Runs `batches` through the model (inference) and records the input energies.
+    /// Runs `batches` through the model (inference) and records the input energies of every
+    /// Linear and Conv2d in it, at any depth.
     public func collect(model: Model, batches: [Tensor]) throws {
-        for layer in model.network.layers.map(\.layer) {
-            if let l = layer as? Linear { l.statistics = self }
-            if let c = layer as? Conv2d { c.statistics = self }
-        }
-        defer {
-            for layer in model.network.layers.map(\.layer) {
-                (layer as? Linear)?.statistics = nil
-                (layer as? Conv2d)?.statistics = nil
+        try recording([model.network]) {
+            for x in batches {
+                _ = try model.forward(x, training: false)
+                samples += x.shape.first ?? 0
             }
         }
-        for x in batches {
-            _ = try model.forward(x, training: false)
-            samples += x.shape.first ?? 0
+    }
+
+    /// Runs `body` while forward hooks record the inputs of every Linear and Conv2d in `roots`
+    /// and below them (each layer once); the hooks are removed afterwards, on error too.
+    public func recording<T>(_ roots: [any Layer], _ body: () throws -> T) throws -> T {
+        var handles: [HookHandle] = [], seen = Set<ObjectIdentifier>()
+        defer { for h in handles { h.remove() } }
+        for root in roots {
+            for (_, layer) in root.namedLayers where seen.insert(ObjectIdentifier(layer)).inserted {
+                if let l = layer as? Linear {
+                    handles.append(try l.addForwardHook { [unowned self, unowned l] x, _ in try self.recordLinear(l, x) })
+                } else if let c = layer as? Conv2d {
+                    handles.append(try c.addForwardHook { [unowned self, unowned c] x, _ in try self.recordConv(c, x) })
+                }
+            }
+        }
+        return try body()
+    }
+
+    /// Σx² and Σx per input feature of a Linear (and XᵀX when `recordsGram`).
+    func recordLinear(_ l: Linear, _ x: Tensor) throws {
+        let n = l.inFeatures
+        try record(weight: l.weight, columns: n, group: 1) { acc in
+            try Kernels.columnSumSquaresAccumulate(rows: x.shape[0], cols: n, x: x.storage, acc: acc)
+        }
+        try recordSums(weight: l.weight, rows: x.shape[0], columns: n) { acc in
+            try Kernels.sumRows(m: x.shape[0], n: n, beta: 1, x: x.storage, out: acc)
+        }
+        try recordGram(weight: l.weight, x: x)
+    }
+
+    /// Σx² per input channel of a Conv2d (shared by the k×k weights of that channel).
+    func recordConv(_ c: Conv2d, _ x: Tensor) throws {
+        let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
+        let norms = try Kernels.unitNorms(a: n, d: c.inChannels, b: h * w, p: 2, x: x.storage, mask: nil)
+        record(weight: c.weight, columns: c.inChannels, group: c.kernelSize * c.kernelSize) { acc in
+            acc.update { i, old in old + norms[i] * norms[i] }
         }
     }
 

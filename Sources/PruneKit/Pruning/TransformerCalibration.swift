@@ -27,11 +27,9 @@ extension TransformerPruner {
         guard !sentences.isEmpty else { throw PruneError.missingStatistics("no calibration sentences") }
         let stats = ActivationStatistics()
         let ls = linears(e)
-        let savedStatistics = ls.map(\.statistics), savedRecording = e.layers.map(\.recordMaskGradients)
-        for l in ls { l.statistics = stats }
+        let savedRecording = e.layers.map(\.recordMaskGradients)
         for layer in e.layers { layer.recordMaskGradients = taylor }
         defer {
-            for (l, s) in zip(ls, savedStatistics) { l.statistics = s }
             for (layer, r) in zip(e.layers, savedRecording) { layer.recordMaskGradients = r; layer.maskGradients = nil; layer.cache = nil }
             e.dropTrainingCaches()
         }
@@ -39,17 +37,19 @@ extension TransformerPruner {
         var heads = e.layers.map { [Double](repeating: 0, count: $0.heads) }
         var neurons = e.layers.map { [Double](repeating: 0, count: $0.intermediate.outFeatures) }
         var rng = SeededGenerator(seed: seed)
-        for s in sentences {
-            let (ids, mask) = tokenizer.pad([tokenizer.encode(s)])
-            let out = try e.embed(ids: ids, mask: mask, training: taylor)
-            guard taylor else { continue }
-            let v = Tensor.normal(out.shape, rng: &rng)
-            try e.backward(v)
-            try weightTaylor!.accumulate()
-            for (i, layer) in e.layers.enumerated() {
-                guard let g = layer.maskGradients else { throw PruneError.missingStatistics("no mask gradients in block \(i)") }
-                for h in g.heads.indices { heads[i][h] += g.heads[h] * g.heads[h] / Double(sentences.count) }
-                for j in g.neurons.indices { neurons[i][j] += g.neurons[j] * g.neurons[j] / Double(sentences.count) }
+        try stats.recording(ls) {
+            for s in sentences {
+                let (ids, mask) = tokenizer.pad([tokenizer.encode(s)])
+                let out = try e.embed(ids: ids, mask: mask, training: taylor)
+                guard taylor else { continue }
+                let v = Tensor.normal(out.shape, rng: &rng)
+                try e.backward(v)
+                try weightTaylor!.accumulate()
+                for (i, layer) in e.layers.enumerated() {
+                    guard let g = layer.maskGradients else { throw PruneError.missingStatistics("no mask gradients in block \(i)") }
+                    for h in g.heads.indices { heads[i][h] += g.heads[h] * g.heads[h] / Double(sentences.count) }
+                    for j in g.neurons.indices { neurons[i][j] += g.neurons[j] * g.neurons[j] / Double(sentences.count) }
+                }
             }
         }
         return Calibration(statistics: stats, sensitivity: taylor ? (heads, neurons) : nil, weightTaylor: weightTaylor,
@@ -82,9 +82,7 @@ extension TransformerPruner {
         for layer in e.layers {
             let stats = ActivationStatistics()
             stats.recordsGram = method == .sparsegpt
-            for l in layer.linears { l.statistics = stats }
-            do {
-                defer { for l in layer.linears { l.statistics = nil } }
+            try stats.recording(layer.linears) {
                 for s in states { _ = try layer.forward(s.x, b: 1, t: s.t, mask: nil, eps: eps) }
             }
             let calibration = Calibration(statistics: stats, sensitivity: nil, weightTaylor: nil, sentences: sentences.count)
