@@ -351,3 +351,52 @@ pk_status pk_conv2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int
     if (!dw && OC > 0) return PK_ERR_NULL;
     return pk_conv2d_backward_update_f32(N, C, H, W, OC, KH, KW, s, x, w, mask, dy, dw, db, dx, NULL);
 }
+
+// ---- zero padding for padded convolutions: y (N×C×(H+2p)×(W+2p)) := x with a border of p zeros,
+// and the inverse crop of a padded gradient.
+
+typedef struct { int64_t H, W, p; const float *x; float *y; } pad_ctx;
+
+static void pad_range(void *v, int64_t b, int64_t e) {
+    const pad_ctx *c = v;
+    int64_t PH = c->H + 2 * c->p, PW = c->W + 2 * c->p;
+    for (int64_t q = b; q < e; q++) {
+        float *y = c->y + q * PH * PW;
+        const float *x = c->x + q * c->H * c->W;
+        memset(y, 0, (size_t)(c->p * PW) * 4);
+        for (int64_t i = 0; i < c->H; i++) {
+            float *row = y + (c->p + i) * PW;
+            for (int64_t j = 0; j < c->p; j++) { row[j] = 0.0f; row[c->p + c->W + j] = 0.0f; }
+            memcpy(row + c->p, x + i * c->W, (size_t)c->W * 4);
+        }
+        memset(y + (c->p + c->H) * PW, 0, (size_t)(c->p * PW) * 4);
+    }
+}
+
+static void crop_range(void *v, int64_t b, int64_t e) {
+    const pad_ctx *c = v;
+    int64_t PH = c->H + 2 * c->p, PW = c->W + 2 * c->p;
+    for (int64_t q = b; q < e; q++)
+        for (int64_t i = 0; i < c->H; i++)
+            memcpy(c->y + (q * c->H + i) * c->W, c->x + q * PH * PW + (c->p + i) * PW + c->p, (size_t)c->W * 4);
+}
+
+pk_status pk_pad2d_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, const float *x, float *y) {
+    if (N < 0 || C < 0 || H < 0 || W < 0 || p < 0) return PK_ERR_SHAPE;
+    if (N * C == 0) return PK_OK;
+    if (!x || !y) return PK_ERR_NULL;
+    if (pk_overlaps(x, (size_t)(N * C * H * W) * 4, y, (size_t)(N * C * (H + 2 * p) * (W + 2 * p)) * 4)) return PK_ERR_ALIAS;
+    pad_ctx c = {H, W, p, x, y};
+    pk_parallel_for(N * C, 16, pad_range, &c);
+    return PK_OK;
+}
+
+pk_status pk_crop2d_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, const float *x, float *y) {
+    if (N < 0 || C < 0 || H < 0 || W < 0 || p < 0) return PK_ERR_SHAPE;
+    if (N * C * H * W == 0) return PK_OK;
+    if (!x || !y) return PK_ERR_NULL;
+    if (pk_overlaps(y, (size_t)(N * C * H * W) * 4, x, (size_t)(N * C * (H + 2 * p) * (W + 2 * p)) * 4)) return PK_ERR_ALIAS;
+    pad_ctx c = {H, W, p, x, y};
+    pk_parallel_for(N * C, 16, crop_range, &c);
+    return PK_OK;
+}

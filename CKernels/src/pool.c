@@ -95,3 +95,81 @@ pk_status pk_maxpool2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, 
     pk_parallel_for(N * C, 8, pool_bwd_range, &c);
     return PK_OK;
 }
+
+// ---- average pooling: kh×kw windows, stride s, zero padding p counted in the divisor (PyTorch's
+// AvgPool2d default, count_include_pad=True); global average pooling is kh = H, kw = W.
+
+typedef struct { int64_t N, C, H, W, kh, kw, s, p, OH, OW; const float *x; float *y; } avg_ctx;
+
+static void avg_fwd_range(void *v, int64_t b, int64_t e) {
+    const avg_ctx *c = v;
+    float inv = 1.0f / (float)(c->kh * c->kw);
+    for (int64_t q = b; q < e; q++) {
+        const float *x = c->x + q * c->H * c->W;
+        float *y = c->y + q * c->OH * c->OW;
+        for (int64_t oh = 0; oh < c->OH; oh++)
+            for (int64_t ow = 0; ow < c->OW; ow++) {
+                int64_t h0 = oh * c->s - c->p, w0 = ow * c->s - c->p;
+                float acc = 0.0f;
+                for (int64_t i = h0 < 0 ? 0 : h0; i < h0 + c->kh && i < c->H; i++)
+                    for (int64_t j = w0 < 0 ? 0 : w0; j < w0 + c->kw && j < c->W; j++) acc += x[i * c->W + j];
+                y[oh * c->OW + ow] = acc * inv;
+            }
+    }
+}
+
+static void avg_bwd_range(void *v, int64_t b, int64_t e) {
+    // planes [b, e): each input pixel gathers the gradients of the windows that cover it (no
+    // scatter, so one thread owns each dx plane)
+    const avg_ctx *c = v;
+    float inv = 1.0f / (float)(c->kh * c->kw);
+    for (int64_t q = b; q < e; q++) {
+        const float *dy = c->x + q * c->OH * c->OW;
+        float *dx = c->y + q * c->H * c->W;
+        for (int64_t i = 0; i < c->H; i++)
+            for (int64_t j = 0; j < c->W; j++) {
+                // windows oh with oh·s − p ≤ i < oh·s − p + kh
+                int64_t ohi = i + c->p - c->kh + 1, oho = i + c->p;
+                int64_t oh0 = ohi <= 0 ? 0 : (ohi + c->s - 1) / c->s, oh1 = oho / c->s;
+                int64_t owi = j + c->p - c->kw + 1, owo = j + c->p;
+                int64_t ow0 = owi <= 0 ? 0 : (owi + c->s - 1) / c->s, ow1 = owo / c->s;
+                float acc = 0.0f;
+                for (int64_t oh = oh0; oh <= oh1 && oh < c->OH; oh++)
+                    for (int64_t ow = ow0; ow <= ow1 && ow < c->OW; ow++) acc += dy[oh * c->OW + ow];
+                dx[i * c->W + j] = acc * inv;
+            }
+    }
+}
+
+static int avg_dims(int64_t N, int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t s, int64_t p,
+                    int64_t *OH, int64_t *OW) {
+    if (N < 0 || C < 0 || H < 1 || W < 1 || kh < 1 || kw < 1 || s < 1 || p < 0) return 0;
+    if (2 * p > kh || 2 * p > kw || kh > H + 2 * p || kw > W + 2 * p) return 0;
+    *OH = (H + 2 * p - kh) / s + 1;
+    *OW = (W + 2 * p - kw) / s + 1;
+    return 1;
+}
+
+pk_status pk_avgpool2d_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t s,
+                                   int64_t p, const float *x, float *y) {
+    int64_t OH, OW;
+    if (!avg_dims(N, C, H, W, kh, kw, s, p, &OH, &OW)) return PK_ERR_SHAPE;
+    if (N * C == 0) return PK_OK;
+    if (!x || !y) return PK_ERR_NULL;
+    if (pk_overlaps(x, (size_t)(N * C * H * W) * 4, y, (size_t)(N * C * OH * OW) * 4)) return PK_ERR_ALIAS;
+    avg_ctx c = {N, C, H, W, kh, kw, s, p, OH, OW, x, y};
+    pk_parallel_for(N * C, 8, avg_fwd_range, &c);
+    return PK_OK;
+}
+
+pk_status pk_avgpool2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t s,
+                                    int64_t p, const float *dy, float *dx) {
+    int64_t OH, OW;
+    if (!avg_dims(N, C, H, W, kh, kw, s, p, &OH, &OW)) return PK_ERR_SHAPE;
+    if (N * C == 0) return PK_OK;
+    if (!dy || !dx) return PK_ERR_NULL;
+    if (pk_overlaps(dx, (size_t)(N * C * H * W) * 4, dy, (size_t)(N * C * OH * OW) * 4)) return PK_ERR_ALIAS;
+    avg_ctx c = {N, C, H, W, kh, kw, s, p, OH, OW, dy, dx};
+    pk_parallel_for(N * C, 8, avg_bwd_range, &c);
+    return PK_OK;
+}

@@ -94,3 +94,25 @@ pk_status pk_ref_conv2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W,
     }
     return PK_OK;
 }
+
+// Zero padding and its crop, element by element.
+pk_status pk_ref_pad2d_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, const float *x, float *y) {
+    if (N < 0 || C < 0 || H < 0 || W < 0 || p < 0) return PK_ERR_SHAPE;
+    int64_t PH = H + 2 * p, PW = W + 2 * p;
+    for (int64_t q = 0; q < N * C; q++)
+        for (int64_t i = 0; i < PH; i++)
+            for (int64_t j = 0; j < PW; j++) {
+                int64_t h = i - p, w = j - p;
+                y[(q * PH + i) * PW + j] = (h >= 0 && h < H && w >= 0 && w < W) ? x[(q * H + h) * W + w] : 0.0f;
+            }
+    return PK_OK;
+}
+
+pk_status pk_ref_crop2d_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, const float *x, float *y) {
+    if (N < 0 || C < 0 || H < 0 || W < 0 || p < 0) return PK_ERR_SHAPE;
+    int64_t PH = H + 2 * p, PW = W + 2 * p;
+    for (int64_t q = 0; q < N * C; q++)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t w = 0; w < W; w++) y[(q * H + h) * W + w] = x[(q * PH + h + p) * PW + w + p];
+    return PK_OK;
+}

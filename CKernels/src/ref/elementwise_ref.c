@@ -26,3 +26,42 @@ pk_status pk_ref_sum_rows_f32(int64_t m, int64_t n, float beta, const float *X, 
     }
     return PK_OK;
 }
+
+// ---- smooth activations: the formulas in double
+#include <math.h>
+
+static double ref_act(int kind, double x) {
+    double hs = fmin(fmax(x + 3, 0), 6) / 6;
+    switch (kind) {
+    case PK_ACT_SIGMOID: return 1 / (1 + exp(-x));
+    case PK_ACT_SILU: return x / (1 + exp(-x));
+    case PK_ACT_HARDSIGMOID: return hs;
+    case PK_ACT_HARDSWISH: return x * hs;
+    default: return tanh(x);
+    }
+}
+
+static double ref_act_grad(int kind, double x) {
+    double s = 1 / (1 + exp(-x)), t = tanh(x);
+    switch (kind) {
+    case PK_ACT_SIGMOID: return s * (1 - s);
+    case PK_ACT_SILU: return s + x * s * (1 - s);
+    case PK_ACT_HARDSIGMOID: return (x > -3 && x < 3) ? 1.0 / 6 : 0;
+    case PK_ACT_HARDSWISH: return x < -3 ? 0 : (x <= 3 ? (2 * x + 3) / 6 : 1);
+    default: return 1 - t * t;
+    }
+}
+
+pk_status pk_ref_activation_forward_f32(int64_t n, int kind, const float *x, float *y) {
+    if (n < 0) return PK_ERR_SHAPE;
+    if (kind < PK_ACT_SIGMOID || kind > PK_ACT_TANH) return PK_ERR_ARG;
+    for (int64_t i = 0; i < n; i++) y[i] = (float)ref_act(kind, x[i]);
+    return PK_OK;
+}
+
+pk_status pk_ref_activation_backward_f32(int64_t n, int kind, const float *x, const float *dy, float *dx) {
+    if (n < 0) return PK_ERR_SHAPE;
+    if (kind < PK_ACT_SIGMOID || kind > PK_ACT_TANH) return PK_ERR_ARG;
+    for (int64_t i = 0; i < n; i++) dx[i] = (float)(dy[i] * ref_act_grad(kind, x[i]));
+    return PK_OK;
+}

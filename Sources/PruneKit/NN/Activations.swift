@@ -76,3 +76,89 @@ public final class MaxPool2d: Layer {
         return dx
     }
 }
+
+/// Element-wise activations computed by C kernels: sigmoid, SiLU (swish), hard-swish, hard-sigmoid
+/// and tanh (PyTorch's formulas), and GELU (erf form, as BERT's).
+public final class Activation: Layer {
+    public enum Kind: String, Sendable, CaseIterable { case sigmoid, silu, hardswish, hardsigmoid, tanh, gelu }
+    public let kind: Kind
+    private var input: Tensor?
+
+    public init(_ kind: Kind) { self.kind = kind }
+    public var summary: String { kind.rawValue.capitalized }
+
+    private var code: Int32 {
+        switch kind {
+        case .sigmoid: return 1
+        case .silu: return 2
+        case .hardswish: return 3
+        case .hardsigmoid: return 4
+        case .tanh: return 5
+        case .gelu: return 0
+        }
+    }
+
+    public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
+        let y = Tensor(uninitialized: x.shape)
+        if kind == .gelu { try Kernels.gelu(x.storage, into: y.storage) } else {
+            try Kernels.activationForward(kind: code, x: x.storage, y: y.storage)
+        }
+        input = training ? x : nil
+        return y
+    }
+
+    public func backward(_ dy: Tensor, needInputGradient: Bool) throws -> Tensor? {
+        guard let x = input else { throw LayerError.backwardBeforeForward(summary) }
+        try dy.expectShape(x.shape)
+        guard needInputGradient else { return nil }
+        let dx = Tensor(uninitialized: x.shape)
+        if kind == .gelu { try Kernels.geluBackward(x: x.storage, dy: dy.storage, dx: dx.storage) } else {
+            try Kernels.activationBackward(kind: code, x: x.storage, dy: dy.storage, dx: dx.storage)
+        }
+        return dx
+    }
+}
+
+/// y = x (torchvision's `maxpool = Identity()`, a placeholder left by surgery).
+public final class Identity: Layer {
+    public init() {}
+    public var summary: String { "Identity" }
+    public func forward(_ x: Tensor, training: Bool) throws -> Tensor { x }
+    public func backward(_ dy: Tensor, needInputGradient: Bool) throws -> Tensor? { needInputGradient ? dy : nil }
+}
+
+/// Inverted dropout: in training each value is zeroed with probability p and the rest scaled by
+/// 1/(1 − p); in evaluation y = x. The masks come from a seeded generator (same seed, same masks).
+public final class Dropout: Layer {
+    public let probability: Float
+    private var rng: SeededGenerator
+    private var keep: Tensor?
+    private var passthrough = false
+
+    public init(_ probability: Float, seed: UInt64 = 0) throws {
+        guard probability >= 0, probability < 1 else {
+            throw LayerError.badInput(layer: "Dropout(\(probability))", expected: "a probability in [0, 1)", got: [])
+        }
+        self.probability = probability
+        self.rng = SeededGenerator(seed: seed)
+    }
+
+    public var summary: String { "Dropout(\(probability))" }
+
+    public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
+        passthrough = !training || probability == 0
+        guard !passthrough else { keep = nil; return x }
+        let scale = 1 / (1 - probability)
+        let k = try Tensor(shape: x.shape, scalars: (0..<x.count).map { _ in rng.nextUnitFloat() < probability ? 0 : scale })
+        keep = k
+        return try Tensor(shape: x.shape, scalars: zip(x.scalars, k.scalars).map(*))
+    }
+
+    public func backward(_ dy: Tensor, needInputGradient: Bool) throws -> Tensor? {
+        guard needInputGradient else { return nil }
+        if passthrough { return dy }
+        guard let k = keep else { throw LayerError.backwardBeforeForward(summary) }
+        try dy.expectShape(k.shape)
+        return try Tensor(shape: k.shape, scalars: zip(dy.scalars, k.scalars).map(*))
+    }
+}

@@ -1,4 +1,5 @@
-/// 2-D convolution without padding, NCHW, weight out×in×kh×kw (PyTorch's layout and init).
+/// 2-D convolution, NCHW, weight out×in×kh×kw (PyTorch's layout and init), stride s and zero
+/// padding p (the input is padded by a kernel, then convolved without padding).
 /// Runs as im2col + the masked GEMM: y = (W ⊙ M)·cols with W viewed as out × (in·k·k), so pruning
 /// a filter masks a row of that matrix exactly as it does for Linear, and the product lands in NCHW.
 public final class Conv2d: Layer {
@@ -6,6 +7,7 @@ public final class Conv2d: Layer {
     public let outChannels: Int
     public let kernelSize: Int
     public let stride: Int
+    public let padding: Int
     public let weight: Parameter
     public let bias: Parameter?
     private var input: Tensor?
@@ -14,13 +16,15 @@ public final class Conv2d: Layer {
     /// Observers of each forward pass (calibration statistics are gathered through them).
     public let forwardHooks: ForwardHooks? = ForwardHooks()
 
-    public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, bias: Bool = true,
+    public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0, bias: Bool = true,
                 rng: inout SeededGenerator) {
-        precondition(inChannels > 0 && outChannels > 0 && kernelSize > 0 && stride > 0, "Conv2d needs positive sizes")
+        precondition(inChannels > 0 && outChannels > 0 && kernelSize > 0 && stride > 0 && padding >= 0,
+                     "Conv2d needs positive sizes and a padding ≥ 0")
         self.inChannels = inChannels
         self.outChannels = outChannels
         self.kernelSize = kernelSize
         self.stride = stride
+        self.padding = padding
         let fanIn = inChannels * kernelSize * kernelSize
         let bound = 1 / Float(fanIn).squareRoot()
         weight = Parameter(Tensor.uniform([outChannels, inChannels, kernelSize, kernelSize], -bound, bound, rng: &rng),
@@ -29,8 +33,8 @@ public final class Conv2d: Layer {
     }
 
     /// A layer with the given weight (out×in×k×k) and optional bias.
-    public init(weight w: Tensor, bias b: Tensor?, stride: Int = 1) throws {
-        guard w.rank == 4, w.shape[2] == w.shape[3], w.shape.allSatisfy({ $0 > 0 }), stride > 0 else {
+    public init(weight w: Tensor, bias b: Tensor?, stride: Int = 1, padding: Int = 0) throws {
+        guard w.rank == 4, w.shape[2] == w.shape[3], w.shape.allSatisfy({ $0 > 0 }), stride > 0, padding >= 0 else {
             throw TensorError.invalidShape(w.shape)
         }
         if let b { try b.expectShape([w.shape[0]]) }
@@ -38,11 +42,14 @@ public final class Conv2d: Layer {
         inChannels = w.shape[1]
         kernelSize = w.shape[2]
         self.stride = stride
+        self.padding = padding
         weight = Parameter(w, prunable: true)
         bias = b.map { Parameter($0, prunable: false) }
     }
 
-    public var summary: String { "Conv2d(\(inChannels) → \(outChannels), \(kernelSize)×\(kernelSize), stride \(stride))" }
+    public var summary: String {
+        "Conv2d(\(inChannels) → \(outChannels), \(kernelSize)×\(kernelSize), stride \(stride)" + (padding > 0 ? ", padding \(padding))" : ")")
+    }
 
     public var namedParameters: [(name: String, parameter: Parameter)] {
         var p: [(name: String, parameter: Parameter)] = [("weight", weight)]
@@ -52,17 +59,39 @@ public final class Conv2d: Layer {
 
     private var patch: Int { inChannels * kernelSize * kernelSize }
 
+    /// Output size for an unpadded (already padded) input of h × w.
     func outputSize(_ h: Int, _ w: Int) -> (Int, Int) { ((h - kernelSize) / stride + 1, (w - kernelSize) / stride + 1) }
+
+    /// The input with its border of zeros (the input itself without padding).
+    private func padded(_ x: Tensor) throws -> Tensor {
+        guard padding > 0 else { return x }
+        let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
+        let y = Tensor(uninitialized: [n, inChannels, h + 2 * padding, w + 2 * padding])
+        try Kernels.pad2d(n: n, c: inChannels, h: h, w: w, p: padding, x: x.storage, y: y.storage)
+        return y
+    }
+
+    /// The gradient of the unpadded input from that of the padded one.
+    private func cropped(_ g: Tensor?) throws -> Tensor? {
+        guard padding > 0, let g else { return g }
+        let (n, h, w) = (g.shape[0], g.shape[2] - 2 * padding, g.shape[3] - 2 * padding)
+        let y = Tensor(uninitialized: [n, inChannels, h, w])
+        try Kernels.crop2d(n: n, c: inChannels, h: h, w: w, p: padding, x: g.storage, y: y.storage)
+        return y
+    }
 
     /// How the weight (viewed as OC × C·KH·KW) is executed: dense-masked, sparse on its compressed
     /// kept entries through im2col, or (default) by the measured crossover (see `Execution`).
     public var execution: Execution = .automatic
 
-    public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
-        guard x.rank == 4, x.shape[1] == inChannels, x.shape[2] >= kernelSize, x.shape[3] >= kernelSize else {
-            throw LayerError.badInput(layer: summary, expected: "[batch, \(inChannels), H ≥ \(kernelSize), W ≥ \(kernelSize)]",
-                                      got: x.shape)
+    public func forward(_ original: Tensor, training: Bool) throws -> Tensor {
+        let least = kernelSize - 2 * padding
+        guard original.rank == 4, original.shape[1] == inChannels, original.shape[2] >= max(least, 1),
+              original.shape[3] >= max(least, 1) else {
+            throw LayerError.badInput(layer: summary, expected: "[batch, \(inChannels), H ≥ \(max(least, 1)), W ≥ \(max(least, 1))]",
+                                      got: original.shape)
         }
+        let x = try padded(original)
         let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         let (oh, ow) = outputSize(h, w)
         let y = Tensor(uninitialized: [n, outChannels, oh, ow])
@@ -75,7 +104,7 @@ public final class Conv2d: Layer {
             try Kernels.nchwToCnhw(n: outChannels, c: n, p: oh * ow, x: yt, y: y.storage)
             input = training ? x : nil
             columns = training ? cols : nil
-            if let h = forwardHooks, !h.isEmpty { try h.run(input: x, output: y) }
+            if let h = forwardHooks, !h.isEmpty { try h.run(input: original, output: y) }
             return y
         }
         columns = nil
@@ -83,7 +112,7 @@ public final class Conv2d: Layer {
                                 stride: stride, x: x.storage, weight: weight.value.storage, mask: weight.maskStorage,
                                 bias: bias?.value.storage, y: y.storage)
         input = training ? x : nil
-        if let h = forwardHooks, !h.isEmpty { try h.run(input: x, output: y) }
+        if let h = forwardHooks, !h.isEmpty { try h.run(input: original, output: y) }
         return y
     }
 
@@ -102,7 +131,7 @@ public final class Conv2d: Layer {
                 try c.inputGradientFeatures(dyt, batch: np, into: dcols)
                 try Kernels.col2im(n: n, c: inChannels, h: h, w: w, kh: kernelSize, kw: kernelSize, stride: stride,
                                    dcols: dcols, dx: t.storage)
-                dx = t
+                dx = try cropped(t)
             }
             if let bias {
                 let db = Tensor(uninitialized: [outChannels])
@@ -128,6 +157,6 @@ public final class Conv2d: Layer {
                                  dy: dy.storage, dw: dw?.storage, db: db?.storage, dx: dx?.storage, update: step)
         if let dw { weight.grad = dw }
         if let bias, let db { bias.grad = db }
-        return dx
+        return try cropped(dx)
     }
 }

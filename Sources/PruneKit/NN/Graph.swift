@@ -194,6 +194,10 @@ public final class Graph: Layer {
 
     public var children: [(name: String, layer: any Layer)] { nodes.map { ($0.name, $0.layer) } }
 
+    public var namedBuffers: [(name: String, buffer: Buffer)] {
+        nodes.flatMap { n in n.layer.namedBuffers.map { (name: n.name + "." + $0.name, buffer: $0.buffer) } }
+    }
+
     public var namedParameters: [(name: String, parameter: Parameter)] {
         nodes.flatMap { n in n.layer.namedParameters.map { (name: n.name + "." + $0.name, parameter: $0.parameter) } }
     }

@@ -12,6 +12,9 @@ public protocol Layer: AnyObject {
     var namedParameters: [(name: String, parameter: Parameter)] { get }
     /// A short description ("Linear(784 → 300)").
     var summary: String { get }
+    /// State that is saved and loaded but not trained (BatchNorm's running statistics), with names
+    /// relative to this layer; containers list their children's, prefixed.
+    var namedBuffers: [(name: String, buffer: Buffer)] { get }
     /// Sub-layers with their names ("fc1", "0"): containers list what they hold, leaves nothing.
     var children: [(name: String, layer: any Layer)] { get }
     /// Observers called after every forward pass with its input and output; nil for a layer that
@@ -22,6 +25,7 @@ public protocol Layer: AnyObject {
 extension Layer {
     public var namedParameters: [(name: String, parameter: Parameter)] { [] }
     public var children: [(name: String, layer: any Layer)] { [] }
+    public var namedBuffers: [(name: String, buffer: Buffer)] { [] }
     public var forwardHooks: ForwardHooks? { nil }
     public var parameters: [Parameter] { namedParameters.map(\.parameter) }
 
@@ -35,6 +39,14 @@ extension Layer {
 
     /// Inference forward pass.
     public func callAsFunction(_ x: Tensor) throws -> Tensor { try forward(x, training: false) }
+}
+
+/// Non-trained state of a layer (running statistics): saved and loaded with the parameters, never
+/// touched by an optimizer.
+public final class Buffer {
+    public var value: Tensor
+    public init(_ value: Tensor) { self.value = value }
+    public var shape: [Int] { value.shape }
 }
 
 /// Errors from using a layer out of order or with inputs of the wrong shape.

@@ -13,6 +13,10 @@ public final class Sequential: Layer {
 
     public var summary: String { "Sequential(" + layers.map { "\($0.name): \($0.layer.summary)" }.joined(separator: ", ") + ")" }
 
+    public var namedBuffers: [(name: String, buffer: Buffer)] {
+        layers.flatMap { child in child.layer.namedBuffers.map { (name: child.name + "." + $0.name, buffer: $0.buffer) } }
+    }
+
     public var namedParameters: [(name: String, parameter: Parameter)] {
         layers.flatMap { child in child.layer.namedParameters.map { (name: child.name + "." + $0.name, parameter: $0.parameter) } }
     }

@@ -65,7 +65,7 @@ public enum Surgery {
     }
 
     static func copy(_ c: Conv2d) throws -> Conv2d {
-        let n = try Conv2d(weight: c.weight.value, bias: c.bias?.value, stride: c.stride)
+        let n = try Conv2d(weight: c.weight.value, bias: c.bias?.value, stride: c.stride, padding: c.padding)
         if let m = c.weight.mask { try n.weight.setMask(m) }
         return n
     }
@@ -86,7 +86,7 @@ public enum Surgery {
         let out: any Layer
         if let c = layer as? Conv2d {
             out = try Conv2d(weight: Tensor(shape: shape, scalars: nv), bias: b.map { try Tensor(shape: [keep.count], scalars: $0) },
-                             stride: c.stride)
+                             stride: c.stride, padding: c.padding)
         } else {
             out = try Linear(weight: Tensor(shape: shape, scalars: nv), bias: b.map { try Tensor(shape: [keep.count], scalars: $0) })
         }
@@ -122,6 +122,11 @@ public enum Surgery {
         }
         let conv = layer as! Conv2d
         let (oc, ic, k) = (conv.outChannels, conv.inChannels, conv.kernelSize)
+        if conv.padding > 0, let dropped = (0..<ic).first(where: { !keepSet.contains($0) && constant($0) != 0 }) {
+            // a border output sees only part of the kernel over the padded zeros: no single bias is exact
+            throw PruneError.unsupported("\(conv.summary): removed input channel \(dropped) carries a constant \(constant(dropped)) "
+                                         + "that zero padding does not let fold into one bias")
+        }
         let v = conv.weight.value.scalars, mk = conv.weight.mask
         var bias = conv.bias?.value.scalars ?? [Float](repeating: 0, count: oc)
         var nv: [Float] = [], nm: [Bool] = []
@@ -140,7 +145,7 @@ public enum Surgery {
             bias[o] += Float(extra)
         }
         let shape = [oc, keep.count, k, k]
-        let out = try Conv2d(weight: Tensor(shape: shape, scalars: nv), bias: Tensor(shape: [oc], scalars: bias), stride: conv.stride)
+        let out = try Conv2d(weight: Tensor(shape: shape, scalars: nv), bias: Tensor(shape: [oc], scalars: bias), stride: conv.stride, padding: conv.padding)
         if mk != nil { try out.weight.setMask(Mask(shape: shape, kept: nm)) }
         return out
     }

@@ -1,0 +1,257 @@
+import XCTest
+import CPruneKernels
+@testable import PruneKit
+
+/// The layers graphs are built from (issue 14): C kernels against their naive references at 1 and
+/// 2 threads, and every layer's backward against central finite differences.
+final class GraphLayerTests: XCTestCase {
+    // MARK: kernels against references
+
+    func testBatchNormKernelsMatchReference() {
+        var rng = TestRNG(21)
+        for (n, c, s) in [(4, 3, 1), (5, 7, 9), (3, 16, 64), (2, 1, 1)] {
+            let count = n * c * s
+            let x = rng.floats(count, -2, 3), gamma = rng.floats(c, 0.5, 1.5), beta = rng.floats(c), dy = rng.floats(count)
+            for training in [1, 0] as [Int32] {
+                for threads in [1, 2] {
+                    var rm1 = rng.floats(c, -0.1, 0.1), rv1 = rng.floats(c, 0.5, 2)
+                    var rm2 = rm1, rv2 = rv1
+                    var y1 = [Float](repeating: .nan, count: count), y2 = y1
+                    var m1 = [Float](repeating: .nan, count: c), i1 = m1, m2 = m1, i2 = m1
+                    withThreads(threads) {
+                        XCTAssertEqual(pk_batchnorm_forward_f32(Int64(n), Int64(c), Int64(s), x, gamma, beta, 1e-5, training, 0.1,
+                                                                &rm1, &rv1, &y1, &m1, &i1), PK_OK)
+                    }
+                    XCTAssertEqual(pk_ref_batchnorm_forward_f32(Int64(n), Int64(c), Int64(s), x, gamma, beta, 1e-5, training, 0.1,
+                                                                &rm2, &rv2, &y2, &m2, &i2), PK_OK)
+                    let label = "bn \(n)×\(c)×\(s) training \(training) threads \(threads)"
+                    assertClose(y1, y2, rtol: 1e-5, atol: 1e-5, label + " y")
+                    assertClose(rm1, rm2, rtol: 1e-6, atol: 1e-7, label + " running mean")
+                    assertClose(rv1, rv2, rtol: 1e-6, atol: 1e-7, label + " running var")
+                    var dx1 = [Float](repeating: .nan, count: count), dx2 = dx1
+                    var dg1 = [Float](repeating: .nan, count: c), db1 = dg1, dg2 = dg1, db2 = dg1
+                    withThreads(threads) {
+                        XCTAssertEqual(pk_batchnorm_backward_f32(Int64(n), Int64(c), Int64(s), x, gamma, m1, i1, dy, training,
+                                                                 &dx1, &dg1, &db1), PK_OK)
+                    }
+                    XCTAssertEqual(pk_ref_batchnorm_backward_f32(Int64(n), Int64(c), Int64(s), x, gamma, m2, i2, dy, training,
+                                                                 &dx2, &dg2, &db2), PK_OK)
+                    assertClose(dx1, dx2, rtol: 1e-4, atol: 1e-5, label + " dx")
+                    assertClose(dg1, dg2, rtol: 1e-4, atol: 1e-5, label + " dgamma")
+                    assertClose(db1, db2, rtol: 1e-5, atol: 1e-5, label + " dbeta")
+                }
+            }
+        }
+        // the running statistics move as PyTorch's: mean by momentum, variance unbiased
+        let x: [Float] = [1, 2, 3, 6]
+        var rm: [Float] = [0], rv: [Float] = [1], y = [Float](repeating: 0, count: 4), m: [Float] = [0], i: [Float] = [0]
+        XCTAssertEqual(pk_batchnorm_forward_f32(4, 1, 1, x, nil, nil, 1e-5, 1, 0.1, &rm, &rv, &y, &m, &i), PK_OK)
+        XCTAssertEqual(rm[0], 0.3, accuracy: 1e-6)                       // 0.9·0 + 0.1·3
+        XCTAssertEqual(rv[0], 0.9 + 0.1 * 14.0 / 3.0, accuracy: 1e-6)    // Σ(x−3)² = 14, unbiased 14/3
+        XCTAssertEqual(y[3], 3 / (3.5 as Float + 1e-5).squareRoot(), accuracy: 1e-5) // biased var 14/4
+        // bad arguments: statuses, nothing written
+        XCTAssertEqual(pk_batchnorm_forward_f32(4, 1, 1, x, nil, nil, 0, 1, 0.1, &rm, &rv, &y, &m, &i), PK_ERR_ARG)
+        XCTAssertEqual(pk_batchnorm_forward_f32(4, 1, 1, x, nil, nil, 1e-5, 0, 0.1, nil, nil, &y, nil, nil), PK_ERR_NULL)
+    }
+
+    func testActivationKernelsMatchReference() {
+        var rng = TestRNG(5)
+        // random values plus the kinks and saturation of every kind
+        let x = rng.floats(10_000, -8, 8) + [-3, 3, 0, -0, 40, -40, 2.9999, -3.0001, 88, -88]
+        let dy = rng.floats(x.count)
+        for kind in [PK_ACT_SIGMOID, PK_ACT_SILU, PK_ACT_HARDSWISH, PK_ACT_HARDSIGMOID, PK_ACT_TANH] {
+            var y1 = [Float](repeating: .nan, count: x.count), y2 = y1, d1 = y1, d2 = y1
+            for threads in [1, 2] {
+                withThreads(threads) {
+                    XCTAssertEqual(pk_activation_forward_f32(Int64(x.count), Int32(kind), x, &y1), PK_OK)
+                    XCTAssertEqual(pk_activation_backward_f32(Int64(x.count), Int32(kind), x, dy, &d1), PK_OK)
+                }
+                XCTAssertEqual(pk_ref_activation_forward_f32(Int64(x.count), Int32(kind), x, &y2), PK_OK)
+                XCTAssertEqual(pk_ref_activation_backward_f32(Int64(x.count), Int32(kind), x, dy, &d2), PK_OK)
+                assertClose(y1, y2, rtol: 2e-6, atol: 1e-7, "activation \(kind) forward")
+                assertClose(d1, d2, rtol: 2e-5, atol: 1e-7, "activation \(kind) backward")
+            }
+        }
+        var y = [Float](repeating: 0, count: 1)
+        XCTAssertEqual(pk_activation_forward_f32(1, 99, [1], &y), PK_ERR_ARG)
+    }
+
+    func testAveragePoolAndPaddingKernelsMatchReference() {
+        var rng = TestRNG(9)
+        for (n, c, h, w, k, s, p) in [(2, 3, 8, 8, 2, 2, 0), (1, 4, 7, 5, 3, 2, 1), (3, 2, 5, 5, 5, 1, 0), (2, 2, 6, 6, 3, 1, 1),
+                                      (1, 1, 4, 6, 4, 3, 2)] {
+            let oh = (h + 2 * p - k) / s + 1, ow = (w + 2 * p - k) / s + 1
+            let x = rng.floats(n * c * h * w), dy = rng.floats(n * c * oh * ow)
+            var y1 = [Float](repeating: .nan, count: dy.count), y2 = y1
+            var dx1 = [Float](repeating: .nan, count: x.count), dx2 = dx1
+            for threads in [1, 2] {
+                withThreads(threads) {
+                    XCTAssertEqual(pk_avgpool2d_forward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(k), Int64(s), Int64(p),
+                                                            x, &y1), PK_OK)
+                    XCTAssertEqual(pk_avgpool2d_backward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(k), Int64(s),
+                                                             Int64(p), dy, &dx1), PK_OK)
+                }
+                XCTAssertEqual(pk_ref_avgpool2d_forward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(k), Int64(s), Int64(p),
+                                                            x, &y2), PK_OK)
+                XCTAssertEqual(pk_ref_avgpool2d_backward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(k), Int64(s),
+                                                             Int64(p), dy, &dx2), PK_OK)
+                assertClose(y1, y2, rtol: 1e-5, atol: 1e-6, "avgpool \(h)×\(w) k\(k) s\(s) p\(p)")
+                assertClose(dx1, dx2, rtol: 1e-5, atol: 1e-6, "avgpool backward \(h)×\(w) k\(k) s\(s) p\(p)")
+            }
+            let ph = h + 2 * p, pw = w + 2 * p
+            var pad1 = [Float](repeating: .nan, count: n * c * ph * pw), pad2 = pad1
+            XCTAssertEqual(pk_pad2d_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(p), x, &pad1), PK_OK)
+            XCTAssertEqual(pk_ref_pad2d_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(p), x, &pad2), PK_OK)
+            XCTAssertEqual(pad1, pad2)
+            var back = [Float](repeating: .nan, count: x.count)
+            XCTAssertEqual(pk_crop2d_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(p), pad1, &back), PK_OK)
+            XCTAssertEqual(back, x)
+        }
+        var y = [Float](repeating: 0, count: 4)
+        XCTAssertEqual(pk_avgpool2d_forward_f32(1, 1, 2, 2, 3, 3, 1, 0, [1, 2, 3, 4], &y), PK_ERR_SHAPE)
+    }
+
+    // MARK: layers against finite differences
+
+    /// ∂L/∂x and ∂L/∂every parameter of `layer` by central differences, L = Σ y ⊙ R in double;
+    /// `mode` is the training flag of the compared forward passes.
+    func checkGradients(_ layer: any Layer, _ x: Tensor, training: Bool = true, eps: Float = 1e-3, tol: Double = 3e-3,
+                        file: StaticString = #filePath, line: UInt = #line) throws {
+        var rng = TestRNG(77)
+        let y = try layer.forward(x, training: training)
+        let r = tensor(y.shape, rng.floats(y.count))
+        let snapshot = layer.namedBuffers.map { $0.buffer.value.scalars }
+        func restore() { for ((_, b), v) in zip(layer.namedBuffers, snapshot) { b.value = try! Tensor(shape: b.value.shape, scalars: v) } }
+        func loss(_ input: Tensor) throws -> Double {
+            defer { restore() }
+            return zip(try layer.forward(input, training: training).scalars, r.scalars).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+        }
+        _ = try layer.forward(x, training: training)
+        restore()
+        let dx = try XCTUnwrap(try layer.backward(r, needInputGradient: true), file: file, line: line)
+        let grads = layer.parameters.map(\.grad)
+        XCTAssertEqual(dx.shape, x.shape, file: file, line: line)
+        func compare(_ a: Float, _ num: Double, _ what: String) {
+            XCTAssertEqual(Double(a), num, accuracy: tol * max(1, abs(num)), "\(layer.summary) \(what)", file: file, line: line)
+        }
+        for i in Set((0..<16).map { _ in rng.int(x.count) }) {
+            var xp = x, xm = x
+            xp[flat: i] += eps
+            xm[flat: i] -= eps
+            compare(dx[flat: i], (try loss(xp) - loss(xm)) / Double(2 * eps), "∂/∂x[\(i)]")
+        }
+        for (pi, p) in layer.parameters.enumerated() {
+            for i in Set((0..<8).map { _ in rng.int(p.count) }) {
+                let saved = p.value
+                var v = saved
+                v[flat: i] += eps
+                p.value = v
+                let lp = try loss(x)
+                v[flat: i] -= 2 * eps
+                p.value = v
+                let lm = try loss(x)
+                p.value = saved
+                compare(grads[pi][flat: i], (lp - lm) / Double(2 * eps), "∂/∂param\(pi)[\(i)]")
+            }
+        }
+    }
+
+    func testBatchNormGradientsTrainAndEval() throws {
+        var g = SeededGenerator(seed: 2)
+        let bn = try BatchNorm(5)
+        bn.weight!.value = Tensor.uniform([5], 0.5, 1.5, rng: &g)
+        bn.bias!.value = Tensor.uniform([5], -0.5, 0.5, rng: &g)
+        try checkGradients(bn, .uniform([4, 5, 3, 3], -1, 2, rng: &g))
+        try checkGradients(bn, .uniform([6, 5], -1, 2, rng: &g))              // BatchNorm1d shape
+        bn.runningMean.value = Tensor.uniform([5], -0.2, 0.2, rng: &g)
+        bn.runningVar.value = Tensor.uniform([5], 0.5, 2, rng: &g)
+        try checkGradients(bn, .uniform([3, 5, 2, 2], -1, 2, rng: &g), training: false)
+        // evaluation normalises by the running statistics, element by element
+        let x = Tensor.uniform([2, 5, 2, 2], -1, 1, rng: &g)
+        let y = try bn.forward(x, training: false)
+        for i in 0..<x.count {
+            let ch = (i / 4) % 5
+            let want = (x[flat: i] - bn.runningMean.value[flat: ch]) / (bn.runningVar.value[flat: ch] + 1e-5).squareRoot()
+                * bn.weight!.value[flat: ch] + bn.bias!.value[flat: ch]
+            XCTAssertEqual(y[flat: i], want, accuracy: 1e-5)
+        }
+        // training moves the running statistics and counts batches; evaluation leaves them alone
+        let before = bn.runningMean.value.scalars
+        _ = try bn.forward(x, training: false)
+        XCTAssertEqual(bn.runningMean.value.scalars, before)
+        _ = try bn.forward(x, training: true)
+        XCTAssertNotEqual(bn.runningMean.value.scalars, before)
+        XCTAssertEqual(bn.namedBuffers.map(\.name), ["running_mean", "running_var", "num_batches_tracked"])
+        XCTAssertThrowsError(try bn.forward(.uniform([1, 5], 0, 1, rng: &g), training: true), "one value per channel")
+        XCTAssertThrowsError(try bn.forward(.uniform([2, 4], 0, 1, rng: &g), training: false))
+    }
+
+    func testActivationGradients() throws {
+        var g = SeededGenerator(seed: 4)
+        for kind in Activation.Kind.allCases {
+            // values kept away from the kinks of the hard variants (±3)
+            let x = Tensor.uniform([3, 17], -2.5, 2.5, rng: &g)
+            try checkGradients(Activation(kind), x)
+            let y = try Activation(kind)(x)
+            let f: (Float) -> Float
+            switch kind {
+            case .sigmoid: f = { 1 / (1 + exp(-$0)) }
+            case .silu: f = { $0 / (1 + exp(-$0)) }
+            case .hardswish: f = { $0 * min(max($0 + 3, 0), 6) / 6 }
+            case .hardsigmoid: f = { min(max($0 + 3, 0), 6) / 6 }
+            case .tanh: f = { Float(Foundation.tanh(Double($0))) }
+            case .gelu: f = { Float(0.5 * Double($0) * (1 + erf(Double($0) / 2.0.squareRoot()))) }
+            }
+            assertClose(y.scalars, x.scalars.map(f), rtol: 1e-5, atol: 1e-6, "\(kind) forward")
+        }
+    }
+
+    func testPoolingAndPaddedConvolutionGradients() throws {
+        var g = SeededGenerator(seed: 6)
+        try checkGradients(try AvgPool2d(2), .uniform([2, 3, 6, 6], -1, 1, rng: &g))
+        try checkGradients(try AvgPool2d(3, stride: 2, padding: 1), .uniform([2, 2, 7, 5], -1, 1, rng: &g))
+        try checkGradients(GlobalAvgPool2d(), .uniform([3, 4, 5, 3], -1, 1, rng: &g))
+        try checkGradients(Identity(), .uniform([3, 4], -1, 1, rng: &g))
+        for (k, s, p) in [(3, 1, 1), (3, 2, 1), (5, 1, 2), (1, 1, 0)] {
+            let conv = Conv2d(3, 4, kernelSize: k, stride: s, padding: p, rng: &g)
+            conv.execution = .dense
+            try checkGradients(conv, .uniform([2, 3, 6, 7], -1, 1, rng: &g), tol: 5e-3)
+        }
+    }
+
+    /// A padded convolution equals the unpadded reference convolution of the explicitly padded image.
+    func testPaddedConvolutionMatchesTheReferenceOnAPaddedImage() throws {
+        var g = SeededGenerator(seed: 8), rng = TestRNG(8)
+        for execution in [Execution.dense, .sparse] {
+            let conv = Conv2d(3, 5, kernelSize: 3, stride: 2, padding: 1, rng: &g)
+            try conv.weight.setMask(Mask(shape: conv.weight.shape, kept: rng.mask(conv.weight.count, keep: 0.4).map { $0 != 0 }))
+            conv.execution = execution
+            let x = Tensor.uniform([2, 3, 9, 8], -1, 1, rng: &g)
+            let y = try conv(x)
+            var padded = [Float](repeating: .nan, count: 2 * 3 * 11 * 10)
+            XCTAssertEqual(pk_ref_pad2d_f32(2, 3, 9, 8, 1, x.scalars, &padded), PK_OK)
+            var want = [Float](repeating: .nan, count: y.count)
+            let m = conv.weight.mask!.kept.map { UInt8($0 ? 1 : 0) }
+            XCTAssertEqual(pk_ref_conv2d_forward_f32(2, 3, 11, 10, 5, 3, 3, 2, padded, conv.weight.value.scalars, m,
+                                                     conv.bias!.value.scalars, &want), PK_OK)
+            XCTAssertEqual(y.shape, [2, 5, 5, 4])
+            assertClose(y.scalars, want, rtol: 1e-5, atol: 1e-5, "padded conv \(execution)")
+        }
+    }
+
+    func testDropout() throws {
+        var g = SeededGenerator(seed: 12)
+        let d = try Dropout(0.3, seed: 4)
+        let x = Tensor.uniform([100, 50], 0.5, 1, rng: &g)
+        XCTAssertEqual(try d.forward(x, training: false).scalars, x.scalars, "evaluation is the identity")
+        let y = try d.forward(x, training: true)
+        let zeros = y.scalars.filter { $0 == 0 }.count
+        XCTAssertEqual(Double(zeros) / Double(x.count), 0.3, accuracy: 0.02)
+        for (a, b) in zip(y.scalars, x.scalars) where a != 0 { XCTAssertEqual(a, b / 0.7, accuracy: 1e-6) }
+        let r = Tensor.uniform([100, 50], -1, 1, rng: &g)
+        let dx = try XCTUnwrap(try d.backward(r, needInputGradient: true))
+        for i in 0..<x.count { XCTAssertEqual(dx[flat: i], y[flat: i] == 0 ? 0 : r[flat: i] / 0.7, accuracy: 1e-6) }
+        XCTAssertThrowsError(try Dropout(1))
+        XCTAssertThrowsError(try Dropout(-0.1))
+    }
+}
