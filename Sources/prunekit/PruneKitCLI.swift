@@ -160,15 +160,15 @@ struct Train: ParsableCommand {
                             "train.optimizer": optimizer, "train.seed": "\(seed)", "train.limit": "\(limit ?? -1)"]
                 .merging(contract.metadata) { a, _ in a }
             let position = try resumeIfAsked(resume, checkpoint, settings: settings, model: &m, optimizer: opt)
-            if profile { m.network.profile = LayerProfile() }
+            if profile { (m.network as? Sequential)?.profile = LayerProfile() }
             let bar = ProgressBar(label: "train")
             let r = try Trainer.train(m, data: train, optimizer: opt,
                                       config: TrainingConfig(epochs: epochs, batchSize: batch, seed: seed),
                                       checkpoint: checkpoint.map { CheckpointPolicy(path: $0, everySteps: checkpointEvery, settings: settings) },
                                       resumeFrom: position, progress: bar.update)
-            if let p = m.network.profile {
+            if let p = (m.network as? Sequential)?.profile {
                 FileHandle.standardError.write(Data((p.table + "\n").utf8))
-                m.network.profile = nil
+                (m.network as? Sequential)?.profile = nil
             }
             let (acc, loss) = try Trainer.evaluate(m, data: test)
             try ModelFile.save(m, to: out, extraMetadata: contract.metadata.merging(["prunekit.seed": "\(seed)"]) { a, _ in a })

@@ -27,6 +27,7 @@ public enum ModelFile {
                 out[name] = p.value
             }
         }
+        for (name, b) in model.namedBuffers { out[name] = b.value }
         return out
     }
 
@@ -40,6 +41,7 @@ public enum ModelFile {
             return
         }
         var tensors: [String: Tensor] = [:], integers: [String: (shape: [Int], values: [Int32])] = [:]
+        for (name, b) in model.namedBuffers { tensors[name] = b.value }
         for (name, p) in model.namedParameters {
             guard p.isPruned, p.shape.count >= 2 else { tensors[name] = p.value; continue }
             let rows = p.shape[0]
@@ -135,12 +137,23 @@ public enum ModelFile {
             }
             plan.append((p, value, mask))
         }
+        var buffers: [(Buffer, Tensor)] = []
+        for (name, b) in model.namedBuffers {
+            guard let v = tensors[name] else { throw ModelError.missingTensor(name) }
+            used.insert(name)
+            guard v.shape == b.shape || (b.shape.isEmpty && v.count == 1) else {
+                throw ModelError.shapeMismatch(name: name, expected: b.shape, got: v.shape)
+            }
+            guard v.isFinite else { throw TensorError.nonFinite("tensor '\(name)'") }
+            buffers.append((b, try v.reshaped(b.shape)))
+        }
         if let extra = tensors.keys.sorted().first(where: { !used.contains($0) }) { throw ModelError.unexpectedTensor(extra) }
         for (p, v, m) in plan {
             p.removeMask()
             try p.assign(v)
             if let m { try p.setMask(m) }
         }
+        for (b, v) in buffers { b.value = v }
     }
 
     static func guessArchitecture(_ tensors: [String: Tensor]) -> String? {

@@ -1,12 +1,13 @@
-/// A network with the name of its architecture and the shape of one input example.
+/// A network with the name of its architecture and the shape of one input example. The network is
+/// any layer: a Sequential, a Graph (any DAG), or a user's own container.
 public final class Model {
     /// "mlp", "cnn", or a user-defined name.
     public let architecture: String
-    public let network: Sequential
+    public let network: any Layer
     /// Shape of one example (without the batch dimension), e.g. [784] or [1, 28, 28].
     public let inputShape: [Int]
 
-    public init(architecture: String, network: Sequential, inputShape: [Int]) {
+    public init(architecture: String, network: any Layer, inputShape: [Int]) {
         self.architecture = architecture
         self.network = network
         self.inputShape = inputShape
@@ -15,12 +16,14 @@ public final class Model {
     /// Parameters with their full names ("fc1.weight").
     public var namedParameters: [(name: String, parameter: Parameter)] { network.namedParameters }
     public var parameters: [Parameter] { network.parameters }
+    /// Buffers (running statistics) with their full names ("bn1.running_mean").
+    public var namedBuffers: [(name: String, buffer: Buffer)] { network.namedBuffers }
     /// Number of scalar parameters.
     public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
 
     /// Sets how every Linear and Conv2d layer executes its weight (see `Execution`).
     public func setExecution(_ e: Execution) {
-        for (_, l) in network.layers {
+        for (_, l) in network.namedLayers {
             (l as? Linear)?.execution = e
             (l as? Conv2d)?.execution = e
         }

@@ -124,7 +124,7 @@ public enum ModelPruner {
     /// Weights whose output units (dim 0) a structure prunes: hidden Linear layers for neurons
     /// (the last Linear produces the logits), Conv2d layers for channels.
     static func structuredUnits(_ model: Model, _ s: PruningRequest.Structure) -> [Parameter] {
-        let layers = model.network.layers.map(\.layer)
+        let layers = model.network.namedLayers.map(\.layer)
         if s == .channels { return layers.compactMap { ($0 as? Conv2d)?.weight } }
         let linears = layers.compactMap { $0 as? Linear }
         return linears.dropLast().map(\.weight)

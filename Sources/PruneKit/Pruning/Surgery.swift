@@ -12,7 +12,11 @@ public enum Surgery {
 
     /// Returns a new, smaller model (the input model is not changed) and what was removed.
     public static func removePrunedUnits(_ model: Model) throws -> (model: Model, result: Result) {
-        let children = model.network.layers
+        guard let sequential = model.network as? Sequential, sequential.children.allSatisfy({ $0.layer.children.isEmpty }) else {
+            throw PruneError.unsupported("surgery of \(model.architecture): only a flat Sequential is supported here; "
+                                         + "graphs are pruned structurally with DependencyGraph")
+        }
+        let children = sequential.layers
         var layers: [(String, any Layer)] = children.map { ($0.name, $0.layer) }
         var removed: [String: Int] = [:]
         let before = model.parameterCount

@@ -1,0 +1,211 @@
+import XCTest
+@testable import PruneKit
+
+/// Dependency-aware structural pruning (issue 14): coupled channels found by tracing, pruned
+/// together, removed physically; the smaller model computes what the masked one did.
+final class DependencyGraphTests: XCTestCase {
+    func conv(_ i: Int, _ o: Int, _ k: Int, stride: Int = 1, padding: Int = 0, bias: Bool = false,
+              _ g: inout SeededGenerator) -> Conv2d {
+        let c = Conv2d(i, o, kernelSize: k, stride: stride, padding: padding, bias: bias, rng: &g)
+        c.execution = .dense
+        return c
+    }
+
+    func bn(_ c: Int, _ g: inout SeededGenerator) throws -> BatchNorm {
+        let b = try BatchNorm(c)
+        b.weight!.value = Tensor.uniform([c], 0.5, 1.5, rng: &g)
+        b.bias!.value = Tensor.uniform([c], -0.3, 0.3, rng: &g)
+        b.runningMean.value = Tensor.uniform([c], -0.2, 0.2, rng: &g)
+        b.runningVar.value = Tensor.uniform([c], 0.5, 1.5, rng: &g)
+        return b
+    }
+
+    /// A small ResNet with an identity and a projection residual block, a two-branch concat and a
+    /// classifier behind global average pooling.
+    func resnetLike(seed: UInt64) throws -> Model {
+        var g = SeededGenerator(seed: seed)
+        let block1 = try Graph.residual(Sequential([
+            ("conv1", conv(8, 8, 3, padding: 1, &g)), ("bn1", try bn(8, &g)), ("relu", ReLU()),
+            ("conv2", conv(8, 8, 3, padding: 1, &g)), ("bn2", try bn(8, &g)),
+        ]), activation: ReLU())
+        let block2 = try Graph.residual(Sequential([
+            ("conv1", conv(8, 12, 3, stride: 2, padding: 1, &g)), ("bn1", try bn(12, &g)), ("relu", ReLU()),
+            ("conv2", conv(12, 12, 3, padding: 1, &g)), ("bn2", try bn(12, &g)),
+        ]), shortcut: Sequential([("conv", conv(8, 12, 1, stride: 2, &g)), ("bn", try bn(12, &g))]), activation: ReLU())
+        let branches = try Graph.concat([
+            ("a", Sequential([("conv", conv(12, 4, 1, bias: true, &g)), ("act", ReLU())])),
+            ("b", Sequential([("conv", conv(12, 6, 3, padding: 1, bias: true, &g)), ("act", Activation(.hardswish))])),
+        ])
+        let fc = Linear(10, 5, rng: &g)
+        fc.execution = .dense
+        let net = Sequential([
+            ("stem", conv(1, 8, 3, padding: 1, &g)), ("bn", try bn(8, &g)), ("relu", ReLU()),
+            ("block1", block1), ("block2", block2), ("mix", branches), ("pool", GlobalAvgPool2d()), ("fc", fc),
+        ])
+        return Model(architecture: "resnet-like", network: net, inputShape: [1, 8, 8])
+    }
+
+    func outputs(_ m: Model, _ x: Tensor) throws -> [Float] { try m.forward(x, training: false).scalars }
+
+    func testGroupsCoupleResidualsShortcutsAndConcatSlices() throws {
+        let dg = try DependencyGraph(try resnetLike(seed: 1))
+        XCTAssertEqual(Set(dg.groups.map(\.producers)), [
+            ["block1.body.conv2", "stem"],                        // the identity residual ties the stem to block 1's output
+            ["block1.body.conv1"],
+            ["block2.body.conv1"],
+            ["block2.body.conv2", "block2.shortcut.conv"],        // the projection shortcut shares block 2's output
+            ["mix.a.conv"], ["mix.b.conv"],                       // concat slices, each with the classifier's columns
+        ])
+        let residual = try XCTUnwrap(dg.groups.first { $0.producers == ["block1.body.conv2", "stem"] })
+        XCTAssertEqual(residual.units.count, 8)
+        XCTAssertEqual(residual.consumers, ["block1.body.conv1", "block2.body.conv1", "block2.shortcut.conv"])
+        let sliceA = try XCTUnwrap(dg.groups.first { $0.producers == ["mix.a.conv"] })
+        XCTAssertEqual(sliceA.consumers, ["fc"])
+        XCTAssertEqual(sliceA.units.count, 4)
+    }
+
+    func testPrunedAndRemovedModelComputesWhatTheMaskedOneDid() throws {
+        for (importance, scope) in [(DependencyGraph.UnitImportance.magnitude(p: 1), PruningRequest.Scope.layer),
+                                    (.magnitude(p: 2), .layer), (.batchNormScale, .layer), (.magnitude(p: 1), .global)] {
+            let m = try resnetLike(seed: 2)
+            var g = SeededGenerator(seed: 9)
+            let x = Tensor.uniform([3, 1, 8, 8], -1, 1, rng: &g)
+            let dense = try outputs(m, x)
+            let dg = try DependencyGraph(m)
+            try dg.prune(amount: 0.5, importance: importance, scope: scope, maxRatio: 0.75)
+            let masked = try outputs(m, x)
+            XCTAssertNotEqual(masked, dense, "pruning changed the function")
+            // coupled producers lost the same channels
+            let net = m.network as! Sequential
+            let stem = (net.child(named: "stem") as! Conv2d).weight
+            let conv2 = (((net.child(named: "block1") as! Graph).node(named: "body")!.layer as! Sequential).child(named: "conv2") as! Conv2d).weight
+            func deadRows(_ w: Parameter) -> [Int] {
+                let per = w.count / w.shape[0], k = w.effectiveMask.kept
+                return (0..<w.shape[0]).filter { r in !(0..<per).contains { k[r * per + $0] } }
+            }
+            if scope == .layer { XCTAssertEqual(deadRows(stem).count, 4) }
+            XCTAssertEqual(deadRows(stem), deadRows(conv2), "residual partners prune the same channels")
+            let pruned = dg.groups.map { g in g.units.filter { !dg.isAlive($0) }.count }
+            if scope == .global {
+                XCTAssertEqual(pruned.reduce(0, +), 25, "half of the 50 units, half-to-even")
+                for (g, n) in zip(dg.groups, pruned) { XCTAssertLessThanOrEqual(Double(n), 0.75 * Double(g.units.count), "\(g.producers)") }
+            }
+            let before = m.parameterCount
+            let r = try dg.removePrunedUnits()
+            XCTAssertEqual(r.parametersBefore, before)
+            XCTAssertLessThan(r.parametersAfter, before)
+            assertClose(try outputs(m, x), masked, rtol: 1e-4, atol: 1e-5, "removed vs masked \(importance) \(scope)")
+            if scope == .layer {
+                // half of every group, counted half-to-even: 8 → 4, 12 → 6, 4 → 2, 6 → 3
+                XCTAssertEqual(stem.shape[0], 8)
+                XCTAssertEqual((net.child(named: "stem") as! Conv2d).outChannels, 4)
+                XCTAssertEqual((net.child(named: "fc") as! Linear).inFeatures, 5)
+                XCTAssertEqual(Set(r.removedUnits.values), [4, 6, 2, 3])
+            }
+            // the smaller model trains: forward, backward, a step
+            let y = try m.forward(x, training: true)
+            XCTAssertEqual(y.shape, [3, 5])
+            _ = try m.network.backward(y, needInputGradient: false)
+        }
+    }
+
+    func testFlattenCouplesChannelsWithFeatureBlocks() throws {
+        let m = Model.cnn(seed: 3)
+        m.setExecution(.dense)
+        var g = SeededGenerator(seed: 4)
+        let x = Tensor.uniform([2, 784], -1, 1, rng: &g)
+        let dg = try DependencyGraph(m)
+        XCTAssertEqual(dg.groups.map(\.producers), [["conv1"], ["conv2"]])
+        XCTAssertEqual(dg.groups[1].consumers, ["fc"])
+        try dg.prune(amount: 0.25)
+        let masked = try outputs(m, x)
+        try dg.removePrunedUnits()
+        let net = m.network as! Sequential
+        XCTAssertEqual((net.child(named: "conv1") as! Conv2d).outChannels, 24)
+        XCTAssertEqual((net.child(named: "conv2") as! Conv2d).inChannels, 24)
+        XCTAssertEqual((net.child(named: "fc") as! Linear).inFeatures, 48 * 16, "one channel = 4×4 features")
+        assertClose(try outputs(m, x), masked, rtol: 1e-4, atol: 1e-5, "cnn")
+        // and it saves and loads under the same names
+        let dir = NSTemporaryDirectory() + "pk-dg-\(UUID().uuidString).safetensors"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try ModelFile.save(m, to: dir)
+        assertClose(try outputs(try ModelFile.load(dir).model, x), masked, rtol: 1e-4, atol: 1e-5, "cnn reloaded")
+    }
+
+    /// Units whose rows were pruned alone (biases kept, consumer columns not masked) still emit a
+    /// constant: it is folded into the consumer's bias, through BatchNorm and the activation.
+    func testRemovedConstantsAreFoldedIntoConsumerBiases() throws {
+        var g = SeededGenerator(seed: 5)
+        let fc1 = Linear(6, 10, rng: &g), fc2 = Linear(10, 7, rng: &g), fc3 = Linear(7, 3, rng: &g)
+        for l in [fc1, fc2, fc3] { l.execution = .dense }
+        let norm = try bn(10, &g)
+        let m = Model(architecture: "mlp-bn", network: Sequential([
+            ("fc1", fc1), ("bn", norm), ("act", Activation(.silu)), ("fc2", fc2), ("relu", ReLU()), ("fc3", fc3),
+        ]), inputShape: [6])
+        let x = Tensor.uniform([4, 6], -1, 1, rng: &g)
+        // rows 2, 5 of fc1 and row 0 of fc2 pruned by hand
+        try fc1.weight.setMask(Mask(shape: [10, 6], kept: (0..<60).map { ![2, 5].contains($0 / 6) }))
+        try fc2.weight.setMask(Mask(shape: [7, 10], kept: (0..<70).map { $0 / 10 != 0 }))
+        let masked = try outputs(m, x)
+        let r = try DependencyGraph(m).removePrunedUnits()
+        XCTAssertEqual(r.removedUnits, ["fc1": 2, "fc2": 1])
+        XCTAssertEqual(fc1.outFeatures, 10, "the caller's layers are replaced, not edited")
+        let net = m.network as! Sequential
+        XCTAssertEqual((net.child(named: "fc2") as! Linear).inFeatures, 8)
+        XCTAssertEqual((net.child(named: "bn") as! BatchNorm).features, 8)
+        assertClose(try outputs(m, x), masked, rtol: 1e-5, atol: 1e-5, "folded constants")
+    }
+
+    func testRefusalsNameTheLayerAndChangeNothing() throws {
+        // a layer without a channel rule
+        final class Tanh: Layer {
+            var summary: String { "Tanh (user)" }
+            func forward(_ x: Tensor, training: Bool) throws -> Tensor { x.map { Foundation.tanh($0) } }
+            func backward(_ dy: Tensor, needInputGradient: Bool) throws -> Tensor? { nil }
+        }
+        var g = SeededGenerator(seed: 6)
+        let custom = Model(architecture: "x", network: Sequential([("fc1", Linear(4, 4, rng: &g)), ("t", Tanh()),
+                                                                   ("fc2", Linear(4, 2, rng: &g))]), inputShape: [4])
+        XCTAssertThrowsError(try DependencyGraph(custom)) { e in XCTAssertTrue("\(e)".contains("t (Tanh (user))"), "\(e)") }
+        // a ratio that empties a group
+        let m = try resnetLike(seed: 7)
+        let snapshot = m.parameters.map(\.value.scalars)
+        XCTAssertThrowsError(try DependencyGraph(m).prune(amount: 1.0)) { e in XCTAssertTrue("\(e)".contains("every channel"), "\(e)") }
+        XCTAssertEqual(m.parameters.map(\.value.scalars), snapshot)
+        XCTAssertTrue(m.parameters.allSatisfy { $0.mask == nil })
+        // a constant that would reach a padded convolution through kept weights: refused, nothing removed
+        // channel 3 of the stem's residual group: both producers' rows pruned, positive BatchNorm shifts
+        // so the constant survives the ReLUs
+        let net = m.network as! Sequential
+        let stem = net.child(named: "stem") as! Conv2d
+        let body = (net.child(named: "block1") as! Graph).node(named: "body")!.layer as! Sequential
+        for w in [stem.weight, (body.child(named: "conv2") as! Conv2d).weight] {
+            try w.setMask(Mask(shape: w.shape, kept: (0..<w.count).map { $0 / (w.count / w.shape[0]) != 3 }))
+        }
+        for b in [net.child(named: "bn") as! BatchNorm, body.child(named: "bn2") as! BatchNorm] {
+            var v = b.bias!.value
+            v[flat: 3] = 1
+            b.bias!.value = v
+        }
+        let count = m.parameterCount
+        XCTAssertThrowsError(try DependencyGraph(m).removePrunedUnits()) { e in
+            XCTAssertTrue("\(e)".contains("padding") && "\(e)".contains("block1.body.conv1"), "\(e)")
+        }
+        XCTAssertEqual(m.parameterCount, count)
+        XCTAssertTrue((m.network as! Sequential).child(named: "stem") === stem)
+    }
+
+    func testBuffersAreSavedAndLoaded() throws {
+        let m = try resnetLike(seed: 8)
+        let dict = ModelFile.stateDict(m)
+        XCTAssertNotNil(dict["bn.running_mean"])
+        XCTAssertNotNil(dict["block2.shortcut.bn.running_var"])
+        XCTAssertNotNil(dict["block1.body.bn2.num_batches_tracked"])
+        let other = try resnetLike(seed: 9)
+        try ModelFile.assign(dict, to: other)
+        XCTAssertEqual(other.namedBuffers.map(\.buffer.value.scalars), m.namedBuffers.map(\.buffer.value.scalars))
+        var missing = dict
+        missing["bn.running_mean"] = nil
+        XCTAssertThrowsError(try ModelFile.assign(missing, to: other)) { e in XCTAssertTrue("\(e)".contains("bn.running_mean")) }
+    }
+}
