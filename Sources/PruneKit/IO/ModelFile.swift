@@ -35,6 +35,7 @@ public enum ModelFile {
     public static func save(_ model: Model, to path: String, layout: Layout = .plain, extraMetadata: [String: String] = [:]) throws {
         var meta = extraMetadata
         meta["prunekit.arch"] = model.architecture
+        meta["prunekit.input_shape"] = model.inputShape.map(String.init).joined(separator: ",")
         meta["format"] = "pt"
         guard layout == .compressed else {
             try SafeTensors.write(stateDict(model, layout: layout), metadata: meta, to: path)
@@ -110,7 +111,9 @@ public enum ModelFile {
             throw IOError(file: path, reason: "no 'prunekit.arch' metadata and the tensors match no known architecture")
         }
         let model: Model
-        do { model = try Model.build(arch, shapesFrom: tensors) } catch { throw IOError(file: path, reason: "\(error)") }
+        let inputShape = meta["prunekit.input_shape"].map { $0.split(separator: ",").compactMap { Int($0) } }
+        let imageSize = inputShape.flatMap { $0.count == 3 ? $0[2] : nil } ?? 28
+        do { model = try Model.build(arch, shapesFrom: tensors, imageSize: imageSize) } catch { throw IOError(file: path, reason: "\(error)") }
         do { try assign(tensors, to: model) } catch { throw IOError(file: path, reason: "\(error)") }
         return (model, meta)
     }
@@ -159,6 +162,8 @@ public enum ModelFile {
     static func guessArchitecture(_ tensors: [String: Tensor]) -> String? {
         let names = Set(tensors.keys.map { $0.replacingOccurrences(of: "_orig", with: "") })
         if names.contains("fc1.weight") && names.contains("fc3.weight") { return "mlp" }
+        if names.contains("layer4.1.conv2.weight") && names.contains("fc.weight") { return "resnet18" }
+        if names.contains("layer3.2.conv2.weight") && names.contains("fc.weight") { return "resnet20" }
         if names.contains("conv1.weight") && names.contains("fc.weight") { return "cnn" }
         return nil
     }

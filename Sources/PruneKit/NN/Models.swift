@@ -62,7 +62,8 @@ public final class Model {
 
     /// A model of a named architecture whose layer sizes come from `tensors` (state_dict names,
     /// plain or PyTorch's pruned form): loads models made smaller by structural surgery.
-    public static func build(_ architecture: String, shapesFrom tensors: [String: Tensor]) throws -> Model {
+    public static func build(_ architecture: String, shapesFrom tensors: [String: Tensor], imageSize: Int = 28) throws -> Model {
+        var unused = SeededGenerator(seed: 0)
         func shape(_ name: String) throws -> [Int] {
             guard let t = tensors[name] ?? tensors[name + "_orig"] else { throw ModelError.missingTensor(name) }
             return t.shape
@@ -87,18 +88,27 @@ public final class Model {
                                   ("conv2", try conv("conv2")), ("pool2", MaxPool2d(2)), ("relu2", ReLU()),
                                   ("flatten", Flatten()), ("fc", try linear("fc"))])
             return Model(architecture: "cnn", network: net, inputShape: [1, 28, 28])
+        case "resnet18", "resnet20":
+            let stem = try shape("conv1.weight")
+            guard stem.count == 4, let fc = tensors["fc.weight"] ?? tensors["fc.weight_orig"], fc.rank == 2 else {
+                throw ModelError.shapeMismatch(name: "conv1.weight", expected: [-1, -1, 3, 3], got: stem)
+            }
+            return try ResNetBuilder(kind: .init(rawValue: architecture)!, inputChannels: stem[1], classes: fc.shape[0],
+                                     imageSize: imageSize, shapes: tensors.mapValues(\.shape)).build(&unused)
         default: throw ModelError.unknownArchitecture(architecture)
         }
     }
 
     /// Architectures `make` knows.
-    public static let architectures = ["mlp", "cnn"]
+    public static let architectures = ["mlp", "cnn", "resnet18", "resnet20"]
 
     /// A freshly initialised model of a named architecture.
     public static func make(_ architecture: String, seed: UInt64) throws -> Model {
         switch architecture {
         case "mlp": return mlp(seed: seed)
         case "cnn": return cnn(seed: seed)
+        case "resnet18": return try resnet18(seed: seed)
+        case "resnet20": return try resnet20(seed: seed)
         default: throw ModelError.unknownArchitecture(architecture)
         }
     }

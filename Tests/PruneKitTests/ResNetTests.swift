@@ -1,0 +1,43 @@
+import XCTest
+@testable import PruneKit
+
+/// Built-in residual networks (issue 14) under torchvision's names, against PyTorch.
+final class ResNetTests: XCTestCase {
+    func fixture(_ name: String) throws -> String {
+        try XCTUnwrap(Bundle.module.url(forResource: name, withExtension: "safetensors", subdirectory: "Fixtures"), name).path
+    }
+
+    /// torchvision's resnet18 topology (narrowed to 8-64 channels: scripts/make_resnet_fixtures.py),
+    /// its state_dict loaded by name with running statistics, gives PyTorch's logits.
+    func testResNet18LoadsATorchvisionStateDictAndMatchesItsLogits() throws {
+        let (model, _) = try ModelFile.load(try fixture("torch_resnet18_narrow"))
+        XCTAssertEqual(model.architecture, "resnet18", "recognised from the tensor names")
+        let io = try SafeTensors.read(try fixture("torch_resnet18_io")).tensors
+        let x = try XCTUnwrap(io["x"]), want = try XCTUnwrap(io["logits"])
+        let y = try model.forward(x.reshaped([3, 784]), training: false)
+        let scale = want.scalars.map(abs).max()!
+        XCTAssertGreaterThan(scale, 0.05)
+        let worst = zip(y.scalars, want.scalars).map { abs($0 - $1) }.max()!
+        XCTAssertLessThanOrEqual(worst, 1e-4 * scale, "max |Δlogit| \(worst) against scale \(scale)")
+        XCTAssertEqual(model.namedBuffers.count, 20 * 3, "20 BatchNorms, 3 buffers each")
+        // written back, the names are torchvision's again
+        let names = Set(ModelFile.stateDict(model).keys)
+        XCTAssertEqual(names, Set(try SafeTensors.read(try fixture("torch_resnet18_narrow")).tensors.keys))
+    }
+
+    func testFreshArchitecturesHaveTheReferenceSizes() throws {
+        // torchvision resnet18: 11,689,512 parameters; a 3×3 stem on one channel (576 instead of 9,408)
+        // and 10 classes (5,130 instead of 513,000)
+        XCTAssertEqual(try Model.resnet18(seed: 0).parameterCount, 11_689_512 - 9_408 + 576 - 513_000 + 5_130)
+        // ResNet-20 with 1×1 projections at the two stage changes, one input channel
+        let r20 = try Model.resnet20(seed: 0)
+        let convs = 16 * 9 + 6 * 16 * 16 * 9 + (32 * 16 * 9 + 5 * 32 * 32 * 9 + 32 * 16) + (64 * 32 * 9 + 5 * 64 * 64 * 9 + 64 * 32)
+        let bns = 2 * (16 + 6 * 16 + 6 * 32 + 32 + 6 * 64 + 64)
+        XCTAssertEqual(r20.parameterCount, convs + bns + 64 * 10 + 10)
+        var g = SeededGenerator(seed: 1)
+        let x = Tensor.uniform([2, 784], -1, 1, rng: &g)
+        XCTAssertEqual(try r20.forward(x, training: true).shape, [2, 10])
+        XCTAssertEqual(try r20.network.backward(Tensor.uniform([2, 10], -1, 1, rng: &g), needInputGradient: true)?.shape, [2, 1, 28, 28])
+        XCTAssertTrue(r20.parameters.allSatisfy { $0.grad.scalars.contains { $0 != 0 } }, "every parameter got a gradient")
+    }
+}
