@@ -41,3 +41,32 @@ final class ResNetTests: XCTestCase {
         XCTAssertTrue(r20.parameters.allSatisfy { $0.grad.scalars.contains { $0 != 0 } }, "every parameter got a gradient")
     }
 }
+
+/// The same work as Torch-Pruning 1.6 (scripts/compare_torch_pruning.py wrote the reference figures).
+final class TorchPruningComparisonTests: XCTestCase {
+    struct Reference: Decodable {
+        let macs_before: Int
+        let macs_after: Int
+        let params_before: Int
+        let params_after: Int
+        let out_channels_after: [String: Int]
+    }
+
+    /// 50 % of the channels of every group by L1, classifier excluded: the kept channel counts of
+    /// every convolution, the parameters and the MACs equal Torch-Pruning's MagnitudePruner's.
+    func testResNet18HalfChannelsMatchesTorchPruning() throws {
+        let url = try XCTUnwrap(Bundle.module.url(forResource: "torch_pruning_resnet18", withExtension: "json", subdirectory: "Fixtures"))
+        let ref = try JSONDecoder().decode(Reference.self, from: Data(contentsOf: url))
+        let m = try Model.resnet18(seed: 3)
+        let dg = try DependencyGraph(m)
+        XCTAssertEqual(dg.macs, ref.macs_before)
+        XCTAssertEqual(m.parameterCount, ref.params_before)
+        try dg.prune(amount: 0.5)
+        try dg.removePrunedUnits()
+        XCTAssertEqual(m.parameterCount, ref.params_after)
+        XCTAssertEqual(try DependencyGraph(m).macs, ref.macs_after)
+        var convs: [String: Int] = [:]
+        for (name, layer) in m.network.namedLayers { if let c = layer as? Conv2d { convs[name.replacingOccurrences(of: ".body", with: "")] = c.outChannels } }
+        XCTAssertEqual(convs, ref.out_channels_after)
+    }
+}

@@ -555,4 +555,27 @@ public final class DependencyGraph {
         if m != nil { try weight.setMask(Mask(shape: shape, kept: nm)) }
         return out
     }
+
+    // MARK: cost
+
+    /// Multiply-accumulates of one example, by Torch-Pruning's convention (count_ops_and_params):
+    /// convolutions (output elements × (input channels × kernel area + 1 with a bias)), Linear
+    /// (out × (in + 1 with a bias)),
+    /// BatchNorm 2 per element, ReLU and average pooling 1 per element they read.
+    public var macs: Int {
+        var total = 0
+        for n in nodes {
+            let outCount = values[n.output].shape.dropFirst().reduce(1, *)
+            let inCount = values[n.inputs[0]].shape.dropFirst().reduce(1, *)
+            switch n.layer {
+            case let c as Conv2d: total += outCount * (c.inChannels * c.kernelSize * c.kernelSize + (c.bias == nil ? 0 : 1))
+            case let l as Linear: total += l.outFeatures * (l.inFeatures + (l.bias == nil ? 0 : 1))
+            case is BatchNorm: total += 2 * outCount
+            case is ReLU: total += outCount
+            case is AvgPool2d, is GlobalAvgPool2d: total += inCount
+            default: break
+            }
+        }
+        return total
+    }
 }
