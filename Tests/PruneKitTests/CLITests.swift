@@ -47,7 +47,7 @@ final class CLITests: XCTestCase {
     }
 
     func testTrainAndEvalRoundTrip() throws {
-        guard fashionMNISTDirectory != nil else { throw XCTSkip("dataset-fashion-mnist is not installed") }
+        _ = try requireFashionMNIST()
         let dir = NSTemporaryDirectory() + "pk-cli-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -87,7 +87,7 @@ final class CLITests: XCTestCase {
 /// A training run killed mid-way and resumed reaches the same weights as an uninterrupted run.
 final class ResumeTests: XCTestCase {
     func testKilledRunResumesToTheSameWeights() throws {
-        guard fashionMNISTDirectory != nil else { throw XCTSkip("dataset-fashion-mnist is not installed") }
+        _ = try requireFashionMNIST()
         struct CLI {
             var binary: String { prunekitBinary }
             func run(_ args: [String]) throws -> (status: Int32, out: String, err: String) { try runPrunekit(args) }

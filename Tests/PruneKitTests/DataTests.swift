@@ -86,7 +86,7 @@ final class DataTests: XCTestCase {
     }
 
     func testRealFashionMNISTIfInstalled() throws {
-        guard let d = fashionMNISTDirectory else { throw XCTSkip("dataset-fashion-mnist is not installed") }
+        let d = try requireFashionMNIST()
         let test = try FashionMNIST.load(directory: d, train: false)
         XCTAssertEqual(test.count, 10_000)
         var hist = [Int](repeating: 0, count: 10)

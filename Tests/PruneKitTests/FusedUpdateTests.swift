@@ -44,9 +44,11 @@ final class FusedUpdateTests: XCTestCase {
                     // same blocking: the very same bits (up to the sign of zero gradients)
                     assertClose(w1, w2, rtol: 0, atol: 0, label + " weights")
                     assertClose(m1, m2, rtol: 0, atol: 0, label + " first moment")
+                    assertClose(v1, v2, rtol: 0, atol: 0, label + " second moment")
                 } else {
                     assertClose(w1, w2, rtol: 1e-5, atol: 1e-6, label + " weights")
                     assertClose(m1, m2, rtol: 1e-4, atol: 2e-6 * Float(b).squareRoot(), label + " first moment")
+                    assertClose(v1, v2, rtol: 1e-4, atol: 1e-7 * Float(b), label + " second moment")
                 }
                 assertClose(g1, g2, rtol: 1e-5, atol: 1e-5 * Float(b).squareRoot(), label + " gradient")
                 for k in 0..<(o * i) where mask[k] == 0 {
@@ -85,7 +87,9 @@ final class FusedUpdateTests: XCTestCase {
             let mask = rng.mask(oc * c * k * k, keep: 0.5)
             var w0 = wt
             for q in 0..<w0.count where mask[q] == 0 { w0[q] = 0 }
-            var w1 = w0, m1 = [Float](repeating: 0, count: wt.count), v1 = m1
+            // non-zero state: compared with the unfused run, and masked entries must keep it
+            let m0 = rng.floats(wt.count, -0.1, 0.1), v0 = rng.floats(wt.count, 0, 0.1)
+            var w1 = w0, m1 = m0, v1 = v0
             var dx1 = [Float](repeating: 0, count: x.count)
             let s1 = w1.withUnsafeMutableBufferPointer { W in m1.withUnsafeMutableBufferPointer { M in v1.withUnsafeMutableBufferPointer { V in
                 var u = describe(PK_UPDATE_ADAM)
@@ -96,7 +100,7 @@ final class FusedUpdateTests: XCTestCase {
             XCTAssertEqual(s1, PK_OK)
             var g = [Float](repeating: 0, count: wt.count), dx2 = dx1
             XCTAssertEqual(pk_conv2d_backward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(k), 1, x, w0, mask, dy, &g, nil, &dx2), PK_OK)
-            var w2 = w0, m2 = [Float](repeating: 0, count: wt.count), v2 = m2
+            var w2 = w0, m2 = m0, v2 = v0
             w2.withUnsafeMutableBufferPointer { W in m2.withUnsafeMutableBufferPointer { M in v2.withUnsafeMutableBufferPointer { V in
                 var u = describe(PK_UPDATE_ADAM)
                 u.w = W.baseAddress; u.m = M.baseAddress; u.v = V.baseAddress
@@ -104,7 +108,13 @@ final class FusedUpdateTests: XCTestCase {
             } } }
             assertClose(w1, w2, rtol: 0, atol: 0, "conv weights n=\(n)")
             XCTAssertEqual(dx1.map(\.bitPattern), dx2.map(\.bitPattern), "dx uses the weights before the step")
-            for q in 0..<mask.count where mask[q] == 0 { XCTAssertEqual(w1[q].bitPattern, 0); XCTAssertEqual(m1[q].bitPattern, 0) }
+            assertClose(m1, m2, rtol: 0, atol: 0, "conv first moment n=\(n)")
+            assertClose(v1, v2, rtol: 0, atol: 0, "conv second moment n=\(n)")
+            for q in 0..<mask.count where mask[q] == 0 {
+                XCTAssertEqual(w1[q].bitPattern, 0, "masked weight n=\(n)")
+                XCTAssertEqual(m1[q].bitPattern, m0[q].bitPattern, "masked first moment n=\(n)")
+                XCTAssertEqual(v1[q].bitPattern, v0[q].bitPattern, "masked second moment n=\(n)")
+            }
         }
     }
 
@@ -121,6 +131,10 @@ final class FusedUpdateTests: XCTestCase {
                 try p0.setMask(Mask(shape: p0.shape, kept: (0..<p0.count).map { $0 % 3 != 0 }))
                 _ = try Trainer.train(m, data: data, optimizer: try AdamW(weightDecay: 0.05),
                                       config: TrainingConfig(epochs: 2, batchSize: 16, seed: 1, fusedUpdates: fused))
+                // the flag is really honoured: only the unfused run writes weight gradients
+                let weightGrads = m.prunableWeights.map { $0.parameter.grad.scalars }
+                if fused { XCTAssertTrue(weightGrads.allSatisfy { $0.allSatisfy { $0 == 0 } }, "\(arch): fused, no gradient written") }
+                else { XCTAssertTrue(weightGrads.allSatisfy { $0.contains { $0 != 0 } }, "\(arch): unfused, gradients written") }
                 finals.append(m.parameters.map(\.value))
             }
             for (a, b) in zip(finals[0], finals[1]) { assertClose(a.scalars, b.scalars, rtol: 1e-5, atol: 1e-6, "\(arch) fused vs unfused") }

@@ -140,13 +140,18 @@ final class GemmKernelTests: XCTestCase {
             let d = dims(v, m: m, n: n, k: k)
             let a = rng.floats(d.ar * d.ac), w = rng.floats(d.wr * d.wc)
             let mask = rng.mask(d.mr * d.mc, keep: 0.3)
-            var c1 = [Float](repeating: 0, count: m * n), c2 = c1
-            _ = withThreads(1) { run(v, ref: false, m: m, n: n, k: k, alpha: 1, beta: 0, a: a, lda: d.ac, w: w, ldw: d.wc, mask: mask, ldm: d.mc, bias: nil, c: &c1, ldc: n) }
-            _ = withThreads(2) { run(v, ref: false, m: m, n: n, k: k, alpha: 1, beta: 0, a: a, lda: d.ac, w: w, ldw: d.wc, mask: mask, ldm: d.mc, bias: nil, c: &c2, ldc: n) }
-            XCTAssertEqual(c1.map(\.bitPattern), c2.map(\.bitPattern), "\(v): 1 vs 2 threads differ")
-            var c3 = c1
-            _ = withThreads(3) { run(v, ref: false, m: m, n: n, k: k, alpha: 1, beta: 0, a: a, lda: d.ac, w: w, ldw: d.wc, mask: mask, ldm: d.mc, bias: nil, c: &c3, ldc: n) }
-            XCTAssertEqual(c1.map(\.bitPattern), c3.map(\.bitPattern), "\(v): 1 vs 3 threads differ")
+            var outs: [[Float]] = []
+            for t in [1, 2, 3] {
+                var c = [Float](repeating: .nan, count: m * n) // beta = 0: every entry must be written
+                XCTAssertEqual(withThreads(t) {
+                    run(v, ref: false, m: m, n: n, k: k, alpha: 1, beta: 0, a: a, lda: d.ac, w: w, ldw: d.wc, mask: mask,
+                        ldm: d.mc, bias: nil, c: &c, ldc: n)
+                }, PK_OK, "\(v), \(t) threads")
+                outs.append(c)
+            }
+            XCTAssertTrue(outs[0].allSatisfy(\.isFinite), "\(v): every entry written")
+            XCTAssertEqual(outs[0].map(\.bitPattern), outs[1].map(\.bitPattern), "\(v): 1 vs 2 threads differ")
+            XCTAssertEqual(outs[0].map(\.bitPattern), outs[2].map(\.bitPattern), "\(v): 1 vs 3 threads differ")
         }
     }
 

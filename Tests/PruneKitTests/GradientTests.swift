@@ -57,12 +57,19 @@ final class GradientTests: XCTestCase {
         try checkLayer(layer, input: .uniform([5, 37], -1, 1, rng: &g))
     }
 
+    /// Both forms: dense (the masked TN product must write 0 at masked entries, which exist in
+    /// storage) and sparse (masked entries are absent; the kept gradients are what is checked).
+    /// Keep 0.4 is at or below the measured crossover, so `.automatic` would test the sparse form only.
     func testMaskedLinear() throws {
-        var g = SeededGenerator(seed: 2)
-        let layer = Linear(33, 17, rng: &g)
-        var rng = TestRNG(9)
-        try layer.weight.setMask(Mask(shape: [17, 33], kept: rng.mask(17 * 33, keep: 0.4).map { $0 != 0 }))
-        try checkLayer(layer, input: .uniform([4, 33], -1, 1, rng: &g))
+        for execution in [Execution.dense, .sparse] {
+            var g = SeededGenerator(seed: 2)
+            let layer = Linear(33, 17, rng: &g)
+            layer.execution = execution
+            var rng = TestRNG(9)
+            try layer.weight.setMask(Mask(shape: [17, 33], kept: rng.mask(17 * 33, keep: 0.4).map { $0 != 0 }))
+            try checkLayer(layer, input: .uniform([4, 33], -1, 1, rng: &g))
+            XCTAssertEqual(layer.weight.compressed == nil, execution == .dense, "\(execution) form")
+        }
     }
 
     func testConv2d() throws {

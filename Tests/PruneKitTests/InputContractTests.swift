@@ -97,7 +97,7 @@ final class InputContractTests: XCTestCase {
     /// LeNet-300-100 trained in PyTorch on x/255 (scripts/make_unit_lenet_fixture.py) evaluates to
     /// PyTorch's own accuracy with --normalize unit, in the plain and the weight_orig/weight_mask layout.
     func testModelTrainedElsewhereEvaluatesToItsOwnAccuracy() throws {
-        guard fashionMNISTDirectory != nil else { throw XCTSkip("dataset-fashion-mnist is not installed") }
+        _ = try requireFashionMNIST()
         let expected = try JSONDecoder().decode(Fixture.self, from: Data(contentsOf: URL(fileURLWithPath: try fixture("lenet_unit.json"))))
         for (file, acc) in [("lenet_unit_plain.safetensors", expected.plain_test_accuracy),
                             ("lenet_unit_pruned.safetensors", expected.pruned_test_accuracy)] {
@@ -123,7 +123,7 @@ final class InputContractTests: XCTestCase {
     /// A chain of commands needs the flag once: train records it, prune and finetune carry it,
     /// eval and report read it back; a contradicting flag is refused naming both.
     func testChainRecordsTheContractOnce() throws {
-        guard fashionMNISTDirectory != nil else { throw XCTSkip("dataset-fashion-mnist is not installed") }
+        let data = try requireFashionMNIST()
         let dir = NSTemporaryDirectory() + "pk-contract-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -137,7 +137,14 @@ final class InputContractTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.err)
         XCTAssertFalse(r.err.contains("note"), r.err)
         XCTAssertEqual(try json(r.out)["test_accuracy"] as? Double, trainAcc)
-        // the default applied to this model gives another accuracy: the contract is really used
+        // the model really was trained and evaluated on x/255: in-process under .unit it scores
+        // train's accuracy, under the mean/std default another one
+        let model = try ModelFile.load(trained).model
+        let unitTest = try FashionMNIST.load(directory: data, train: false, normalization: .unit)
+        XCTAssertEqual(try Trainer.evaluate(model, data: unitTest).accuracy, trainAcc)
+        let meanStdTest = try FashionMNIST.load(directory: data, train: false)
+        XCTAssertNotEqual(try Trainer.evaluate(model, data: meanStdTest).accuracy, trainAcc, "the default contract gives another accuracy")
+        // a flag that contradicts the recorded contract is refused, naming both
         let wrong = try runPrunekit(["eval", "--model-file", trained, "--json", "--mean", "0.286", "--std", "0.353"])
         XCTAssertNotEqual(wrong.status, 0, "a contradicting flag is an error")
         XCTAssertTrue(wrong.err.contains("unit") && wrong.err.contains("mean-std") && wrong.err.contains("t.safetensors"), wrong.err)

@@ -132,7 +132,9 @@ final class KernelReferenceTests: XCTestCase {
         for (wd, decoupled) in [(Float(0), false), (0.01, false), (0.01, true)] {
             var w = rng.floats(n)
             for i in 0..<n where mask[i] == 0 { w[i] = 0 }
-            var m = [Float](repeating: 0, count: n), v = m
+            // non-zero state: a kernel that decays masked state instead of skipping it must show
+            var m = rng.floats(n, -0.1, 0.1), v = rng.floats(n, 0, 0.1)
+            let m0 = m, v0 = v
             var w2 = w, m2 = m, v2 = v
             for t in 1...4 {
                 let g = rng.floats(n)
@@ -141,15 +143,56 @@ final class KernelReferenceTests: XCTestCase {
             }
             assertClose(w, w2, rtol: 1e-5, atol: 1e-6, "adam weights wd=\(wd) decoupled=\(decoupled)")
             assertClose(m, m2, rtol: 1e-5, atol: 1e-7, "adam m")
+            assertClose(v, v2, rtol: 1e-5, atol: 1e-8, "adam v")
             for i in 0..<n where mask[i] == 0 {
                 XCTAssertEqual(w[i].bitPattern, 0)
-                XCTAssertEqual(m[i].bitPattern, 0)
-                XCTAssertEqual(v[i].bitPattern, 0)
+                XCTAssertEqual(m[i].bitPattern, m0[i].bitPattern, "masked first moment moved")
+                XCTAssertEqual(v[i].bitPattern, v0[i].bitPattern, "masked second moment moved")
             }
         }
         var w: [Float] = [1], m: [Float] = [0], v: [Float] = [0]
         XCTAssertEqual(pk_adam_step_f32(1, 1e-3, 1.5, 0.999, 1e-8, 0, 0, 1, nil, [1], &w, &m, &v), PK_ERR_ARG)
         XCTAssertEqual(pk_adam_step_f32(1, 1e-3, 0.9, 0.999, 1e-8, 0, 0, 0, nil, [1], &w, &m, &v), PK_ERR_ARG)
+    }
+
+    /// Taylor, Wanda, block-norm and distillation kernels against their references.
+    func testImportanceAndDistillationKernelsMatchReference() {
+        var rng = TestRNG(8)
+        for n in [1, 17, 4099, 100_003] {
+            let a = rng.floats(n), b = rng.floats(n), acc = rng.floats(n, 0, 1)
+            var o1 = acc, o2 = acc
+            XCTAssertEqual(pk_abs_mul_acc_f32(Int64(n), a, b, &o1), PK_OK)
+            XCTAssertEqual(pk_ref_abs_mul_acc_f32(Int64(n), a, b, &o2), PK_OK)
+            assertClose(o1, o2, rtol: 1e-6, atol: 0, "abs_mul_acc n=\(n)")
+        }
+        for (m, n, ld, group) in [(1, 1, 1, 1), (64, 784, 790, 1), (37, 75, 75, 25)] {
+            let x = rng.floats(m * ld), acc = rng.floats(n, 0, 1)
+            var s1 = acc, s2 = acc
+            XCTAssertEqual(pk_col_sumsq_acc_f32(Int64(m), Int64(n), x, Int64(ld), &s1), PK_OK)
+            XCTAssertEqual(pk_ref_col_sumsq_acc_f32(Int64(m), Int64(n), x, Int64(ld), &s2), PK_OK)
+            assertClose(s1, s2, rtol: 1e-5, atol: 1e-6, "col_sumsq_acc \(m)×\(n)")
+            let rows = 9, w = rng.floats(rows * n), sumsq = Array(s2.prefix((n + group - 1) / group))
+            var o1 = [Float](repeating: .nan, count: rows * n), o2 = o1
+            XCTAssertEqual(pk_wanda_scores_f32(Int64(rows), Int64(n), Int64(group), w, sumsq, &o1), PK_OK)
+            XCTAssertEqual(pk_ref_wanda_scores_f32(Int64(rows), Int64(n), Int64(group), w, sumsq, &o2), PK_OK)
+            assertClose(o1, o2, rtol: 1e-6, atol: 0, "wanda_scores group \(group)")
+        }
+        for (rows, cols, bh, bw) in [(8, 8, 4, 1), (13, 30, 4, 4), (300, 784, 4, 4)] {
+            let x = rng.floats(rows * cols), mk = rng.mask(rows * cols, keep: 0.5)
+            let nb = ((rows + bh - 1) / bh) * ((cols + bw - 1) / bw)
+            var o1 = [Float](repeating: .nan, count: nb), o2 = o1
+            XCTAssertEqual(pk_block_norms_f32(Int64(rows), Int64(cols), Int64(bh), Int64(bw), x, mk, &o1), PK_OK)
+            XCTAssertEqual(pk_ref_block_norms_f32(Int64(rows), Int64(cols), Int64(bh), Int64(bw), x, mk, &o2), PK_OK)
+            assertClose(o1, o2, rtol: 1e-5, atol: 1e-7, "block_norms \(rows)×\(cols) \(bh)×\(bw)")
+        }
+        let (m, n) = (33, 10)
+        let s = rng.floats(m * n, -5, 5), t = rng.floats(m * n, -5, 5)
+        var l1: Float = 0, l2: Float = 0
+        var d1 = [Float](repeating: .nan, count: m * n), d2 = d1
+        XCTAssertEqual(pk_distill_kl_f32(Int64(m), Int64(n), 2, s, t, &l1, &d1), PK_OK)
+        XCTAssertEqual(pk_ref_distill_kl_f32(Int64(m), Int64(n), 2, s, t, &l2, &d2), PK_OK)
+        XCTAssertEqual(l1, l2, accuracy: 1e-5 * max(1, abs(l2)))
+        assertClose(d1, d2, rtol: 1e-5, atol: 1e-7, "distill_kl gradient")
     }
 
     func testDenormalsFlushedInsideKernelsOnly() {

@@ -30,12 +30,15 @@ final class MiniLMTests: XCTestCase {
             XCTAssertEqual(pk_attention_f32(Int64(b), Int64(t), Int64(h), Int64(d), q, k, v, w, m, hm, &o1, w), PK_OK)
             XCTAssertEqual(pk_ref_attention_f32(Int64(b), Int64(t), Int64(h), Int64(d), q, k, v, w, m, hm, &o2, w), PK_OK)
             assertClose(o1, o2, rtol: 1e-5, atol: 1e-6, "attention")
-            let one = withThreads(1) { () -> [Float] in
-                var o = [Float](repeating: 0, count: b * t * h * d)
-                _ = pk_attention_f32(Int64(b), Int64(t), Int64(h), Int64(d), q, k, v, w, m, hm, &o, w)
-                return o
+            // 1 and 3 threads explicitly (the default may be 1), output poisoned, status asserted
+            for threads in [1, 3] {
+                let one = withThreads(threads) { () -> [Float] in
+                    var o = [Float](repeating: .nan, count: b * t * h * d)
+                    XCTAssertEqual(pk_attention_f32(Int64(b), Int64(t), Int64(h), Int64(d), q, k, v, w, m, hm, &o, w), PK_OK)
+                    return o
+                }
+                XCTAssertEqual(one.map(\.bitPattern), o1.map(\.bitPattern), "attention: \(threads) threads")
             }
-            XCTAssertEqual(one, o1, "attention: thread count")
         }
         XCTAssertEqual(pk_attention_f32(1, 5000, 1, 1, q, k, v, 1, nil, nil, &y, 1), PK_ERR_SHAPE)
         var ids: [Int32] = [0, 7]

@@ -82,15 +82,15 @@ final class PruningTests: XCTestCase {
         var g = SeededGenerator(seed: 1)
         let p = Parameter(Tensor.uniform([6, 6], -1, 1, rng: &g), prunable: true)
         try Prune.l1Unstructured(p, amount: 0.5)
-        let before = (p.value, p.mask)
+        let before = (p.value.scalars, p.mask!.kept)
         XCTAssertThrowsError(try Prune.l1Unstructured(p, amount: 1.5))
         XCTAssertThrowsError(try Prune.l1Unstructured(p, amount: -0.1))
         XCTAssertThrowsError(try Prune.l1Unstructured(p, amount: 19)) // only 18 remain
         XCTAssertThrowsError(try Prune.lnStructured(p, amount: 0.5, n: 2, dim: 2))
         XCTAssertThrowsError(try Prune.nm(p, n: 5, m: 4))
         XCTAssertThrowsError(try Prune.customFromMask(p, mask: Mask(ones: [3])))
-        XCTAssertEqual(p.value, before.0)
-        XCTAssertEqual(p.mask, before.1)
+        XCTAssertEqual(p.value.scalars, before.0)
+        XCTAssertEqual(p.mask!.kept, before.1)
         var bad = p.value
         bad[flat: 7] = .nan
         let q = Parameter(bad, prunable: true)
@@ -98,9 +98,9 @@ final class PruningTests: XCTestCase {
         XCTAssertNil(q.mask)
         // a whole-model request with a bad amount leaves every layer untouched
         let m = Model.mlp(seed: 2)
-        let snap = m.parameters.map(\.value)
+        let snap = m.parameters.map(\.value.scalars)
         XCTAssertThrowsError(try ModelPruner.prune(m, PruningRequest(scope: .layer, amount: .count(50_000))))
-        XCTAssertEqual(m.parameters.map(\.value), snap)
+        XCTAssertEqual(m.parameters.map(\.value.scalars), snap)
         XCTAssertTrue(m.parameters.allSatisfy { !$0.isPruned })
     }
 
@@ -164,18 +164,48 @@ final class PruningTests: XCTestCase {
         let m = Model.mlp(seed: 6)
         let x = Tensor.uniform([64, 784], -1, 1, rng: &g)
         let labels = (0..<64).map { Int32($0 % 10) }
-        let taylor = TaylorImportance(parameters: m.prunableWeights.map(\.parameter))
+        let ws = m.prunableWeights.map(\.parameter)
+        let taylor = TaylorImportance(parameters: ws)
         let r = try SoftmaxCrossEntropy.compute(logits: try m.forward(x, training: true), labels: labels)
-        _ = try m.network.backward(r.gradient, needInputGradient: false)
+        _ = try m.network.backward(r.gradient, needInputGradient: false) // unfused: `grad` is written
         try taylor.accumulate()
+        // Taylor's scores written out from the same weights and gradients, before pruning zeroes them
+        let want = ws.map { p in zip(p.value.scalars, p.grad.scalars).map { abs($0 * $1) } }
+        XCTAssertTrue(want.joined().contains { $0 > 0 }, "real gradients, not the zero tensor a fused step leaves")
+        // a taylor or wanda request with another importance is refused, not run as L1 under their label
+        XCTAssertThrowsError(try ModelPruner.prune(m, PruningRequest(method: .taylor, amount: 0.5), importance: .magnitude))
+        XCTAssertThrowsError(try ModelPruner.prune(m, PruningRequest(method: .wanda, amount: 0.5), importance: .taylor(taylor)))
+        XCTAssertTrue(ws.allSatisfy { !$0.isPruned }, "a refused request prunes nothing")
         try ModelPruner.prune(m, PruningRequest(method: .taylor, amount: 0.5), importance: .taylor(taylor))
         XCTAssertEqual(SparsityReport(model: m).sparsity, 0.5, accuracy: 1e-5)
+        var maxPruned: Float = 0, minKept = Float.infinity
+        for (p, s) in zip(ws, want) {
+            for (k, v) in zip(p.mask!.kept, s) { if k { minKept = min(minKept, v) } else { maxPruned = max(maxPruned, v) } }
+        }
+        XCTAssertLessThanOrEqual(maxPruned, minKept, "taylor pruned exactly the smallest |w·∂L/∂w| (ties allowed)")
+        // ... which is not what L1 prunes on the same weights
+        let l1 = Model.mlp(seed: 6)
+        try ModelPruner.prune(l1, PruningRequest(method: .l1, amount: 0.5))
+        let differing = zip(ws, l1.prunableWeights.map(\.parameter)).reduce(0) { n, pair in
+            n + zip(pair.0.mask!.kept, pair.1.mask!.kept).filter { $0.0 != $0.1 }.count
+        }
+        XCTAssertGreaterThan(differing, 0, "taylor kept the same weights as L1: its scores were not used")
+
         let w = Model.mlp(seed: 6)
         let stats = ActivationStatistics()
         try stats.collect(model: w, batches: [x])
         XCTAssertEqual(stats.samples, 64)
-        try ModelPruner.prune(w, PruningRequest(method: .wanda, structure: .nm(2, 4), scope: .layer, amount: 0.0), importance: .wanda(stats))
-        XCTAssertEqual(SparsityReport(model: w).sparsity, 0.5, accuracy: 0.01)
+        try ModelPruner.prune(w, PruningRequest(method: .wanda, structure: .nm(2, 4), scope: .layer, amount: 0.0),
+                              importance: .wanda(stats))
+        for (n, p) in w.prunableWeights {
+            let k = p.mask!.kept
+            XCTAssertEqual(stride(from: 0, to: k.count, by: 4).filter { i in k[i..<(i + 4)].filter { $0 }.count != 2 }.count, 0,
+                           "\(n): exactly 2 of every 4 kept")
+        }
+        let magnitude = Model.mlp(seed: 6)
+        try ModelPruner.prune(magnitude, PruningRequest(method: .l1, structure: .nm(2, 4), scope: .layer, amount: 0.0))
+        XCTAssertNotEqual(w.prunableWeights.map { $0.parameter.mask!.kept }, magnitude.prunableWeights.map { $0.parameter.mask!.kept },
+                          "wanda 2:4 must keep other weights than magnitude 2:4")
         // Wanda's score is |w|·‖x_j‖: a feature that is always 0 makes its column the first to go
         let v = Model.mlp(seed: 6)
         var xs = x

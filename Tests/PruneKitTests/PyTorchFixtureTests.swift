@@ -70,6 +70,8 @@ final class InteropTests: XCTestCase {
                 try? FileManager.default.removeItem(atPath: dst)
                 try FileManager.default.copyItem(atPath: dir + "/\(f).safetensors", toPath: dst)
             }
+            // comparing the fixture with itself would report a pass that checked nothing
+            throw XCTSkip("fixtures rewritten: check the diff of Fixtures/prunekit_mlp_*.safetensors")
         }
         for f in ["model", "logits"] {
             let committed = try SafeTensors.read(try url("prunekit_mlp_\(f)").path).tensors

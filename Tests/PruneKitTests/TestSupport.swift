@@ -43,10 +43,22 @@ func assertClose(_ a: [Float], _ b: [Float], rtol: Float, atol: Float, _ what: S
 
 func tensor(_ shape: [Int], _ values: [Float]) -> Tensor { try! Tensor(shape: shape, scalars: values) }
 
-/// Folder with the Fashion-MNIST files, or nil when the package is not installed.
+/// Folder with the Fashion-MNIST files (gzipped or not), or nil.
 var fashionMNISTDirectory: String? {
-    FileManager.default.fileExists(atPath: FashionMNIST.defaultDirectory + "/t10k-labels-idx1-ubyte.gz")
-        ? FashionMNIST.defaultDirectory : nil
+    let base = FashionMNIST.defaultDirectory + "/t10k-labels-idx1-ubyte"
+    return [base + ".gz", base].contains { FileManager.default.fileExists(atPath: $0) } ? FashionMNIST.defaultDirectory : nil
+}
+
+/// The Fashion-MNIST folder; skips when absent, but fails where the data is required (CI sets
+/// PRUNEKIT_REQUIRE_DATASETS=1: scripts/setup.sh installs it, so a skip there hides a broken setup).
+func requireFashionMNIST(file: StaticString = #filePath, line: UInt = #line) throws -> String {
+    if let d = fashionMNISTDirectory { return d }
+    if ProcessInfo.processInfo.environment["PRUNEKIT_REQUIRE_DATASETS"] == "1" {
+        XCTFail("dataset-fashion-mnist is missing from \(FashionMNIST.defaultDirectory), but scripts/setup.sh installs it",
+                file: file, line: line)
+        throw CocoaError(.fileNoSuchFile)
+    }
+    throw XCTSkip("dataset-fashion-mnist is not installed", file: file, line: line)
 }
 
 /// The prunekit executable `swift test` built next to the test bundle (or $PRUNEKIT_BINARY).

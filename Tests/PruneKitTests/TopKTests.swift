@@ -4,17 +4,33 @@ import CPruneKernels
 
 /// The selection kernel against the sort-based reference (issue 4's contract).
 final class TopKTests: XCTestCase {
-    /// Runs optimised and reference selection on copies of `masks`; asserts identical masks.
-    func compare(_ scores: [[Float]], _ masks: [[UInt8]], k: Int, useAbs: Bool = true, label: String,
-                 file: StaticString = #filePath, line: UInt = #line) -> pk_status {
+    /// Runs optimised and reference selection on copies of `masks`; asserts the expected status from
+    /// both, identical masks, and exactly k entries pruned (or the masks untouched on error).
+    func compare(_ scores: [[Float]], _ masks: [[UInt8]], k: Int, useAbs: Bool = true, expect: pk_status = PK_OK,
+                 label: String, file: StaticString = #filePath, line: UInt = #line) -> pk_status {
         var m1 = masks, m2 = masks
         var sizes = scores.map { Int64($0.count) }
         let s1 = call(scores, &m1, &sizes, k, useAbs, ref: false)
         let s2 = call(scores, &m2, &sizes, k, useAbs, ref: true)
-        XCTAssertEqual(s1, s2, "\(label): statuses", file: file, line: line)
+        XCTAssertEqual(s1, expect, "\(label): status", file: file, line: line)
+        XCTAssertEqual(s2, expect, "\(label): reference status", file: file, line: line)
         XCTAssertEqual(m1, m2, "\(label): masks differ from the reference", file: file, line: line)
         if s1 != PK_OK { XCTAssertEqual(m1, masks, "\(label): masks changed on error", file: file, line: line) }
+        else {
+            XCTAssertEqual(keptCount(masks) - keptCount(m1), k, "\(label): exactly k pruned", file: file, line: line)
+        }
         return s1
+    }
+
+    /// Entries kept in `masks` (a plain loop: the lazy joined/filter form is slow in debug builds).
+    func keptCount(_ masks: [[UInt8]]) -> Int {
+        masks.reduce(0) { n, m in
+            n + m.withUnsafeBufferPointer { b in
+                var c = 0
+                for i in 0..<b.count where b[i] != 0 { c += 1 }
+                return c
+            }
+        }
     }
 
     func call(_ scores: [[Float]], _ masks: inout [[UInt8]], _ sizes: inout [Int64], _ k: Int, _ useAbs: Bool, ref: Bool) -> pk_status {
@@ -44,7 +60,7 @@ final class TopKTests: XCTestCase {
             let partial = rng.mask(n, keep: 0.6)
             let kept = partial.filter { $0 != 0 }.count
             _ = compare([x], [partial], k: kept / 3, label: "partly pruned n=\(n)")
-            XCTAssertEqual(compare([x], [partial], k: kept + 1, label: "k > kept"), PK_ERR_ARG)
+            _ = compare([x], [partial], k: kept + 1, expect: PK_ERR_ARG, label: "k > kept")
             // raw (signed) scores: negatives are least important
             _ = compare([x], [ones], k: n / 2, useAbs: false, label: "signed scores n=\(n)")
         }
@@ -160,8 +176,9 @@ final class TopKTests: XCTestCase {
         let m = x.map { rng.mask($0.count, keep: 0.8) }
         var a = m, b = m
         var sizes = x.map { Int64($0.count) }
-        _ = withThreads(1) { call(x, &a, &sizes, 900_000, true, ref: false) }
-        _ = withThreads(2) { call(x, &b, &sizes, 900_000, true, ref: false) }
+        XCTAssertEqual(withThreads(1) { call(x, &a, &sizes, 900_000, true, ref: false) }, PK_OK)
+        XCTAssertEqual(withThreads(2) { call(x, &b, &sizes, 900_000, true, ref: false) }, PK_OK)
+        XCTAssertEqual(keptCount(m) - keptCount(a), 900_000)
         XCTAssertEqual(a, b)
     }
 

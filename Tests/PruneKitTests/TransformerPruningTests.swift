@@ -156,6 +156,14 @@ final class TransformerPruningTests: XCTestCase {
         for (a, b) in zip(TransformerPruner.linears(seq), TransformerPruner.linears(manual)) {
             XCTAssertEqual(a.weight.mask!.kept, b.weight.mask!.kept)
         }
+        let oneShot = try tinyEncoder(seed: 17)
+        _ = try TransformerPruner.prune(oneShot, structure: .unstructured, method: .wanda, amount: 0.5,
+                                        calibration: try TransformerPruner.calibrate(oneShot, tokenizer: tok, sentences: sentences),
+                                        compensate: false)
+        XCTAssertEqual(seq.layers[0].linears.map { $0.weight.mask!.kept }, oneShot.layers[0].linears.map { $0.weight.mask!.kept },
+                       "block 0 comes from the dense statistics either way")
+        XCTAssertNotEqual(seq.layers[1].linears.map { $0.weight.mask!.kept }, oneShot.layers[1].linears.map { $0.weight.mask!.kept },
+                          "block 1 must be scored on inputs that ran through the pruned block 0")
         XCTAssertThrowsError(try TransformerPruner.pruneSequentially(try tinyEncoder(seed: 17), structure: .heads, method: .wanda,
                                                                      amount: 0.5, tokenizer: tok, sentences: sentences))
     }
@@ -185,10 +193,41 @@ final class TransformerPruningTests: XCTestCase {
             XCTAssertEqual(heads.layers[i].query.weight.value.scalars,
                            Array(e.layers[i].query.weight.value.scalars[(keep * 4 * 8)..<((keep + 1) * 4 * 8)]))
         }
-        let all = s.neurons.enumerated().flatMap { i, v in v.map { ($0, i) } }.sorted { $0.0 < $1.0 }
-        let threshold = all[5].0 // six of 24 removed
+        // exactly the six least sensitive neurons are gone, compared by their weights
+        let ranked = s.neurons.enumerated().flatMap { i, v in v.enumerated().map { (score: $0.element, layer: i, unit: $0.offset) } }
+            .sorted { ($0.score, $0.layer, $0.unit) < ($1.score, $1.layer, $1.unit) }
+        let removed = Set(ranked.prefix(6).map { [$0.layer, $0.unit] })
         for (i, l) in neurons.layers.enumerated() {
-            XCTAssertEqual(l.intermediate.outFeatures, 12 - s.neurons[i].filter { $0 <= threshold }.count)
+            let keep = (0..<12).filter { !removed.contains([i, $0]) }
+            let w0 = e.layers[i].intermediate.weight.value.scalars
+            XCTAssertEqual(l.intermediate.weight.value.scalars, keep.flatMap { Array(w0[($0 * 8)..<(($0 + 1) * 8)]) },
+                           "block \(i): kept neurons \(keep)")
+        }
+        // taylor follows the calibration, not the weights: sensitivities ordered against L1 flip the choice
+        let l1 = try e.layers.map { layer in try TransformerPruner.headScores(layer) { lin in lin.weight.value.scalars.map(abs) } }
+        let flipped = TransformerPruner.Calibration(statistics: cal.statistics,
+                                                    sensitivity: (heads: l1.map { $0.map { -$0 } }, neurons: s.neurons),
+                                                    weightTaylor: nil, sentences: cal.sentences)
+        let byTaylor = try TransformerPruner.prune(e, structure: .heads, method: .taylor, amount: 0.5, calibration: flipped, scope: .layer)
+        let byL1 = try TransformerPruner.prune(e, structure: .heads, method: .l1, amount: 0.5, calibration: nil, scope: .layer)
+        for i in 0..<2 {
+            let keep = l1[i][0] < l1[i][1] ? 0 : 1 // the head L1 removes
+            XCTAssertEqual(byTaylor.layers[i].query.weight.value.scalars,
+                           Array(e.layers[i].query.weight.value.scalars[(keep * 32)..<((keep + 1) * 32)]), "block \(i)")
+            XCTAssertNotEqual(byTaylor.layers[i].query.weight.value.scalars, byL1.layers[i].query.weight.value.scalars, "block \(i)")
+        }
+        // weight-level taylor: in every row the pruned scores are at most the kept ones
+        let u = try tinyEncoder(seed: 19)
+        let ucal = try TransformerPruner.calibrate(u, tokenizer: tok, sentences: sentences, taylor: true, seed: 3)
+        let scores = try TransformerPruner.linears(u).map { try ucal.weightTaylor!.scores(for: $0.weight).scalars }
+        _ = try TransformerPruner.prune(u, structure: .unstructured, method: .taylor, amount: 0.5, calibration: ucal, compensate: false)
+        for (l, sc) in zip(TransformerPruner.linears(u), scores) {
+            let k = l.weight.mask!.kept
+            for r in 0..<l.outFeatures {
+                let row = (r * l.inFeatures)..<((r + 1) * l.inFeatures)
+                XCTAssertLessThanOrEqual(row.filter { !k[$0] }.map { sc[$0] }.max() ?? 0,
+                                         row.filter { k[$0] }.map { sc[$0] }.min() ?? .infinity, "row \(r)")
+            }
         }
     }
 

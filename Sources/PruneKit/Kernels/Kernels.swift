@@ -73,15 +73,19 @@ enum Kernels {
         try check(pk_mask_apply_f32(Int64(w.count), mask.base, w.base), "mask_apply")
     }
 
-    static func countNonzero(_ m: ByteStorage) -> Int {
+    /// Number of nonzero bytes. Throws when the kernel fails (it allocates for large masks), so a
+    /// failure never reads as "nothing kept".
+    static func countNonzero(_ m: ByteStorage) throws -> Int {
         var c: Int64 = 0
-        _ = pk_count_nonzero_u8(Int64(m.count), m.base, &c)
+        try check(pk_count_nonzero_u8(Int64(m.count), m.base, &c), "count_nonzero")
         return Int(c)
     }
 
-    static func allFinite(_ x: FloatStorage) -> Bool {
+    /// Whether every element is finite. Throws when the kernel fails (a negative count or a NULL
+    /// buffer), so a failure never reads as "not finite".
+    static func allFinite(_ x: FloatStorage) throws -> Bool {
         var ok: Int32 = 0
-        _ = pk_all_finite_f32(Int64(x.count), x.base, &ok)
+        try check(pk_all_finite_f32(Int64(x.count), x.base, &ok), "all_finite")
         return ok != 0
     }
 

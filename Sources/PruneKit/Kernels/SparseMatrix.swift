@@ -22,7 +22,7 @@ public final class SparseMatrix: @unchecked Sendable {
         rows = weight.shape[0]
         cols = weight.count / rows
         let m = mask?.storage ?? ByteStorage(count: weight.count, repeating: 1)
-        nnz = Kernels.countNonzero(m)
+        nnz = try Kernels.countNonzero(m)
         values = FloatStorage(count: nnz)
         ptr = AlignedStorage(count: rows + 1)
         tptr = AlignedStorage(count: cols + 1)

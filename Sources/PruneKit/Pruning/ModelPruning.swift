@@ -86,6 +86,11 @@ public enum ModelPruner {
             guard let i = importance else {
                 throw PruneError.missingStatistics("method \(request.method.rawValue) needs \(request.method == .taylor ? "gradients from training batches" : "a calibration pass")")
             }
+            // another importance would prune by its own scores under this method's label (e.g. L1 as "taylor")
+            guard i.name == request.method.rawValue else {
+                throw PruneError.missingStatistics("method \(request.method.rawValue) needs \(request.method.rawValue) importance "
+                                                   + "(Importance.\(request.method.rawValue)(...)), got \(i.name) importance")
+            }
             imp = i
         }
         let weights = model.prunableWeights.map(\.parameter)
@@ -153,11 +158,11 @@ public enum ModelPruner {
             alive.append(a)
         }
         if request.scope == .global {
-            let remaining = alive.reduce(0) { $0 + Kernels.countNonzero($1) }
+            let remaining = try alive.reduce(0) { $0 + (try Kernels.countNonzero($1)) }
             _ = try Prune.select(scores: scores, masks: alive, useAbs: false, k: try request.amount.count(of: remaining),
                                  what: "unit scores")
         } else {
-            let ks = try alive.map { try request.amount.count(of: Kernels.countNonzero($0)) }
+            let ks = try alive.map { try request.amount.count(of: try Kernels.countNonzero($0)) }
             for (i, k) in ks.enumerated() {
                 _ = try Prune.select(scores: [scores[i]], masks: [alive[i]], useAbs: false, k: k, what: "unit scores")
             }

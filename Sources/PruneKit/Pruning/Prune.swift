@@ -104,7 +104,7 @@ public enum Prune {
             scores.append(s)
             unitMasks.append(kept)
         }
-        let remaining = unitMasks.reduce(0) { $0 + Kernels.countNonzero($1) }
+        let remaining = try unitMasks.reduce(0) { $0 + (try Kernels.countNonzero($1)) }
         let k = try amount.count(of: remaining)
         _ = try select(scores: scores, masks: unitMasks, useAbs: false, k: k, what: "block scores")
         var newMasks: [Mask] = []
@@ -145,7 +145,7 @@ public enum Prune {
     /// kernel in its own pass. Returns the kernel's peak extra bytes.
     static func select(scores: [FloatStorage], masks: [ByteStorage], useAbs: Bool, amount: Amount, what: String) throws -> Int {
         guard case let .fraction(f) = amount else {
-            let remaining = masks.reduce(0) { $0 + Kernels.countNonzero($1) }
+            let remaining = try masks.reduce(0) { $0 + (try Kernels.countNonzero($1)) }
             return try select(scores: scores, masks: masks, useAbs: useAbs, k: amount.count(of: remaining), what: what)
         }
         _ = try amount.count(of: 0) // range check before anything changes

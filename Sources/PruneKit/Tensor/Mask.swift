@@ -42,8 +42,12 @@ public struct Mask: Sendable, Equatable, CustomStringConvertible {
         set { makeUnique(); storage[i] = newValue ? 1 : 0 }
     }
 
-    /// Number of kept entries.
-    public var keptCount: Int { Kernels.countNonzero(storage) }
+    /// Number of kept entries. A failing count kernel (out of memory for its per-group counts)
+    /// stops here rather than reading as 0 kept; the pruning paths call `Kernels.countNonzero`
+    /// directly and get the error thrown.
+    public var keptCount: Int {
+        do { return try Kernels.countNonzero(storage) } catch { preconditionFailure("keptCount: \(error)") }
+    }
     /// Number of pruned entries.
     public var prunedCount: Int { count - keptCount }
     /// Fraction of entries pruned.

@@ -101,8 +101,11 @@ public struct Tensor: Sendable, CustomStringConvertible {
         if shape != expected { throw TensorError.shapeMismatch(expected: expected, got: shape) }
     }
 
-    /// True when every element is finite.
-    public var isFinite: Bool { Kernels.allFinite(storage) }
+    /// True when every element is finite. A failing check kernel (only possible for an invalid
+    /// storage) stops here rather than reading as "not finite".
+    public var isFinite: Bool {
+        do { return try Kernels.allFinite(storage) } catch { preconditionFailure("isFinite: \(error)") }
+    }
 
     /// Element-wise map into a new tensor.
     public func map(_ f: (Float) -> Float) -> Tensor {
