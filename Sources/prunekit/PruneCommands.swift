@@ -82,6 +82,7 @@ struct PruneCommand: ParsableCommand {
                                          amount: try parseAmount(amount), seed: seed)
             var (model, meta) = try ModelFile.load(modelFile)
             let contract = try normalization.forFile(modelFile, metadata: meta)
+            let (macsBefore, paramsBefore) = (try DependencyGraph(model).macs, model.parameterCount)
             var imp: Importance? = nil
             if m == .taylor || m == .wanda {
                 let train = try FashionMNIST.load(directory: dataOption.data, train: true, normalization: contract).reshapedImages([784])
@@ -98,7 +99,9 @@ struct PruneCommand: ParsableCommand {
             try ModelFile.save(model, to: out, extraMetadata: meta.carried(with: contract))
             let report = SparsityReport(model: model)
             var o: [String: Any] = ["model_file": out, "normalize": "\(contract)", "sparsity": report.sparsity, "kept": report.kept, "total": report.total,
-                                    "parameters": model.parameterCount, "report": report.dictionary]
+                                    "parameters": model.parameterCount, "report": report.dictionary,
+                                    "macs_before": macsBefore, "macs_after": try DependencyGraph(model).macs,
+                                    "params_before": paramsBefore, "params_after": model.parameterCount]
             if !removed.isEmpty { o["units_removed"] = removed }
             if !noEval {
                 let test = try FashionMNIST.load(directory: dataOption.data, train: false, normalization: contract)

@@ -35,6 +35,21 @@ public final class Model {
         return try network.forward(x.reshaped([n] + inputShape), training: training)
     }
 
+    /// A deep copy of a model of a built-in architecture: the same widths, values, masks and
+    /// buffers in new layers (nothing shared).
+    public func copy() throws -> Model {
+        var shapes: [String: Tensor] = [:]
+        for (n, p) in namedParameters { shapes[n] = Tensor(zeros: p.shape) }
+        for (n, b) in namedBuffers { shapes[n] = Tensor(zeros: b.shape) }
+        let out = try Model.build(architecture, shapesFrom: shapes, imageSize: inputShape.last ?? 28)
+        for ((_, a), (_, b)) in zip(namedParameters, out.namedParameters) {
+            try b.assign(a.value)
+            if let m = a.mask { try b.setMask(m) }
+        }
+        for ((_, a), (_, b)) in zip(namedBuffers, out.namedBuffers) { b.value = a.value }
+        return out
+    }
+
     /// LeNet-300-100: 784-300-100-10 with ReLU.
     public static func mlp(seed: UInt64) -> Model {
         var rng = SeededGenerator(seed: seed)

@@ -231,6 +231,8 @@ public final class DependencyGraph {
         case taylor(TaylorImportance)
         /// Uniform random scores.
         case random(seed: UInt64)
+        /// The mean |score| of an `Importance` (Taylor, Wanda, custom) over the unit's weights.
+        case scores(Importance)
     }
 
     /// Weight slices (parameter, flat indices) a unit owns, rows and columns.
@@ -272,11 +274,15 @@ public final class DependencyGraph {
                 for n in nodes where n.output == v { if let bn = n.layer as? BatchNorm, let w = bn.weight { s += abs(w.value[flat: c]) } }
             }
             return s
-        case .magnitude, .taylor:
+        case .magnitude, .taylor, .scores:
             var sum = 0.0, count = 0
             for (p, idx) in slices(of: unit) {
                 let values: Tensor
-                if case let .taylor(t) = importance { values = try t.scores(for: p) } else { values = p.value }
+                switch importance {
+                case let .taylor(t): values = try t.scores(for: p)
+                case let .scores(imp): values = try imp.scores(p, 0) ?? p.value
+                default: values = p.value
+                }
                 let m = p.mask
                 for i in idx {
                     let w = Double(values[flat: i]) * ((m?[flat: i] ?? true) ? 1 : 0)
@@ -328,7 +334,7 @@ public final class DependencyGraph {
         let before = alive.map { $0.copy() }
         if scope == .layer {
             for (gi, g) in groups.enumerated() {
-                let n = Kernels.countNonzero(alive[gi])
+                let n = try Kernels.countNonzero(alive[gi])
                 let k = try amount.count(of: n)
                 if k >= n && n > 0 {
                     throw PruneError.amountOutOfRange("\(amount) would remove every channel of the group of \(g.producers.joined(separator: ", "))")
@@ -339,10 +345,10 @@ public final class DependencyGraph {
             // one threshold over all groups; a group that would lose more than its cap (and at least
             // one unit is always kept) is fixed at the cap and leaves the pool, the rest is selected
             // again among the others, until no group is over
-            let total = alive.reduce(0) { $0 + Kernels.countNonzero($1) }
+            let total = try alive.reduce(0) { $0 + (try Kernels.countNonzero($1)) }
             var k = try amount.count(of: total)
-            let caps = before.map { a -> Int in
-                let n = Kernels.countNonzero(a)
+            let caps = try before.map { a -> Int in
+                let n = try Kernels.countNonzero(a)
                 return min(Int((maxRatio * Double(n)).rounded(.down)), max(n - 1, 0))
             }
             var pool = Set(groups.indices)
@@ -355,7 +361,7 @@ public final class DependencyGraph {
                                                       + "(maximum ratio \(maxRatio), one channel kept per group)")
                 }
                 _ = try Prune.select(scores: ids.map { scoreStorages[$0] }, masks: trial, useAbs: false, k: k, what: "unit scores")
-                let over = zip(ids, trial).filter { gi, t in Kernels.countNonzero(before[gi]) - Kernels.countNonzero(t) > caps[gi] }
+                let over = try zip(ids, trial).filter { gi, t in try Kernels.countNonzero(before[gi]) - Kernels.countNonzero(t) > caps[gi] }
                 if over.isEmpty {
                     for (gi, t) in zip(ids, trial) { alive[gi] = t }
                     break

@@ -63,6 +63,13 @@ extension Model {
         namedParameters.filter { $0.parameter.isPrunable }
     }
 
+    /// Whether the network is one Sequential of leaf layers without BatchNorm (the MLP and CNN
+    /// shapes whose unit pruning and surgery predate dependency graphs).
+    public var isFlat: Bool {
+        guard let s = network as? Sequential else { return false }
+        return s.children.allSatisfy { $0.layer.children.isEmpty && !($0.layer is BatchNorm) && !($0.layer is MergeLayer) }
+    }
+
     /// Fraction of the prunable weights that are zero.
     public var sparsity: Double {
         let ws = prunableWeights.map(\.parameter)
@@ -104,6 +111,16 @@ public enum ModelPruner {
         case let .block(r, c):
             if request.scope == .global { try Prune.block(weights, blockRows: r, blockCols: c, amount: request.amount) }
             else { try forEachLayer(weights) { try Prune.block([$0], blockRows: r, blockCols: c, amount: request.amount) } }
+        case .neurons, .channels where !model.isFlat:
+            // graphs (residual joins, BatchNorm, concat): coupled units, pruned by the dependency graph
+            let dg = try DependencyGraph(model)
+            let unitImportance: DependencyGraph.UnitImportance
+            switch request.method {
+            case .l1: unitImportance = .magnitude(p: 1)
+            case .random: unitImportance = .random(seed: request.seed)
+            case .taylor, .wanda: unitImportance = .scores(imp)
+            }
+            try dg.prune(amount: request.amount, importance: unitImportance, scope: request.scope)
         case .neurons, .channels:
             let units = structuredUnits(model, request.structure)
             guard !units.isEmpty else {

@@ -12,9 +12,19 @@ public enum Surgery {
 
     /// Returns a new, smaller model (the input model is not changed) and what was removed.
     public static func removePrunedUnits(_ model: Model) throws -> (model: Model, result: Result) {
-        guard let sequential = model.network as? Sequential, sequential.children.allSatisfy({ $0.layer.children.isEmpty }) else {
-            throw PruneError.unsupported("surgery of \(model.architecture): only a flat Sequential is supported here; "
-                                         + "graphs are pruned structurally with DependencyGraph")
+        guard model.isFlat, let sequential = model.network as? Sequential else {
+            // graphs: a copy of the model (through its state dict and architecture), then the
+            // dependency graph removes the dead units of the copy
+            guard Model.architectures.contains(model.architecture) else {
+                throw PruneError.unsupported("surgery of a '\(model.architecture)' graph: PruneKit cannot copy it; "
+                                             + "use DependencyGraph(model).removePrunedUnits(), which changes the model in place")
+            }
+            let copy = try model.copy()
+            let before = copy.parameterCount
+            let r = try DependencyGraph(copy).removePrunedUnits()
+            var removed: [String: Int] = [:]
+            for (k, v) in r.removedUnits { removed[k] = v }
+            return (copy, Result(removedUnits: removed, parametersBefore: before, parametersAfter: copy.parameterCount))
         }
         let children = sequential.layers
         var layers: [(String, any Layer)] = children.map { ($0.name, $0.layer) }
