@@ -222,6 +222,7 @@ struct BenchInfer: ParsableCommand {
     @Option(name: .customLong("model-file"), parsing: .upToNextOption, help: "Model files (compared in one run).") var modelFiles: [String]
     @Option(help: "Batch size.") var batch: Int = 1000
     @Option(name: .customLong("repeat"), help: "Timed repeats (median reported).") var repeats: Int = 15
+    @Option(help: "Time the first N test images only (large models).") var limit: Int?
     @Flag(help: "Print one JSON object.") var json = false
     @OptionGroup var dataOption: DataOption
     @OptionGroup var threadOption: ThreadOption
@@ -229,11 +230,13 @@ struct BenchInfer: ParsableCommand {
     func run() throws {
         try guarded {
             try threadOption.apply()
+            guard repeats >= 1, batch >= 1, (limit ?? 1) >= 1 else { throw ValidationError("--repeat, --batch and --limit must be at least 1") }
             let loaded = try modelFiles.map { try ModelFile.load($0) }
             let models = loaded.map(\.model)
             // timing only: the first file's input contract (or the default) prepares the test images
             let contract = try loaded.first.flatMap { try InputNormalization.recorded(in: $0.metadata, file: modelFiles[0]) }
-            let test = try FashionMNIST.load(directory: dataOption.data, train: false, normalization: contract ?? .defaultContract)
+            let all = try FashionMNIST.load(directory: dataOption.data, train: false, normalization: contract ?? .defaultContract)
+            let test = try limit.map { try all.prefix($0) } ?? all
             let batches = try stride(from: 0, to: test.count, by: batch).map { try test.images.rows($0, min(batch, test.count - $0)) }
             var times = [[Double]](repeating: [], count: models.count)
             // interleaved so drifting machine speed affects every model alike

@@ -146,4 +146,29 @@ final class GraphTests: XCTestCase {
         XCTAssertEqual(seen, [[8, 6, 8, 2]])
         XCTAssertThrowsError(try ReLU().addForwardHook { _, _ in })
     }
+
+    /// The README's graph example, as written there.
+    func testReadmeGraphExample() throws {
+        var g = SeededGenerator(seed: 0)
+        let block = try Graph([
+            ("conv1", Conv2d(16, 16, kernelSize: 3, padding: 1, bias: false, rng: &g), ["input"]),
+            ("bn1", try BatchNorm(16), ["conv1"]), ("relu1", ReLU(), ["bn1"]),
+            ("conv2", Conv2d(16, 16, kernelSize: 3, padding: 1, bias: false, rng: &g), ["relu1"]),
+            ("bn2", try BatchNorm(16), ["conv2"]),
+            ("add", Add(), ["bn2", "input"]), ("relu", ReLU(), ["add"]),
+        ])
+        let model = Model(architecture: "mine", network: Sequential([
+            ("stem", Conv2d(1, 16, kernelSize: 3, padding: 1, rng: &g)), ("block", block),
+            ("pool", GlobalAvgPool2d()), ("fc", Linear(16, 10, rng: &g)),
+        ]), inputShape: [1, 28, 28])
+        let x = Tensor.uniform([2, 784], 0, 1, rng: &g)
+        let dg = try DependencyGraph(model)
+        let macs = dg.macs
+        try dg.prune(amount: 0.5)
+        let masked = try model.forward(x)
+        try dg.removePrunedUnits()
+        assertClose(try model.forward(x).scalars, masked.scalars, rtol: 1e-4, atol: 1e-5, "readme example")
+        XCTAssertLessThan(try DependencyGraph(model).macs, macs / 2)
+        XCTAssertEqual(((model.network as! Sequential).child(named: "stem") as! Conv2d).outChannels, 8)
+    }
 }
