@@ -177,6 +177,19 @@ pk_status pk_nchw_to_cnhw_f32(int64_t N, int64_t C, int64_t P, const float *x, f
 pk_status pk_conv2d_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH, int64_t KW,
                                 int64_t s, const float *x, const float *w, const uint8_t *mask,
                                 const float *bias, float *y);
+/// pk_conv2d_grouped_forward_f32 — y := conv(x, W ⊙ M) + bias with G groups (C and OC multiples of G;
+///           weight OC × C/G × K × K; depthwise when G = C = OC); NCHW, x already padded, stride s.
+///           Direct loops, one thread per output plane; y write-only. Reference
+///           pk_ref_conv2d_grouped_forward_f32. Errors PK_ERR_SHAPE, PK_ERR_NULL, PK_ERR_ALIAS.
+pk_status pk_conv2d_grouped_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t K, int64_t s,
+                                        int64_t G, const float *x, const float *w, const uint8_t *mask, const float *bias,
+                                        float *y);
+/// pk_conv2d_grouped_backward_f32 — dw := ∂L/∂W ⊙ M (when dw != NULL; images summed in order in double),
+///           dx := ∂L/∂x of the padded input (when dx != NULL, write-only). Reference
+///           pk_ref_conv2d_grouped_backward_f32.
+pk_status pk_conv2d_grouped_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t K, int64_t s,
+                                         int64_t G, const float *x, const float *w, const uint8_t *mask, const float *dy,
+                                         float *dw, float *dx);
 /// pk_conv2d_backward_f32 — gradients of pk_conv2d_forward_f32 for upstream gradient dy (N×OC×OH×OW):
 ///           dw := (Σ_n dy_n · cols_nᵀ) ⊙ M (masked entries exactly 0), db := Σ dy per channel
 ///           (when db != NULL), dx := col2im((W ⊙ M)ᵀ · dy) (when dx != NULL). All outputs write-only.
@@ -217,9 +230,9 @@ pk_status pk_pad2d_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, co
 pk_status pk_crop2d_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, const float *x, float *y);
 
 /// Activation kinds of pk_activation_forward_f32 / pk_activation_backward_f32.
-enum { PK_ACT_SIGMOID = 1, PK_ACT_SILU = 2, PK_ACT_HARDSWISH = 3, PK_ACT_HARDSIGMOID = 4, PK_ACT_TANH = 5 };
+enum { PK_ACT_SIGMOID = 1, PK_ACT_SILU = 2, PK_ACT_HARDSWISH = 3, PK_ACT_HARDSIGMOID = 4, PK_ACT_TANH = 5, PK_ACT_RELU6 = 6 };
 /// pk_activation_forward_f32 — y := f(x) element-wise: sigmoid, SiLU x·σ(x), hard-swish x·relu6(x+3)/6,
-///           hard-sigmoid relu6(x+3)/6, tanh. y may equal x. Errors PK_ERR_ARG for an unknown kind.
+///           hard-sigmoid relu6(x+3)/6, tanh, relu6 = min(max(x, 0), 6). y may equal x. Errors PK_ERR_ARG for an unknown kind.
 ///           Reference pk_ref_activation_forward_f32 (double precision).
 pk_status pk_activation_forward_f32(int64_t n, int kind, const float *x, float *y);
 /// pk_activation_backward_f32 — dx := dy · f'(x), x the forward input (PyTorch's one-sided choices at
@@ -547,6 +560,12 @@ pk_status pk_ref_avgpool2d_forward_f32(int64_t N, int64_t C, int64_t H, int64_t 
                                        int64_t p, const float *x, float *y);
 pk_status pk_ref_avgpool2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t s,
                                         int64_t p, const float *dy, float *dx);
+pk_status pk_ref_conv2d_grouped_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t K, int64_t s,
+                                            int64_t G, const float *x, const float *w, const uint8_t *mask,
+                                            const float *bias, float *y);
+pk_status pk_ref_conv2d_grouped_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t K, int64_t s,
+                                             int64_t G, const float *x, const float *w, const uint8_t *mask,
+                                             const float *dy, float *dw, float *dx);
 pk_status pk_ref_pad2d_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, const float *x, float *y);
 pk_status pk_ref_crop2d_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, const float *x, float *y);
 pk_status pk_ref_activation_forward_f32(int64_t n, int kind, const float *x, float *y);

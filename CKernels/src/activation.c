@@ -1,4 +1,4 @@
-// Smooth and piecewise activations (sigmoid, SiLU, hard-swish, hard-sigmoid, tanh) and their
+// Smooth and piecewise activations (sigmoid, SiLU, hard-swish, hard-sigmoid, tanh, relu6) and their
 // derivatives, element-wise, in parallel chunks. Formulas as PyTorch's: hardsigmoid(x) =
 // relu6(x + 3)/6, hardswish(x) = x·hardsigmoid(x).
 #include "internal.h"
@@ -18,6 +18,7 @@ static void act_fwd_range(void *v, int64_t b, int64_t e) {
     case PK_ACT_HARDSIGMOID: for (int64_t i = b; i < e; i++) y[i] = fminf(fmaxf(x[i] + 3.0f, 0.0f), 6.0f) / 6.0f; break;
     case PK_ACT_HARDSWISH: for (int64_t i = b; i < e; i++) y[i] = x[i] * (fminf(fmaxf(x[i] + 3.0f, 0.0f), 6.0f) / 6.0f); break;
     case PK_ACT_TANH: for (int64_t i = b; i < e; i++) y[i] = tanhf(x[i]); break;
+    case PK_ACT_RELU6: for (int64_t i = b; i < e; i++) y[i] = fminf(fmaxf(x[i], 0.0f), 6.0f); break;
     }
 }
 
@@ -42,10 +43,13 @@ static void act_bwd_range(void *v, int64_t b, int64_t e) {
     case PK_ACT_TANH:
         for (int64_t i = b; i < e; i++) { float t = tanhf(x[i]); dx[i] = dy[i] * (1.0f - t * t); }
         break;
+    case PK_ACT_RELU6:
+        for (int64_t i = b; i < e; i++) dx[i] = (x[i] > 0.0f && x[i] < 6.0f) ? dy[i] : 0.0f;
+        break;
     }
 }
 
-static int act_kind_ok(int kind) { return kind >= PK_ACT_SIGMOID && kind <= PK_ACT_TANH; }
+static int act_kind_ok(int kind) { return kind >= PK_ACT_SIGMOID && kind <= PK_ACT_RELU6; }
 
 pk_status pk_activation_forward_f32(int64_t n, int kind, const float *x, float *y) {
     if (n < 0) return PK_ERR_SHAPE;

@@ -57,9 +57,9 @@ final class GraphLayerTests: XCTestCase {
     func testActivationKernelsMatchReference() {
         var rng = TestRNG(5)
         // random values plus the kinks and saturation of every kind
-        let x = rng.floats(10_000, -8, 8) + [-3, 3, 0, -0, 40, -40, 2.9999, -3.0001, 88, -88]
+        let x = rng.floats(10_000, -8, 8) + [-3, 3, 0, -0, 6, 40, -40, 2.9999, -3.0001, 88, -88]
         let dy = rng.floats(x.count)
-        for kind in [PK_ACT_SIGMOID, PK_ACT_SILU, PK_ACT_HARDSWISH, PK_ACT_HARDSIGMOID, PK_ACT_TANH] {
+        for kind in [PK_ACT_SIGMOID, PK_ACT_SILU, PK_ACT_HARDSWISH, PK_ACT_HARDSIGMOID, PK_ACT_TANH, PK_ACT_RELU6] {
             var y1 = [Float](repeating: .nan, count: x.count), y2 = y1, d1 = y1, d2 = y1
             for threads in [1, 2] {
                 withThreads(threads) {
@@ -200,6 +200,7 @@ final class GraphLayerTests: XCTestCase {
             case .hardswish: f = { $0 * min(max($0 + 3, 0), 6) / 6 }
             case .hardsigmoid: f = { min(max($0 + 3, 0), 6) / 6 }
             case .tanh: f = { Float(Foundation.tanh(Double($0))) }
+            case .relu6: f = { min(max($0, 0), 6) }
             case .gelu: f = { Float(0.5 * Double($0) * (1 + erf(Double($0) / 2.0.squareRoot()))) }
             }
             assertClose(y.scalars, x.scalars.map(f), rtol: 1e-5, atol: 1e-6, "\(kind) forward")
@@ -253,5 +254,46 @@ final class GraphLayerTests: XCTestCase {
         for i in 0..<x.count { XCTAssertEqual(dx[flat: i], y[flat: i] == 0 ? 0 : r[flat: i] / 0.7, accuracy: 1e-6) }
         XCTAssertThrowsError(try Dropout(1))
         XCTAssertThrowsError(try Dropout(-0.1))
+    }
+
+    func testGroupedConvolutionKernelsMatchReference() {
+        var rng = TestRNG(31)
+        for (n, c, h, w, oc, k, s, g) in [(2, 6, 7, 7, 6, 3, 1, 6), (3, 8, 9, 8, 8, 3, 2, 8), (2, 6, 6, 6, 9, 3, 1, 3),
+                                          (1, 4, 5, 5, 8, 1, 1, 2), (2, 4, 8, 8, 4, 5, 2, 4)] {
+            let oh = (h - k) / s + 1, ow = (w - k) / s + 1
+            let x = rng.floats(n * c * h * w), wt = rng.floats(oc * c / g * k * k), b = rng.floats(oc), dy = rng.floats(n * oc * oh * ow)
+            let mask = rng.mask(wt.count, keep: 0.7)
+            var y1 = [Float](repeating: .nan, count: n * oc * oh * ow), y2 = y1
+            var dw1 = [Float](repeating: .nan, count: wt.count), dw2 = dw1, dx1 = [Float](repeating: .nan, count: x.count), dx2 = dx1
+            for threads in [1, 2] {
+                withThreads(threads) {
+                    XCTAssertEqual(pk_conv2d_grouped_forward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(s),
+                                                                 Int64(g), x, wt, mask, b, &y1), PK_OK)
+                    XCTAssertEqual(pk_conv2d_grouped_backward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(s),
+                                                                  Int64(g), x, wt, mask, dy, &dw1, &dx1), PK_OK)
+                }
+                XCTAssertEqual(pk_ref_conv2d_grouped_forward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(s),
+                                                                 Int64(g), x, wt, mask, b, &y2), PK_OK)
+                XCTAssertEqual(pk_ref_conv2d_grouped_backward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(s),
+                                                                  Int64(g), x, wt, mask, dy, &dw2, &dx2), PK_OK)
+                let label = "grouped \(c)→\(oc) k\(k) s\(s) g\(g) threads \(threads)"
+                assertClose(y1, y2, rtol: 1e-5, atol: 1e-5, label)
+                assertClose(dw1, dw2, rtol: 1e-4, atol: 1e-5, label + " dW")
+                assertClose(dx1, dx2, rtol: 1e-4, atol: 1e-5, label + " dx")
+                XCTAssertTrue(zip(dw1, mask).allSatisfy { $1 != 0 || $0 == 0 }, "masked dW is 0")
+            }
+        }
+        var y = [Float](repeating: 0, count: 4)
+        XCTAssertEqual(pk_conv2d_grouped_forward_f32(1, 3, 3, 3, 4, 3, 1, 2, [Float](repeating: 0, count: 27),
+                                                     [Float](repeating: 0, count: 18), nil, nil, &y), PK_ERR_SHAPE)
+    }
+
+    func testGroupedAndDepthwiseConvolutionGradients() throws {
+        var g = SeededGenerator(seed: 13)
+        for (c, o, k, s, p, groups) in [(6, 6, 3, 1, 1, 6), (6, 6, 3, 2, 1, 6), (4, 8, 3, 1, 1, 2), (6, 12, 1, 1, 0, 3)] {
+            let conv = Conv2d(c, o, kernelSize: k, stride: s, padding: p, groups: groups, rng: &g)
+            XCTAssertEqual(conv.weight.shape, [o, c / groups, k, k])
+            try checkGradients(conv, .uniform([2, c, 6, 5], -1, 1, rng: &g), tol: 5e-3)
+        }
     }
 }

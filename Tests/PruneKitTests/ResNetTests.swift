@@ -70,3 +70,57 @@ final class TorchPruningComparisonTests: XCTestCase {
         XCTAssertEqual(convs, ref.out_channels_after)
     }
 }
+
+/// MobileNetV2 (issue 14): depthwise convolutions, inverted residuals, ReLU6, torchvision's names.
+final class MobileNetTests: XCTestCase {
+    func fixture(_ name: String) throws -> String {
+        try XCTUnwrap(Bundle.module.url(forResource: name, withExtension: "safetensors", subdirectory: "Fixtures"), name).path
+    }
+
+    /// torchvision's mobilenet_v2(width_mult=0.25) with a stride-1 one-channel stem
+    /// (scripts/make_torchvision_fixtures.py) loads by name and gives PyTorch's logits.
+    func testMobileNetV2LoadsATorchvisionStateDictAndMatchesItsLogits() throws {
+        let path = try fixture("torch_mobilenetv2_narrow")
+        let (model, _) = try ModelFile.load(path)
+        XCTAssertEqual(model.architecture, "mobilenetv2")
+        let io = try SafeTensors.read(try fixture("torch_mobilenetv2_io")).tensors
+        let x = try XCTUnwrap(io["x"]), want = try XCTUnwrap(io["logits"])
+        let y = try model.forward(x.reshaped([3, 784]), training: false)
+        let scale = want.scalars.map(abs).max()!
+        let worst = zip(y.scalars, want.scalars).map { abs($0 - $1) }.max()!
+        XCTAssertLessThanOrEqual(worst, 1e-4 * scale, "max |Δlogit| \(worst) against scale \(scale)")
+        XCTAssertEqual(Set(ModelFile.stateDict(model).keys), Set(try SafeTensors.read(path).tensors.keys))
+    }
+
+    func testFreshMobileNetV2MatchesTorchvisionSizeAndMACs() throws {
+        // torchvision mobilenet_v2(num_classes=10) with Conv2d(1, 32, 3, 1, 1, bias=False) as its stem:
+        // 2,236,106 parameters, 23,063,114 MACs on 1×28×28 by Torch-Pruning's count_ops_and_params, which
+        // skips torchvision's functional pooling (1280 × 2 × 2 = 5,120 reads) that PruneKit counts
+        let m = try Model.mobilenetv2(seed: 0)
+        XCTAssertEqual(m.parameterCount, 2_236_106)
+        XCTAssertEqual(try DependencyGraph(m).macs, 23_063_114 + 5_120)
+    }
+
+    /// Depthwise channels go with the expansion that feeds them and the projection that reads them;
+    /// residual blocks of a stage share their output channels; the smaller model computes what the
+    /// masked one did.
+    func testMobileNetV2StructuralPruning() throws {
+        let (m, _) = try ModelFile.load(try fixture("torch_mobilenetv2_narrow"))
+        let x = try XCTUnwrap(try SafeTensors.read(try fixture("torch_mobilenetv2_io")).tensors["x"]).reshaped([3, 784])
+        let dg = try DependencyGraph(m)
+        let expansion = try XCTUnwrap(dg.groups.first { $0.producers == ["features.2.conv.0.0"] })
+        XCTAssertEqual(expansion.consumers, ["features.2.conv.2"], "the depthwise conv is inside the unit, the projection reads it")
+        XCTAssertTrue(dg.groups.contains { $0.producers == ["features.2.conv.2", "features.3.conv.2"] }, "a stage's residual outputs")
+        try dg.prune(amount: 0.5)
+        let masked = try m.forward(x, training: false)
+        let before = m.parameterCount
+        try dg.removePrunedUnits()
+        XCTAssertLessThan(m.parameterCount, before)
+        assertClose(try m.forward(x, training: false).scalars, masked.scalars, rtol: 1e-4, atol: 1e-6, "mobilenet removed vs masked")
+        // the pruned file saves and loads (widths from the weights)
+        let path = NSTemporaryDirectory() + "pk-mbv2-\(UUID().uuidString).safetensors"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try ModelFile.save(m, to: path)
+        assertClose(try ModelFile.load(path).model.forward(x, training: false).scalars, masked.scalars, rtol: 1e-4, atol: 1e-6, "reloaded")
+    }
+}

@@ -37,6 +37,7 @@ static double ref_act(int kind, double x) {
     case PK_ACT_SILU: return x / (1 + exp(-x));
     case PK_ACT_HARDSIGMOID: return hs;
     case PK_ACT_HARDSWISH: return x * hs;
+    case PK_ACT_RELU6: return fmin(fmax(x, 0), 6);
     default: return tanh(x);
     }
 }
@@ -48,20 +49,21 @@ static double ref_act_grad(int kind, double x) {
     case PK_ACT_SILU: return s + x * s * (1 - s);
     case PK_ACT_HARDSIGMOID: return (x > -3 && x < 3) ? 1.0 / 6 : 0;
     case PK_ACT_HARDSWISH: return x < -3 ? 0 : (x <= 3 ? (2 * x + 3) / 6 : 1);
+    case PK_ACT_RELU6: return (x > 0 && x < 6) ? 1 : 0;
     default: return 1 - t * t;
     }
 }
 
 pk_status pk_ref_activation_forward_f32(int64_t n, int kind, const float *x, float *y) {
     if (n < 0) return PK_ERR_SHAPE;
-    if (kind < PK_ACT_SIGMOID || kind > PK_ACT_TANH) return PK_ERR_ARG;
+    if (kind < PK_ACT_SIGMOID || kind > PK_ACT_RELU6) return PK_ERR_ARG;
     for (int64_t i = 0; i < n; i++) y[i] = (float)ref_act(kind, x[i]);
     return PK_OK;
 }
 
 pk_status pk_ref_activation_backward_f32(int64_t n, int kind, const float *x, const float *dy, float *dx) {
     if (n < 0) return PK_ERR_SHAPE;
-    if (kind < PK_ACT_SIGMOID || kind > PK_ACT_TANH) return PK_ERR_ARG;
+    if (kind < PK_ACT_SIGMOID || kind > PK_ACT_RELU6) return PK_ERR_ARG;
     for (int64_t i = 0; i < n; i++) dx[i] = (float)(dy[i] * ref_act_grad(kind, x[i]));
     return PK_OK;
 }

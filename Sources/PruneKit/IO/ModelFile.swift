@@ -162,6 +162,7 @@ public enum ModelFile {
     static func guessArchitecture(_ tensors: [String: Tensor]) -> String? {
         let names = Set(tensors.keys.map { $0.replacingOccurrences(of: "_orig", with: "") })
         if names.contains("fc1.weight") && names.contains("fc3.weight") { return "mlp" }
+        if names.contains("features.18.0.weight") && names.contains("classifier.1.weight") { return "mobilenetv2" }
         if names.contains("layer4.1.conv2.weight") && names.contains("fc.weight") { return "resnet18" }
         if names.contains("layer3.2.conv2.weight") && names.contains("fc.weight") { return "resnet20" }
         if names.contains("conv1.weight") && names.contains("fc.weight") { return "cnn" }

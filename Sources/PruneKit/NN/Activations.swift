@@ -77,10 +77,10 @@ public final class MaxPool2d: Layer {
     }
 }
 
-/// Element-wise activations computed by C kernels: sigmoid, SiLU (swish), hard-swish, hard-sigmoid
-/// and tanh (PyTorch's formulas), and GELU (erf form, as BERT's).
+/// Element-wise activations computed by C kernels: sigmoid, SiLU (swish), hard-swish, hard-sigmoid,
+/// tanh and ReLU6 (PyTorch's formulas), and GELU (erf form, as BERT's).
 public final class Activation: Layer {
-    public enum Kind: String, Sendable, CaseIterable { case sigmoid, silu, hardswish, hardsigmoid, tanh, gelu }
+    public enum Kind: String, Sendable, CaseIterable { case sigmoid, silu, hardswish, hardsigmoid, tanh, relu6, gelu }
     public let kind: Kind
     private var input: Tensor?
 
@@ -94,6 +94,7 @@ public final class Activation: Layer {
         case .hardswish: return 3
         case .hardsigmoid: return 4
         case .tanh: return 5
+        case .relu6: return 6
         case .gelu: return 0
         }
     }

@@ -8,6 +8,10 @@ public final class Conv2d: Layer {
     public let kernelSize: Int
     public let stride: Int
     public let padding: Int
+    /// Channel groups: the weight is out × in/groups × k × k and each group of outputs reads its
+    /// own group of inputs (depthwise when groups = in = out). Grouped convolutions run a direct
+    /// kernel (dense execution only).
+    public let groups: Int
     public let weight: Parameter
     public let bias: Parameter?
     private var input: Tensor?
@@ -16,30 +20,34 @@ public final class Conv2d: Layer {
     /// Observers of each forward pass (calibration statistics are gathered through them).
     public let forwardHooks: ForwardHooks? = ForwardHooks()
 
-    public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0, bias: Bool = true,
-                rng: inout SeededGenerator) {
-        precondition(inChannels > 0 && outChannels > 0 && kernelSize > 0 && stride > 0 && padding >= 0,
-                     "Conv2d needs positive sizes and a padding ≥ 0")
+    public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0, groups: Int = 1,
+                bias: Bool = true, rng: inout SeededGenerator) {
+        precondition(inChannels > 0 && outChannels > 0 && kernelSize > 0 && stride > 0 && padding >= 0 && groups > 0
+                     && inChannels % groups == 0 && outChannels % groups == 0,
+                     "Conv2d needs positive sizes, a padding ≥ 0 and groups dividing both channel counts")
+        self.groups = groups
         self.inChannels = inChannels
         self.outChannels = outChannels
         self.kernelSize = kernelSize
         self.stride = stride
         self.padding = padding
-        let fanIn = inChannels * kernelSize * kernelSize
+        let fanIn = inChannels / groups * kernelSize * kernelSize
         let bound = 1 / Float(fanIn).squareRoot()
-        weight = Parameter(Tensor.uniform([outChannels, inChannels, kernelSize, kernelSize], -bound, bound, rng: &rng),
+        weight = Parameter(Tensor.uniform([outChannels, inChannels / groups, kernelSize, kernelSize], -bound, bound, rng: &rng),
                            prunable: true)
         self.bias = bias ? Parameter(Tensor.uniform([outChannels], -bound, bound, rng: &rng), prunable: false) : nil
     }
 
     /// A layer with the given weight (out×in×k×k) and optional bias.
-    public init(weight w: Tensor, bias b: Tensor?, stride: Int = 1, padding: Int = 0) throws {
-        guard w.rank == 4, w.shape[2] == w.shape[3], w.shape.allSatisfy({ $0 > 0 }), stride > 0, padding >= 0 else {
+    public init(weight w: Tensor, bias b: Tensor?, stride: Int = 1, padding: Int = 0, groups: Int = 1) throws {
+        guard w.rank == 4, w.shape[2] == w.shape[3], w.shape.allSatisfy({ $0 > 0 }), stride > 0, padding >= 0, groups > 0,
+              w.shape[0] % groups == 0 else {
             throw TensorError.invalidShape(w.shape)
         }
         if let b { try b.expectShape([w.shape[0]]) }
         outChannels = w.shape[0]
-        inChannels = w.shape[1]
+        inChannels = w.shape[1] * groups
+        self.groups = groups
         kernelSize = w.shape[2]
         self.stride = stride
         self.padding = padding
@@ -48,7 +56,8 @@ public final class Conv2d: Layer {
     }
 
     public var summary: String {
-        "Conv2d(\(inChannels) → \(outChannels), \(kernelSize)×\(kernelSize), stride \(stride)" + (padding > 0 ? ", padding \(padding))" : ")")
+        "Conv2d(\(inChannels) → \(outChannels), \(kernelSize)×\(kernelSize), stride \(stride)" + (padding > 0 ? ", padding \(padding)" : "")
+            + (groups > 1 ? ", groups \(groups))" : ")")
     }
 
     public var namedParameters: [(name: String, parameter: Parameter)] {
@@ -57,7 +66,7 @@ public final class Conv2d: Layer {
         return p
     }
 
-    private var patch: Int { inChannels * kernelSize * kernelSize }
+    private var patch: Int { inChannels / groups * kernelSize * kernelSize }
 
     /// Output size for an unpadded (already padded) input of h × w.
     func outputSize(_ h: Int, _ w: Int) -> (Int, Int) { ((h - kernelSize) / stride + 1, (w - kernelSize) / stride + 1) }
@@ -93,6 +102,17 @@ public final class Conv2d: Layer {
         }
         let x = try padded(original)
         let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
+        if groups > 1 {
+            let (oh, ow) = outputSize(h, w)
+            let y = Tensor(uninitialized: [n, outChannels, oh, ow])
+            try Kernels.groupedConvForward(n: n, c: inChannels, h: h, w: w, oc: outChannels, k: kernelSize, stride: stride,
+                                           groups: groups, x: x.storage, weight: weight.value.storage, mask: weight.maskStorage,
+                                           bias: bias?.value.storage, y: y.storage)
+            input = training ? x : nil
+            columns = nil
+            if let hk = forwardHooks, !hk.isEmpty { try hk.run(input: original, output: y) }
+            return y
+        }
         let (oh, ow) = outputSize(h, w)
         let y = Tensor(uninitialized: [n, outChannels, oh, ow])
         if let c = try execution.prepare(weight) {
@@ -121,6 +141,20 @@ public final class Conv2d: Layer {
         let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         let (oh, ow) = outputSize(h, w)
         try dy.expectShape([n, outChannels, oh, ow])
+        if groups > 1 {
+            // the optimizer applies its step from `grad` (no fused update on this path)
+            let dw = Tensor(uninitialized: weight.shape), dx = needInputGradient ? Tensor(uninitialized: x.shape) : nil
+            try Kernels.groupedConvBackward(n: n, c: inChannels, h: h, w: w, oc: outChannels, k: kernelSize, stride: stride,
+                                            groups: groups, x: x.storage, weight: weight.value.storage, mask: weight.maskStorage,
+                                            dy: dy.storage, dw: dw.storage, dx: dx?.storage)
+            weight.grad = dw
+            if let bias {
+                let db = Tensor(uninitialized: [outChannels])
+                try Kernels.biasGradNCHW(n: n, c: outChannels, p: oh * ow, dy: dy.storage, db: db.storage)
+                bias.grad = db
+            }
+            return try cropped(dx)
+        }
         if let c = weight.compressed, let cols = columns {
             let np = n * oh * ow
             let dyt = FloatStorage(uninitializedCount: outChannels * np)

@@ -110,12 +110,19 @@ public final class Model {
             }
             return try ResNetBuilder(kind: .init(rawValue: architecture)!, inputChannels: stem[1], classes: fc.shape[0],
                                      imageSize: imageSize, shapes: tensors.mapValues(\.shape)).build(&unused)
+        case "mobilenetv2":
+            let stem = try shape("features.0.0.weight")
+            guard stem.count == 4, let fc = tensors["classifier.1.weight"] ?? tensors["classifier.1.weight_orig"], fc.rank == 2 else {
+                throw ModelError.shapeMismatch(name: "features.0.0.weight", expected: [-1, -1, 3, 3], got: stem)
+            }
+            return try MobileNetV2Builder(inputChannels: stem[1], classes: fc.shape[0], imageSize: imageSize,
+                                          shapes: tensors.mapValues(\.shape)).build(&unused)
         default: throw ModelError.unknownArchitecture(architecture)
         }
     }
 
     /// Architectures `make` knows.
-    public static let architectures = ["mlp", "cnn", "resnet18", "resnet20"]
+    public static let architectures = ["mlp", "cnn", "resnet18", "resnet20", "mobilenetv2"]
 
     /// A freshly initialised model of a named architecture.
     public static func make(_ architecture: String, seed: UInt64) throws -> Model {
@@ -124,6 +131,7 @@ public final class Model {
         case "cnn": return cnn(seed: seed)
         case "resnet18": return try resnet18(seed: seed)
         case "resnet20": return try resnet20(seed: seed)
+        case "mobilenetv2": return try mobilenetv2(seed: seed)
         default: throw ModelError.unknownArchitecture(architecture)
         }
     }

@@ -107,7 +107,7 @@ public final class ActivationStatistics {
             for (_, layer) in root.namedLayers where seen.insert(ObjectIdentifier(layer)).inserted {
                 if let l = layer as? Linear {
                     handles.append(try l.addForwardHook { [unowned self, unowned l] x, _ in try self.recordLinear(l, x) })
-                } else if let c = layer as? Conv2d {
+                } else if let c = layer as? Conv2d, c.groups == 1 {
                     handles.append(try c.addForwardHook { [unowned self, unowned c] x, _ in try self.recordConv(c, x) })
                 }
             }
