@@ -13,26 +13,8 @@ func parseAmount(_ s: String) throws -> Amount {
 /// Importance statistics for taylor (gradients over training batches) and wanda (a calibration pass).
 func importanceFor(_ method: PruningRequest.Method, model: Model, data: LabeledImages, batches: Int) throws -> Importance? {
     switch method {
-    case .taylor:
-        let t = TaylorImportance(parameters: model.prunableWeights.map(\.parameter))
-        for b in 0..<batches {
-            let n = min(128, data.count - b * 128)
-            guard n > 0 else { break }
-            let x = try data.images.rows(b * 128, n)
-            let logits = try model.forward(x, training: true)
-            let r = try SoftmaxCrossEntropy.compute(logits: logits, labels: Array(data.labels[(b * 128)..<(b * 128 + n)]))
-            _ = try model.network.backward(r.gradient, needInputGradient: false)
-            try t.accumulate()
-        }
-        return .taylor(t)
-    case .wanda:
-        let s = ActivationStatistics()
-        let xs = try (0..<batches).compactMap { b -> Tensor? in
-            let n = min(128, data.count - b * 128)
-            return n > 0 ? try data.images.rows(b * 128, n) : nil
-        }
-        try s.collect(model: model, batches: xs)
-        return .wanda(s)
+    case .taylor: return .taylor(try TaylorImportance.calibrate(model, images: data.images, labels: data.labels, batches: batches))
+    case .wanda: return .wanda(try ActivationStatistics.calibrate(model, images: data.images, batches: batches))
     default: return nil
     }
 }

@@ -208,4 +208,22 @@ final class DependencyGraphTests: XCTestCase {
         missing["bn.running_mean"] = nil
         XCTAssertThrowsError(try ModelFile.assign(missing, to: other)) { e in XCTAssertTrue("\(e)".contains("bn.running_mean")) }
     }
+
+    /// The flat-model surgery (MLP, CNN) never folds a constant through a layer it does not
+    /// understand, and never empties a layer (issue 20's silent wrong answers).
+    func testFlatSurgeryRefusesWhatItCannotDoExactly() throws {
+        final class Tanh: Layer {
+            var summary: String { "Tanh (user)" }
+            func forward(_ x: Tensor, training: Bool) throws -> Tensor { x.map { Foundation.tanh($0) } }
+            func backward(_ dy: Tensor, needInputGradient: Bool) throws -> Tensor? { nil }
+        }
+        var g = SeededGenerator(seed: 12)
+        let fc1 = Linear(4, 6, rng: &g), fc2 = Linear(6, 3, rng: &g)
+        let m = Model(architecture: "user", network: Sequential([("fc1", fc1), ("t", Tanh()), ("fc2", fc2)]), inputShape: [4])
+        try fc1.weight.setMask(Mask(shape: [6, 4], kept: (0..<24).map { $0 / 4 >= 2 }))
+        XCTAssertThrowsError(try Surgery.removePrunedUnits(m)) { e in XCTAssertTrue("\(e)".contains("t (Tanh (user))"), "\(e)") }
+        try fc1.weight.setMask(Mask(shape: [6, 4], kept: [Bool](repeating: false, count: 24)))
+        let plain = Model(architecture: "user", network: Sequential([("fc1", fc1), ("relu", ReLU()), ("fc2", fc2)]), inputShape: [4])
+        XCTAssertThrowsError(try Surgery.removePrunedUnits(plain)) { e in XCTAssertTrue("\(e)".contains("every unit of fc1"), "\(e)") }
+    }
 }

@@ -69,6 +69,27 @@ public final class TaylorImportance {
         batches += 1
     }
 
+    /// Taylor statistics of `model`'s prunable weights over the first `batches` batches of
+    /// `batchSize` rows of `images` (N × features) with their `labels`: cross-entropy, forward in
+    /// training mode, an unfused backward (so the gradients exist), |w·∂L/∂w| accumulated.
+    public static func calibrate(_ model: Model, images: Tensor, labels: [Int32], batches: Int,
+                                 batchSize: Int = 128) throws -> TaylorImportance {
+        guard batches >= 1, batchSize >= 1 else { throw PruneError.missingStatistics("taylor needs at least one batch") }
+        guard images.shape.first == labels.count, !labels.isEmpty else {
+            throw PruneError.missingStatistics("taylor: \(labels.count) labels for \(images.shape.first ?? 0) images")
+        }
+        let t = TaylorImportance(parameters: model.prunableWeights.map(\.parameter))
+        for b in 0..<batches {
+            let n = min(batchSize, labels.count - b * batchSize)
+            guard n > 0 else { break }
+            let logits = try model.forward(images.rows(b * batchSize, n), training: true)
+            let r = try SoftmaxCrossEntropy.compute(logits: logits, labels: Array(labels[(b * batchSize)..<(b * batchSize + n)]))
+            _ = try model.network.backward(r.gradient, needInputGradient: false)
+            try t.accumulate()
+        }
+        return t
+    }
+
     func scores(for p: Parameter) throws -> Tensor {
         guard batches > 0, let s = sums[ObjectIdentifier(p)] else {
             throw PruneError.missingStatistics("no Taylor statistics for a parameter of shape \(p.shape)")
@@ -96,6 +117,20 @@ public final class ActivationStatistics {
                 samples += x.shape.first ?? 0
             }
         }
+    }
+
+    /// Wanda statistics of `model` over the first `batches` batches of `batchSize` rows of `images`.
+    public static func calibrate(_ model: Model, images: Tensor, batches: Int, batchSize: Int = 128) throws -> ActivationStatistics {
+        guard batches >= 1, batchSize >= 1, let count = images.shape.first, count > 0 else {
+            throw PruneError.missingStatistics("wanda needs at least one calibration batch")
+        }
+        let s = ActivationStatistics()
+        let xs = try (0..<batches).compactMap { b -> Tensor? in
+            let n = min(batchSize, count - b * batchSize)
+            return n > 0 ? try images.rows(b * batchSize, n) : nil
+        }
+        try s.collect(model: model, batches: xs)
+        return s
     }
 
     /// Runs `body` while forward hooks record the inputs of every Linear and Conv2d in `roots`

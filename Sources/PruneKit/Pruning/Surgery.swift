@@ -40,10 +40,14 @@ public enum Surgery {
             let producer = layers[i].1
             guard producer is Linear || producer is Conv2d else { i += 1; continue }
             // find the consumer and what sits in between
-            var j = i + 1, relu = false, flattenAt: Int? = nil
+            var j = i + 1, relu = false, flattenAt: Int? = nil, unknown: String? = nil
             while j < layers.count, !(layers[j].1 is Linear || layers[j].1 is Conv2d) {
-                if layers[j].1 is ReLU { relu = true }
-                if layers[j].1 is Flatten { flattenAt = j }
+                switch layers[j].1 {
+                case is ReLU: relu = true
+                case is Flatten: flattenAt = j
+                case is MaxPool2d, is Identity, is Dropout: break // a constant map stays that constant
+                default: unknown = unknown ?? "\(layers[j].0) (\(layers[j].1.summary))"
+                }
                 j += 1
             }
             guard j < layers.count else { break } // the last layer produces the outputs: never cut
@@ -51,7 +55,15 @@ public enum Surgery {
             let units = w.shape[0], per = w.count / units
             let m = w.effectiveMask, v = w.value.scalars
             let dead = (0..<units).filter { u in !(0..<per).contains { m[flat: u * per + $0] && v[u * per + $0] != 0 } }
-            guard !dead.isEmpty, dead.count < units else { i = j; continue }
+            guard !dead.isEmpty else { i = j; continue }
+            guard dead.count < units else {
+                throw PruneError.unsupported("every unit of \(layers[i].0) is pruned: removing them would disconnect the network")
+            }
+            if let unknown {
+                // what a removed unit emits passes through a layer whose effect on a constant is unknown
+                throw PruneError.unsupported("cannot fold the removed units of \(layers[i].0) through \(unknown): "
+                                             + "only ReLU, max pooling, dropout, identity and Flatten are understood here")
+            }
             let keep = (0..<units).filter { !Set(dead).contains($0) }
             let bias = (producer as? Linear)?.bias ?? (producer as? Conv2d)?.bias
             let constant: (Int) -> Float = { u in
