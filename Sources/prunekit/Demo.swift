@@ -6,8 +6,8 @@ struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train LeNet-300-100, prune it globally at several sparsities with fine-tuning, write a report folder.")
     @Option(help: "Report folder.") var out: String = "report"
-    @Option(help: "Dense training epochs.") var epochs: Int = 5
-    @Option(help: "Fine-tuning epochs after each pruning.") var finetuneEpochs: Int = 2
+    @Option(parsing: .unconditional, help: "Dense training epochs.") var epochs: Int = 5
+    @Option(parsing: .unconditional, help: "Fine-tuning epochs after each pruning.") var finetuneEpochs: Int = 2
     @Option(help: "Comma-separated global sparsities.") var sparsities: String = "0.5,0.8,0.9,0.95,0.98"
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @OptionGroup var dataOption: DataOption
@@ -22,6 +22,7 @@ struct Demo: ParsableCommand {
                 return v
             }
             let contract = try normalization.forNewModel()
+            guard epochs >= 1, finetuneEpochs >= 0 else { throw ValidationError("--epochs must be at least 1 and --finetune-epochs at least 0") }
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
             let train = try FashionMNIST.load(directory: dataOption.data, train: true, normalization: contract)
             let test = try FashionMNIST.load(directory: dataOption.data, train: false, normalization: contract)

@@ -10,6 +10,21 @@ func parseAmount(_ s: String) throws -> Amount {
     return .fraction(f)
 }
 
+/// What an amount was taken as, for the summary line: a count or a fraction, and of what.
+func amountDescription(_ a: Amount, _ s: PruningRequest.Structure) -> String {
+    let what: String
+    switch s {
+    case .neurons: what = "neurons"
+    case .channels: what = "channels"
+    case .block: what = "blocks"
+    default: what = "weights"
+    }
+    switch a {
+    case let .count(n): return "\(n) taken as a count of \(what) (write \(n).0 for a fraction)"
+    case let .fraction(f): return "\(f) taken as a fraction of the \(what) still unpruned"
+    }
+}
+
 /// Importance statistics for taylor (gradients over training batches) and wanda (a calibration pass).
 func importanceFor(_ method: PruningRequest.Method, model: Model, data: LabeledImages, batches: Int) throws -> Importance? {
     switch method {
@@ -30,9 +45,9 @@ struct PruneCommand: ParsableCommand {
     @Option(help: "Structure: unstructured, neurons, channels, N:M (e.g. 2:4), block (4x1) or RxC; with --model: heads, neurons, unstructured or 2:4.")
     var structure: String = "unstructured"
     @Option(help: "Scope: layer or global (default global; with --model: heads global, neurons per block).") var scope: String?
-    @Option(help: "Fraction of the remaining weights (0.9) or a count (1000).") var amount: String
+    @Option(parsing: .unconditional, help: "Fraction of the remaining weights (0.9) or a count (1000).") var amount: String
     @Option(help: "Output model file.") var out: String
-    @Option(help: "Batches of 128 training images for taylor / wanda statistics.") var calibrationBatches: Int = 16
+    @Option(parsing: .unconditional, help: "Batches of 128 training images for taylor / wanda statistics.") var calibrationBatches: Int = 16
     @Option(help: "Random seed (random method; with --model, the random projections of taylor).") var seed: UInt64 = 0
     @Flag(help: "Physically remove pruned neurons / channels (structured pruning).") var surgery = false
     @Flag(help: "Skip the test-set evaluation.") var noEval = false
@@ -45,6 +60,7 @@ struct PruneCommand: ParsableCommand {
 
     func validate() throws {
         guard (modelFile == nil) != (model == nil) else { throw ValidationError("give exactly one of --model-file and --model") }
+        guard calibrationBatches >= 1 else { throw ValidationError("--calibration-batches \(calibrationBatches): expected at least 1 batch") }
     }
 
     func run() throws {
@@ -62,6 +78,7 @@ struct PruneCommand: ParsableCommand {
             guard let sc = PruningRequest.Scope(rawValue: scope ?? "global") else { throw ValidationError("--scope must be layer or global") }
             let request = PruningRequest(method: m, structure: try PruningRequest.Structure(parsing: structure), scope: sc,
                                          amount: try parseAmount(amount), seed: seed)
+            try AtomicFile.checkWritable(out)
             var (model, meta) = try ModelFile.load(modelFile)
             let contract = try normalization.forFile(modelFile, metadata: meta)
             let (macsBefore, paramsBefore) = (try DependencyGraph(model).macs, model.parameterCount)
@@ -83,7 +100,8 @@ struct PruneCommand: ParsableCommand {
             var o: [String: Any] = ["model_file": out, "normalize": "\(contract)", "sparsity": report.sparsity, "kept": report.kept, "total": report.total,
                                     "parameters": model.parameterCount, "report": report.dictionary,
                                     "macs_before": macsBefore, "macs_after": try DependencyGraph(model).macs,
-                                    "params_before": paramsBefore, "params_after": model.parameterCount]
+                                    "params_before": paramsBefore, "params_after": model.parameterCount,
+                                    "amount": amountDescription(request.amount, request.structure)]
             if !removed.isEmpty { o["units_removed"] = removed }
             if !noEval {
                 let test = try FashionMNIST.load(directory: dataOption.data, train: false, normalization: contract)
@@ -91,6 +109,7 @@ struct PruneCommand: ParsableCommand {
             }
             if json { printJSON(o) } else {
                 print(report.table)
+                print("amount: \(amountDescription(request.amount, request.structure))")
                 if let a = o["test_accuracy"] as? Double { print(String(format: "test accuracy %.4f", a)) }
                 print("saved \(out)")
             }
@@ -109,9 +128,9 @@ struct FineTune: ParsableCommand {
     @Option(name: .customLong("loss"), help: "Distillation loss for sentence encoders: cosine or mse.") var distillLoss: String = "cosine"
     @Option(help: "Sentence encoders: weight of the last-layer token-row term added to the embedding loss (0: embeddings only).")
     var tokenWeight: Float = 0
-    @Option(help: "Epochs.") var epochs: Int = 2
-    @Option(help: "Peak learning rate (cosine-decayed to 0).") var lr: Float = 3e-3
-    @Option(help: "Batch size.") var batch: Int = 128
+    @Option(parsing: .unconditional, help: "Epochs.") var epochs: Int = 2
+    @Option(parsing: .unconditional, help: "Peak learning rate (cosine-decayed to 0).") var lr: Float = 3e-3
+    @Option(parsing: .unconditional, help: "Batch size.") var batch: Int = 128
     @Option(help: "Dense model to distil from (its logits).") var teacher: String?
     @Option(help: "Random seed (shuffling).") var seed: UInt64 = 0
     @Option(help: "Output model file.") var out: String
@@ -152,6 +171,8 @@ struct FineTune: ParsableCommand {
                 return
             }
             guard let modelFile else { return }
+            try AtomicFile.checkWritable(out)
+            if let checkpoint { try AtomicFile.checkWritable(checkpoint) }
             var (model, meta) = try ModelFile.load(modelFile)
             let contract = try normalization.forFile(modelFile, metadata: meta)
             let teacherModel = try teacher.map { path -> Model in

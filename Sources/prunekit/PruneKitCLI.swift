@@ -9,11 +9,40 @@ struct PruneKitCLI: ParsableCommand {
         abstract: "Train, prune and fine-tune neural networks; the hot loops run in C.",
         subcommands: [Info.self, Train.self, Eval.self, PruneCommand.self, FineTune.self, Report.self, Demo.self, Embed.self,
                       Bench.self])
+
+    /// Parses and runs; a bad argument is one line on stderr naming it (no usage block), help and
+    /// version requests print as usual.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success || error is CleanExit { exit(withError: error) }
+            let message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? ""
+            if !message.isEmpty {
+                FileHandle.standardError.write(Data("prunekit: error: \(message.replacingOccurrences(of: "Error: ", with: ""))\n".utf8))
+            }
+            Foundation.exit(code.rawValue)
+        }
+    }
 }
 
-/// Prints one JSON object on stdout (keys sorted).
+/// Prints one JSON object on stdout (keys sorted). NaN and infinities, which JSON cannot hold,
+/// are written as null; anything else JSON cannot hold becomes its description.
 func printJSON(_ object: [String: Any]) {
-    let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+    func clean(_ v: Any) -> Any {
+        switch v {
+        case let d as Double: return d.isFinite ? d : NSNull()
+        case let f as Float: return f.isFinite ? Double(f) : NSNull()
+        case let a as [Any]: return a.map(clean)
+        case let o as [String: Any]: return o.mapValues(clean)
+        case is String, is Int, is Int32, is Int64, is UInt64, is Bool, is NSNull: return v
+        default: return "\(v)"
+        }
+    }
+    let safe = clean(object)
+    let data = (try? JSONSerialization.data(withJSONObject: safe, options: [.sortedKeys])) ?? Data("{}".utf8)
     print(String(decoding: data, as: UTF8.self))
 }
 
@@ -26,12 +55,12 @@ func guarded(_ body: () throws -> Void) throws {
 }
 
 struct ThreadOption: ParsableArguments {
-    @Option(name: .long, help: "Kernel threads (default: OMP_NUM_THREADS or all cores).")
+    @Option(name: .long, parsing: .unconditional, help: "Kernel threads (default: OMP_NUM_THREADS or all cores; at most 256).")
     var threads: Int?
 
     func apply() throws {
         if let t = threads {
-            guard t >= 1 else { throw ValidationError("--threads must be at least 1") }
+            guard t >= 1, t <= 256 else { throw ValidationError("--threads \(t): expected 1 to 256 kernel threads") }
             Runtime.threads = t
         }
     }
@@ -69,9 +98,9 @@ struct DataOption: ParsableArguments {
 struct NormalizationOption: ParsableArguments {
     @Option(help: ArgumentHelp("Input normalisation: mean-std (Fashion-MNIST's mean/std, the default), unit (x/255) or none (raw 0-255 values). Saved models record it; later commands read it back.", valueName: "name"))
     var normalize: String?
-    @Option(help: ArgumentHelp("With --std: normalise as (x/255 - M)/S, M and S on the [0, 1] scale (as torchvision's Normalize after ToTensor).", valueName: "M"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("With --std: normalise as (x/255 - M)/S, M and S on the [0, 1] scale (as torchvision's Normalize after ToTensor).", valueName: "M"))
     var mean: Float?
-    @Option(help: ArgumentHelp("With --mean: the standard deviation S (positive).", valueName: "S"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("With --mean: the standard deviation S (positive).", valueName: "S"))
     var std: Float?
 
     var isSet: Bool { normalize != nil || mean != nil || std != nil }
@@ -121,13 +150,13 @@ extension Dictionary where Key == String, Value == String {
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Train a model on Fashion-MNIST.")
     @Option(help: "Architecture: mlp (LeNet-300-100) or cnn.") var model: String = "mlp"
-    @Option(help: "Epochs.") var epochs: Int = 5
-    @Option(help: "Batch size.") var batch: Int = 128
-    @Option(help: "Learning rate.") var lr: Float = 1e-3
+    @Option(parsing: .unconditional, help: "Epochs.") var epochs: Int = 5
+    @Option(parsing: .unconditional, help: "Batch size.") var batch: Int = 128
+    @Option(parsing: .unconditional, help: "Learning rate.") var lr: Float = 1e-3
     @Option(help: "Optimizer: adam, adamw or sgd (momentum 0.9).") var optimizer: String = "adam"
     @Option(help: "Random seed (initialisation and shuffling).") var seed: UInt64 = 0
     @Option(help: "Output model file (safetensors).") var out: String = "model.safetensors"
-    @Option(help: "Train on the first N examples only.") var limit: Int?
+    @Option(parsing: .unconditional, help: "Train on the first N examples only.") var limit: Int?
     @Flag(help: "Print one JSON object.") var json = false
     @Flag(help: "Print the time spent in each layer (forward, backward) on stderr.") var profile = false
     @Option(help: "Checkpoint file (written atomically during training).") var checkpoint: String?
@@ -145,12 +174,16 @@ struct Train: ParsableCommand {
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be a positive number") }
         guard ["adam", "adamw", "sgd"].contains(optimizer) else { throw ValidationError("--optimizer must be adam, adamw or sgd") }
+        if let limit, limit < 1 { throw ValidationError("--limit \(limit): expected at least 1 training example") }
     }
 
     func run() throws {
         try guarded {
             try threadOption.apply()
             let contract = try normalization.forNewModel()
+            // output paths are checked before any work, not after training
+            try AtomicFile.checkWritable(out)
+            if let checkpoint { try AtomicFile.checkWritable(checkpoint) }
             var train = try FashionMNIST.load(directory: dataOption.data, train: true, normalization: contract)
             let test = try FashionMNIST.load(directory: dataOption.data, train: false, normalization: contract)
             if let limit { train = try train.prefix(limit) }
@@ -200,7 +233,7 @@ struct Eval: ParsableCommand {
     @Option(help: "Sentence encoder folder (instead of --model-file).") var model: String?
     @Option(help: "Dense encoder folder to compare with (mean_cosine).") var teacher: String?
     @Option(help: "Sentences, one per line (with --model).") var input: String?
-    @Option(help: "Sentences per batch (with --model).") var batch: Int = 32
+    @Option(parsing: .unconditional, help: "Sentences per batch (with --model).") var batch: Int = 32
     @Flag(help: "Print one JSON object.") var json = false
     @OptionGroup var dataOption: DataOption
     @OptionGroup var normalization: NormalizationOption

@@ -33,6 +33,13 @@ public enum ModelFile {
 
     /// Writes a model atomically.
     public static func save(_ model: Model, to path: String, layout: Layout = .plain, extraMetadata: [String: String] = [:]) throws {
+        // a file PruneKit would refuse to load is never written
+        for (name, p) in model.namedParameters where !p.value.isFinite {
+            throw IOError(file: path, reason: "parameter '\(name)' contains NaN or infinite values; nothing written")
+        }
+        for (name, b) in model.namedBuffers where !b.value.isFinite {
+            throw IOError(file: path, reason: "buffer '\(name)' contains NaN or infinite values; nothing written")
+        }
         var meta = extraMetadata
         meta["prunekit.arch"] = model.architecture
         meta["prunekit.input_shape"] = model.inputShape.map(String.init).joined(separator: ",")
@@ -103,6 +110,9 @@ public enum ModelFile {
     public static func load(_ path: String, architecture: String? = nil) throws -> (model: Model, metadata: [String: String]) {
         let all = try SafeTensors.readAll(path)
         let meta = all.metadata
+        if let asked = architecture, let recorded = meta["prunekit.arch"], asked != recorded {
+            throw IOError(file: path, reason: "records architecture '\(recorded)', not the '\(asked)' asked for")
+        }
         let tensors: [String: Tensor]
         do { tensors = try expandCompressed(all.tensors, all.integers, meta) } catch let e as IOError {
             throw IOError(file: path, reason: "\(e.file): \(e.reason)")
@@ -116,6 +126,24 @@ public enum ModelFile {
         do { model = try Model.build(arch, shapesFrom: tensors, imageSize: imageSize) } catch { throw IOError(file: path, reason: "\(error)") }
         do { try assign(tensors, to: model) } catch { throw IOError(file: path, reason: "\(error)") }
         return (model, meta)
+    }
+
+    /// Loads a file's weights, masks and buffers into a model the caller built (any layout PruneKit
+    /// writes: plain, PyTorch's pruned form, compressed). Names and shapes are checked first and
+    /// nothing changes on error; a file that records another architecture than `model.architecture`
+    /// is refused. Returns the file's metadata.
+    @discardableResult
+    public static func load(_ path: String, into model: Model) throws -> [String: String] {
+        let all = try SafeTensors.readAll(path)
+        if let recorded = all.metadata["prunekit.arch"], recorded != model.architecture {
+            throw IOError(file: path, reason: "records architecture '\(recorded)', the model is '\(model.architecture)'")
+        }
+        let tensors: [String: Tensor]
+        do { tensors = try expandCompressed(all.tensors, all.integers, all.metadata) } catch let e as IOError {
+            throw IOError(file: path, reason: "\(e.file): \(e.reason)")
+        }
+        do { try assign(tensors, to: model) } catch { throw IOError(file: path, reason: "\(error)") }
+        return all.metadata
     }
 
     /// Assigns a state dict (either layout) to a model. All checks run first: on error nothing changes.

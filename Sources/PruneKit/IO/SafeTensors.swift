@@ -182,13 +182,26 @@ public enum SafeTensors {
 
 /// Atomic file replacement: nothing half-written is ever visible at the destination.
 public enum AtomicFile {
-    public static func write(_ data: Data, to path: String) throws {
+    /// Throws, naming the path, unless a file can be written there: its folder exists and takes a
+    /// new file, and the path itself is not a folder. Commands call this before any work starts.
+    public static func checkWritable(_ path: String) throws {
         let url = URL(fileURLWithPath: path)
         let dir = url.deletingLastPathComponent().path
         var isDir: ObjCBool = false
+        guard !path.isEmpty, !path.hasSuffix("/") else { throw IOError(file: path, reason: "expected a file name, got a folder path") }
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
+            throw IOError(file: path, reason: "is a folder, expected a file to write")
+        }
         guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
             throw IOError(file: path, reason: "folder \(dir) does not exist")
         }
+        guard access(dir, W_OK) == 0 else { throw IOError(file: path, reason: "folder \(dir) is not writable") }
+    }
+
+    public static func write(_ data: Data, to path: String) throws {
+        let url = URL(fileURLWithPath: path)
+        let dir = url.deletingLastPathComponent().path
+        try checkWritable(path)
         let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         guard FileManager.default.createFile(atPath: tmp, contents: nil) else {
             throw IOError(file: path, reason: "cannot create a temporary file in \(dir)")
@@ -198,7 +211,9 @@ public enum AtomicFile {
             try h.write(contentsOf: data)
             try h.synchronize()
             try h.close()
-            guard rename(tmp, path) == 0 else { throw IOError(file: path, reason: "cannot rename into place: errno \(errno)") }
+            guard rename(tmp, path) == 0 else {
+                throw IOError(file: path, reason: "cannot move the written file into place: \(String(cString: strerror(errno)))")
+            }
         } catch {
             try? FileManager.default.removeItem(atPath: tmp)
             if let e = error as? IOError { throw e }

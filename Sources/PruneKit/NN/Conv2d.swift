@@ -42,7 +42,8 @@ public final class Conv2d: Layer {
     public init(weight w: Tensor, bias b: Tensor?, stride: Int = 1, padding: Int = 0, groups: Int = 1) throws {
         guard w.rank == 4, w.shape[2] == w.shape[3], w.shape.allSatisfy({ $0 > 0 }), stride > 0, padding >= 0, groups > 0,
               w.shape[0] % groups == 0 else {
-            throw TensorError.invalidShape(w.shape)
+            throw LayerError.badInput(layer: "Conv2d", expected: "a weight of shape [out, in/groups, k, k] (all ≥ 1, out a multiple of groups \(groups)), stride ≥ 1, padding ≥ 0",
+                                      got: w.shape)
         }
         if let b { try b.expectShape([w.shape[0]]) }
         outChannels = w.shape[0]

@@ -54,12 +54,14 @@ public enum LayerError: Error, CustomStringConvertible, Equatable {
     case backwardBeforeForward(String)
     case badInput(layer: String, expected: String, got: [Int])
     case noHooks(String)
+    case badLabel(label: Int, row: Int, classes: Int)
 
     public var description: String {
         switch self {
         case let .backwardBeforeForward(l): return "\(l): backward called before a training forward pass"
         case let .badInput(l, e, g): return "\(l): expected input \(e), got shape \(g)"
         case let .noHooks(l): return "\(l) takes no forward hooks"
+        case let .badLabel(label, row, classes): return "label \(label) of example \(row) is outside the \(classes) classes 0..<\(classes)"
         }
     }
 }

@@ -23,7 +23,9 @@ public final class Linear: Layer {
 
     /// A layer with the given weight (out×in) and optional bias (out).
     public init(weight w: Tensor, bias b: Tensor?) throws {
-        guard w.rank == 2, w.shape[0] > 0, w.shape[1] > 0 else { throw TensorError.invalidShape(w.shape) }
+        guard w.rank == 2, w.shape[0] > 0, w.shape[1] > 0 else {
+            throw LayerError.badInput(layer: "Linear", expected: "a weight of shape [out ≥ 1, in ≥ 1]", got: w.shape)
+        }
         if let b { try b.expectShape([w.shape[0]]) }
         inFeatures = w.shape[1]
         outFeatures = w.shape[0]

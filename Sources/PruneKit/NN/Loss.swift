@@ -23,9 +23,8 @@ public enum SoftmaxCrossEntropy {
         guard labels.count == logits.shape[0] else {
             throw TensorError.shapeMismatch(expected: [logits.shape[0]], got: [labels.count])
         }
-        if let bad = labels.first(where: { $0 < 0 || Int($0) >= logits.shape[1] }) {
-            throw LayerError.badInput(layer: "SoftmaxCrossEntropy", expected: "labels in 0..<\(logits.shape[1])",
-                                      got: [Int(bad)])
+        if let row = labels.firstIndex(where: { $0 < 0 || Int($0) >= logits.shape[1] }) {
+            throw LayerError.badLabel(label: Int(labels[row]), row: row, classes: logits.shape[1])
         }
         return (logits.shape[0], logits.shape[1])
     }

@@ -32,6 +32,11 @@ public final class Model {
     /// Reshapes a batch (N×features) to N×inputShape and runs the network.
     public func forward(_ x: Tensor, training: Bool = false) throws -> Tensor {
         let n = x.shape.first ?? 0
+        let per = inputShape.reduce(1, *)
+        guard x.rank >= 1, x.count == n * per else {
+            throw LayerError.badInput(layer: "model \(architecture)", expected: "[batch, \(per)] or [batch, \(inputShape.map(String.init).joined(separator: ", "))]",
+                                      got: x.shape)
+        }
         return try network.forward(x.reshaped([n] + inputShape), training: training)
     }
 

@@ -68,6 +68,7 @@ public final class Parameter: @unchecked Sendable {
     /// Replaces the value (shape must match); the mask, if any, is re-applied.
     public func assign(_ newValue: Tensor) throws {
         try newValue.expectShape(shape)
+        guard newValue.isFinite else { throw TensorError.nonFinite("the value assigned to a parameter of shape \(shape)") }
         let masked = try mask.map { try newValue.masked(by: $0) } ?? newValue
         if let c = compressed {
             compressed = try SparseMatrix(weight: masked, mask: compressedFromMask ? Mask(shape: shape, storage: c.keptMask().storage) : nil)

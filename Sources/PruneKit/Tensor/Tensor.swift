@@ -12,7 +12,7 @@ public struct Tensor: Sendable, CustomStringConvertible {
 
     /// A tensor of `shape` filled with `value`.
     public init(shape: [Int], repeating value: Float = 0) throws {
-        guard shape.allSatisfy({ $0 >= 0 }) else { throw TensorError.invalidShape(shape) }
+        _ = try Tensor.elementCount(shape)
         self.shape = shape
         self.storage = value == 0 ? FloatStorage(count: shape.reduce(1, *))
                                   : FloatStorage(count: shape.reduce(1, *), repeating: value)
@@ -33,9 +33,20 @@ public struct Tensor: Sendable, CustomStringConvertible {
     }
 
     /// A tensor with the given elements (row-major).
-    public init(shape: [Int], scalars: [Float]) throws {
+    /// Elements of `shape`; throws for a negative dimension or a product past what memory can address.
+    public static func elementCount(_ shape: [Int]) throws -> Int {
         guard shape.allSatisfy({ $0 >= 0 }) else { throw TensorError.invalidShape(shape) }
-        guard shape.reduce(1, *) == scalars.count else {
+        var n = 1
+        for d in shape {
+            let (p, o) = n.multipliedReportingOverflow(by: d)
+            guard !o, p <= Int.max / 4 else { throw TensorError.tooLarge(shape) }
+            n = p
+        }
+        return n
+    }
+
+    public init(shape: [Int], scalars: [Float]) throws {
+        guard try Tensor.elementCount(shape) == scalars.count else {
             throw TensorError.countMismatch(shape: shape, count: scalars.count)
         }
         self.shape = shape
@@ -89,8 +100,7 @@ public struct Tensor: Sendable, CustomStringConvertible {
 
     /// The same elements under another shape of equal count (shares storage).
     public func reshaped(_ newShape: [Int]) throws -> Tensor {
-        guard newShape.allSatisfy({ $0 >= 0 }) else { throw TensorError.invalidShape(newShape) }
-        guard newShape.reduce(1, *) == count else { throw TensorError.shapeMismatch(expected: shape, got: newShape) }
+        guard try Tensor.elementCount(newShape) == count else { throw TensorError.cannotReshape(from: shape, to: newShape) }
         var t = self
         t.shape = newShape
         return t

@@ -1,5 +1,21 @@
 import Foundation
 
+/// A training run that cannot go on.
+public enum TrainingError: Error, CustomStringConvertible, Equatable {
+    /// The loss became NaN or infinite (non-finite inputs, a learning rate that diverges): the run
+    /// stops there and nothing is saved.
+    case nonFiniteLoss(epoch: Int, batch: Int, loss: Float)
+    case badSetting(String)
+
+    public var description: String {
+        switch self {
+        case let .nonFiniteLoss(e, b, l):
+            return "the training loss became \(l) at epoch \(e), batch \(b) (non-finite inputs, or a learning rate too large); nothing saved"
+        case let .badSetting(s): return s
+        }
+    }
+}
+
 /// Settings of a training or fine-tuning run.
 public struct TrainingConfig: Sendable {
     public var epochs: Int
@@ -85,6 +101,7 @@ public enum Trainer {
                     let r = try SoftmaxCrossEntropy.compute(logits: logits, labels: y)
                     (loss, grad) = (r.loss, r.gradient)
                 }
+                guard loss.isFinite else { throw TrainingError.nonFiniteLoss(epoch: epoch + 1, batch: bi + 1, loss: loss) }
                 if config.fusedUpdates { optimizer.prepareFusedStep(params) }
                 _ = try model.network.backward(grad, needInputGradient: false)
                 try optimizer.step(params)
@@ -113,6 +130,7 @@ public enum Trainer {
 
     /// Accuracy and mean loss over a dataset.
     public static func evaluate(_ model: Model, data: LabeledImages, batchSize: Int = 1000) throws -> (accuracy: Double, loss: Double) {
+        guard batchSize >= 1 else { throw TrainingError.badSetting("evaluation batch size \(batchSize) must be at least 1") }
         guard data.count > 0 else { return (0, 0) }
         var correct = 0
         var lossSum = 0.0
