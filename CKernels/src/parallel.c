@@ -64,25 +64,38 @@ static void chunk_range(int64_t n, int chunks, int t, int64_t *b, int64_t *e) {
 }
 
 #ifndef _OPENMP
-// ---- portable pool: workers wait on a generation counter; the caller runs chunk 0 itself.
+// ---- portable pool (builds without OpenMP, e.g. a versioned dependency): workers wait on a
+// generation counter; the caller runs chunk 0 itself. Waking a sleeping thread costs a system call
+// and a scheduler round trip, several microseconds, which a training step pays at each of its many
+// short parallel regions; so both sides first poll atomics for a short while (as OpenMP runtimes
+// do) and only then sleep on the condition variables.
 typedef struct {
     pthread_mutex_t mu;
     pthread_cond_t go, done;
     int nworkers;          // threads started (excluding the caller)
-    uint64_t generation;
+    int sleepers;          // workers blocked on `go` (under mu)
+    uint64_t generation;   // bumped (release, under mu) for each round
     int active;            // chunks in this round (including the caller's)
-    int pending;           // workers still running this round
+    int pending;           // workers still running this round (atomic)
+    int done_waiting;      // the caller blocks on `done` (under mu)
     int64_t n;
     pk_range_fn fn;
     void *ctx;
 } pk_pool;
 
 static pk_pool pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
-                       0, 0, 0, 0, 0, NULL, NULL};
+                       0, 0, 0, 0, 0, 0, 0, NULL, NULL};
 static pthread_mutex_t pool_call_mu = PTHREAD_MUTEX_INITIALIZER;
-// Set while this thread runs a chunk (a pool worker, or the caller running chunk 0): a parallel
-// loop started from inside one runs inline instead of waiting for the pool it is part of.
 static __thread int in_pool_region = 0;
+
+// polling rounds (a pause each, tens of microseconds in all) before a thread sleeps
+#define PK_POOL_SPINS (1 << 14)
+
+static inline void pk_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
 
 typedef struct { int index; } worker_arg;
 
@@ -91,21 +104,42 @@ static void *worker_main(void *p) {
     free(p);
     in_pool_region = 1;
     uint64_t seen = 0;
-    pthread_mutex_lock(&pool.mu);
     for (;;) {
-        while (pool.generation == seen) pthread_cond_wait(&pool.go, &pool.mu);
-        seen = pool.generation;
-        if (index < pool.active) {
-            int64_t b, e;
-            chunk_range(pool.n, pool.active, index, &b, &e);
-            pk_range_fn fn = pool.fn;
-            void *ctx = pool.ctx;
+        uint64_t g = __atomic_load_n(&pool.generation, __ATOMIC_ACQUIRE);
+        for (int spin = 0; g == seen && spin < PK_POOL_SPINS; spin++) {
+            pk_relax();
+            g = __atomic_load_n(&pool.generation, __ATOMIC_ACQUIRE);
+        }
+        if (g == seen) {
+            pthread_mutex_lock(&pool.mu);
+            pool.sleepers++;
+            while (__atomic_load_n(&pool.generation, __ATOMIC_ACQUIRE) == seen) pthread_cond_wait(&pool.go, &pool.mu);
+            pool.sleepers--;
+            g = __atomic_load_n(&pool.generation, __ATOMIC_ACQUIRE);
             pthread_mutex_unlock(&pool.mu);
+        }
+        seen = g;
+        // the round's fields were written before its generation was released. A participant's round
+        // cannot be replaced before it decrements `pending`; a worker left out of the round may be
+        // overtaken by the next one, so it reads the fields and then checks (seqlock style) that the
+        // generation has not moved on, and otherwise takes the newer round from the top.
+        int active = __atomic_load_n(&pool.active, __ATOMIC_RELAXED);
+        int64_t n = __atomic_load_n(&pool.n, __ATOMIC_RELAXED);
+        pk_range_fn fn = __atomic_load_n(&pool.fn, __ATOMIC_RELAXED);
+        void *ctx = __atomic_load_n(&pool.ctx, __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&pool.generation, __ATOMIC_RELAXED) != g) continue;
+        if (index < active) {
+            int64_t b, e;
+            chunk_range(n, active, index, &b, &e);
             unsigned fp = pk_fp_enter();
             fn(ctx, b, e);
             pk_fp_restore(fp);
-            pthread_mutex_lock(&pool.mu);
-            if (--pool.pending == 0) pthread_cond_signal(&pool.done);
+            if (__atomic_sub_fetch(&pool.pending, 1, __ATOMIC_ACQ_REL) == 0) {
+                pthread_mutex_lock(&pool.mu);
+                if (pool.done_waiting) pthread_cond_signal(&pool.done);
+                pthread_mutex_unlock(&pool.mu);
+            }
         }
     }
     return NULL;
@@ -158,13 +192,13 @@ void pk_parallel_for(int64_t n, int64_t grain, pk_range_fn fn, void *ctx) {
     pthread_mutex_lock(&pool.mu);
     int workers = ensure_workers(chunks - 1);
     if (workers < chunks - 1) chunks = workers + 1;
-    pool.n = n;
-    pool.fn = fn;
-    pool.ctx = ctx;
-    pool.active = chunks;
-    pool.pending = chunks - 1;
-    pool.generation++;
-    pthread_cond_broadcast(&pool.go);
+    __atomic_store_n(&pool.n, n, __ATOMIC_RELAXED);
+    __atomic_store_n(&pool.fn, fn, __ATOMIC_RELAXED);
+    __atomic_store_n(&pool.ctx, ctx, __ATOMIC_RELAXED);
+    __atomic_store_n(&pool.active, chunks, __ATOMIC_RELAXED);
+    __atomic_store_n(&pool.pending, chunks - 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&pool.generation, 1, __ATOMIC_RELEASE);
+    if (pool.sleepers > 0) pthread_cond_broadcast(&pool.go);
     pthread_mutex_unlock(&pool.mu);
     int64_t b, e;
     chunk_range(n, chunks, 0, &b, &e);
@@ -173,9 +207,14 @@ void pk_parallel_for(int64_t n, int64_t grain, pk_range_fn fn, void *ctx) {
     fn(ctx, b, e);
     in_pool_region = 0;
     pk_fp_restore(fp);
-    pthread_mutex_lock(&pool.mu);
-    while (pool.pending > 0) pthread_cond_wait(&pool.done, &pool.mu);
-    pthread_mutex_unlock(&pool.mu);
+    for (int spin = 0; __atomic_load_n(&pool.pending, __ATOMIC_ACQUIRE) > 0 && spin < PK_POOL_SPINS; spin++) pk_relax();
+    if (__atomic_load_n(&pool.pending, __ATOMIC_ACQUIRE) > 0) {
+        pthread_mutex_lock(&pool.mu);
+        pool.done_waiting = 1;
+        while (__atomic_load_n(&pool.pending, __ATOMIC_ACQUIRE) > 0) pthread_cond_wait(&pool.done, &pool.mu);
+        pool.done_waiting = 0;
+        pthread_mutex_unlock(&pool.mu);
+    }
     pthread_mutex_unlock(&pool_call_mu);
 #endif
 }
