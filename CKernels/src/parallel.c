@@ -89,7 +89,7 @@ static pthread_mutex_t pool_call_mu = PTHREAD_MUTEX_INITIALIZER;
 static __thread int in_pool_region = 0;
 
 // polling rounds (a pause each, tens of microseconds in all) before a thread sleeps
-#define PK_POOL_SPINS (1 << 14)
+#define PK_POOL_SPINS (1 << 16)
 
 static inline void pk_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
