@@ -226,4 +226,18 @@ final class DependencyGraphTests: XCTestCase {
         let plain = Model(architecture: "user", network: Sequential([("fc1", fc1), ("relu", ReLU()), ("fc2", fc2)]), inputShape: [4])
         XCTAssertThrowsError(try Surgery.removePrunedUnits(plain)) { e in XCTAssertTrue("\(e)".contains("every unit of fc1"), "\(e)") }
     }
+
+    /// The front-end sends graphs through the dependency graph and keeps flat models on their own
+    /// unit pruning (rows only; surgery folds the constants later).
+    func testFrontEndRoutesGraphsAndFlatModels() throws {
+        let mlp = Model.mlp(seed: 1)
+        try ModelPruner.prune(mlp, PruningRequest(method: .l1, structure: .neurons, scope: .layer, amount: 0.5))
+        let ws = mlp.prunableWeights.map(\.parameter)
+        XCTAssertNotNil(ws[0].mask)
+        XCTAssertNil(ws[2].mask, "flat: the classifier's columns are not masked")
+        let graph = try resnetLike(seed: 4)
+        try ModelPruner.prune(graph, PruningRequest(method: .l1, structure: .channels, scope: .layer, amount: 0.5))
+        let fc = (graph.network as! Sequential).child(named: "fc") as! Linear
+        XCTAssertEqual(fc.weight.mask?.keptCount, 5 * 5, "graph: the classifier reads half of the 10 concat channels")
+    }
 }

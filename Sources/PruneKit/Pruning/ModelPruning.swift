@@ -111,7 +111,7 @@ public enum ModelPruner {
         case let .block(r, c):
             if request.scope == .global { try Prune.block(weights, blockRows: r, blockCols: c, amount: request.amount) }
             else { try forEachLayer(weights) { try Prune.block([$0], blockRows: r, blockCols: c, amount: request.amount) } }
-        case .neurons, .channels where !model.isFlat:
+        case .neurons where !model.isFlat, .channels where !model.isFlat:
             // graphs (residual joins, BatchNorm, concat): coupled units, pruned by the dependency graph
             let dg = try DependencyGraph(model)
             let unitImportance: DependencyGraph.UnitImportance
