@@ -79,22 +79,8 @@ def main():
     m.conv1 = nn.Conv2d(1, 64, 3, 1, 1, bias=False)
     m.maxpool = nn.Identity()
     narrow(m, 8)
-    m.train()
-    with torch.no_grad():
-        for _ in range(3):
-            m(torch.randn(8, 1, 28, 28) * 1.5 + 0.3)
-        for mod in m.modules():
-            if isinstance(mod, nn.BatchNorm2d):
-                mod.weight.uniform_(0.5, 1.5)
-                mod.bias.uniform_(-0.3, 0.3)
-    m.eval()
-    x = torch.randn(3, 1, 28, 28)
-    with torch.no_grad():
-        logits = m(x)
-    sd = {k: v.contiguous() for k, v in m.state_dict().items()}
-    save_file(sd, os.path.join(FX, "torch_resnet18_narrow.safetensors"), metadata={"format": "pt"})
-    save_file({"x": x.contiguous(), "logits": logits.contiguous()}, os.path.join(FX, "torch_resnet18_io.safetensors"))
-    print(f"{sum(v.numel() for v in sd.values())} values; logits scale {logits.abs().max().item():.3f}")
+    randomise_batchnorm(m)
+    save(m, "resnet18")
 
 
 if __name__ == "__main__":

@@ -37,16 +37,7 @@ final class GradientTests: XCTestCase {
                     XCTAssertEqual(grads[pi][flat: i], 0, "masked gradient must be 0", file: file, line: line)
                     continue
                 }
-                let saved = p.value
-                var v = saved
-                v[flat: i] += eps
-                p.value = v
-                let lp = try loss(x)
-                v[flat: i] -= 2 * eps
-                p.value = v
-                let lm = try loss(x)
-                p.value = saved
-                compare(grads[pi][flat: i], (lp - lm) / Double(2 * eps), "∂/∂param\(pi)[\(i)]")
+                compare(grads[pi][flat: i], try centralDifference(p, i, eps: eps) { try loss(x) }, "∂/∂param\(pi)[\(i)]")
             }
         }
     }

@@ -142,16 +142,7 @@ final class GraphLayerTests: XCTestCase {
         }
         for (pi, p) in layer.parameters.enumerated() {
             for i in Set((0..<8).map { _ in rng.int(p.count) }) {
-                let saved = p.value
-                var v = saved
-                v[flat: i] += eps
-                p.value = v
-                let lp = try loss(x)
-                v[flat: i] -= 2 * eps
-                p.value = v
-                let lm = try loss(x)
-                p.value = saved
-                compare(grads[pi][flat: i], (lp - lm) / Double(2 * eps), "∂/∂param\(pi)[\(i)]")
+                compare(grads[pi][flat: i], try centralDifference(p, i, eps: eps) { try loss(x) }, "∂/∂param\(pi)[\(i)]")
             }
         }
     }

@@ -60,16 +60,7 @@ final class GraphTests: XCTestCase {
         }
         for ((name, q), grad) in zip(graph.namedParameters, grads) {
             for i in stride(from: 0, to: q.count, by: 3) {
-                let saved = q.value
-                var v = saved
-                v[flat: i] += eps
-                q.value = v
-                let lp = try loss(x)
-                v[flat: i] -= 2 * eps
-                q.value = v
-                let lm = try loss(x)
-                q.value = saved
-                check(grad[flat: i], (lp - lm) / Double(2 * eps), "∂/∂\(name)[\(i)]")
+                check(grad[flat: i], try centralDifference(q, i, eps: eps) { try loss(x) }, "∂/∂\(name)[\(i)]")
             }
         }
         // without an input gradient nothing flows to the input, parameters still get theirs
