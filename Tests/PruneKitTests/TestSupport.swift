@@ -21,20 +21,6 @@ func forEachISA(_ body: (String) throws -> Void) rethrows {
     }
 }
 
-/// Central difference (L(p + ε) − L(p − ε)) / 2ε of `loss` in entry `i` of `p`; p is restored.
-func centralDifference(_ p: Parameter, _ i: Int, eps: Float, _ loss: () throws -> Double) rethrows -> Double {
-    let saved = p.value
-    defer { p.value = saved }
-    var v = saved
-    v[flat: i] += eps
-    p.value = v
-    let lp = try loss()
-    v[flat: i] -= 2 * eps
-    p.value = v
-    let lm = try loss()
-    return (lp - lm) / Double(2 * eps)
-}
-
 /// Runs `body` with the given kernel thread count, then restores it.
 func withThreads<T>(_ n: Int, _ body: () throws -> T) rethrows -> T {
     let saved = Runtime.threads
