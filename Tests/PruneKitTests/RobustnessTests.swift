@@ -116,7 +116,7 @@ final class RobustnessTests: XCTestCase {
     /// A learning rate that diverges stops the run with one line naming where, instead of a crash in
     /// the JSON printer, and writes nothing.
     func testDivergingTrainingStopsWithoutSaving() throws {
-        guard fashionMNISTDirectory != nil else { throw XCTSkip("dataset-fashion-mnist is not installed") }
+        _ = try requireFashionMNIST()
         let dir = try tempDir()
         let out = dir + "/m.safetensors"
         let r = try runPrunekit(["train", "--optimizer", "sgd", "--lr", "1e6", "--epochs", "1", "--limit", "2000", "--json", "--out", out])
