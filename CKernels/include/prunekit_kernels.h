@@ -177,19 +177,6 @@ pk_status pk_nchw_to_cnhw_f32(int64_t N, int64_t C, int64_t P, const float *x, f
 pk_status pk_conv2d_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH, int64_t KW,
                                 int64_t s, const float *x, const float *w, const uint8_t *mask,
                                 const float *bias, float *y);
-/// pk_conv2d_grouped_forward_f32 — y := conv(x, W ⊙ M) + bias with G groups (C and OC multiples of G;
-///           weight OC × C/G × K × K; depthwise when G = C = OC); NCHW, x already padded, stride s.
-///           Direct loops, one thread per output plane; y write-only. Reference
-///           pk_ref_conv2d_grouped_forward_f32. Errors PK_ERR_SHAPE, PK_ERR_NULL, PK_ERR_ALIAS.
-pk_status pk_conv2d_grouped_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t K, int64_t s,
-                                        int64_t G, const float *x, const float *w, const uint8_t *mask, const float *bias,
-                                        float *y);
-/// pk_conv2d_grouped_backward_f32 — dw := ∂L/∂W ⊙ M (when dw != NULL; images summed in order in double),
-///           dx := ∂L/∂x of the padded input (when dx != NULL, write-only). Reference
-///           pk_ref_conv2d_grouped_backward_f32.
-pk_status pk_conv2d_grouped_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t K, int64_t s,
-                                         int64_t G, const float *x, const float *w, const uint8_t *mask, const float *dy,
-                                         float *dw, float *dx);
 /// pk_conv2d_backward_f32 — gradients of pk_conv2d_forward_f32 for upstream gradient dy (N×OC×OH×OW):
 ///           dw := (Σ_n dy_n · cols_nᵀ) ⊙ M (masked entries exactly 0), db := Σ dy per channel
 ///           (when db != NULL), dx := col2im((W ⊙ M)ᵀ · dy) (when dx != NULL). All outputs write-only.
@@ -213,51 +200,6 @@ pk_status pk_bias_grad_nchw_f32(int64_t N, int64_t C, int64_t P, const float *dy
 /// maximum in scan order wins; NaN propagates). Errors PK_ERR_SHAPE when k < 1 or k > H or W.
 pk_status pk_maxpool2d_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t k,
                                    const float *x, float *y, int32_t *idx);
-/// pk_avgpool2d_forward_f32 — average pooling of N×C×H×W over kh×kw windows, stride s, zero padding
-///           p counted in the divisor kh·kw (PyTorch's AvgPool2d default); OH = (H + 2p − kh)/s + 1.
-///           Global average pooling is kh = H, kw = W, s = 1, p = 0. y is write-only.
-/// Errors    PK_ERR_SHAPE when a window exceeds the padded image, 2p > kh or kw, or s < 1.
-///           Reference pk_ref_avgpool2d_forward_f32.
-pk_status pk_avgpool2d_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t s,
-                                   int64_t p, const float *x, float *y);
-/// pk_avgpool2d_backward_f32 — dx (N×C×H×W, write-only) of pk_avgpool2d_forward_f32 for upstream dy;
-///           each input pixel gathers the windows covering it (one thread per plane).
-pk_status pk_avgpool2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t s,
-                                    int64_t p, const float *dy, float *dx);
-/// pk_pad2d_f32 — y (N×C×(H+2p)×(W+2p), write-only) := x with a border of p zeros (padded convolution).
-pk_status pk_pad2d_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, const float *x, float *y);
-/// pk_crop2d_f32 — y (N×C×H×W) := the interior of x (N×C×(H+2p)×(W+2p)): the gradient of pk_pad2d_f32.
-pk_status pk_crop2d_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, const float *x, float *y);
-
-/// Activation kinds of pk_activation_forward_f32 / pk_activation_backward_f32.
-enum { PK_ACT_SIGMOID = 1, PK_ACT_SILU = 2, PK_ACT_HARDSWISH = 3, PK_ACT_HARDSIGMOID = 4, PK_ACT_TANH = 5, PK_ACT_RELU6 = 6 };
-/// pk_activation_forward_f32 — y := f(x) element-wise: sigmoid, SiLU x·σ(x), hard-swish x·relu6(x+3)/6,
-///           hard-sigmoid relu6(x+3)/6, tanh, relu6 = min(max(x, 0), 6). y may equal x. Errors PK_ERR_ARG for an unknown kind.
-///           Reference pk_ref_activation_forward_f32 (double precision).
-pk_status pk_activation_forward_f32(int64_t n, int kind, const float *x, float *y);
-/// pk_activation_backward_f32 — dx := dy · f'(x), x the forward input (PyTorch's one-sided choices at
-///           the kinks of the hard variants). dx may equal dy.
-pk_status pk_activation_backward_f32(int64_t n, int kind, const float *x, const float *dy, float *dx);
-
-/// pk_batchnorm_forward_f32 — batch normalisation of x (N×C×S; S = H·W, or 1 for features) per
-///           channel: y := (x − μ)·γ/√(σ² + eps) + β. training ≠ 0: μ, σ² (biased) over the N·S values
-///           of each channel (accumulated in double, one thread per channel); running_mean/var (both or
-///           neither) move by momentum, the variance as the unbiased estimate (PyTorch's rule).
-///           training = 0: μ, σ² are running_mean/var (required). save_mean/save_invstd (both or
-///           neither) receive μ and 1/√(σ² + eps) for the backward pass. gamma/beta may be NULL (1, 0).
-/// Errors    PK_ERR_ARG for eps ≤ 0 or momentum outside [0, 1]; PK_ERR_SHAPE for training with N·S = 0.
-///           Reference pk_ref_batchnorm_forward_f32.
-pk_status pk_batchnorm_forward_f32(int64_t N, int64_t C, int64_t S, const float *x, const float *gamma, const float *beta,
-                                   float eps, int training, float momentum, float *running_mean, float *running_var,
-                                   float *y, float *save_mean, float *save_invstd);
-/// pk_batchnorm_backward_f32 — for upstream dy: dgamma := Σ dy·x̂, dbeta := Σ dy per channel (each may be
-///           NULL), dx (may be NULL, must not alias dy or x) := γ·invstd·(dy − mean(dy) − x̂·mean(dy·x̂)) when
-///           the forward pass used batch statistics (training ≠ 0), γ·invstd·dy when it used running ones.
-///           Reference pk_ref_batchnorm_backward_f32.
-pk_status pk_batchnorm_backward_f32(int64_t N, int64_t C, int64_t S, const float *x, const float *gamma,
-                                    const float *save_mean, const float *save_invstd, const float *dy, int training,
-                                    float *dx, float *dgamma, float *dbeta);
-
 /// pk_maxpool2d_backward_f32 — dx := 0 everywhere except dx[n,c,idx] += dy (write-only dx).
 pk_status pk_maxpool2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t k,
                                     const float *dy, const int32_t *idx, float *dx);
@@ -560,22 +502,6 @@ pk_status pk_ref_avgpool2d_forward_f32(int64_t N, int64_t C, int64_t H, int64_t 
                                        int64_t p, const float *x, float *y);
 pk_status pk_ref_avgpool2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t s,
                                         int64_t p, const float *dy, float *dx);
-pk_status pk_ref_conv2d_grouped_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t K, int64_t s,
-                                            int64_t G, const float *x, const float *w, const uint8_t *mask,
-                                            const float *bias, float *y);
-pk_status pk_ref_conv2d_grouped_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t K, int64_t s,
-                                             int64_t G, const float *x, const float *w, const uint8_t *mask,
-                                             const float *dy, float *dw, float *dx);
-pk_status pk_ref_pad2d_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, const float *x, float *y);
-pk_status pk_ref_crop2d_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, const float *x, float *y);
-pk_status pk_ref_activation_forward_f32(int64_t n, int kind, const float *x, float *y);
-pk_status pk_ref_activation_backward_f32(int64_t n, int kind, const float *x, const float *dy, float *dx);
-pk_status pk_ref_batchnorm_forward_f32(int64_t N, int64_t C, int64_t S, const float *x, const float *gamma,
-                                       const float *beta, float eps, int training, float momentum, float *running_mean,
-                                       float *running_var, float *y, float *save_mean, float *save_invstd);
-pk_status pk_ref_batchnorm_backward_f32(int64_t N, int64_t C, int64_t S, const float *x, const float *gamma,
-                                        const float *save_mean, const float *save_invstd, const float *dy, int training,
-                                        float *dx, float *dgamma, float *dbeta);
 pk_status pk_ref_maxpool2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t k,
                                         const float *dy, const int32_t *idx, float *dx);
 pk_status pk_ref_softmax_xent_f32(int64_t m, int64_t n, const float *logits, const int32_t *labels,
@@ -620,6 +546,10 @@ pk_status pk_ref_wanda_scores_f32(int64_t rows, int64_t cols, int64_t group, con
                                   float *out);
 pk_status pk_ref_block_norms_f32(int64_t rows, int64_t cols, int64_t bh, int64_t bw, const float *x,
                                  const uint8_t *mask, float *out);
+
+// The kernels behind the graph layers (BatchNorm, activations, average pooling, padding, grouped
+// convolution) are declared in their own header, part of the same contract.
+#include "prunekit_layers.h"
 
 #ifdef __cplusplus
 }

@@ -50,8 +50,12 @@ final class GraphLayerTests: XCTestCase {
         XCTAssertEqual(rv[0], 0.9 + 0.1 * 14.0 / 3.0, accuracy: 1e-6)    // Σ(x−3)² = 14, unbiased 14/3
         XCTAssertEqual(y[3], 3 / (3.5 as Float + 1e-5).squareRoot(), accuracy: 1e-5) // biased var 14/4
         // bad arguments: statuses, nothing written
+        let (yBefore, rmBefore, rvBefore) = (y, rm, rv)
         XCTAssertEqual(pk_batchnorm_forward_f32(4, 1, 1, x, nil, nil, 0, 1, 0.1, &rm, &rv, &y, &m, &i), PK_ERR_ARG)
         XCTAssertEqual(pk_batchnorm_forward_f32(4, 1, 1, x, nil, nil, 1e-5, 0, 0.1, nil, nil, &y, nil, nil), PK_ERR_NULL)
+        XCTAssertEqual(y, yBefore)
+        XCTAssertEqual(rm, rmBefore)
+        XCTAssertEqual(rv, rvBefore)
     }
 
     func testActivationKernelsMatchReference() {

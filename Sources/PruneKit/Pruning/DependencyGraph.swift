@@ -79,7 +79,7 @@ public final class DependencyGraph {
     public private(set) var inputValue = 0
     public private(set) var outputValue = 0
     /// First element of each value's channels in the union-find arrays.
-    private var offsets: [Int] = []
+    var offsets: [Int] = []
     private var currentPlace: (container: any Layer, key: String)?
     private var parent: [Int] = []
 
@@ -154,7 +154,7 @@ public final class DependencyGraph {
 
     // MARK: units and groups
 
-    private func find(_ a: Int) -> Int {
+    func find(_ a: Int) -> Int {
         var a = a
         while parent[a] != a { parent[a] = parent[parent[a]]; a = parent[a] }
         return a
@@ -165,7 +165,7 @@ public final class DependencyGraph {
         if ra != rb { parent[max(ra, rb)] = min(ra, rb) }
     }
 
-    private func element(_ value: Int, _ c: Int) -> Int { offsets[value] + c }
+    func element(_ value: Int, _ c: Int) -> Int { offsets[value] + c }
 
     /// One prunable channel across coupled layers: its elements (value, channel).
     public struct Unit {
@@ -183,8 +183,22 @@ public final class DependencyGraph {
     }
 
     public private(set) var groups: [Group] = []
+    /// Indexes from a value to the nodes around it: its producer, its depthwise convolution, the
+    /// producers that read it.
+    private(set) var producerAt: [Int: Int] = [:]
+    private(set) var depthwiseAt: [Int: Int] = [:]
+    private(set) var readersOf: [Int: [Int]] = [:]
 
     private func buildUnits() {
+        for (k, n) in nodes.enumerated() {
+            switch n.rule {
+            case .producer:
+                producerAt[n.output] = k
+                readersOf[n.inputs[0], default: []].append(k)
+            case .depthwise: depthwiseAt[n.output] = k
+            default: break
+            }
+        }
         for node in nodes {
             let out = node.output
             switch node.rule {
@@ -224,379 +238,60 @@ public final class DependencyGraph {
         }
     }
 
-    // MARK: importance
+    // MARK: what a unit owns
 
-    /// How a unit's importance is measured over the weights it owns in its group.
-    public enum UnitImportance {
-        /// Σ|w| (p = 1) or Σw² (p = 2) over the unit's producer rows and consumer columns, divided
-        /// by the number of weights (comparable across groups).
-        case magnitude(p: Int)
-        /// Σ|γ| of the BatchNorms in the unit (network slimming).
-        case batchNormScale
-        /// Σ |w·∂L/∂w| over the unit's rows and columns, from accumulated Taylor statistics.
-        case taylor(TaylorImportance)
-        /// Uniform random scores.
-        case random(seed: UInt64)
-        /// The mean |score| of an `Importance` (Taylor, Wanda, custom) over the unit's weights.
-        case scores(Importance)
+    /// The Linear or Conv2d weight of a producer or depthwise node.
+    func weight(of n: Node) -> Parameter { (n.layer as? Linear)?.weight ?? (n.layer as! Conv2d).weight }
+
+    /// A weight row (an output channel) or a weight column (an input channel, all its kernel taps).
+    enum Slice {
+        case row(Parameter, Int)
+        case column(Parameter, Int)
     }
 
-    /// Weight slices (parameter, flat indices) a unit owns, rows and columns.
-    func slices(of unit: Unit) -> [(Parameter, [Int])] {
-        var out: [(Parameter, [Int])] = []
+    /// The rows and columns a unit owns: its producers' and depthwise convolutions' rows and its
+    /// consumers' columns (through the indexes built when tracing).
+    func slices(of unit: Unit) -> [Slice] {
+        var out: [Slice] = []
         for (v, c) in unit.elements {
-            for n in nodes where n.rule == .depthwise && n.output == v {
-                let w = (n.layer as! Conv2d).weight, per = w.count / w.shape[0]
-                out.append((w, Array((c * per)..<((c + 1) * per))))
-            }
-            for n in nodes where n.rule == .producer {
-                guard let w = (n.layer as? Linear)?.weight ?? (n.layer as? Conv2d)?.weight else { continue }
-                let rows = w.shape[0], per = w.count / rows
-                if n.output == v { out.append((w, Array((c * per)..<((c + 1) * per)))) }
-                if n.inputs[0] == v {
-                    let cols = per / (w.shape.count == 4 ? w.shape[2] * w.shape[3] : 1)
-                    if let conv = n.layer as? Conv2d {
-                        let k2 = conv.kernelSize * conv.kernelSize
-                        var idx: [Int] = []
-                        idx.reserveCapacity(rows * k2)
-                        for o in 0..<rows {
-                            let start = (o * cols + c) * k2
-                            idx.append(contentsOf: start..<(start + k2))
-                        }
-                        out.append((w, idx))
-                    } else {
-                        out.append((w, (0..<rows).map { o in o * cols + c }))
-                    }
-                }
-            }
+            if let k = producerAt[v] ?? depthwiseAt[v] { out.append(.row(weight(of: nodes[k]), c)) }
+            for k in readersOf[v] ?? [] { out.append(.column(weight(of: nodes[k]), c)) }
         }
         return out
     }
 
-    func score(_ unit: Unit, _ importance: UnitImportance, index: Int) throws -> Float {
-        switch importance {
-        case .random(let seed):
-            var g = SeededGenerator(seed: seed &+ UInt64(index) &* 0x9E37_79B9_7F4A_7C15)
-            return g.nextUnitFloat()
-        case .batchNormScale:
-            var s: Float = 0
-            for (v, c) in unit.elements {
-                for n in nodes where n.output == v { if let bn = n.layer as? BatchNorm, let w = bn.weight { s += abs(w.value[flat: c]) } }
-            }
-            return s
-        case .magnitude, .taylor, .scores:
-            var sum = 0.0, count = 0
-            for (p, idx) in slices(of: unit) {
-                let values: Tensor
-                switch importance {
-                case let .taylor(t): values = try t.scores(for: p)
-                case let .scores(imp): values = try imp.scores(p, 0) ?? p.value
-                default: values = p.value
-                }
-                let m = p.mask
-                for i in idx {
-                    let w = Double(values[flat: i]) * ((m?[flat: i] ?? true) ? 1 : 0)
-                    if case .magnitude(let q) = importance, q == 2 { sum += w * w } else { sum += abs(w) }
-                    count += 1
-                }
-            }
-            guard sum.isFinite else { throw PruneError.nonFiniteScores("unit scores") }
-            return Float(sum / Double(max(count, 1)))
+    /// Flat indices of a slice in its weight (rows × columns × kernel taps).
+    static func indices(_ s: Slice) -> (Parameter, [Int]) {
+        switch s {
+        case let .row(w, c):
+            let per = w.count / w.shape[0]
+            return (w, Array((c * per)..<((c + 1) * per)))
+        case let .column(w, c):
+            let rows = w.shape[0], k2 = w.shape.count == 4 ? w.shape[2] * w.shape[3] : 1, cols = w.count / rows / k2
+            var idx: [Int] = []
+            idx.reserveCapacity(rows * k2)
+            for o in 0..<rows { idx.append(contentsOf: ((o * cols + c) * k2)..<((o * cols + c + 1) * k2)) }
+            return (w, idx)
         }
+    }
+
+    /// Per-row counts of kept nonzero weights of every producer (one C pass per weight).
+    func keptRowCounts() throws -> [ObjectIdentifier: [Float]] {
+        var out: [ObjectIdentifier: [Float]] = [:]
+        for n in nodes where n.rule == .producer {
+            let w = weight(of: n), rows = w.shape[0]
+            out[ObjectIdentifier(w)] = try Kernels.unitNorms(a: 1, d: rows, b: w.count / rows, p: 0, x: w.value.storage, mask: w.maskStorage)
+        }
+        return out
     }
 
     /// Whether a unit is still alive: some producer row in it has a kept nonzero weight.
-    func isAlive(_ unit: Unit) -> Bool {
-        for (v, c) in unit.elements {
-            for n in nodes where n.rule == .producer && n.output == v {
-                let w = (n.layer as? Linear)?.weight ?? (n.layer as! Conv2d).weight
-                let per = w.count / w.shape[0], m = w.effectiveMask
-                let vals = w.value
-                if (0..<per).contains(where: { m[flat: c * per + $0] && vals[flat: c * per + $0] != 0 }) { return true }
-            }
-        }
-        return false
+    func isAlive(_ unit: Unit, rows: [ObjectIdentifier: [Float]]) -> Bool {
+        unit.elements.contains { v, c in producerAt[v].map { rows[ObjectIdentifier(weight(of: nodes[$0]))]![c] > 0 } ?? false }
     }
 
-    // MARK: pruning
-
-    /// Masks `amount` of the alive units of every group (scope .layer: the same fraction in every
-    /// group, counted with the pinned rounding; .global: one threshold over all units, no group
-    /// losing more than `maxRatio` of its alive units). A unit's producer rows and consumer columns
-    /// are masked together, so the masked model computes exactly what the smaller model of
-    /// `removePrunedUnits` computes. Ties go to the lower unit index. Throws, changing nothing,
-    /// when a group would lose every unit.
-    public func prune(amount: Amount, importance: UnitImportance = .magnitude(p: 1), scope: PruningRequest.Scope = .layer,
-                      maxRatio: Double = 1) throws {
-        guard maxRatio > 0, maxRatio <= 1 else { throw PruneError.amountOutOfRange("maximum ratio \(maxRatio) is not in (0, 1]") }
-        var scoreStorages: [FloatStorage] = [], alive: [ByteStorage] = []
-        var index = 0
-        for g in groups {
-            let s = FloatStorage(count: g.units.count), a = ByteStorage(count: g.units.count)
-            for (k, u) in g.units.enumerated() {
-                s[k] = try score(u, importance, index: index)
-                a[k] = isAlive(u) ? 1 : 0
-                index += 1
-            }
-            scoreStorages.append(s)
-            alive.append(a)
-        }
-        let before = alive.map { $0.copy() }
-        if scope == .layer {
-            for (gi, g) in groups.enumerated() {
-                let n = try Kernels.countNonzero(alive[gi])
-                let k = try amount.count(of: n)
-                if k >= n && n > 0 {
-                    throw PruneError.amountOutOfRange("\(amount) would remove every channel of the group of \(g.producers.joined(separator: ", "))")
-                }
-                _ = try Prune.select(scores: [scoreStorages[gi]], masks: [alive[gi]], useAbs: false, k: k, what: "unit scores")
-            }
-        } else {
-            // one threshold over all groups; a group that would lose more than its cap (and at least
-            // one unit is always kept) is fixed at the cap and leaves the pool, the rest is selected
-            // again among the others, until no group is over
-            let total = try alive.reduce(0) { $0 + (try Kernels.countNonzero($1)) }
-            var k = try amount.count(of: total)
-            let caps = try before.map { a -> Int in
-                let n = try Kernels.countNonzero(a)
-                return min(Int((maxRatio * Double(n)).rounded(.down)), max(n - 1, 0))
-            }
-            var pool = Set(groups.indices)
-            while true {
-                let ids = pool.sorted()
-                let trial = ids.map { before[$0].copy() }
-                let available = ids.reduce(0) { $0 + caps[$1] }
-                guard k <= available else {
-                    throw PruneError.amountOutOfRange("global \(amount) needs \(k) more channels than the groups can give "
-                                                      + "(maximum ratio \(maxRatio), one channel kept per group)")
-                }
-                _ = try Prune.select(scores: ids.map { scoreStorages[$0] }, masks: trial, useAbs: false, k: k, what: "unit scores")
-                let over = try zip(ids, trial).filter { gi, t in try Kernels.countNonzero(before[gi]) - Kernels.countNonzero(t) > caps[gi] }
-                if over.isEmpty {
-                    for (gi, t) in zip(ids, trial) { alive[gi] = t }
-                    break
-                }
-                for (gi, _) in over {
-                    let fixed = before[gi].copy()
-                    _ = try Prune.select(scores: [scoreStorages[gi]], masks: [fixed], useAbs: false, k: caps[gi], what: "unit scores")
-                    alive[gi] = fixed
-                    k -= caps[gi]
-                    pool.remove(gi)
-                }
-            }
-        }
-        // masks: rows and columns of every newly pruned unit (all checks are done: nothing throws below
-        // except a shape error that cannot happen)
-        var newMasks: [ObjectIdentifier: (Parameter, [Bool])] = [:]
-        for (gi, g) in groups.enumerated() {
-            for (k, u) in g.units.enumerated() where before[gi][k] != 0 && alive[gi][k] == 0 {
-                for (p, idx) in slices(of: u) {
-                    var m = newMasks[ObjectIdentifier(p)]?.1 ?? p.effectiveMask.kept
-                    for i in idx { m[i] = false }
-                    newMasks[ObjectIdentifier(p)] = (p, m)
-                }
-            }
-        }
-        for (_, (p, m)) in newMasks { try p.setMask(Mask(shape: p.shape, kept: m)) }
-    }
-
-    // MARK: removal
-
-    /// What `removePrunedUnits` removed.
-    public struct Removal {
-        /// Units removed per group, keyed by the group's producers joined with ", ".
-        public let removedUnits: [String: Int]
-        public let parametersBefore: Int
-        public let parametersAfter: Int
-    }
-
-    /// Physically removes every dead unit (all its producer rows pruned or zero): the producers'
-    /// rows and bias entries, the BatchNorm entries (weights, running statistics), the consumers'
-    /// columns. What a removed unit still emitted (its producers' biases through BatchNorm and the
-    /// activations, in evaluation mode) is folded into the consumers' biases where that is exact:
-    /// Linear consumers, and Conv2d consumers without padding; a nonzero constant that reaches a
-    /// padded convolution through kept weights is refused (units masked by `prune` never do: their
-    /// consumer columns are masked too). The model is changed in place, all at once after every
-    /// check: on error nothing changes. Parameters are new objects: optimizer state starts afresh.
-    @discardableResult
-    public func removePrunedUnits() throws -> Removal {
-        let before = model.parameterCount
-        var deadElements = Set<Int>()          // union-find elements of removed units
-        var removed: [String: Int] = [:]
-        var constant: [Int: Float] = [:]       // element → constant it carries
-        for g in groups {
-            let dead = g.units.filter { !isAlive($0) }
-            guard !dead.isEmpty else { continue }
-            guard dead.count < g.units.count else {
-                throw PruneError.unsupported("every channel of the group of \(g.producers.joined(separator: ", ")) is pruned: "
-                                             + "removing them would disconnect the network")
-            }
-            removed[g.producers.joined(separator: ", ")] = dead.count
-            for u in dead { for (v, c) in u.elements { deadElements.insert(element(v, c)) } }
-        }
-        guard !deadElements.isEmpty else { return Removal(removedUnits: [:], parametersBefore: before, parametersAfter: before) }
-        // constants, in trace order (producer outputs are their biases)
-        for n in nodes {
-            let out = n.output
-            for c in 0..<values[out].channels where deadElements.contains(element(out, c)) {
-                let k: Float
-                switch n.rule {
-                case .producer:
-                    k = ((n.layer as? Linear)?.bias ?? (n.layer as? Conv2d)?.bias)?.value[flat: c] ?? 0
-                case .add:
-                    k = n.inputs.reduce(0) { $0 + (constant[element($1, c)] ?? 0) }
-                case .concat:
-                    var off = 0, found: Float = 0
-                    for i in n.inputs {
-                        if c >= off && c < off + values[i].channels { found = constant[element(i, c - off)] ?? 0 }
-                        off += values[i].channels
-                    }
-                    k = found
-                case .flatten:
-                    k = constant[element(n.inputs[0], c / values[n.inputs[0]].spatial)] ?? 0
-                case .elementwise:
-                    k = try Self.constantThrough(n, constant[element(n.inputs[0], c)] ?? 0, channel: c)
-                case .depthwise:
-                    let conv = n.layer as! Conv2d, per = conv.kernelSize * conv.kernelSize
-                    let kin = constant[element(n.inputs[0], c)] ?? 0
-                    let m = conv.weight.mask
-                    let sum = (0..<per).reduce(Float(0)) { acc, q in
-                        (m?[flat: c * per + q] ?? true) ? acc + conv.weight.value[flat: c * per + q] : acc
-                    }
-                    if conv.padding > 0 && sum * kin != 0 {
-                        throw PruneError.unsupported("\(n.name): a removed channel's constant \(kin) meets zero padding (borders would differ)")
-                    }
-                    k = (conv.bias?.value[flat: c] ?? 0) + sum * kin
-                }
-                constant[element(out, c)] = k
-            }
-        }
-        // the new layers, all computed before anything is replaced
-        var replacements: [(Node, any Layer)] = []
-        for n in nodes {
-            let outDead = (0..<values[n.output].channels).filter { deadElements.contains(element(n.output, $0)) }
-            switch n.layer {
-            case let bn as BatchNorm:
-                guard !outDead.isEmpty else { continue }
-                replacements.append((n, try Self.shrink(bn, removing: Set(outDead))))
-            case let conv as Conv2d where n.rule == .depthwise:
-                guard !outDead.isEmpty else { continue }
-                replacements.append((n, try Self.shrinkDepthwise(conv, removing: Set(outDead))))
-            case is Linear, is Conv2d:
-                let input = n.inputs[0]
-                let inDead = (0..<values[input].channels).filter { deadElements.contains(element(input, $0)) }
-                guard !outDead.isEmpty || !inDead.isEmpty else { continue }
-                let consts = inDead.map { constant[element(input, $0)] ?? 0 }
-                replacements.append((n, try Self.shrink(n, rows: Set(outDead), columns: inDead, constants: consts)))
-            default: continue
-            }
-        }
-        for (n, layer) in replacements {
-            guard let place = n.place else { throw PruneError.unsupported("\(n.name): a model that is a single layer has nothing to remove") }
-            if let seq = place.container as? Sequential { seq.replace(at: Int(place.key)!, with: layer) }
-            else if let graph = place.container as? Graph { try graph.replace(place.key, with: layer) }
-        }
-        return Removal(removedUnits: removed, parametersBefore: before, parametersAfter: model.parameterCount)
-    }
-
-    /// The constant an elementwise layer outputs for a constant input k (evaluation mode).
-    static func constantThrough(_ n: Node, _ k: Float, channel c: Int) throws -> Float {
-        switch n.layer {
-        case let bn as BatchNorm:
-            let g = bn.weight?.value[flat: c] ?? 1, b = bn.bias?.value[flat: c] ?? 0
-            return (k - bn.runningMean.value[flat: c]) / (bn.runningVar.value[flat: c] + bn.eps).squareRoot() * g + b
-        case is ReLU: return max(k, 0)
-        case let a as Activation:
-            return try a.forward(Tensor(shape: [1], scalars: [k]), training: false).scalars[0]
-        case let p as AvgPool2d:
-            guard p.padding == 0 || k == 0 else {
-                throw PruneError.unsupported("\(n.name): a removed channel's constant \(k) meets zero padding (borders would differ)")
-            }
-            return k
-        default: return k   // max pooling, global average, dropout (evaluation), identity
-        }
-    }
-
-    static func shrinkDepthwise(_ conv: Conv2d, removing dead: Set<Int>) throws -> Conv2d {
-        let keep = (0..<conv.outChannels).filter { !dead.contains($0) }, per = conv.kernelSize * conv.kernelSize
-        let v = conv.weight.value.scalars, m = conv.weight.mask?.kept
-        let shape = [keep.count, 1, conv.kernelSize, conv.kernelSize]
-        let out = try Conv2d(weight: Tensor(shape: shape, scalars: keep.flatMap { v[($0 * per)..<(($0 + 1) * per)] }),
-                             bias: conv.bias.map { b in try Tensor(shape: [keep.count], scalars: keep.map { b.value[flat: $0] }) },
-                             stride: conv.stride, padding: conv.padding, groups: keep.count)
-        if let m { try out.weight.setMask(Mask(shape: shape, kept: keep.flatMap { m[($0 * per)..<(($0 + 1) * per)] })) }
-        out.execution = conv.execution
-        return out
-    }
-
-    static func shrink(_ bn: BatchNorm, removing dead: Set<Int>) throws -> BatchNorm {
-        let keep = (0..<bn.features).filter { !dead.contains($0) }
-        let out = try BatchNorm(keep.count, eps: bn.eps, momentum: bn.momentum, affine: bn.weight != nil)
-        func pick(_ t: Tensor) throws -> Tensor { try Tensor(shape: [keep.count], scalars: keep.map { t[flat: $0] }) }
-        if let w = bn.weight, let b = bn.bias {
-            try out.weight!.assign(pick(w.value))
-            try out.bias!.assign(pick(b.value))
-        }
-        out.runningMean.value = try pick(bn.runningMean.value)
-        out.runningVar.value = try pick(bn.runningVar.value)
-        out.batchesTracked.value = bn.batchesTracked.value
-        return out
-    }
-
-    /// A Linear or Conv2d without the `rows` (output channels) and `columns` (input channels), the
-    /// columns' constant inputs folded into the bias.
-    static func shrink(_ n: Node, rows dead: Set<Int>, columns: [Int], constants: [Float]) throws -> any Layer {
-        let w = (n.layer as? Linear)?.weight ?? (n.layer as! Conv2d).weight
-        let bias = (n.layer as? Linear)?.bias ?? (n.layer as? Conv2d)?.bias
-        let rows = w.shape[0], k2 = w.shape.count == 4 ? w.shape[2] * w.shape[3] : 1, cols = w.count / rows / k2
-        let deadCols = Set(columns)
-        let keepRows = (0..<rows).filter { !dead.contains($0) }, keepCols = (0..<cols).filter { !deadCols.contains($0) }
-        let v = w.value.scalars, m = w.mask?.kept
-        // folds: Σ over removed columns of (kept) weights × the constant they read
-        var fold = [Double](repeating: 0, count: rows)
-        for (c, k) in zip(columns, constants) where k != 0 {
-            for o in 0..<rows {
-                for q in 0..<k2 {
-                    let i = (o * cols + c) * k2 + q
-                    if m?[i] ?? true { fold[o] += Double(v[i]) * Double(k) }
-                }
-            }
-        }
-        if let conv = n.layer as? Conv2d, conv.padding > 0, let o = keepRows.first(where: { fold[$0] != 0 }) {
-            throw PruneError.unsupported("\(n.name): removed input channels carry constants into output \(o) through zero padding; "
-                                         + "a bias cannot hold them (mask the consumer's columns, as prune does)")
-        }
-        var nv: [Float] = [], nm: [Bool] = []
-        nv.reserveCapacity(keepRows.count * keepCols.count * k2)
-        for o in keepRows {
-            for c in keepCols {
-                let base = (o * cols + c) * k2
-                nv.append(contentsOf: v[base..<(base + k2)])
-                if let m { nm.append(contentsOf: m[base..<(base + k2)]) }
-            }
-        }
-        let needBias = bias != nil || keepRows.contains { fold[$0] != 0 }
-        let nb: Tensor? = needBias
-            ? try Tensor(shape: [keepRows.count], scalars: keepRows.map { (bias?.value[flat: $0] ?? 0) + Float(fold[$0]) }) : nil
-        var shape = w.shape
-        shape[0] = keepRows.count
-        shape[1] = keepCols.count
-        let out: any Layer
-        let weight: Parameter
-        if let conv = n.layer as? Conv2d {
-            let c = try Conv2d(weight: Tensor(shape: shape, scalars: nv), bias: nb, stride: conv.stride, padding: conv.padding)
-            c.execution = conv.execution
-            out = c
-            weight = c.weight
-        } else {
-            let l = try Linear(weight: Tensor(shape: shape, scalars: nv), bias: nb)
-            l.execution = (n.layer as! Linear).execution
-            out = l
-            weight = l.weight
-        }
-        if m != nil { try weight.setMask(Mask(shape: shape, kept: nm)) }
-        return out
-    }
+    /// Whether a unit is still alive, from the weights as they are now.
+    func isAlive(_ unit: Unit) throws -> Bool { isAlive(unit, rows: try keptRowCounts()) }
 
     // MARK: cost
 
