@@ -312,6 +312,12 @@ pk_status pk_mean_pool_f32(int64_t B, int64_t T, int64_t n, const float *x, cons
 /// pk_layernorm_backward_f32 — dx for y = layernorm(x) (gamma fixed) and upstream dy; rows × n, dense.
 pk_status pk_layernorm_backward_f32(int64_t rows, int64_t n, const float *x, const float *gamma, float eps, const float *dy,
                                     float *dx);
+/// pk_layernorm_param_grad_f32 — dgamma[j] := Σ_r dy[r,j]·x̂[r,j], dbeta[j] := Σ_r dy[r,j] for y =
+///   layernorm(x) (x̂ the normalised row); rows × n, dense; either output may be NULL (not computed).
+/// Threads   columns split across threads, each summed over rows in order in double: identical bits
+///           for any thread count. Errors PK_ERR_SHAPE, PK_ERR_ARG (eps), PK_ERR_NULL, PK_ERR_NOMEM.
+pk_status pk_layernorm_param_grad_f32(int64_t rows, int64_t n, const float *x, float eps, const float *dy, float *dgamma,
+                                      float *dbeta);
 /// pk_gelu_backward_f32 — dx := dy · (Φ(x) + x·φ(x)); dx may equal dy.
 pk_status pk_gelu_backward_f32(int64_t n, const float *x, const float *dy, float *dx);
 /// pk_attention_backward_f32 — dq, dk, dv (layout of q, k, v; write-only) of pk_attention_f32 for the
@@ -518,6 +524,8 @@ pk_status pk_ref_adam_step_f32(int64_t n, float lr, float beta1, float beta2, fl
 
 pk_status pk_ref_layernorm_f32(int64_t rows, int64_t n, const float *x, int64_t ldx, const float *gamma,
                                const float *beta, float eps, float *y, int64_t ldy);
+pk_status pk_ref_layernorm_param_grad_f32(int64_t rows, int64_t n, const float *x, float eps, const float *dy, float *dgamma,
+                                          float *dbeta);
 pk_status pk_ref_gelu_f32(int64_t n, const float *x, float *y);
 pk_status pk_ref_attention_f32(int64_t B, int64_t T, int64_t H, int64_t D, const float *q, const float *k, const float *v,
                                int64_t ldq, const float *mask, const float *head_mask, float *out, int64_t ldo);

@@ -287,6 +287,55 @@ pk_status pk_layernorm_backward_f32(int64_t rows, int64_t n, const float *x, con
     return PK_OK;
 }
 
+typedef struct {
+    int64_t rows, n;
+    float eps;
+    const float *x, *dy;
+    const double *stats; // per row: mean, 1/sqrt(var + eps)
+    float *dgamma, *dbeta;
+} lnp_ctx;
+
+static void lnp_stats(void *v, int64_t r0, int64_t r1) {
+    lnp_ctx *c = v;
+    double *st = (double *)c->stats;
+    for (int64_t r = r0; r < r1; r++) row_stats(c->x + r * c->n, c->n, c->eps, &st[2 * r], &st[2 * r + 1]);
+}
+
+static void lnp_cols(void *v, int64_t j0, int64_t j1) {
+    // columns [j0, j1): Σ over rows (in row order, in double) of dy·x̂ and dy
+    const lnp_ctx *c = v;
+    for (int64_t j = j0; j < j1; j++) {
+        double g = 0, b = 0;
+        for (int64_t r = 0; r < c->rows; r++) {
+            const double dy = c->dy[r * c->n + j];
+            g += dy * (((double)c->x[r * c->n + j] - c->stats[2 * r]) * c->stats[2 * r + 1]);
+            b += dy;
+        }
+        if (c->dgamma) c->dgamma[j] = (float)g;
+        if (c->dbeta) c->dbeta[j] = (float)b;
+    }
+}
+
+pk_status pk_layernorm_param_grad_f32(int64_t rows, int64_t n, const float *x, float eps, const float *dy, float *dgamma,
+                                      float *dbeta) {
+    if (rows < 0 || n < 0) return PK_ERR_SHAPE;
+    if (!(eps >= 0.0f)) return PK_ERR_ARG;
+    if (n == 0) return PK_OK;
+    if (!dgamma && !dbeta) return PK_OK;
+    if (rows == 0) {
+        for (int64_t j = 0; j < n; j++) { if (dgamma) dgamma[j] = 0; if (dbeta) dbeta[j] = 0; }
+        return PK_OK;
+    }
+    if (!x || !dy) return PK_ERR_NULL;
+    double *stats = malloc((size_t)rows * 2 * sizeof(double));
+    if (!stats) return PK_ERR_NOMEM;
+    lnp_ctx c = {rows, n, eps, x, dy, stats, dgamma, dbeta};
+    pk_parallel_for(rows, 8, lnp_stats, &c);
+    pk_parallel_for(n, 8, lnp_cols, &c);
+    free(stats);
+    return PK_OK;
+}
+
 typedef struct { const float *x, *dy; float *dx; } gelub_ctx;
 
 static PK_ALWAYS_INLINE void gelub_body(void *v, int64_t b, int64_t e) {

@@ -92,20 +92,26 @@ func evalSentenceEncoder(model: String, teacher: String?, input: String, batch: 
     if json { printJSON(result) } else { for k in result.keys.sorted() { print("\(k): \(result[k]!)") } }
 }
 
-/// `prunekit prune --model DIR --structure heads|neurons|unstructured|2:4 --method l1|wanda|taylor --amount A`.
+/// `prunekit prune --model DIR --structure heads|neurons|unstructured|2:4 --method l1|wanda|taylor|sparsegpt --amount A`.
 /// Unstructured and 2:4 with calibration sentences prune block by block (Wanda's order); heads and
-/// neurons are ranked on the dense model.
+/// neurons are ranked on the dense model by the dependency graph and removed.
 func pruneSentenceEncoder(model: String, structure: String, method: String, amount: String, calibration: String?,
                           scope: String?, compensation: String, seed: UInt64, out: String, json: Bool) throws {
-    guard let st = TransformerPruner.Structure(rawValue: structure) else {
-        throw ValidationError("--structure must be heads, neurons, unstructured or 2:4 with --model")
+    let st: PruningRequest.Structure
+    switch structure {
+    case "heads": st = .heads
+    case "neurons": st = .neurons
+    case "unstructured": st = .unstructured
+    case "2:4": st = .nm(2, 4)
+    default: throw ValidationError("--structure must be heads, neurons, unstructured or 2:4 with --model")
     }
-    guard let me = TransformerPruner.Method(rawValue: method) else {
+    guard let me = PruningRequest.Method(rawValue: method), [.l1, .wanda, .taylor, .sparsegpt].contains(me) else {
         throw ValidationError("--method must be l1, wanda, taylor or sparsegpt with --model")
     }
     guard let a = Double(amount), a >= 0, a < 1 else { throw ValidationError("--amount must be a fraction in [0, 1) with --model") }
-    let sc = try scope.map { s -> TransformerPruner.Scope in
-        guard let v = TransformerPruner.Scope(rawValue: s) else { throw ValidationError("--scope must be layer or global") }
+    let units = st == .heads || st == .neurons
+    let sc = try scope.map { s -> PruningRequest.Scope in
+        guard let v = PruningRequest.Scope(rawValue: s), v != .row else { throw ValidationError("--scope must be layer or global") }
         return v
     }
     let compensate: Bool?
@@ -116,35 +122,30 @@ func pruneSentenceEncoder(model: String, structure: String, method: String, amou
     default: throw ValidationError("--compensation must be auto, on or off")
     }
     if compensate == true && calibration == nil { throw ValidationError("--compensation on needs --calibration FILE") }
-    if sc != nil && !(st == .heads || st == .neurons) { throw ValidationError("--scope applies to heads and neurons with --model") }
-    if me == .sparsegpt && !(st == .unstructured || st == .nm24) {
-        throw ValidationError("--method sparsegpt prunes unstructured or 2:4 weights")
-    }
+    if sc != nil && !units { throw ValidationError("--scope applies to heads and neurons with --model") }
+    if me == .sparsegpt && units { throw ValidationError("--method sparsegpt prunes unstructured or 2:4 weights") }
     if me != .l1 && calibration == nil { throw ValidationError("--method \(method) needs --calibration FILE") }
     let (encoder, tokenizer) = try SentenceEncoderFolder.load(model)
     let sentences = try calibration.map(readLines)
     let before = encoder.parameterCount
-    let amountUsed = st == .nm24 ? 0.5 : a
+    // heads compete across the encoder, neurons within each block, weights within each output row
+    let request = PruningRequest(method: me, structure: st, scope: sc ?? (st == .heads ? .global : units ? .layer : .row),
+                                 amount: .fraction(st == .nm(2, 4) ? 0.5 : a), seed: seed)
     let start = Date()
-    let pruned: BertEncoder
-    if let sentences, st == .unstructured || st == .nm24, me != .taylor {
-        pruned = try TransformerPruner.pruneSequentially(encoder, structure: st, method: me, amount: amountUsed, tokenizer: tokenizer,
-                                                         sentences: sentences, compensate: compensate ?? true)
+    if let sentences, !units, me != .taylor {
+        try encoder.pruneSequentially(request, tokenizer: tokenizer, sentences: sentences, compensate: compensate ?? true)
     } else {
-        let cal = try sentences.map {
-            try TransformerPruner.calibrate(encoder, tokenizer: tokenizer, sentences: $0, taylor: me == .taylor, seed: seed)
-        }
-        pruned = try TransformerPruner.prune(encoder, structure: st, method: me, amount: amountUsed, calibration: cal, scope: sc,
-                                             compensate: compensate)
+        let cal = try sentences.map { try encoder.calibrate(tokenizer: tokenizer, sentences: $0, taylor: me == .taylor, seed: seed) }
+        try encoder.prune(request, calibration: cal, compensate: compensate)
     }
     let secs = Date().timeIntervalSince(start)
-    try SentenceEncoderFolder.save(pruned, to: out, copyingFrom: model,
+    try SentenceEncoderFolder.save(encoder, to: out, copyingFrom: model,
                                    metadata: ["prunekit.pruned": "\(structure) \(method) \(amount)", "prunekit.source": model])
-    let zeros = TransformerPruner.linears(pruned).reduce(0) { $0 + ($1.weight.mask?.prunedCount ?? 0) }
+    let zeros = encoder.linears.reduce(0) { $0 + ($1.weight.mask?.prunedCount ?? 0) }
     let r: [String: Any] = ["model": out, "structure": structure, "method": method, "amount": a,
-                            "parameters_before": before, "parameters": pruned.parameterCount, "masked_weights": zeros,
+                            "parameters_before": before, "parameters": encoder.parameterCount, "masked_weights": zeros,
                             "bias_compensation": sentences != nil && (compensate ?? (st != .neurons)), "prune_seconds": secs,
-                            "heads": pruned.layers.map(\.heads), "ffn_neurons": pruned.layers.map(\.intermediate.outFeatures)]
+                            "heads": encoder.heads, "ffn_neurons": encoder.intermediateSizes]
     if json { printJSON(r) } else { for k in r.keys.sorted() { print("\(k): \(r[k]!)") } }
 }
 
@@ -157,7 +158,7 @@ func distilSentenceEncoder(model: String, teacher: String, input: String, epochs
     let sentences = try readLines(input)
     let bar = ProgressBar(label: "distil")
     // the prune command leaves zeros where weights are masked: keep them masked while training
-    for l in TransformerPruner.linears(student) where l.weight.mask == nil {
+    for l in student.linears where l.weight.mask == nil {
         let zero = l.weight.value.scalars.map { $0 != 0 }
         if zero.contains(false) { try l.weight.setMask(Mask(shape: l.weight.shape, kept: zero)) }
     }

@@ -93,16 +93,23 @@ func tinyEncoder(seed: UInt64) throws -> BertEncoder {
     var g = SeededGenerator(seed: seed)
     let (h, heads, inter) = (8, 2, 12)
     func lin(_ i: Int, _ o: Int) -> Linear { let l = Linear(i, o, rng: &g); l.execution = .dense; return l }
-    func norm() throws -> (Tensor, Tensor) {
-        (try Tensor(shape: [h], scalars: (0..<h).map { _ in 1 + 0.2 * g.uniform(-1, 1) }), Tensor.uniform([h], -0.1, 0.1, rng: &g))
+    func norm() throws -> LayerNorm {
+        try LayerNorm(weight: Tensor(shape: [h], scalars: (0..<h).map { _ in 1 + 0.2 * g.uniform(-1, 1) }),
+                      bias: Tensor.uniform([h], -0.1, 0.1, rng: &g), eps: 1e-12)
     }
-    let layers = try (0..<2).map { _ in
-        BertLayer(query: lin(h, h), key: lin(h, h), value: lin(h, h), attentionOutput: lin(h, h), attentionNorm: try norm(),
-                  intermediate: lin(h, inter), output: lin(inter, h), outputNorm: try norm(), heads: heads)
+    let context = SequenceContext()
+    let blocks = try (0..<2).map { _ in
+        try BertEncoder.block(attention: MultiHeadAttention(query: lin(h, h), key: lin(h, h), value: lin(h, h), output: lin(h, h),
+                                                            heads: heads, context: context),
+                              attentionNorm: norm(), intermediate: lin(h, inter), output: lin(inter, h), outputNorm: norm())
     }
     let config = BertConfig(hidden: h, layers: 2, heads: heads, intermediate: inter, vocab: 20, maxPositions: 16, layerNormEps: 1e-12)
-    return BertEncoder(config: config, word: .uniform([20, h], -1, 1, rng: &g), position: .uniform([16, h], -0.5, 0.5, rng: &g),
-                       tokenType0: .uniform([h], -0.1, 0.1, rng: &g), embeddingNorm: try norm(), layers: layers)
+    let word = Tensor.uniform([20, h], -1, 1, rng: &g), position = Tensor.uniform([16, h], -0.5, 0.5, rng: &g)
+    let type0 = Tensor.uniform([1, h], -0.1, 0.1, rng: &g)
+    let en = try norm()
+    let embeddings = try BertEmbeddings(word: word, position: position, tokenType: type0, normWeight: en.weight.value,
+                                        normBias: en.bias.value, eps: 1e-12, context: context)
+    return try BertEncoder(config: config, embeddings: embeddings, blocks: blocks, context: context)
 }
 
 /// A tokenizer for the tiny encoder's vocabulary and `n` random sentences of its words.

@@ -8,12 +8,14 @@ final class TransformerPruningTests: XCTestCase {
     let ids: [[Int32]] = [[1, 5, 7, 2, 0, 0], [1, 9, 3, 11, 4, 2]]
     let mask: [[Float]] = [[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]]
 
-    /// ∂L/∂(head mask) and ∂L/∂(neuron mask) against central differences, with a head mask that
-    /// is not all ones (the recorded gradient is for the unmasked head outputs), and the token-row
-    /// gradient of `backward` against central differences of a weight.
+    /// Unit Taylor on the encoder: the mask gradient of each head and FFN neuron (squared, one
+    /// batch) against central differences — a head through a head mask that is not all ones (the
+    /// measured mask sits on top of it, at the output projection's input), a neuron through its
+    /// output column — with the token-row gradient entering the same backward pass; and that term's
+    /// gradient of a query weight against central differences.
     func testMaskAndTokenGradientsByFiniteDifferences() throws {
         let e = try tinyEncoder(seed: 11)
-        e.layers[1].headMask = [1, 0.7]
+        e.attention(1).headMask = [1, 0.7]
         var rng = TestRNG(12)
         let r = rng.floats(2 * 8), q = rng.floats(2 * 6 * 8)
         func loss() throws -> Double {
@@ -21,41 +23,44 @@ final class TransformerPruningTests: XCTestCase {
             return zip(emb.scalars, r).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
                 + zip(tok.scalars, q).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
         }
-        for l in e.layers { l.recordMaskGradients = true }
-        _ = try e.embedWithTokens(ids: ids, mask: mask, training: true)
-        try e.backward(try Tensor(shape: [2, 8], scalars: r), tokenGradient: try Tensor(shape: [12, 8], scalars: q))
-        for l in e.layers { l.recordMaskGradients = false }
+        let graph = try DependencyGraph(e.model)
+        XCTAssertEqual(graph.groups.filter { $0.kind == .heads }.map(\.units.count), [2, 2])
+        XCTAssertEqual(graph.groups.filter { $0.kind == .channels }.map(\.units.count), [12, 12], "FFN neurons; the hidden stream is locked")
+        let taylor = try graph.measureUnitTaylor(batches: 1) { _ in
+            _ = try e.embedWithTokens(ids: ids, mask: mask, training: true)
+            try e.backward(try Tensor(shape: [2, 8], scalars: r), tokenGradient: try Tensor(shape: [12, 8], scalars: q))
+        }
         let eps: Float = 1e-2
-        for (i, layer) in e.layers.enumerated() {
-            let g = try XCTUnwrap(layer.maskGradients)
-            XCTAssertEqual(g.heads.count, 2)
-            XCTAssertEqual(g.neurons.count, 12)
-            for h in 0..<2 {
-                let saved = layer.headMask
-                layer.headMask[h] = saved[h] + eps
-                let lp = try loss()
-                layer.headMask[h] = saved[h] - eps
-                let lm = try loss()
-                layer.headMask = saved
-                let numeric = (lp - lm) / Double(2 * eps)
-                XCTAssertEqual(g.heads[h], numeric, accuracy: 2e-3 + 2e-2 * abs(numeric), "block \(i) head \(h)")
-            }
-            // a neuron's mask scales its GELU output: the same as scaling its output column
-            for j in [0, 5, 11] {
-                let w = layer.output.weight, saved = w.value
-                func scaled(_ s: Float) throws -> Double {
-                    var v = saved
-                    for r in 0..<8 { v[flat: r * 12 + j] *= s }
-                    w.value = v
-                    return try loss()
+        for (gi, g) in graph.groups.enumerated() {
+            let block = g.producers[0].contains("layer.0.") ? 0 : 1
+            for k in g.kind == .heads ? [0, 1] : [0, 5, 11] {
+                let measured = Double(try taylor.score(group: gi, unit: k, of: graph)).squareRoot()
+                let numeric: Double
+                if g.kind == .heads {
+                    let a = e.attention(block), saved = a.headMask
+                    a.headMask[k] = saved[k] + eps
+                    let lp = try loss()
+                    a.headMask[k] = saved[k] - eps
+                    let lm = try loss()
+                    a.headMask = saved
+                    numeric = Double(saved[k]) * (lp - lm) / Double(2 * eps)
+                } else {
+                    // a neuron's mask scales its GELU output: the same as scaling its output column
+                    let w = e.feedForward(block).output.weight, saved = w.value
+                    func scaled(_ s: Float) throws -> Double {
+                        var v = saved
+                        for r in 0..<8 { v[flat: r * 12 + k] *= s }
+                        w.value = v
+                        return try loss()
+                    }
+                    numeric = (try scaled(1 + eps) - scaled(1 - eps)) / Double(2 * eps)
+                    w.value = saved
                 }
-                let numeric = (try scaled(1 + eps) - scaled(1 - eps)) / Double(2 * eps)
-                w.value = saved
-                XCTAssertEqual(g.neurons[j], numeric, accuracy: 2e-3 + 2e-2 * abs(numeric), "block \(i) neuron \(j)")
+                XCTAssertEqual(measured, abs(numeric), accuracy: 2e-3 + 2e-2 * abs(numeric), "block \(block) \(g.kind) \(k)")
             }
         }
         // the token-row term reaches the weights: query weight of block 0
-        let p = e.layers[0].query.weight, analytic = p.grad.scalars
+        let p = e.attention(0).query.weight, analytic = p.grad.scalars
         for k in [3, 17, 40] {
             let numeric = try centralDifference(p, k, eps: eps, loss)
             XCTAssertEqual(Double(analytic[k]), numeric, accuracy: 2e-3 + 2e-2 * abs(numeric), "query weight [\(k)]")
@@ -113,7 +118,7 @@ final class TransformerPruningTests: XCTestCase {
     func testBiasCompensationKeepsTheMeanOutput() throws {
         let (tok, sentences) = try tinySentences(24, seed: 14)
         let dense = try tinyEncoder(seed: 15), e = try tinyEncoder(seed: 15)
-        let rows = try sentences.map { try dense.tokenEmbeddings(ids: [tok.encode($0)]) }
+        let rows = try sentences.map { try dense.embeddings.forward(dense.sentenceInput(tok.encode($0)), training: false) }
         func meanOutput(_ l: Linear) throws -> [Double] {
             var m = [Double](repeating: 0, count: l.outFeatures), n = 0
             for x in rows {
@@ -123,49 +128,45 @@ final class TransformerPruningTests: XCTestCase {
             }
             return m.map { $0 / Double(n) }
         }
-        let cal = try TransformerPruner.calibrate(e, tokenizer: tok, sentences: sentences)
-        _ = try TransformerPruner.prune(e, structure: .unstructured, method: .wanda, amount: 0.5, calibration: cal)
-        XCTAssertEqual(e.layers[0].query.weight.mask?.prunedCount, 32)
-        let want = try meanOutput(dense.layers[0].query), got = try meanOutput(e.layers[0].query)
+        let request = PruningRequest(method: .wanda, structure: .unstructured, scope: .row, amount: 0.5)
+        try e.prune(request, calibration: e.calibrate(tokenizer: tok, sentences: sentences))
+        XCTAssertEqual(e.attention(0).query.weight.mask?.prunedCount, 32)
+        let want = try meanOutput(dense.attention(0).query), got = try meanOutput(e.attention(0).query)
         for j in 0..<8 { XCTAssertEqual(got[j], want[j], accuracy: 1e-5, "output \(j)") }
+        XCTAssertNotEqual(e.attention(0).query.bias!.value.scalars, dense.attention(0).query.bias!.value.scalars)
         // without compensation the biases stay as they were
         let plain = try tinyEncoder(seed: 15)
-        _ = try TransformerPruner.prune(plain, structure: .unstructured, method: .wanda, amount: 0.5,
-                                        calibration: try TransformerPruner.calibrate(plain, tokenizer: tok, sentences: sentences),
-                                        compensate: false)
-        XCTAssertEqual(plain.layers[0].query.bias!.value.scalars, dense.layers[0].query.bias!.value.scalars)
+        try plain.prune(request, calibration: plain.calibrate(tokenizer: tok, sentences: sentences), compensate: false)
+        XCTAssertEqual(plain.attention(0).query.bias!.value.scalars, dense.attention(0).query.bias!.value.scalars)
+        XCTAssertEqual(plain.attention(0).query.weight.mask!.kept, e.attention(0).query.weight.mask!.kept, "same choice")
     }
 
     /// Sequential pruning: block 0 is pruned from the dense statistics, block 1 from statistics of
-    /// sentences that ran through the pruned block 0 (rebuilt here by hand).
+    /// sentences that ran through the pruned block 0 (rebuilt here by hand, one block at a time
+    /// with whole-model calibrations).
     func testSequentialPruningReadsThePrunedBlocksBefore() throws {
         let (tok, sentences) = try tinySentences(24, seed: 16)
-        let seq = try TransformerPruner.pruneSequentially(try tinyEncoder(seed: 17), structure: .unstructured, method: .wanda,
-                                                          amount: 0.5, tokenizer: tok, sentences: sentences, compensate: false)
+        let request = PruningRequest(method: .wanda, structure: .unstructured, scope: .row, amount: 0.5)
+        let seq = try tinyEncoder(seed: 17)
+        try seq.pruneSequentially(request, tokenizer: tok, sentences: sentences, compensate: false)
         let manual = try tinyEncoder(seed: 17)
-        let first = try TransformerPruner.calibrate(manual, tokenizer: tok, sentences: sentences)
-        for l in manual.layers[0].linears {
-            try TransformerPruner.pruneWeights(l, structure: .unstructured, amount: 0.5,
-                                               scores: TransformerPruner.weightScores(l, method: .wanda, calibration: first), means: nil)
+        func blockLinears(_ e: BertEncoder, _ i: Int) -> [Linear] { Array(e.linears[(6 * i)..<(6 * i + 6)]) }
+        for block in 0..<2 {
+            let cal = try manual.calibrate(tokenizer: tok, sentences: sentences)
+            for l in blockLinears(manual, block) { try ModelPruner.pruneRows(l.weight, amount: 0.5, importance: .wanda(cal.statistics)) }
         }
-        let second = try TransformerPruner.calibrate(manual, tokenizer: tok, sentences: sentences)
-        for l in manual.layers[1].linears {
-            try TransformerPruner.pruneWeights(l, structure: .unstructured, amount: 0.5,
-                                               scores: TransformerPruner.weightScores(l, method: .wanda, calibration: second), means: nil)
-        }
-        for (a, b) in zip(TransformerPruner.linears(seq), TransformerPruner.linears(manual)) {
-            XCTAssertEqual(a.weight.mask!.kept, b.weight.mask!.kept)
-        }
+        for (a, b) in zip(seq.linears, manual.linears) { XCTAssertEqual(a.weight.mask!.kept, b.weight.mask!.kept) }
         let oneShot = try tinyEncoder(seed: 17)
-        _ = try TransformerPruner.prune(oneShot, structure: .unstructured, method: .wanda, amount: 0.5,
-                                        calibration: try TransformerPruner.calibrate(oneShot, tokenizer: tok, sentences: sentences),
-                                        compensate: false)
-        XCTAssertEqual(seq.layers[0].linears.map { $0.weight.mask!.kept }, oneShot.layers[0].linears.map { $0.weight.mask!.kept },
+        try oneShot.prune(request, calibration: oneShot.calibrate(tokenizer: tok, sentences: sentences), compensate: false)
+        XCTAssertEqual(blockLinears(seq, 0).map { $0.weight.mask!.kept }, blockLinears(oneShot, 0).map { $0.weight.mask!.kept },
                        "block 0 comes from the dense statistics either way")
-        XCTAssertNotEqual(seq.layers[1].linears.map { $0.weight.mask!.kept }, oneShot.layers[1].linears.map { $0.weight.mask!.kept },
+        XCTAssertNotEqual(blockLinears(seq, 1).map { $0.weight.mask!.kept }, blockLinears(oneShot, 1).map { $0.weight.mask!.kept },
                           "block 1 must be scored on inputs that ran through the pruned block 0")
-        XCTAssertThrowsError(try TransformerPruner.pruneSequentially(try tinyEncoder(seed: 17), structure: .heads, method: .wanda,
-                                                                     amount: 0.5, tokenizer: tok, sentences: sentences))
+        XCTAssertThrowsError(try tinyEncoder(seed: 17).pruneSequentially(PruningRequest(method: .wanda, structure: .heads, amount: 0.5),
+                                                                          tokenizer: tok, sentences: sentences))
+        XCTAssertThrowsError(try tinyEncoder(seed: 17).pruneSequentially(PruningRequest(method: .taylor, structure: .unstructured,
+                                                                                        scope: .row, amount: 0.5),
+                                                                          tokenizer: tok, sentences: sentences))
     }
 
     /// Taylor ranking removes the heads and neurons whose masks moved the embedding least, and needs
@@ -173,61 +174,135 @@ final class TransformerPruningTests: XCTestCase {
     func testTaylorRemovesTheLeastSensitiveUnits() throws {
         let (tok, sentences) = try tinySentences(32, seed: 18)
         let e = try tinyEncoder(seed: 19)
-        XCTAssertThrowsError(try TransformerPruner.prune(e, structure: .heads, method: .taylor, amount: 0.5,
-                                                         calibration: try TransformerPruner.calibrate(e, tokenizer: tok, sentences: sentences)))
-        let cal = try TransformerPruner.calibrate(e, tokenizer: tok, sentences: sentences, taylor: true, seed: 3)
-        let s = try XCTUnwrap(cal.sensitivity)
-        XCTAssertTrue(s.heads.joined().allSatisfy { $0 > 0 } && s.neurons.joined().allSatisfy { $0 >= 0 })
-        let biases = e.layers.map { $0.attentionOutput.bias!.value.scalars }
-        let heads = try TransformerPruner.prune(e, structure: .heads, method: .taylor, amount: 0.5, calibration: cal, scope: .layer)
-        XCTAssertEqual(e.layers.map { $0.attentionOutput.bias!.value.scalars }, biases, "the source encoder is left as it was")
-        XCTAssertNotEqual(heads.layers.map { $0.attentionOutput.bias!.value.scalars }, biases, "compensated")
-        let neurons = try TransformerPruner.prune(e, structure: .neurons, method: .taylor, amount: 0.25, calibration: cal, scope: .global)
-        XCTAssertThrowsError(try TransformerPruner.prune(heads, structure: .heads, method: .taylor, amount: 0.5, calibration: cal),
-                             "a calibration of the unpruned encoder does not fit the pruned one")
-        XCTAssertEqual(neurons.layers.reduce(0) { $0 + $1.intermediate.outFeatures }, 18)
+        let headsRequest = PruningRequest(method: .taylor, structure: .heads, scope: .layer, amount: 0.5)
+        XCTAssertThrowsError(try e.copy().prune(headsRequest, calibration: e.calibrate(tokenizer: tok, sentences: sentences)))
+        let cal = try e.calibrate(tokenizer: tok, sentences: sentences, taylor: true, seed: 3)
+        let graph = try DependencyGraph(e.model)
+        let u = try XCTUnwrap(cal.unitTaylor)
+        func scores(_ kind: DependencyGraph.Group.Kind) throws -> [[Float]] {
+            try graph.groups.indices.filter { graph.groups[$0].kind == kind }.map { gi in
+                try graph.groups[gi].units.indices.map { try u.score(group: gi, unit: $0, of: graph) }
+            }
+        }
+        let sh = try scores(.heads), sn = try scores(.channels)
+        XCTAssertTrue(sh.joined().allSatisfy { $0 > 0 } && sn.joined().allSatisfy { $0 >= 0 })
+        // statistics belong to the weights they were measured on: each copy is calibrated itself
+        // (same sentences and seed, so the same numbers)
+        func calibratedCopy() throws -> (BertEncoder, Calibration) {
+            let c = try e.copy()
+            return (c, try c.calibrate(tokenizer: tok, sentences: sentences, taylor: true, seed: 3))
+        }
+        let (heads, headsCal) = try calibratedCopy()
+        let biases = e.blocks.indices.map { e.attention($0).output.bias!.value.scalars }
+        let removal = try XCTUnwrap(try heads.prune(headsRequest, calibration: headsCal))
+        XCTAssertEqual(removal.removedUnits.values.reduce(0, +), 2)
+        XCTAssertEqual(e.blocks.indices.map { e.attention($0).output.bias!.value.scalars }, biases, "the source encoder is left as it was")
+        XCTAssertNotEqual(heads.blocks.indices.map { heads.attention($0).output.bias!.value.scalars }, biases, "compensated")
+        let (neurons, neuronsCal) = try calibratedCopy()
+        try neurons.prune(PruningRequest(method: .taylor, structure: .neurons, scope: .global, amount: 0.25), calibration: neuronsCal)
+        XCTAssertThrowsError(try heads.prune(headsRequest, calibration: headsCal), "a calibration of the unpruned encoder does not fit the pruned one")
+        XCTAssertEqual(neurons.intermediateSizes.reduce(0, +), 18)
         for i in 0..<2 {
             // the kept head is the one with the larger sensitivity: its query rows are the original's
-            let keep = s.heads[i][0] >= s.heads[i][1] ? 0 : 1
-            XCTAssertEqual(heads.layers[i].heads, 1)
-            XCTAssertEqual(heads.layers[i].query.weight.value.scalars,
-                           Array(e.layers[i].query.weight.value.scalars[(keep * 4 * 8)..<((keep + 1) * 4 * 8)]))
+            let keep = sh[i][0] >= sh[i][1] ? 0 : 1
+            XCTAssertEqual(heads.attention(i).heads, 1)
+            XCTAssertEqual(heads.attention(i).query.weight.value.scalars,
+                           Array(e.attention(i).query.weight.value.scalars[(keep * 4 * 8)..<((keep + 1) * 4 * 8)]))
         }
         // exactly the six least sensitive neurons are gone, compared by their weights
-        let ranked = s.neurons.enumerated().flatMap { i, v in v.enumerated().map { (score: $0.element, layer: i, unit: $0.offset) } }
+        let ranked = sn.enumerated().flatMap { i, v in v.enumerated().map { (score: $0.element, layer: i, unit: $0.offset) } }
             .sorted { ($0.score, $0.layer, $0.unit) < ($1.score, $1.layer, $1.unit) }
         let removed = Set(ranked.prefix(6).map { [$0.layer, $0.unit] })
-        for (i, l) in neurons.layers.enumerated() {
+        for i in 0..<2 {
             let keep = (0..<12).filter { !removed.contains([i, $0]) }
-            let w0 = e.layers[i].intermediate.weight.value.scalars
-            XCTAssertEqual(l.intermediate.weight.value.scalars, keep.flatMap { Array(w0[($0 * 8)..<(($0 + 1) * 8)]) },
+            let w0 = e.feedForward(i).intermediate.weight.value.scalars
+            XCTAssertEqual(neurons.feedForward(i).intermediate.weight.value.scalars, keep.flatMap { Array(w0[($0 * 8)..<(($0 + 1) * 8)]) },
                            "block \(i): kept neurons \(keep)")
         }
-        // taylor follows the calibration, not the weights: sensitivities ordered against L1 flip the choice
-        let l1 = try e.layers.map { layer in try TransformerPruner.headScores(layer) { lin in lin.weight.value.scalars.map(abs) } }
-        let flipped = TransformerPruner.Calibration(statistics: cal.statistics,
-                                                    sensitivity: (heads: l1.map { $0.map { -$0 } }, neurons: s.neurons),
-                                                    weightTaylor: nil, sentences: cal.sentences)
-        let byTaylor = try TransformerPruner.prune(e, structure: .heads, method: .taylor, amount: 0.5, calibration: flipped, scope: .layer)
-        let byL1 = try TransformerPruner.prune(e, structure: .heads, method: .l1, amount: 0.5, calibration: nil, scope: .layer)
+        // taylor follows the unit statistics, not the weights: statistics ordered against L1 flip the choice
+        let l1 = (0..<2).map { i -> [Double] in
+            let a = e.attention(i)
+            return (0..<2).map { h in
+                let rows = [a.query, a.key, a.value].reduce(0.0) { acc, l in
+                    acc + l.weight.value.scalars[(h * 32)..<((h + 1) * 32)].reduce(0.0) { $0 + Double(abs($1)) }
+                }
+                return rows + (0..<8).reduce(0.0) { acc, r in
+                    acc + a.output.weight.value.scalars[(r * 8 + h * 4)..<(r * 8 + h * 4 + 4)].reduce(0.0) { $0 + Double(abs($1)) }
+                }
+            }
+        }
+        let flipped = DependencyGraph.UnitTaylor()
+        var batch: [String: [Double]] = [:]
+        for g in graph.groups where g.kind == .heads {
+            let block = g.producers[0].contains("layer.0.") ? 0 : 1
+            batch[g.producers.joined(separator: ", ")] = l1[block].map { 1 / $0 } // larger L1, smaller score
+        }
+        flipped.add(batch: batch)
+        let byTaylor = try e.copy(), byL1 = try e.copy()
+        try ModelPruner.prune(byTaylor.model, headsRequest, importance: .magnitude, unitTaylor: flipped)
+        try DependencyGraph(byTaylor.model).removePrunedUnits()
+        try byL1.prune(PruningRequest(method: .l1, structure: .heads, scope: .layer, amount: 0.5), calibration: nil)
         for i in 0..<2 {
             let keep = l1[i][0] < l1[i][1] ? 0 : 1 // the head L1 removes
-            XCTAssertEqual(byTaylor.layers[i].query.weight.value.scalars,
-                           Array(e.layers[i].query.weight.value.scalars[(keep * 32)..<((keep + 1) * 32)]), "block \(i)")
-            XCTAssertNotEqual(byTaylor.layers[i].query.weight.value.scalars, byL1.layers[i].query.weight.value.scalars, "block \(i)")
+            XCTAssertEqual(byTaylor.attention(i).query.weight.value.scalars,
+                           Array(e.attention(i).query.weight.value.scalars[(keep * 32)..<((keep + 1) * 32)]), "block \(i)")
+            XCTAssertNotEqual(byTaylor.attention(i).query.weight.value.scalars, byL1.attention(i).query.weight.value.scalars, "block \(i)")
         }
         // weight-level taylor: in every row the pruned scores are at most the kept ones
-        let u = try tinyEncoder(seed: 19)
-        let ucal = try TransformerPruner.calibrate(u, tokenizer: tok, sentences: sentences, taylor: true, seed: 3)
-        let scores = try TransformerPruner.linears(u).map { try ucal.weightTaylor!.scores(for: $0.weight).scalars }
-        _ = try TransformerPruner.prune(u, structure: .unstructured, method: .taylor, amount: 0.5, calibration: ucal, compensate: false)
-        for (l, sc) in zip(TransformerPruner.linears(u), scores) {
+        let w = try tinyEncoder(seed: 19)
+        let wcal = try w.calibrate(tokenizer: tok, sentences: sentences, taylor: true, seed: 3)
+        let ws = try w.linears.map { try wcal.weightTaylor!.scores(for: $0.weight).scalars }
+        try w.prune(PruningRequest(method: .taylor, structure: .unstructured, scope: .row, amount: 0.5), calibration: wcal, compensate: false)
+        for (l, sc) in zip(w.linears, ws) {
             let k = l.weight.mask!.kept
             for r in 0..<l.outFeatures {
                 let row = (r * l.inFeatures)..<((r + 1) * l.inFeatures)
                 XCTAssertLessThanOrEqual(row.filter { !k[$0] }.map { sc[$0] }.max() ?? 0,
                                          row.filter { k[$0] }.map { sc[$0] }.min() ?? .infinity, "row \(r)")
             }
+        }
+    }
+
+    /// Masked and removed agree: heads and neurons masked by the dependency graph give the same
+    /// embeddings as the smaller encoder after removal; a head whose query, key and value rows were
+    /// zeroed by hand (output columns kept) emitted its value bias, which removal folds into the
+    /// output bias; a state dict with a tensor too many or one missing is refused, naming it.
+    func testMaskedEqualsRemovedAndValueBiasFolds() throws {
+        let (tok, sentences) = try tinySentences(8, seed: 30)
+        let (bids, bmask) = tok.batch(sentences)
+        for structure in [PruningRequest.Structure.heads, .neurons] {
+            let e = try tinyEncoder(seed: 31)
+            try ModelPruner.prune(e.model, PruningRequest(method: .l1, structure: structure, scope: .global, amount: 0.5))
+            let masked = try e.embed(ids: bids, mask: bmask).scalars
+            let removal = try DependencyGraph(e.model).removePrunedUnits()
+            XCTAssertLessThan(removal.parametersAfter, removal.parametersBefore)
+            let removed = try e.embed(ids: bids, mask: bmask).scalars
+            for i in masked.indices { XCTAssertEqual(removed[i], masked[i], accuracy: 1e-5, "\(structure) [\(i)]") }
+        }
+        let e = try tinyEncoder(seed: 32)
+        let before = try e.embed(ids: bids, mask: bmask).scalars
+        let a = e.attention(1)
+        for l in [a.query, a.key, a.value] {
+            var v = l.weight.value
+            for r in 4..<8 { for c in 0..<8 { v[flat: r * 8 + c] = 0 } }
+            l.weight.value = v
+        }
+        let zeroed = try e.embed(ids: bids, mask: bmask).scalars
+        XCTAssertGreaterThan(zip(before, zeroed).map { abs($0 - $1) }.max()!, 1e-3, "the zeroed head mattered")
+        let r = try DependencyGraph(e.model).removePrunedUnits()
+        XCTAssertEqual(r.removedUnits.values.reduce(0, +), 1)
+        XCTAssertEqual(e.heads, [2, 1])
+        let after = try e.embed(ids: bids, mask: bmask).scalars
+        for i in zeroed.indices { XCTAssertEqual(after[i], zeroed[i], accuracy: 1e-5, "folded value bias [\(i)]") }
+        var state = e.stateDict
+        state["encoder.layer.0.attention.self.extra"] = Tensor(zeros: [2])
+        XCTAssertThrowsError(try SentenceEncoderFolder.encoder(config: e.config, tensors: state, file: "x.safetensors")) {
+            XCTAssertTrue("\($0)".contains("encoder.layer.0.attention.self.extra"), "\($0)")
+        }
+        state["encoder.layer.0.attention.self.extra"] = nil
+        state["encoder.layer.1.output.dense.bias"] = nil
+        XCTAssertThrowsError(try SentenceEncoderFolder.encoder(config: e.config, tensors: state, file: "x.safetensors")) {
+            XCTAssertTrue("\($0)".contains("encoder.layer.1.output.dense.bias"), "\($0)")
         }
     }
 
@@ -307,17 +382,20 @@ final class TransformerPruningTests: XCTestCase {
             let a = try e.embed(ids: ids, mask: mask).scalars, b = try dense.embed(ids: ids, mask: mask).scalars
             return zip(a, b).reduce(0.0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) }
         }
-        let sgpt = try TransformerPruner.pruneSequentially(try tinyEncoder(seed: 23), structure: .unstructured, method: .sparsegpt,
-                                                           amount: 0.5, tokenizer: tok, sentences: sentences, compensate: false)
-        let wanda = try TransformerPruner.pruneSequentially(try tinyEncoder(seed: 23), structure: .unstructured, method: .wanda,
-                                                            amount: 0.5, tokenizer: tok, sentences: sentences, compensate: false)
-        for l in TransformerPruner.linears(sgpt) {
+        let sgpt = try tinyEncoder(seed: 23), wanda = try tinyEncoder(seed: 23)
+        try sgpt.pruneSequentially(PruningRequest(method: .sparsegpt, structure: .unstructured, scope: .row, amount: 0.5),
+                                   tokenizer: tok, sentences: sentences, compensate: false)
+        try wanda.pruneSequentially(PruningRequest(method: .wanda, structure: .unstructured, scope: .row, amount: 0.5),
+                                    tokenizer: tok, sentences: sentences, compensate: false)
+        for l in sgpt.linears {
             let m = try XCTUnwrap(l.weight.mask).kept
             for r in 0..<l.outFeatures { XCTAssertEqual(m[(r * l.inFeatures)..<((r + 1) * l.inFeatures)].filter { $0 }.count, l.inFeatures / 2) }
         }
-        XCTAssertNotEqual(sgpt.layers[0].query.weight.value.scalars.filter { $0 != 0 },
-                          dense.layers[0].query.weight.value.scalars.enumerated().filter { sgpt.layers[0].query.weight.mask!.kept[$0.offset] }.map(\.element))
+        XCTAssertNotEqual(sgpt.attention(0).query.weight.value.scalars.filter { $0 != 0 },
+                          dense.attention(0).query.weight.value.scalars.enumerated()
+                            .filter { sgpt.attention(0).query.weight.mask!.kept[$0.offset] }.map(\.element))
         XCTAssertLessThan(try distance(sgpt), try distance(wanda))
-        XCTAssertThrowsError(try TransformerPruner.prune(dense, structure: .unstructured, method: .sparsegpt, amount: 0.5, calibration: nil))
+        XCTAssertThrowsError(try dense.prune(PruningRequest(method: .sparsegpt, structure: .unstructured, scope: .row, amount: 0.5),
+                                             calibration: nil))
     }
 }

@@ -16,6 +16,25 @@ pk_status pk_ref_layernorm_f32(int64_t rows, int64_t n, const float *x, int64_t 
     return PK_OK;
 }
 
+pk_status pk_ref_layernorm_param_grad_f32(int64_t rows, int64_t n, const float *x, float eps, const float *dy, float *dgamma,
+                                          float *dbeta) {
+    for (int64_t j = 0; j < n; j++) { dgamma[j] = 0; dbeta[j] = 0; }
+    double *g = calloc((size_t)(n > 0 ? n : 1), sizeof(double)), *b = calloc((size_t)(n > 0 ? n : 1), sizeof(double));
+    if (!g || !b) { free(g); free(b); return PK_ERR_NOMEM; }
+    for (int64_t r = 0; r < rows; r++) {
+        double s = 0, q = 0;
+        for (int64_t j = 0; j < n; j++) s += x[r * n + j];
+        const double mean = s / (double)n;
+        for (int64_t j = 0; j < n; j++) q += (x[r * n + j] - mean) * (x[r * n + j] - mean);
+        const double inv = 1.0 / sqrt(q / (double)n + eps);
+        for (int64_t j = 0; j < n; j++) { g[j] += dy[r * n + j] * (x[r * n + j] - mean) * inv; b[j] += dy[r * n + j]; }
+    }
+    for (int64_t j = 0; j < n; j++) { dgamma[j] = (float)g[j]; dbeta[j] = (float)b[j]; }
+    free(g);
+    free(b);
+    return PK_OK;
+}
+
 pk_status pk_ref_gelu_f32(int64_t n, const float *x, float *y) {
     for (int64_t i = 0; i < n; i++) y[i] = (float)(0.5 * x[i] * (1.0 + erf(x[i] / sqrt(2.0))));
     return PK_OK;

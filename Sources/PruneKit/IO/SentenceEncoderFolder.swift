@@ -47,7 +47,13 @@ public enum SentenceEncoderFolder {
         let maxLength = ((try? json("sentence_bert_config.json"))?["max_seq_length"] as? NSNumber)?.intValue ?? 256
         let tokenizer = try WordPieceTokenizer(vocabularyFile: dir + "/vocab.txt", maxLength: min(maxLength, config.maxPositions))
         let file = dir + "/model.safetensors"
-        let tensors = try SafeTensors.read(file).tensors
+        return (try encoder(config: config, tensors: SafeTensors.read(file).tensors, file: file), tokenizer)
+    }
+
+    /// An encoder of `config` from HuggingFace-named tensors (`file` names them in errors): head
+    /// and neuron counts per block from the shapes (pruned folders), every name and shape checked
+    /// first, a tensor without a place refused.
+    public static func encoder(config: BertConfig, tensors: [String: Tensor], file: String) throws -> BertEncoder {
         func t(_ name: String, _ shape: [Int]) throws -> Tensor {
             guard let v = tensors[name] else { throw IOError(file: file, reason: "missing tensor '\(name)'") }
             guard v.shape == shape else { throw IOError(file: file, reason: "'\(name)' has shape \(v.shape), expected \(shape)") }
@@ -59,8 +65,12 @@ public enum SentenceEncoderFolder {
             l.execution = .dense
             return l
         }
+        func norm(_ prefix: String) throws -> LayerNorm {
+            try LayerNorm(weight: t(prefix + ".weight", [config.hidden]), bias: t(prefix + ".bias", [config.hidden]), eps: config.layerNormEps)
+        }
         let h = config.hidden
-        var layers: [BertLayer] = []
+        let context = SequenceContext()
+        var blocks: [Graph] = []
         for i in 0..<config.layers {
             let p = "encoder.layer.\(i)."
             // a pruned folder may keep fewer heads per layer: the query rows say how many
@@ -69,21 +79,41 @@ public enum SentenceEncoderFolder {
                 throw IOError(file: file, reason: "layer \(i): \(qRows) query rows is not a whole number of heads")
             }
             let inter = tensors[p + "intermediate.dense.weight"]?.shape.first ?? config.intermediate
-            layers.append(BertLayer(
-                query: try linear(p + "attention.self.query", qRows, h), key: try linear(p + "attention.self.key", qRows, h),
-                value: try linear(p + "attention.self.value", qRows, h),
-                attentionOutput: try linear(p + "attention.output.dense", h, qRows),
-                attentionNorm: (try t(p + "attention.output.LayerNorm.weight", [h]), try t(p + "attention.output.LayerNorm.bias", [h])),
-                intermediate: try linear(p + "intermediate.dense", inter, h), output: try linear(p + "output.dense", h, inter),
-                outputNorm: (try t(p + "output.LayerNorm.weight", [h]), try t(p + "output.LayerNorm.bias", [h])),
-                heads: qRows / config.headDim))
+            let attention = try MultiHeadAttention(
+                query: linear(p + "attention.self.query", qRows, h), key: linear(p + "attention.self.key", qRows, h),
+                value: linear(p + "attention.self.value", qRows, h), output: linear(p + "attention.output.dense", h, qRows),
+                heads: qRows / config.headDim, context: context)
+            blocks.append(try BertEncoder.block(attention: attention, attentionNorm: norm(p + "attention.output.LayerNorm"),
+                                                intermediate: linear(p + "intermediate.dense", inter, h),
+                                                output: linear(p + "output.dense", h, inter), outputNorm: norm(p + "output.LayerNorm")))
         }
-        let types = try t("embeddings.token_type_embeddings.weight", [tensors["embeddings.token_type_embeddings.weight"]?.shape.first ?? 2, h])
-        let encoder = BertEncoder(
-            config: config, word: try t("embeddings.word_embeddings.weight", [config.vocab, h]),
-            position: try t("embeddings.position_embeddings.weight", [config.maxPositions, h]),
-            tokenType0: try Tensor(shape: [h], scalars: Array(types.scalars.prefix(h))),
-            embeddingNorm: (try t("embeddings.LayerNorm.weight", [h]), try t("embeddings.LayerNorm.bias", [h])), layers: layers)
-        return (encoder, tokenizer)
+        let types = tensors["embeddings.token_type_embeddings.weight"]?.shape.first ?? 2
+        let embeddings = try BertEmbeddings(
+            word: t("embeddings.word_embeddings.weight", [config.vocab, h]),
+            position: t("embeddings.position_embeddings.weight", [config.maxPositions, h]),
+            tokenType: t("embeddings.token_type_embeddings.weight", [max(types, 1), h]),
+            normWeight: t("embeddings.LayerNorm.weight", [h]), normBias: t("embeddings.LayerNorm.bias", [h]),
+            eps: config.layerNormEps, context: context)
+        let encoder = try BertEncoder(config: config, embeddings: embeddings, blocks: blocks, context: context)
+        // every tensor of the file has a place (HuggingFace's unused pooler and position ids aside)
+        let used = Set(encoder.model.namedParameters.map { BertEncoder.huggingFaceName($0.name) })
+        if let extra = tensors.keys.sorted().first(where: { !used.contains($0) && !$0.hasPrefix("pooler.") && $0 != "embeddings.position_ids" }) {
+            throw IOError(file: file, reason: "tensor '\(extra)' is not part of a BERT encoder")
+        }
+        return encoder
+    }
+}
+
+extension BertEncoder {
+    /// A deep copy: the same shapes, values, masks, head masks and execution in new layers.
+    public func copy() throws -> BertEncoder {
+        let tensors = try stateDict.mapValues { try Tensor(shape: $0.shape, scalars: $0.scalars) }
+        let out = try SentenceEncoderFolder.encoder(config: config, tensors: tensors, file: "(copy)")
+        for ((_, a), (_, b)) in zip(model.namedParameters, out.model.namedParameters) {
+            if let m = a.mask { try b.setMask(m) }
+        }
+        for i in blocks.indices { out.attention(i).headMask = attention(i).headMask }
+        for (a, b) in zip(linears, out.linears) { b.execution = a.execution }
+        return out
     }
 }

@@ -41,6 +41,12 @@ extension Kernels {
         try check(pk_layernorm_backward_f32(Int64(rows), Int64(n), x.base, gamma.base, eps, dy.base, dx.base), "layernorm_backward")
     }
 
+    static func layerNormParamGrad(rows: Int, n: Int, x: FloatStorage, eps: Float, dy: FloatStorage, dgamma: FloatStorage,
+                                   dbeta: FloatStorage) throws {
+        try check(pk_layernorm_param_grad_f32(Int64(rows), Int64(n), x.base, eps, dy.base, dgamma.base, dbeta.base),
+                  "layernorm_param_grad")
+    }
+
     static func geluBackward(x: FloatStorage, dy: FloatStorage, dx: FloatStorage) throws {
         try check(pk_gelu_backward_f32(Int64(x.count), x.base, dy.base, dx.base), "gelu_backward")
     }

@@ -20,6 +20,9 @@ public protocol Layer: AnyObject {
     /// Observers called after every forward pass with its input and output; nil for a layer that
     /// takes none.
     var forwardHooks: ForwardHooks? { get }
+    /// Observers called after every backward pass with ∂L/∂output and ∂L/∂input; nil for a layer
+    /// that takes none.
+    var backwardHooks: BackwardHooks? { get }
 }
 
 extension Layer {
@@ -27,6 +30,7 @@ extension Layer {
     public var children: [(name: String, layer: any Layer)] { [] }
     public var namedBuffers: [(name: String, buffer: Buffer)] { [] }
     public var forwardHooks: ForwardHooks? { nil }
+    public var backwardHooks: BackwardHooks? { nil }
     public var parameters: [Parameter] { namedParameters.map(\.parameter) }
 
     /// This layer and every layer below it, depth first, with dotted names relative to this one
@@ -55,6 +59,7 @@ public enum LayerError: Error, CustomStringConvertible, Equatable {
     case badInput(layer: String, expected: String, got: [Int])
     case noHooks(String)
     case badLabel(label: Int, row: Int, classes: Int)
+    case unsupported(String)
 
     public var description: String {
         switch self {
@@ -62,6 +67,7 @@ public enum LayerError: Error, CustomStringConvertible, Equatable {
         case let .badInput(l, e, g): return "\(l): expected input \(e), got shape \(g)"
         case let .noHooks(l): return "\(l) takes no forward hooks"
         case let .badLabel(label, row, classes): return "label \(label) of example \(row) is outside the \(classes) classes 0..<\(classes)"
+        case let .unsupported(s): return s
         }
     }
 }

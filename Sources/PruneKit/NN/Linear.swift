@@ -7,6 +7,8 @@ public final class Linear: Layer {
     private var input: Tensor?
     /// Observers of each forward pass (calibration statistics are gathered through them).
     public let forwardHooks: ForwardHooks? = ForwardHooks()
+    /// Observers of each backward pass (Taylor importance of the units this layer reads).
+    public let backwardHooks: BackwardHooks? = BackwardHooks()
     /// How the weight is executed: dense-masked GEMM, sparse kernels on the compressed kept
     /// entries, or (the default) whichever the measured crossover picks from the weight's density.
     public var execution: Execution = .automatic
@@ -59,6 +61,13 @@ public final class Linear: Layer {
     }
 
     public func backward(_ dy: Tensor, needInputGradient: Bool) throws -> Tensor? {
+        guard let hooks = backwardHooks, !hooks.isEmpty else { return try backwardPass(dy, needInputGradient: needInputGradient) }
+        let dx = try backwardPass(dy, needInputGradient: true)!
+        try hooks.run(outputGradient: dy, inputGradient: dx)
+        return needInputGradient ? dx : nil
+    }
+
+    private func backwardPass(_ dy: Tensor, needInputGradient: Bool) throws -> Tensor? {
         guard let x = input else { throw LayerError.backwardBeforeForward(summary) }
         let m = x.shape[0]
         try dy.expectShape([m, outFeatures])
@@ -113,4 +122,27 @@ extension Linear {
 
     /// Forgets the input kept for backward.
     func dropInput() { input = nil }
+}
+
+extension Linear {
+    /// A Linear with only the given output rows (weights and biases copied; masks too).
+    func keepingOutputs(_ rows: [Int]) throws -> Linear {
+        let w = weight.value.scalars, m = weight.mask?.kept
+        let nw = rows.flatMap { r in w[(r * inFeatures)..<((r + 1) * inFeatures)] }
+        let l = try Linear(weight: Tensor(shape: [rows.count, inFeatures], scalars: nw),
+                           bias: bias.map { b in try Tensor(shape: [rows.count], scalars: rows.map { b.value.scalars[$0] }) })
+        if let m { try l.weight.setMask(Mask(shape: [rows.count, inFeatures], kept: rows.flatMap { r in m[(r * inFeatures)..<((r + 1) * inFeatures)] })) }
+        l.execution = execution
+        return l
+    }
+
+    /// A Linear reading only the given input columns.
+    func keepingInputs(_ cols: [Int]) throws -> Linear {
+        let w = weight.value.scalars, m = weight.mask?.kept
+        let nw = (0..<outFeatures).flatMap { r in cols.map { w[r * inFeatures + $0] } }
+        let l = try Linear(weight: Tensor(shape: [outFeatures, cols.count], scalars: nw), bias: bias?.value)
+        if let m { try l.weight.setMask(Mask(shape: [outFeatures, cols.count], kept: (0..<outFeatures).flatMap { r in cols.map { m[r * inFeatures + $0] } })) }
+        l.execution = execution
+        return l
+    }
 }

@@ -49,12 +49,16 @@ public final class Parameter: @unchecked Sendable {
     private var compressedFromMask = false
     /// Whether pruning policies consider this parameter (weights yes, biases no by default).
     public let isPrunable: Bool
+    /// Whether training updates it. A fixed parameter (BERT's embedding tables) gets no gradient:
+    /// its layer does not compute one, and `Model.trainableParameters` leaves it out.
+    public let isTrainable: Bool
 
-    public init(_ value: Tensor, prunable: Bool) {
+    public init(_ value: Tensor, prunable: Bool, trainable: Bool = true) {
         self.stored = value
         self.shape = value.shape
-        self.storedGrad = Tensor(zeros: value.shape)
+        self.storedGrad = Tensor(zeros: trainable ? value.shape : [0])
         self.isPrunable = prunable
+        self.isTrainable = trainable
     }
 
     /// The parameter's (dense) shape; it never changes.

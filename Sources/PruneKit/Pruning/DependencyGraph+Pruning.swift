@@ -14,6 +14,9 @@ extension DependencyGraph {
         case random(seed: UInt64)
         /// The mean |score| of an `Importance` (Taylor, Wanda, custom) over the unit's weights.
         case scores(Importance)
+        /// The mean over calibration batches of the squared gradient of a mask on the unit's
+        /// activation (Molchanov et al.'s Taylor criterion on units; see `measureUnitTaylor`).
+        case unitTaylor(UnitTaylor)
     }
 
     /// Row and column sums (Σ|s| or Σs² over kept entries) of one weight's scores, each computed
@@ -46,7 +49,7 @@ extension DependencyGraph {
         }
     }
 
-    func score(_ unit: Unit, _ importance: UnitImportance, index: Int, sums: SliceSums) throws -> Float {
+    func score(_ unit: Unit, _ importance: UnitImportance, index: Int, groupIndex: Int, unitIndex: Int, sums: SliceSums) throws -> Float {
         switch importance {
         case .random(let seed):
             var g = SeededGenerator(seed: seed &+ UInt64(index) &* 0x9E37_79B9_7F4A_7C15)
@@ -57,16 +60,20 @@ extension DependencyGraph {
                 for n in nodes where n.output == v { if let bn = n.layer as? BatchNorm, let w = bn.weight { s += abs(w.value[flat: c]) } }
             }
             return s
+        case let .unitTaylor(t):
+            return try t.score(group: groupIndex, unit: unitIndex, of: self)
         case .magnitude, .taylor, .scores:
             var sum = 0.0, count = 0
             for slice in slices(of: unit) {
                 switch slice {
-                case let .row(w, c):
-                    sum += Double(try sums.of(w).rows[c])
-                    count += w.count / w.shape[0]
-                case let .column(w, c):
-                    sum += Double(try sums.of(w).cols[c])
-                    count += w.shape[0] * (w.shape.count == 4 ? w.shape[2] * w.shape[3] : 1) // rows × kernel taps
+                case let .rows(w, first, n):
+                    let r = try sums.of(w).rows
+                    for c in first..<(first + n) { sum += Double(r[c]) }
+                    count += n * (w.count / w.shape[0])
+                case let .columns(w, first, n):
+                    let cs = try sums.of(w).cols
+                    for c in first..<(first + n) { sum += Double(cs[c]) }
+                    count += n * w.shape[0] * (w.shape.count == 4 ? w.shape[2] * w.shape[3] : 1) // rows × kernel taps
                 }
             }
             guard sum.isFinite else { throw PruneError.nonFiniteScores("unit scores") }
@@ -82,16 +89,26 @@ extension DependencyGraph {
     /// are masked together, so the masked model computes exactly what the smaller model of
     /// `removePrunedUnits` computes. Ties go to the lower unit index. Throws, changing nothing,
     /// when a group would lose every unit.
+    ///
+    /// `kind` limits pruning to channel groups or to attention heads (nil: every group). With
+    /// `compensation` (input means of the Linear layers, from calibration), each Linear that loses
+    /// input columns takes their mean contribution into its bias: Σ over removed c of W[r, c]·mean(x_c)
+    /// (bias compensation; consumers that are convolutions are refused).
     public func prune(amount: Amount, importance: UnitImportance = .magnitude(p: 1), scope: PruningRequest.Scope = .layer,
-                      maxRatio: Double = 1) throws {
+                      maxRatio: Double = 1, kind: Group.Kind? = nil, compensation: ActivationStatistics? = nil) throws {
         guard maxRatio > 0, maxRatio <= 1 else { throw PruneError.amountOutOfRange("maximum ratio \(maxRatio) is not in (0, 1]") }
+        guard scope != .row else { throw PruneError.unsupported("scope row is for unstructured weights; units are pruned per layer or globally") }
+        let selected = groups.indices.filter { kind == nil || groups[$0].kind == kind }
+        guard !selected.isEmpty else {
+            throw PruneError.unsupported("the model has no \(kind == .heads ? "attention heads" : "prunable channel groups")")
+        }
         var scoreStorages: [FloatStorage] = [], alive: [ByteStorage] = []
         var index = 0
         let sums = SliceSums(importance), rows = try keptRowCounts()
-        for g in groups {
+        for (gi, g) in groups.enumerated() {
             let s = FloatStorage(count: g.units.count), a = ByteStorage(count: g.units.count)
             for (k, u) in g.units.enumerated() {
-                s[k] = try score(u, importance, index: index, sums: sums)
+                s[k] = selected.contains(gi) ? try score(u, importance, index: index, groupIndex: gi, unitIndex: k, sums: sums) : 0
                 a[k] = isAlive(u, rows: rows) ? 1 : 0
                 index += 1
             }
@@ -100,7 +117,8 @@ extension DependencyGraph {
         }
         let before = alive.map { $0.copy() }
         if scope == .layer {
-            for (gi, g) in groups.enumerated() {
+            for gi in selected {
+                let g = groups[gi]
                 let n = try Kernels.countNonzero(alive[gi])
                 let k = try amount.count(of: n)
                 if k >= n && n > 0 {
@@ -112,13 +130,13 @@ extension DependencyGraph {
             // one threshold over all groups; a group that would lose more than its cap (and at least
             // one unit is always kept) is fixed at the cap and leaves the pool, the rest is selected
             // again among the others, until no group is over
-            let total = try alive.reduce(0) { $0 + (try Kernels.countNonzero($1)) }
+            let total = try selected.reduce(0) { $0 + (try Kernels.countNonzero(alive[$1])) }
             var k = try amount.count(of: total)
             let caps = try before.map { a -> Int in
                 let n = try Kernels.countNonzero(a)
                 return min(Int((maxRatio * Double(n)).rounded(.down)), max(n - 1, 0))
             }
-            var pool = Set(groups.indices)
+            var pool = Set(selected)
             while true {
                 let ids = pool.sorted()
                 let trial = ids.map { before[$0].copy() }
@@ -142,19 +160,51 @@ extension DependencyGraph {
                 }
             }
         }
-        // masks: rows and columns of every newly pruned unit (all checks are done: nothing throws below
+        // masks: rows and columns of every newly pruned unit; the bias shifts of compensation are
+        // computed first, from the weights as they are (all checks are done: nothing throws below
         // except a shape error that cannot happen)
         var newMasks: [ObjectIdentifier: (Parameter, [Bool])] = [:]
+        var removedColumns: [ObjectIdentifier: (Parameter, [Int])] = [:]
         for (gi, g) in groups.enumerated() {
             for (k, u) in g.units.enumerated() where before[gi][k] != 0 && alive[gi][k] == 0 {
-                for (p, idx) in slices(of: u).map(Self.indices) {
+                for slice in slices(of: u) {
+                    if case let .columns(w, first, n) = slice { removedColumns[ObjectIdentifier(w), default: (w, [])].1 += first..<(first + n) }
+                    let (p, idx) = Self.indices(slice)
                     var m = newMasks[ObjectIdentifier(p)]?.1 ?? p.effectiveMask.kept
                     for i in idx { m[i] = false }
                     newMasks[ObjectIdentifier(p)] = (p, m)
                 }
             }
         }
+        var biasShifts: [(Parameter, Tensor)] = []
+        if let compensation {
+            let owners = linearOwners()
+            for (key, (w, cols)) in removedColumns {
+                guard let l = owners[key] else {
+                    throw PruneError.unsupported("bias compensation: a convolution reads removed channels (only Linear consumers are compensated)")
+                }
+                guard let bias = l.bias else { continue }
+                let mu = try compensation.inputMeans(for: w), v = w.value.scalars, n = l.inFeatures
+                var b = bias.value.scalars
+                for r in 0..<l.outFeatures {
+                    var sum = 0.0
+                    for c in cols { sum += Double(v[r * n + c]) * Double(mu[c]) }
+                    b[r] += Float(sum)
+                }
+                biasShifts.append((bias, try Tensor(shape: [l.outFeatures], scalars: b)))
+            }
+        }
         for (_, (p, m)) in newMasks { try p.setMask(Mask(shape: p.shape, kept: m)) }
+        for (b, v) in biasShifts { try b.assign(v) }
     }
 
+    /// Every Linear of the graph (attention projections included), by its weight.
+    func linearOwners() -> [ObjectIdentifier: Linear] {
+        var out: [ObjectIdentifier: Linear] = [:]
+        for n in nodes {
+            if let l = n.layer as? Linear { out[ObjectIdentifier(l.weight)] = l }
+            if let a = n.layer as? MultiHeadAttention { for l in [a.query, a.key, a.value, a.output] { out[ObjectIdentifier(l.weight)] = l } }
+        }
+        return out
+    }
 }

@@ -43,6 +43,10 @@ extension DependencyGraph {
                 switch n.rule {
                 case .producer:
                     k = ((n.layer as? Linear)?.bias ?? (n.layer as? Conv2d)?.bias)?.value[flat: c] ?? 0
+                case .attention:
+                    k = (n.layer as! MultiHeadAttention).output.bias?.value[flat: c] ?? 0
+                case .locked:
+                    k = 0 // never reached: no unit through a locked value is pruned
                 case .add:
                     k = n.inputs.reduce(0) { $0 + (constant[element($1, c)] ?? 0) }
                 case .concat:
@@ -73,7 +77,7 @@ extension DependencyGraph {
         }
         // the new layers, all computed before anything is replaced
         var replacements: [(Node, any Layer)] = []
-        for n in nodes {
+        for (index, n) in nodes.enumerated() {
             let outDead = (0..<values[n.output].channels).filter { deadElements.contains(element(n.output, $0)) }
             switch n.layer {
             case let bn as BatchNorm:
@@ -87,7 +91,25 @@ extension DependencyGraph {
                 let inDead = (0..<values[input].channels).filter { deadElements.contains(element(input, $0)) }
                 guard !outDead.isEmpty || !inDead.isEmpty else { continue }
                 let consts = inDead.map { constant[element(input, $0)] ?? 0 }
-                replacements.append((n, try Self.shrink(n, rows: Set(outDead), columns: inDead, constants: consts)))
+                replacements.append((n, try Self.shrink(n.layer, name: n.name, rows: Set(outDead), columns: inDead, constants: consts)))
+            case let a as MultiHeadAttention:
+                let input = n.inputs[0], hv = headValueOf[index]!
+                let inDead = (0..<values[input].channels).filter { deadElements.contains(element(input, $0)) }
+                let deadHeads = Set((0..<a.heads).filter { deadElements.contains(element(hv, $0)) })
+                guard !outDead.isEmpty || !inDead.isEmpty || !deadHeads.isEmpty else { continue }
+                var out = deadHeads.isEmpty ? a : try Self.removeHeads(a, dead: deadHeads, name: n.name)
+                if !outDead.isEmpty || !inDead.isEmpty {
+                    let consts = inDead.map { constant[element(input, $0)] ?? 0 }
+                    func cut(_ l: Linear, _ part: String) throws -> Linear {
+                        try Self.shrink(l, name: n.name + "." + part, rows: [], columns: inDead, constants: consts) as! Linear
+                    }
+                    out = try MultiHeadAttention(query: cut(out.query, "query"), key: cut(out.key, "key"), value: cut(out.value, "value"),
+                                                 output: Self.shrink(out.output, name: n.name + ".output", rows: Set(outDead), columns: [],
+                                                                     constants: []) as! Linear,
+                                                 heads: out.heads, context: out.context)
+                    out.headMask = deadHeads.isEmpty ? a.headMask : (0..<a.heads).filter { !deadHeads.contains($0) }.map { a.headMask[$0] }
+                }
+                replacements.append((n, out))
             default: continue
             }
         }
@@ -145,9 +167,9 @@ extension DependencyGraph {
 
     /// A Linear or Conv2d without the `rows` (output channels) and `columns` (input channels), the
     /// columns' constant inputs folded into the bias.
-    static func shrink(_ n: Node, rows dead: Set<Int>, columns: [Int], constants: [Float]) throws -> any Layer {
-        let w = (n.layer as? Linear)?.weight ?? (n.layer as! Conv2d).weight
-        let bias = (n.layer as? Linear)?.bias ?? (n.layer as? Conv2d)?.bias
+    static func shrink(_ layer: any Layer, name: String, rows dead: Set<Int>, columns: [Int], constants: [Float]) throws -> any Layer {
+        let w = (layer as? Linear)?.weight ?? (layer as! Conv2d).weight
+        let bias = (layer as? Linear)?.bias ?? (layer as? Conv2d)?.bias
         let rows = w.shape[0], k2 = w.shape.count == 4 ? w.shape[2] * w.shape[3] : 1, cols = w.count / rows / k2
         let deadCols = Set(columns)
         let keepRows = (0..<rows).filter { !dead.contains($0) }, keepCols = (0..<cols).filter { !deadCols.contains($0) }
@@ -162,8 +184,8 @@ extension DependencyGraph {
                 }
             }
         }
-        if let conv = n.layer as? Conv2d, conv.padding > 0, let o = keepRows.first(where: { fold[$0] != 0 }) {
-            throw PruneError.unsupported("\(n.name): removed input channels carry constants into output \(o) through zero padding; "
+        if let conv = layer as? Conv2d, conv.padding > 0, let o = keepRows.first(where: { fold[$0] != 0 }) {
+            throw PruneError.unsupported("\(name): removed input channels carry constants into output \(o) through zero padding; "
                                          + "a bias cannot hold them (mask the consumer's columns, as prune does)")
         }
         var nv: [Float] = [], nm: [Bool] = []
@@ -183,14 +205,14 @@ extension DependencyGraph {
         shape[1] = keepCols.count
         let out: any Layer
         let weight: Parameter
-        if let conv = n.layer as? Conv2d {
+        if let conv = layer as? Conv2d {
             let c = try Conv2d(weight: Tensor(shape: shape, scalars: nv), bias: nb, stride: conv.stride, padding: conv.padding)
             c.execution = conv.execution
             out = c
             weight = c.weight
         } else {
             let l = try Linear(weight: Tensor(shape: shape, scalars: nv), bias: nb)
-            l.execution = (n.layer as! Linear).execution
+            l.execution = (layer as! Linear).execution
             out = l
             weight = l.weight
         }
@@ -198,4 +220,28 @@ extension DependencyGraph {
         return out
     }
 
+    /// The attention without the heads `dead`. A removed head's query, key and value rows are all
+    /// zero, so it emitted its value bias (the attention weights sum to 1) times its head-mask entry;
+    /// what of that still reaches the output through kept output columns is added to the output bias.
+    static func removeHeads(_ a: MultiHeadAttention, dead: Set<Int>, name: String) throws -> MultiHeadAttention {
+        guard dead.count < a.heads else { throw PruneError.unsupported("\(name): every head is pruned") }
+        let keep = (0..<a.heads).filter { !dead.contains($0) }
+        let out = try a.keepingHeads(keep)
+        guard let vb = a.value.bias?.value.scalars else { return out }
+        let d = a.headDim, width = a.output.inFeatures, w = a.output.weight.value.scalars
+        var fold = [Double](repeating: 0, count: a.output.outFeatures)
+        for h in dead where a.headMask[h] != 0 {
+            for r in fold.indices {
+                for j in (h * d)..<((h + 1) * d) { fold[r] += Double(w[r * width + j]) * Double(vb[j]) * Double(a.headMask[h]) }
+            }
+        }
+        guard fold.contains(where: { $0 != 0 }) else { return out }
+        let old = out.output.bias?.value.scalars ?? [Float](repeating: 0, count: fold.count)
+        let o = try Linear(weight: out.output.weight.value, bias: Tensor(shape: [fold.count], scalars: zip(old, fold).map { $0 + Float($1) }))
+        if let m = out.output.weight.mask { try o.weight.setMask(m) }
+        o.execution = out.output.execution
+        let result = try MultiHeadAttention(query: out.query, key: out.key, value: out.value, output: o, heads: out.heads, context: out.context)
+        result.headMask = out.headMask
+        return result
+    }
 }

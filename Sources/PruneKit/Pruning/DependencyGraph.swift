@@ -11,7 +11,13 @@
 /// - BatchNorm, activations, pooling, dropout and identity keep channel c as channel c;
 /// - Flatten maps the H·W features of channel c to channel c;
 /// - Add couples channel c of every input with channel c of its output (residual joins);
-/// - Concat places its inputs' channels at their offsets.
+/// - Concat places its inputs' channels at their offsets;
+/// - LayerNorm and BERT's embeddings lock their channels: normalising over the features couples
+///   every channel with all the others, so no unit through them is pruned (the residual stream of a
+///   transformer);
+/// - MultiHeadAttention reads its input channels with the query, key and value columns and makes
+///   its output channels with the output projection's rows; its heads are units of their own
+///   (a head's d query, key and value rows and d output columns), one group per attention layer.
 ///
 /// Elements joined by these rules form one *unit*: removing it removes a weight row of every
 /// producer in it, the BatchNorm entries, and the weight columns of every consumer. Units are
@@ -34,6 +40,10 @@ public final class DependencyGraph {
         /// A depthwise convolution: channel c in is channel c out, and its own weight row c (and
         /// bias entry) goes with the unit.
         case depthwise
+        /// Channel c in is channel c out, and none of them is ever pruned (LayerNorm, embeddings).
+        case locked
+        /// Multi-head attention: cuts the coupling like a producer; its heads are units.
+        case attention
     }
 
     /// The rule of a leaf layer, or nil when it has none (such a model is refused).
@@ -43,8 +53,11 @@ public final class DependencyGraph {
         }
         switch layer {
         case is Linear, is Conv2d: return .producer
-        case is BatchNorm, is ReLU, is Activation, is MaxPool2d, is AvgPool2d, is GlobalAvgPool2d, is Dropout, is Identity:
+        case is BatchNorm, is ReLU, is Activation, is MaxPool2d, is AvgPool2d, is GlobalAvgPool2d, is Dropout, is Identity,
+             is MeanPooling, is Tap:
             return .elementwise
+        case is LayerNorm, is BertEmbeddings: return .locked
+        case is MultiHeadAttention: return .attention
         case is Flatten: return .flatten
         case is Add: return .add
         case is Concat: return .concat
@@ -126,7 +139,7 @@ public final class DependencyGraph {
             }
             return produced[graph.output]!
         }
-        guard layer.children.isEmpty else {
+        guard layer.children.isEmpty || Self.rule(of: layer) != nil else {
             throw PruneError.unsupported("\(name.isEmpty ? "model" : name) (\(layer.summary)): a container PruneKit cannot trace; "
                                          + "build the model from Sequential and Graph")
         }
@@ -174,6 +187,9 @@ public final class DependencyGraph {
 
     /// Coupled layers and the units they share.
     public struct Group {
+        /// Channels (neurons, filters) or attention heads.
+        public enum Kind: Sendable { case channels, heads }
+        public let kind: Kind
         /// The units (in channel order of the first producer).
         public let units: [Unit]
         /// Names of the producers whose output channels the units are.
@@ -188,21 +204,35 @@ public final class DependencyGraph {
     private(set) var producerAt: [Int: Int] = [:]
     private(set) var depthwiseAt: [Int: Int] = [:]
     private(set) var readersOf: [Int: [Int]] = [:]
+    /// Values that are never pruned (LayerNorm, embeddings).
+    private(set) var lockedValues = Set<Int>()
+    /// The head value of each attention node, and back.
+    private(set) var headValueOf: [Int: Int] = [:], headOwner: [Int: Int] = [:]
 
     private func buildUnits() {
         for (k, n) in nodes.enumerated() {
             switch n.rule {
-            case .producer:
+            case .producer, .attention:
                 producerAt[n.output] = k
                 readersOf[n.inputs[0], default: []].append(k)
             case .depthwise: depthwiseAt[n.output] = k
+            case .locked: lockedValues.formUnion([n.inputs[0], n.output])
             default: break
+            }
+            if let mha = n.layer as? MultiHeadAttention {
+                let v = addValue([1, mha.heads])
+                headValueOf[k] = v
+                headOwner[v] = k
             }
         }
         for node in nodes {
             let out = node.output
             switch node.rule {
-            case .producer: break
+            case .producer, .attention: break
+            case .locked:
+                if values[out].channels == values[node.inputs[0]].channels {
+                    for c in 0..<values[out].channels { union(element(node.inputs[0], c), element(out, c)) }
+                }
             case .elementwise, .depthwise:
                 for c in 0..<values[out].channels { union(element(node.inputs[0], c), element(out, c)) }
             case .flatten:
@@ -221,41 +251,66 @@ public final class DependencyGraph {
         // elements by unit root
         var members: [Int: [(Int, Int)]] = [:]
         for v in values.indices { for c in 0..<values[v].channels { members[find(element(v, c)), default: []].append((v, c)) } }
-        let producerOf = Dictionary(nodes.filter { $0.rule == .producer }.map { ($0.output, $0.name) }) { a, _ in a }
+        let producerOf = Dictionary(nodes.filter { $0.rule == .producer || $0.rule == .attention }.map { ($0.output, $0.name) }) { a, _ in a }
         var consumersOf: [Int: [String]] = [:]
-        for n in nodes where n.rule == .producer { consumersOf[n.inputs[0], default: []].append(n.name) }
+        for n in nodes where n.rule == .producer || n.rule == .attention { consumersOf[n.inputs[0], default: []].append(n.name) }
         // a unit is prunable when a producer makes it and it touches neither the input nor the output
         var bySignature: [[Int]: [(root: Int, unit: Unit)]] = [:]
         for (root, els) in members {
             let vs = Set(els.map(\.0))
-            guard !vs.contains(inputValue), !vs.contains(outputValue), vs.contains(where: { producerOf[$0] != nil }) else { continue }
+            guard !vs.contains(inputValue), !vs.contains(outputValue), vs.isDisjoint(with: lockedValues),
+                  vs.contains(where: { producerOf[$0] != nil }) else { continue }
             bySignature[vs.sorted(), default: []].append((root, Unit(elements: els.map { (value: $0.0, channel: $0.1) })))
         }
         groups = bySignature.sorted { $0.key.lexicographicallyPrecedes($1.key) }.map { sig, us in
             let units = us.sorted { $0.root < $1.root }.map(\.unit)
-            return Group(units: units, producers: sig.compactMap { producerOf[$0] }.sorted(),
+            return Group(kind: .channels, units: units, producers: sig.compactMap { producerOf[$0] }.sorted(),
                          consumers: sig.flatMap { consumersOf[$0] ?? [] }.sorted())
+        }
+        // the heads of each attention layer: a group of their own
+        for (k, n) in nodes.enumerated() {
+            guard let v = headValueOf[k] else { continue }
+            groups.append(Group(kind: .heads, units: (0..<values[v].channels).map { Unit(elements: [(value: v, channel: $0)]) },
+                                producers: ["query", "key", "value"].map { n.name + "." + $0 }, consumers: [n.name + ".output"]))
         }
     }
 
     // MARK: what a unit owns
 
-    /// The Linear or Conv2d weight of a producer or depthwise node.
-    func weight(of n: Node) -> Parameter { (n.layer as? Linear)?.weight ?? (n.layer as! Conv2d).weight }
+    /// The weight whose rows are a producer's, depthwise convolution's or attention's output
+    /// channels (an attention layer's output projection).
+    func weight(of n: Node) -> Parameter {
+        if let a = n.layer as? MultiHeadAttention { return a.output.weight }
+        return (n.layer as? Linear)?.weight ?? (n.layer as! Conv2d).weight
+    }
 
-    /// A weight row (an output channel) or a weight column (an input channel, all its kernel taps).
+    /// The weights whose columns are a reader's input channels (query, key and value for attention).
+    func inputWeights(of n: Node) -> [Parameter] {
+        if let a = n.layer as? MultiHeadAttention { return [a.query.weight, a.key.weight, a.value.weight] }
+        return [weight(of: n)]
+    }
+
+    /// `count` weight rows from `first` (output channels, or a head's rows), or `count` weight
+    /// columns from `first` (input channels with all their kernel taps, or a head's columns).
     enum Slice {
-        case row(Parameter, Int)
-        case column(Parameter, Int)
+        case rows(Parameter, Int, Int)
+        case columns(Parameter, Int, Int)
     }
 
     /// The rows and columns a unit owns: its producers' and depthwise convolutions' rows and its
-    /// consumers' columns (through the indexes built when tracing).
+    /// consumers' columns (through the indexes built when tracing); for a head, its query, key and
+    /// value rows and output-projection columns.
     func slices(of unit: Unit) -> [Slice] {
         var out: [Slice] = []
         for (v, c) in unit.elements {
-            if let k = producerAt[v] ?? depthwiseAt[v] { out.append(.row(weight(of: nodes[k]), c)) }
-            for k in readersOf[v] ?? [] { out.append(.column(weight(of: nodes[k]), c)) }
+            if let k = headOwner[v], let a = nodes[k].layer as? MultiHeadAttention {
+                let d = a.headDim
+                out += [.rows(a.query.weight, c * d, d), .rows(a.key.weight, c * d, d), .rows(a.value.weight, c * d, d),
+                        .columns(a.output.weight, c * d, d)]
+                continue
+            }
+            if let k = producerAt[v] ?? depthwiseAt[v] { out.append(.rows(weight(of: nodes[k]), c, 1)) }
+            for k in readersOf[v] ?? [] { out += inputWeights(of: nodes[k]).map { .columns($0, c, 1) } }
         }
         return out
     }
@@ -263,14 +318,14 @@ public final class DependencyGraph {
     /// Flat indices of a slice in its weight (rows × columns × kernel taps).
     static func indices(_ s: Slice) -> (Parameter, [Int]) {
         switch s {
-        case let .row(w, c):
+        case let .rows(w, first, count):
             let per = w.count / w.shape[0]
-            return (w, Array((c * per)..<((c + 1) * per)))
-        case let .column(w, c):
+            return (w, Array((first * per)..<((first + count) * per)))
+        case let .columns(w, first, count):
             let rows = w.shape[0], k2 = w.shape.count == 4 ? w.shape[2] * w.shape[3] : 1, cols = w.count / rows / k2
             var idx: [Int] = []
-            idx.reserveCapacity(rows * k2)
-            for o in 0..<rows { idx.append(contentsOf: ((o * cols + c) * k2)..<((o * cols + c + 1) * k2)) }
+            idx.reserveCapacity(rows * k2 * count)
+            for o in 0..<rows { idx.append(contentsOf: ((o * cols + first) * k2)..<((o * cols + first + count) * k2)) }
             return (w, idx)
         }
     }
@@ -278,16 +333,25 @@ public final class DependencyGraph {
     /// Per-row counts of kept nonzero weights of every producer (one C pass per weight).
     func keptRowCounts() throws -> [ObjectIdentifier: [Float]] {
         var out: [ObjectIdentifier: [Float]] = [:]
-        for n in nodes where n.rule == .producer {
-            let w = weight(of: n), rows = w.shape[0]
-            out[ObjectIdentifier(w)] = try Kernels.unitNorms(a: 1, d: rows, b: w.count / rows, p: 0, x: w.value.storage, mask: w.maskStorage)
+        for n in nodes where n.rule == .producer || n.rule == .attention {
+            for w in n.rule == .attention ? inputWeights(of: n) + [weight(of: n)] : [weight(of: n)] {
+                let rows = w.shape[0]
+                out[ObjectIdentifier(w)] = try Kernels.unitNorms(a: 1, d: rows, b: w.count / rows, p: 0, x: w.value.storage,
+                                                                 mask: w.maskStorage)
+            }
         }
         return out
     }
 
     /// Whether a unit is still alive: some producer row in it has a kept nonzero weight.
     func isAlive(_ unit: Unit, rows: [ObjectIdentifier: [Float]]) -> Bool {
-        unit.elements.contains { v, c in producerAt[v].map { rows[ObjectIdentifier(weight(of: nodes[$0]))]![c] > 0 } ?? false }
+        unit.elements.contains { v, c in
+            if let k = headOwner[v], let a = nodes[k].layer as? MultiHeadAttention {
+                let d = a.headDim
+                return [a.query, a.key, a.value].contains { l in rows[ObjectIdentifier(l.weight)]![(c * d)..<((c + 1) * d)].contains { $0 > 0 } }
+            }
+            return producerAt[v].map { rows[ObjectIdentifier(weight(of: nodes[$0]))]![c] > 0 } ?? false
+        }
     }
 
     /// Whether a unit is still alive, from the weights as they are now.
@@ -303,12 +367,18 @@ public final class DependencyGraph {
     /// out, 5,120 MACs of 23 M there.)
     public var macs: Int {
         var total = 0
+        func linear(_ l: Linear) -> Int { l.outFeatures * (l.inFeatures + (l.bias == nil ? 0 : 1)) }
         for n in nodes {
-            let outCount = values[n.output].shape.dropFirst().reduce(1, *)
-            let inCount = values[n.inputs[0]].shape.dropFirst().reduce(1, *)
+            // traced with a batch of one: token rows (B·T × features) count every row
+            let outCount = values[n.output].shape.reduce(1, *), inCount = values[n.inputs[0]].shape.reduce(1, *)
+            let rows = values[n.inputs[0]].shape.count == 2 ? values[n.inputs[0]].shape[0] : 1
             switch n.layer {
             case let c as Conv2d: total += outCount * (c.inChannels / c.groups * c.kernelSize * c.kernelSize + (c.bias == nil ? 0 : 1))
-            case let l as Linear: total += l.outFeatures * (l.inFeatures + (l.bias == nil ? 0 : 1))
+            case let l as Linear: total += rows * linear(l)
+            case let a as MultiHeadAttention:
+                // projections, then q·kᵀ and p·v (T × T × d per head, every row one sequence)
+                total += rows * (linear(a.query) + linear(a.key) + linear(a.value) + linear(a.output)) + 2 * rows * rows * a.query.outFeatures
+            case is LayerNorm: total += 2 * outCount
             case is BatchNorm: total += 2 * outCount
             case is ReLU, is Activation: total += outCount
             case is AvgPool2d, is GlobalAvgPool2d: total += inCount

@@ -1,6 +1,7 @@
 /// What to prune in a whole model: the importance, the structure, the scope and the amount.
 public struct PruningRequest: Sendable, Equatable {
-    public enum Method: String, Sendable, CaseIterable { case l1, random, taylor, wanda }
+    /// `sparsegpt` also updates the kept weights (it runs block by block: `pruneSequentially`).
+    public enum Method: String, Sendable, CaseIterable { case l1, random, taylor, wanda, sparsegpt }
     public enum Structure: Sendable, Equatable, CustomStringConvertible {
         /// single weights
         case unstructured
@@ -8,6 +9,8 @@ public struct PruningRequest: Sendable, Equatable {
         case neurons
         /// output channels (filters) of Conv2d layers
         case channels
+        /// attention heads (their query, key and value rows and output-projection columns)
+        case heads
         /// at most N nonzeros in every M consecutive weights along the input dimension
         case nm(Int, Int)
         /// blocks of rows × cols weights
@@ -18,6 +21,7 @@ public struct PruningRequest: Sendable, Equatable {
             case .unstructured: return "unstructured"
             case .neurons: return "neurons"
             case .channels: return "channels"
+            case .heads: return "heads"
             case let .nm(n, m): return "\(n):\(m)"
             case let .block(r, c): return "block \(r)x\(c)"
             }
@@ -29,17 +33,20 @@ public struct PruningRequest: Sendable, Equatable {
             case "unstructured": self = .unstructured
             case "neurons": self = .neurons
             case "channels", "filters": self = .channels
+            case "heads": self = .heads
             case "block": self = .block(4, 1)
             default:
                 let nm = s.split(separator: ":").compactMap { Int($0) }
                 if nm.count == 2 { self = .nm(nm[0], nm[1]); return }
                 let b = s.lowercased().replacingOccurrences(of: "block", with: "").split(separator: "x").compactMap { Int($0) }
                 if b.count == 2 { self = .block(b[0], b[1]); return }
-                throw PruneError.invalidPattern("unknown structure '\(s)' (unstructured, neurons, channels, N:M, block or RxC)")
+                throw PruneError.invalidPattern("unknown structure '\(s)' (unstructured, neurons, channels, heads, N:M, block or RxC)")
             }
         }
     }
-    public enum Scope: String, Sendable, CaseIterable { case layer, global }
+    /// Where pruned entries compete: within each layer (or group of coupled units), across the
+    /// whole model, or (unstructured only) within each output row, as Wanda compares weights.
+    public enum Scope: String, Sendable, CaseIterable { case layer, global, row }
 
     public var method: Method
     public var structure: Structure
@@ -83,12 +90,21 @@ extension Model {
 /// Applies a `PruningRequest` to a model.
 public enum ModelPruner {
     /// Prunes `model` as requested. `importance` supplies Taylor or Wanda statistics when the method
-    /// needs them. Every check runs before the first mask changes.
-    public static func prune(_ model: Model, _ request: PruningRequest, importance: Importance? = nil) throws {
+    /// needs them; `unitTaylor` (from `DependencyGraph.measureUnitTaylor`) makes taylor rank whole
+    /// units (heads, neurons, channels of graphs) by their mask gradients instead of weight scores.
+    /// With `compensation` (calibration input means), every Linear whose weights or input units are
+    /// pruned takes their mean contribution into its bias. Every check runs before the first mask
+    /// changes.
+    public static func prune(_ model: Model, _ request: PruningRequest, importance: Importance? = nil,
+                             unitTaylor: DependencyGraph.UnitTaylor? = nil, compensation: ActivationStatistics? = nil) throws {
         let imp: Importance
         switch request.method {
         case .l1: imp = .magnitude
         case .random: imp = .random(seed: request.seed)
+        case .sparsegpt:
+            throw PruneError.unsupported("sparsegpt prunes unstructured or N:M weights block by block: use ModelPruner.pruneSequentially")
+        case .taylor where unitTaylor != nil && [.neurons, .channels, .heads].contains(request.structure) && !model.isFlat:
+            imp = .magnitude // unused: the units are ranked by the unit statistics
         case .taylor, .wanda:
             guard let i = importance else {
                 throw PruneError.missingStatistics("method \(request.method.rawValue) needs \(request.method == .taylor ? "gradients from training batches" : "a calibration pass")")
@@ -101,26 +117,46 @@ public enum ModelPruner {
             imp = i
         }
         let weights = model.prunableWeights.map(\.parameter)
+        if request.scope == .row, request.structure != .unstructured {
+            throw PruneError.unsupported("scope row is for unstructured pruning (\(request.structure) is pruned per layer or globally)")
+        }
+        var weightsOnly = false
+        switch request.structure {
+        case .unstructured, .nm: weightsOnly = true
+        case .block, .neurons where model.isFlat, .channels where model.isFlat:
+            if compensation != nil { throw PruneError.unsupported("bias compensation is for unstructured, N:M and graph unit pruning") }
+        default: break
+        }
+        let compensated = weightsOnly ? try compensation.map { try CompensatedWeights(model, statistics: $0) } : nil
         switch request.structure {
         case .unstructured:
-            if request.scope == .global { try Prune.globalUnstructured(weights, amount: request.amount, importance: imp) }
-            else { try forEachLayer(weights) { try Prune.unstructured($0, amount: request.amount, importance: imp) } }
+            switch request.scope {
+            case .global: try Prune.globalUnstructured(weights, amount: request.amount, importance: imp)
+            case .layer: try forEachLayer(weights) { try Prune.unstructured($0, amount: request.amount, importance: imp) }
+            case .row: try forEachLayer(weights) { try pruneRows($0, amount: request.amount, importance: imp) }
+            }
+            try compensated?.apply()
         case let .nm(n, m):
             guard request.method != .random else { throw PruneError.unsupported("random N:M") }
             try forEachLayer(weights) { try Prune.nm($0, n: n, m: m, importance: imp) }
+            try compensated?.apply()
         case let .block(r, c):
             if request.scope == .global { try Prune.block(weights, blockRows: r, blockCols: c, amount: request.amount) }
             else { try forEachLayer(weights) { try Prune.block([$0], blockRows: r, blockCols: c, amount: request.amount) } }
-        case .neurons where !model.isFlat, .channels where !model.isFlat:
-            // graphs (residual joins, BatchNorm, concat): coupled units, pruned by the dependency graph
+        case .neurons where !model.isFlat, .channels where !model.isFlat, .heads:
+            // graphs (residual joins, BatchNorm, concat, attention): coupled units, pruned by the
+            // dependency graph
             let dg = try DependencyGraph(model)
             let unitImportance: DependencyGraph.UnitImportance
             switch request.method {
             case .l1: unitImportance = .magnitude(p: 1)
             case .random: unitImportance = .random(seed: request.seed)
-            case .taylor, .wanda: unitImportance = .scores(imp)
+            case .taylor: unitImportance = unitTaylor.map { .unitTaylor($0) } ?? .scores(imp)
+            case .wanda: unitImportance = .scores(imp)
+            case .sparsegpt: throw PruneError.unsupported("sparsegpt prunes weights, not units")
             }
-            try dg.prune(amount: request.amount, importance: unitImportance, scope: request.scope)
+            try dg.prune(amount: request.amount, importance: unitImportance, scope: request.scope,
+                         kind: request.structure == .heads ? .heads : .channels, compensation: compensation)
         case .neurons, .channels:
             let units = structuredUnits(model, request.structure)
             guard !units.isEmpty else {
@@ -128,6 +164,17 @@ public enum ModelPruner {
             }
             try pruneUnits(units, request: request, importance: imp)
         }
+    }
+
+    /// Each output row of `p` (a weight row with all its kernel taps) loses `amount` of its kept
+    /// entries, the lowest scores first (Wanda's comparison group).
+    static func pruneRows(_ p: Parameter, amount: Amount, importance: Importance) throws {
+        let per = p.count / p.shape[0]
+        let drop = try amount.count(of: per)
+        let scores = try importance.scores(p, 0) ?? p.value
+        let abs = importance.useAbs || importance.name == "l1"
+        let t = try Tensor(shape: p.shape, scalars: abs ? scores.scalars.map { Swift.abs($0) } : scores.scalars)
+        try Prune.nm(p, n: per - drop, m: per, importance: .custom { _ in t })
     }
 
     /// Per-layer application with all-or-nothing semantics: masks are restored if a layer fails.
@@ -189,6 +236,36 @@ public enum ModelPruner {
             let out = ByteStorage(count: p.count)
             out.update { i, _ in old[flat: i] && a[i / per] != 0 ? 1 : 0 }
             try p.setMask(Mask(shape: p.shape, storage: out))
+        }
+    }
+}
+
+/// Bias compensation of unstructured and N:M pruning: the weights of every Linear with a bias as
+/// they were before pruning; `apply` then adds Σ_c (before − after)[r, c]·mean(x_c) to each bias,
+/// so each layer's mean output over the calibration rows is what it was.
+struct CompensatedWeights {
+    let layers: [(Linear, [Float], [Float])] // layer, weights before, input means
+
+    init(_ model: Model, statistics: ActivationStatistics) throws {
+        var seen = Set<ObjectIdentifier>()
+        layers = try model.network.namedLayers.compactMap { _, layer -> (Linear, [Float], [Float])? in
+            guard let l = layer as? Linear, l.bias != nil, seen.insert(ObjectIdentifier(l)).inserted else { return nil }
+            return (l, l.weight.value.scalars, try statistics.inputMeans(for: l.weight))
+        }
+    }
+
+    func apply() throws {
+        for (l, before, mu) in layers {
+            let after = l.weight.value.scalars, n = l.inFeatures
+            var b = l.bias!.value.scalars
+            for r in 0..<l.outFeatures {
+                var s = 0.0
+                for c in 0..<n where before[r * n + c] != after[r * n + c] {
+                    s += (Double(before[r * n + c]) - Double(after[r * n + c])) * Double(mu[c])
+                }
+                b[r] += Float(s)
+            }
+            try l.bias!.assign(Tensor(shape: [l.outFeatures], scalars: b))
         }
     }
 }

@@ -26,7 +26,9 @@ public enum SentenceDistillation {
         }
     }
 
-    /// Fine-tunes `student` in place; returns the mean loss of each epoch and the seconds spent.
+    /// Fine-tunes `student` in place through `Trainer.fit` (one loop for every model): the Linear
+    /// layers of its blocks train with Adam (the embeddings and LayerNorms stay as they are), masks
+    /// fixed. Returns the mean loss of each epoch and the seconds spent.
     public static func fineTune(student: BertEncoder, teacher: BertEncoder, tokenizer: WordPieceTokenizer,
                                 sentences: [String], config: Config,
                                 progress: ((BatchProgress) -> Void)? = nil) throws -> (epochLosses: [Double], seconds: Double) {
@@ -35,6 +37,9 @@ public enum SentenceDistillation {
             throw OptimizerError.invalidHyperparameter("epochs ≥ 0, batch ≥ 1, a positive learning rate and a token weight ≥ 0")
         }
         guard !sentences.isEmpty else { throw PruneError.missingStatistics("no sentences to fine-tune on") }
+        guard student.config.hidden == teacher.config.hidden else {
+            throw TrainingError.badSetting("the student's hidden size \(student.config.hidden) is not the teacher's \(teacher.config.hidden)")
+        }
         let h = student.config.hidden
         let encoded = sentences.map(tokenizer.encode) // once, not every epoch
         // the teacher's embeddings, once
@@ -46,30 +51,22 @@ public enum SentenceDistillation {
             for (k, i) in idx.enumerated() { target[i] = Array(e[(k * h)..<((k + 1) * h)]) }
         }
         let opt = try Adam(learningRate: config.learningRate)
-        let params = student.parameters
-        var rng = SeededGenerator(seed: config.seed)
-        let steps = config.epochs * ((sentences.count + config.batchSize - 1) / config.batchSize)
-        var step = 0, losses: [Double] = []
-        let start = Date()
-        // batches of sentences of similar length (little padding), visited in a new random order
-        // each epoch
+        // batches of sentences of similar length (little padding), visited in a new random order each epoch
         let byLength = sentences.indices.sorted { (encoded[$0].count, $0) < (encoded[$1].count, $1) }
-        let groups = stride(from: 0, to: byLength.count, by: config.batchSize).map {
+        var order = GroupedBatches(groups: stride(from: 0, to: byLength.count, by: config.batchSize).map {
             Array(byLength[$0..<min($0 + config.batchSize, byLength.count)])
-        }
-        let batches = groups.count
-        var seen = 0
-        for epoch in 0..<config.epochs {
-            var order = Array(groups.indices)
-            order.shuffle(using: &rng)
-            var total = 0.0
-            for (bi, g) in order.enumerated() {
-                let idx = groups[g]
-                let (ids, mask) = tokenizer.pad(idx.map { encoded[$0] })
-                if config.cosineDecay {
-                    opt.learningRate = config.learningRate * Float(0.5 * (1 + cos(Double.pi * Double(step) / Double(max(steps, 1)))))
-                }
-                let (emb, tokens) = try student.embedWithTokens(ids: ids, mask: mask, training: true)
+        }, seed: config.seed)
+        var padded: (ids: [[Int32]], mask: [[Float]]) = ([], [])
+        let lr = config.learningRate
+        let r = try Trainer.fit(
+            student.model, parameters: student.linears.flatMap(\.parameters), count: sentences.count, order: &order, optimizer: opt,
+            config: TrainingConfig(epochs: config.epochs, batchSize: config.batchSize, seed: config.seed),
+            learningRateSchedule: config.cosineDecay ? { step, steps in lr * Float(0.5 * (1 + cos(Double.pi * Double(step) / Double(max(steps, 1))))) } : nil,
+            input: { idx in
+                padded = tokenizer.pad(idx.map { encoded[$0] })
+                return try student.input(ids: padded.ids, mask: padded.mask)
+            },
+            loss: { emb, idx in
                 let e = emb.scalars
                 var grad = [Float](repeating: 0, count: e.count), loss = 0.0
                 let n = Float(idx.count)
@@ -88,27 +85,17 @@ public enum SentenceDistillation {
                         }
                     }
                 }
-                var tokenGradient: Tensor?
                 if config.tokenWeight > 0 {
-                    let (g, l) = try tokenTerm(student: tokens, teacher: teacher.encode(ids: ids, mask: mask), mask: mask, hidden: h,
-                                               weight: config.tokenWeight)
-                    tokenGradient = g
+                    let tokens = student.tap.output!
+                    let (g, l) = try tokenTerm(student: tokens, teacher: teacher.encode(ids: padded.ids, mask: padded.mask),
+                                               mask: padded.mask, hidden: h, weight: config.tokenWeight)
+                    student.tap.extraGradient = g
                     loss += l
                 }
-                opt.prepareFusedStep(params)
-                try student.backward(try Tensor(shape: [idx.count, h], scalars: grad), tokenGradient: tokenGradient)
-                try opt.step(params)
-                total += loss
-                step += 1
-                seen += idx.count
-                let elapsed = Date().timeIntervalSince(start)
-                progress?(BatchProgress(epoch: epoch + 1, epochs: config.epochs, batch: bi + 1, batches: batches,
-                                        loss: Float(loss / Double(idx.count)), samplesPerSecond: Double(seen) / max(elapsed, 1e-9),
-                                        elapsed: elapsed, epochDone: bi + 1 == batches))
-            }
-            losses.append(total / Double(sentences.count))
-        }
-        return (losses, Date().timeIntervalSince(start))
+                return (Float(loss / Double(idx.count)), try Tensor(shape: [idx.count, h], scalars: grad))
+            },
+            progress: progress)
+        return (r.epochLosses.map(Double.init), r.trainSeconds)
     }
 
     /// weight · Σ over sentences of the mean over real tokens and features of (s − t)², and its

@@ -49,32 +49,71 @@ public struct TrainingResult: Sendable {
     public var epochLosses: [Float]
 }
 
-/// The training / fine-tuning loop: shuffled mini-batches, forward, loss, backward, optimizer step
-/// (mask-aware, so pruned weights stay exactly 0). Same seed and thread count ⇒ same weights.
+/// The order in which a training run visits its examples: a list of batches (example indices) per
+/// epoch, from a generator whose state checkpoints save.
+public protocol BatchOrder {
+    var batchesPerEpoch: Int { get }
+    var rngState: [UInt64] { get set }
+    /// The batches of the next epoch.
+    mutating func epoch() -> [ArraySlice<Int>]
+}
+
+extension BatchSampler: BatchOrder {}
+
+/// Fixed batches (e.g. sentences of similar length, so padding stays small) visited in a new random
+/// order every epoch.
+public struct GroupedBatches: BatchOrder {
+    public let groups: [[Int]]
+    private var rng: SeededGenerator
+    public init(groups: [[Int]], seed: UInt64) {
+        self.groups = groups
+        rng = SeededGenerator(seed: seed)
+    }
+    public var batchesPerEpoch: Int { groups.count }
+    public var rngState: [UInt64] {
+        get { rng.state }
+        set { rng.state = newValue }
+    }
+    public mutating func epoch() -> [ArraySlice<Int>] {
+        var order = Array(groups.indices)
+        order.shuffle(using: &rng)
+        return order.map { groups[$0][...] }
+    }
+}
+
+/// The training / fine-tuning loop: batches in the order's sequence, forward, loss, backward,
+/// optimizer step (mask-aware, so pruned weights stay exactly 0). Same seed and thread count ⇒ same
+/// weights. One loop for every model and loss: cross-entropy and logit distillation on images
+/// (`train`), embedding and token distillation of sentence encoders (`SentenceDistillation`).
 public enum Trainer {
-    public static func train(_ model: Model, data: LabeledImages, optimizer: any Optimizer, config: TrainingConfig,
-                             learningRateSchedule: ((Int, Int) -> Float)? = nil,
-                             teacher: Model? = nil, distillation: Distillation = Distillation(),
-                             stepHook: ((Int) throws -> Void)? = nil,
-                             checkpoint: CheckpointPolicy? = nil, resumeFrom: TrainingPosition? = nil,
-                             progress: ((BatchProgress) -> Void)? = nil) throws -> TrainingResult {
+    /// Trains `parameters` (default: every trainable parameter of `model`) over `count` examples.
+    /// `input(indices)` builds the network input of a batch; `loss(output, indices)` returns the
+    /// batch's mean loss and its gradient with respect to the output. A non-finite loss stops the
+    /// run (`TrainingError.nonFiniteLoss`).
+    public static func fit(_ model: Model, parameters: [Parameter]? = nil, count: Int, order: inout some BatchOrder,
+                           optimizer: any Optimizer, config: TrainingConfig,
+                           learningRateSchedule: ((Int, Int) -> Float)? = nil,
+                           input: ([Int]) throws -> Tensor,
+                           loss: (Tensor, [Int]) throws -> (loss: Float, gradient: Tensor),
+                           stepHook: ((Int) throws -> Void)? = nil,
+                           checkpoint: CheckpointPolicy? = nil, resumeFrom: TrainingPosition? = nil,
+                           progress: ((BatchProgress) -> Void)? = nil) throws -> TrainingResult {
         guard config.epochs >= 0, config.batchSize > 0 else {
             throw OptimizerError.invalidHyperparameter("epochs \(config.epochs), batch \(config.batchSize)")
         }
-        var sampler = BatchSampler(count: data.count, batchSize: config.batchSize, seed: config.seed)
-        let params = model.parameters
+        let params = parameters ?? model.parameters.filter(\.isTrainable)
         let start = Date()
         var seen = 0
         var epochLosses: [Float] = []
         var lastLoss: Float = .nan
-        let totalSteps = config.epochs * sampler.batchesPerEpoch
+        let totalSteps = config.epochs * order.batchesPerEpoch
         var step = 0
         var firstEpoch = 0, skip = 0
         if let r = resumeFrom {
             guard r.epoch <= config.epochs, r.samplerState.count == 4 else {
                 throw OptimizerError.invalidHyperparameter("resume position epoch \(r.epoch) of \(config.epochs)")
             }
-            sampler.rngState = r.samplerState
+            order.rngState = r.samplerState
             (firstEpoch, skip, step) = (r.epoch, r.batch, r.step)
         }
         func save(_ epoch: Int, _ batch: Int, _ state: [UInt64]) throws {
@@ -84,24 +123,16 @@ public enum Trainer {
                                 settings: c.settings, to: c.path)
         }
         for epoch in firstEpoch..<config.epochs {
-            let epochState = sampler.rngState
-            let batches = sampler.epoch()
+            let epochState = order.rngState
+            let batches = order.epoch()
             var lossSum: Double = 0
-            for (bi, idx) in batches.enumerated() {
+            for (bi, slice) in batches.enumerated() {
                 if epoch == firstEpoch && bi < skip { continue }
+                let idx = Array(slice)
                 if let sched = learningRateSchedule { optimizer.learningRate = sched(step, totalSteps) }
-                let x = try data.images.gatherRows(idx)
-                let y = idx.map { data.labels[$0] }
-                let logits = try model.forward(x, training: true)
-                let (loss, grad): (Float, Tensor)
-                if let teacher {
-                    let t = try teacher.forward(x, training: false)
-                    (loss, grad) = try distillation.compute(logits: logits, teacherLogits: t, labels: y)
-                } else {
-                    let r = try SoftmaxCrossEntropy.compute(logits: logits, labels: y)
-                    (loss, grad) = (r.loss, r.gradient)
-                }
-                guard loss.isFinite else { throw TrainingError.nonFiniteLoss(epoch: epoch + 1, batch: bi + 1, loss: loss) }
+                let output = try model.network.forward(try input(idx), training: true)
+                let (l, grad) = try loss(output, idx)
+                guard l.isFinite else { throw TrainingError.nonFiniteLoss(epoch: epoch + 1, batch: bi + 1, loss: l) }
                 if config.fusedUpdates { optimizer.prepareFusedStep(params) }
                 _ = try model.network.backward(grad, needInputGradient: false)
                 try optimizer.step(params)
@@ -111,21 +142,54 @@ public enum Trainer {
                     try save(epoch, bi + 1, epochState)
                 }
                 seen += idx.count
-                lossSum += Double(loss) * Double(idx.count)
-                lastLoss = loss
+                lossSum += Double(l) * Double(idx.count)
+                lastLoss = l
                 if let progress {
                     let el = Date().timeIntervalSince(start)
                     progress(BatchProgress(epoch: epoch + 1, epochs: config.epochs, batch: bi + 1, batches: batches.count,
-                                           loss: loss, samplesPerSecond: Double(seen) / max(el, 1e-9), elapsed: el,
+                                           loss: l, samplesPerSecond: Double(seen) / max(el, 1e-9), elapsed: el,
                                            epochDone: bi + 1 == batches.count))
                 }
             }
-            epochLosses.append(Float(lossSum / Double(max(data.count, 1))))
-            try save(epoch + 1, 0, sampler.rngState)
+            epochLosses.append(Float(lossSum / Double(max(count, 1))))
+            try save(epoch + 1, 0, order.rngState)
         }
         let secs = Date().timeIntervalSince(start)
         return TrainingResult(finalLoss: lastLoss, trainSeconds: secs, samplesPerSecond: Double(seen) / max(secs, 1e-9),
                               epochLosses: epochLosses)
+    }
+
+    /// Image classification: cross-entropy on the labels, or distillation from `teacher`'s logits.
+    public static func train(_ model: Model, data: LabeledImages, optimizer: any Optimizer, config: TrainingConfig,
+                             learningRateSchedule: ((Int, Int) -> Float)? = nil,
+                             teacher: Model? = nil, distillation: Distillation = Distillation(),
+                             stepHook: ((Int) throws -> Void)? = nil,
+                             checkpoint: CheckpointPolicy? = nil, resumeFrom: TrainingPosition? = nil,
+                             progress: ((BatchProgress) -> Void)? = nil) throws -> TrainingResult {
+        guard config.batchSize > 0 else { throw OptimizerError.invalidHyperparameter("epochs \(config.epochs), batch \(config.batchSize)") }
+        var order = BatchSampler(count: data.count, batchSize: config.batchSize, seed: config.seed)
+        let per = model.inputShape.reduce(1, *)
+        var batchImages: Tensor?
+        return try fit(model, count: data.count, order: &order, optimizer: optimizer, config: config,
+                       learningRateSchedule: learningRateSchedule,
+                       input: { idx in
+                           let x = try data.images.gatherRows(idx[...])
+                           guard x.count == idx.count * per else {
+                               throw LayerError.badInput(layer: "model \(model.architecture)", expected: "[batch, \(per)]", got: x.shape)
+                           }
+                           batchImages = x
+                           return try x.reshaped([idx.count] + model.inputShape)
+                       },
+                       loss: { logits, idx in
+                           let y = idx.map { data.labels[$0] }
+                           if let teacher {
+                               let t = try teacher.forward(batchImages!, training: false)
+                               return try distillation.compute(logits: logits, teacherLogits: t, labels: y)
+                           }
+                           let r = try SoftmaxCrossEntropy.compute(logits: logits, labels: y)
+                           return (r.loss, r.gradient)
+                       },
+                       stepHook: stepHook, checkpoint: checkpoint, resumeFrom: resumeFrom, progress: progress)
     }
 
     /// Accuracy and mean loss over a dataset.
