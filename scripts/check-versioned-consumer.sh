@@ -23,7 +23,7 @@ import PruneKit
 import Foundation
 // A 100-50 masked Linear on 4 inputs, checked against a naive loop; threads 1 vs 2 must agree bitwise.
 var g = SeededGenerator(seed: 1)
-let layer = Linear(100, 50, rng: &g)
+let layer = try Linear(100, 50, rng: &g)
 try layer.weight.setMask(Mask(shape: [50, 100], kept: (0..<5000).map { $0 % 2 == 0 }))
 let x = Tensor.uniform([4, 100], -1, 1, rng: &g)
 Runtime.threads = 1

@@ -26,7 +26,7 @@ struct ShapeOptions: ParsableArguments {
 
     func layer() throws -> Linear {
         var g = SeededGenerator(seed: 1)
-        let l = Linear(inFeatures, outFeatures, rng: &g)
+        let l = try Linear(inFeatures, outFeatures, rng: &g)
         if sparsity > 0 {
             try l.weight.setMask(Mask(shape: [outFeatures, inFeatures],
                                       kept: (0..<(inFeatures * outFeatures)).map { _ in Double(g.nextUnitFloat()) >= sparsity }))

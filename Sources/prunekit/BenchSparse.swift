@@ -52,7 +52,7 @@ struct BenchSpmm: ParsableCommand {
             let (batch, inFeatures, outFeatures, sparsity, repeats) = (shape.batch, shape.inFeatures, shape.outFeatures,
                                                                        shape.sparsity, shape.repeats)
             var g = SeededGenerator(seed: 1)
-            let layer = Linear(inFeatures, outFeatures, rng: &g)
+            let layer = try Linear(inFeatures, outFeatures, rng: &g)
             switch structure {
             case "unstructured": try Prune.randomUnstructured(layer.weight, amount: .fraction(sparsity), seed: 2)
             case "block": try Prune.block([layer.weight], blockRows: 4, blockCols: 4, amount: .fraction(sparsity))

@@ -21,7 +21,7 @@ struct Embed: ParsableCommand {
             let (encoder, tokenizer) = try SentenceEncoderFolder.load(model)
             let lines = try readLines(input)
             let start = Date()
-            let vectors = try embedAll(lines, encoder: encoder, tokenizer: tokenizer, batch: batch)
+            let vectors = try encoder.embed(texts: lines, tokenizer: tokenizer, batch: batch)
             let secs = Date().timeIntervalSince(start)
             var out = Data()
             for (text, v) in zip(lines, vectors) {
@@ -48,46 +48,26 @@ func readLines(_ path: String) throws -> [String] {
     return lines.map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
 }
 
-/// Embeddings in input order; batches of similar length (sorted by token count, as
-/// sentence-transformers does) so padding stays small.
-func embedAll(_ texts: [String], encoder: BertEncoder, tokenizer: WordPieceTokenizer, batch: Int) throws -> [[Float]] {
-    let encoded = texts.map(tokenizer.encode) // once: for the length order and the batches
-    let order = texts.indices.sorted { encoded[$0].count > encoded[$1].count }
-    var out = [[Float]](repeating: [], count: texts.count)
-    let h = encoder.config.hidden
-    for start in stride(from: 0, to: order.count, by: batch) {
-        let idx = Array(order[start..<min(start + batch, order.count)])
-        let (ids, mask) = tokenizer.pad(idx.map { encoded[$0] })
-        let e = try encoder.embed(ids: ids, mask: mask).scalars
-        for (k, i) in idx.enumerated() { out[i] = Array(e[(k * h)..<((k + 1) * h)]) }
-    }
-    return out
-}
-
 /// `prunekit eval --model DIR --teacher DIR --input FILE`: agreement of a (pruned) encoder with the
 /// dense one, and its encoding throughput.
 func evalSentenceEncoder(model: String, teacher: String?, input: String, batch: Int, json: Bool) throws {
     let (encoder, tokenizer) = try SentenceEncoderFolder.load(model)
     let lines = try readLines(input)
     guard !lines.isEmpty else { throw IOError(file: input, reason: "no sentences") }
-    _ = try embedAll(Array(lines.prefix(batch)), encoder: encoder, tokenizer: tokenizer, batch: batch) // warm-up
+    _ = try encoder.embed(texts: Array(lines.prefix(batch)), tokenizer: tokenizer, batch: batch) // warm-up
     let start = Date()
-    let mine = try embedAll(lines, encoder: encoder, tokenizer: tokenizer, batch: batch)
+    let mine = try encoder.embed(texts: lines, tokenizer: tokenizer, batch: batch)
     let secs = Date().timeIntervalSince(start)
     var result: [String: Any] = ["model": model, "sentences": lines.count, "batch": batch, "seconds": secs,
                                  "sentences_per_second": Double(lines.count) / max(secs, 1e-9), "threads": Runtime.threads,
                                  "parameters": encoder.parameterCount]
     if let teacher {
         let (dense, denseTok) = try SentenceEncoderFolder.load(teacher)
-        let theirs = try embedAll(lines, encoder: dense, tokenizer: denseTok, batch: batch)
-        let cos = zip(mine, theirs).map { a, b -> Double in
-            let d = zip(a, b).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
-            let na = a.reduce(0.0) { $0 + Double($1) * Double($1) }, nb = b.reduce(0.0) { $0 + Double($1) * Double($1) }
-            return d / max((na * nb).squareRoot(), 1e-30)
-        }
+        let theirs = try dense.embed(texts: lines, tokenizer: denseTok, batch: batch)
+        let (mean, worst) = try SentenceDistillation.agreement(mine, theirs)
         result["teacher"] = teacher
-        result["mean_cosine"] = cos.reduce(0, +) / Double(cos.count)
-        result["min_cosine"] = cos.min() ?? 0
+        result["mean_cosine"] = mean
+        result["min_cosine"] = worst
     }
     if json { printJSON(result) } else { for k in result.keys.sorted() { print("\(k): \(result[k]!)") } }
 }
@@ -157,11 +137,7 @@ func distilSentenceEncoder(model: String, teacher: String, input: String, epochs
     let (dense, _) = try SentenceEncoderFolder.load(teacher)
     let sentences = try readLines(input)
     let bar = ProgressBar(label: "distil")
-    // the prune command leaves zeros where weights are masked: keep them masked while training
-    for l in student.linears where l.weight.mask == nil {
-        let zero = l.weight.value.scalars.map { $0 != 0 }
-        if zero.contains(false) { try l.weight.setMask(Mask(shape: l.weight.shape, kept: zero)) }
-    }
+    try student.model.maskZeroWeights() // the prune command saves masked weights as zeros: they stay masked
     let r = try SentenceDistillation.fineTune(student: student, teacher: dense, tokenizer: tokenizer, sentences: sentences,
                                               config: .init(epochs: epochs, batchSize: batch, learningRate: lr, loss: loss,
                                                             seed: seed, cosineDecay: cosine, tokenWeight: tokenWeight),

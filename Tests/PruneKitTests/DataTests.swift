@@ -94,14 +94,14 @@ final class DataTests: XCTestCase {
         XCTAssertEqual(hist, [Int](repeating: 1000, count: 10), "the test split has 1000 images per class")
     }
 
-    func testBatchSamplerIsAPermutation() {
-        var s = BatchSampler(count: 1000, batchSize: 128, seed: 3)
+    func testBatchSamplerIsAPermutation() throws {
+        var s = try BatchSampler(count: 1000, batchSize: 128, seed: 3)
         let e1 = s.epoch(), e2 = s.epoch()
         XCTAssertEqual(e1.count, 8)
         XCTAssertEqual(e1.last?.count, 1000 - 7 * 128)
         XCTAssertEqual(e1.flatMap { $0 }.sorted(), Array(0..<1000))
         XCTAssertNotEqual(e1.flatMap { $0 }, e2.flatMap { $0 })
-        var t = BatchSampler(count: 1000, batchSize: 128, seed: 3)
+        var t = try BatchSampler(count: 1000, batchSize: 128, seed: 3)
         XCTAssertEqual(t.epoch().flatMap { $0 }, e1.flatMap { $0 })
     }
 }

@@ -36,7 +36,7 @@ final class DependencyGraphTests: XCTestCase {
             ("a", Sequential([("conv", conv(12, 4, 1, bias: true, &g)), ("act", ReLU())])),
             ("b", Sequential([("conv", conv(12, 6, 3, padding: 1, bias: true, &g)), ("act", Activation(.hardswish))])),
         ])
-        let fc = Linear(10, 5, rng: &g)
+        let fc = try Linear(10, 5, rng: &g)
         fc.execution = .dense
         let net = Sequential([
             ("stem", conv(1, 8, 3, padding: 1, &g)), ("bn", try bn(8, &g)), ("relu", ReLU()),
@@ -136,7 +136,7 @@ final class DependencyGraphTests: XCTestCase {
     /// constant: it is folded into the consumer's bias, through BatchNorm and the activation.
     func testRemovedConstantsAreFoldedIntoConsumerBiases() throws {
         var g = SeededGenerator(seed: 5)
-        let fc1 = Linear(6, 10, rng: &g), fc2 = Linear(10, 7, rng: &g), fc3 = Linear(7, 3, rng: &g)
+        let fc1 = try Linear(6, 10, rng: &g), fc2 = try Linear(10, 7, rng: &g), fc3 = try Linear(7, 3, rng: &g)
         for l in [fc1, fc2, fc3] { l.execution = .dense }
         let norm = try bn(10, &g)
         let m = Model(architecture: "mlp-bn", network: Sequential([
@@ -164,8 +164,8 @@ final class DependencyGraphTests: XCTestCase {
             func backward(_ dy: Tensor, needInputGradient: Bool) throws -> Tensor? { nil }
         }
         var g = SeededGenerator(seed: 6)
-        let custom = Model(architecture: "x", network: Sequential([("fc1", Linear(4, 4, rng: &g)), ("t", Tanh()),
-                                                                   ("fc2", Linear(4, 2, rng: &g))]), inputShape: [4])
+        let custom = Model(architecture: "x", network: Sequential([("fc1", try Linear(4, 4, rng: &g)), ("t", Tanh()),
+                                                                   ("fc2", try Linear(4, 2, rng: &g))]), inputShape: [4])
         XCTAssertThrowsError(try DependencyGraph(custom)) { e in XCTAssertTrue("\(e)".contains("t (Tanh (user))"), "\(e)") }
         // a ratio that empties a group
         let m = try resnetLike(seed: 7)
@@ -218,7 +218,7 @@ final class DependencyGraphTests: XCTestCase {
             func backward(_ dy: Tensor, needInputGradient: Bool) throws -> Tensor? { nil }
         }
         var g = SeededGenerator(seed: 12)
-        let fc1 = Linear(4, 6, rng: &g), fc2 = Linear(6, 3, rng: &g)
+        let fc1 = try Linear(4, 6, rng: &g), fc2 = try Linear(6, 3, rng: &g)
         let m = Model(architecture: "user", network: Sequential([("fc1", fc1), ("t", Tanh()), ("fc2", fc2)]), inputShape: [4])
         try fc1.weight.setMask(Mask(shape: [6, 4], kept: (0..<24).map { $0 / 4 >= 2 }))
         XCTAssertThrowsError(try Surgery.removePrunedUnits(m)) { e in XCTAssertTrue("\(e)".contains("t (Tanh (user))"), "\(e)") }

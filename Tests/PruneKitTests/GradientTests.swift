@@ -44,7 +44,7 @@ final class GradientTests: XCTestCase {
 
     func testLinear() throws {
         var g = SeededGenerator(seed: 1)
-        let layer = Linear(37, 23, rng: &g)
+        let layer = try Linear(37, 23, rng: &g)
         try checkLayer(layer, input: .uniform([5, 37], -1, 1, rng: &g))
     }
 
@@ -54,7 +54,7 @@ final class GradientTests: XCTestCase {
     func testMaskedLinear() throws {
         for execution in [Execution.dense, .sparse] {
             var g = SeededGenerator(seed: 2)
-            let layer = Linear(33, 17, rng: &g)
+            let layer = try Linear(33, 17, rng: &g)
             layer.execution = execution
             var rng = TestRNG(9)
             try layer.weight.setMask(Mask(shape: [17, 33], kept: rng.mask(17 * 33, keep: 0.4).map { $0 != 0 }))
@@ -86,8 +86,8 @@ final class GradientTests: XCTestCase {
 
     func testFlattenAndSequential() throws {
         var g = SeededGenerator(seed: 6)
-        let net = Sequential([("conv", Conv2d(1, 2, kernelSize: 3, rng: &g)), ("relu", ReLU()), ("pool", MaxPool2d(2)),
-                              ("flat", Flatten()), ("fc", Linear(8, 3, rng: &g))])
+        let net = Sequential([("conv", Conv2d(1, 2, kernelSize: 3, rng: &g)), ("relu", ReLU()), ("pool", try MaxPool2d(2)),
+                              ("flat", Flatten()), ("fc", try Linear(8, 3, rng: &g))])
         try checkLayer(net, input: .uniform([2, 1, 6, 6], -1, 1, rng: &g), eps: 1e-3, tol: 3e-2)
     }
 
@@ -115,11 +115,11 @@ final class GradientTests: XCTestCase {
         }
     }
 
-    func testBackwardBeforeForwardThrows() {
+    func testBackwardBeforeForwardThrows() throws {
         var g = SeededGenerator(seed: 1)
-        let l = Linear(3, 2, rng: &g)
-        XCTAssertThrowsError(try l.backward(Tensor(zeros: [1, 2]), needInputGradient: true))
-        XCTAssertThrowsError(try l.forward(Tensor(zeros: [1, 4]), training: true)) { e in
+        let l = try Linear(3, 2, rng: &g)
+        XCTAssertThrowsError(try l.backward(try Tensor(zeros: [1, 2]), needInputGradient: true))
+        XCTAssertThrowsError(try l.forward(try Tensor(zeros: [1, 4]), training: true)) { e in
             XCTAssertTrue("\(e)".contains("[1, 4]"), "the message names the bad shape: \(e)")
         }
     }

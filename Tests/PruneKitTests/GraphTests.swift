@@ -4,8 +4,8 @@ import XCTest
 /// Graphs of layers (issue 14): any DAG built by hand, residual and concat conveniences, forward
 /// hooks instead of pruning fields inside layers.
 final class GraphTests: XCTestCase {
-    func lin(_ i: Int, _ o: Int, _ g: inout SeededGenerator) -> Linear {
-        let l = Linear(i, o, rng: &g)
+    func lin(_ i: Int, _ o: Int, _ g: inout SeededGenerator) throws -> Linear {
+        let l = try Linear(i, o, rng: &g)
         l.execution = .dense
         return l
     }
@@ -13,7 +13,7 @@ final class GraphTests: XCTestCase {
     /// y = relu(fc2(relu(fc1(x))) + x), written out with the layers called one by one.
     func testResidualMatchesTheLayersCalledByHand() throws {
         var g = SeededGenerator(seed: 3)
-        let fc1 = lin(6, 9, &g), fc2 = lin(9, 6, &g)
+        let fc1 = try lin(6, 9, &g), fc2 = try lin(9, 6, &g)
         let body = Sequential([("fc1", fc1), ("relu", ReLU()), ("fc2", fc2)])
         let block = try Graph.residual(body, activation: ReLU())
         let x = Tensor.uniform([4, 6], -1, 1, rng: &g)
@@ -30,7 +30,7 @@ final class GraphTests: XCTestCase {
     /// (double-precision loss L = Σ y ⊙ R).
     func testHandBuiltDAGGradientsMatchFiniteDifferences() throws {
         var g = SeededGenerator(seed: 11)
-        let a = lin(5, 7, &g), b = lin(5, 7, &g), c = lin(7, 7, &g), p = lin(5, 7, &g), head = lin(14, 3, &g)
+        let a = try lin(5, 7, &g), b = try lin(5, 7, &g), c = try lin(7, 7, &g), p = try lin(5, 7, &g), head = try lin(14, 3, &g)
         let graph = try Graph([
             ("head", head, ["cat"]),                      // given before what it reads: order is found
             ("a", a, ["input"]), ("b", b, ["input"]), ("relu", ReLU(), ["a"]),
@@ -84,7 +84,7 @@ final class GraphTests: XCTestCase {
 
     func testBadGraphsNameTheNode() {
         var g = SeededGenerator(seed: 1)
-        func l() -> Linear { lin(4, 4, &g) }
+        func l() -> Linear { try! lin(4, 4, &g) } // fixed, valid sizes
         let shared = l()
         let cases: [([(String, any Layer, [String])], String, String)] = [
             ([("a", l(), ["b"]), ("b", l(), ["a"]), ("out", Add(), ["a", "input"])], "cycle", "'a'"),
@@ -109,7 +109,7 @@ final class GraphTests: XCTestCase {
     /// Σx² of each layer's own inputs, and the hooks are gone afterwards.
     func testActivationStatisticsThroughHooksAtAnyDepth() throws {
         var g = SeededGenerator(seed: 5)
-        let fc1 = lin(6, 6, &g), inner = lin(6, 6, &g), fc3 = lin(6, 2, &g)
+        let fc1 = try lin(6, 6, &g), inner = try lin(6, 6, &g), fc3 = try lin(6, 2, &g)
         let net = Sequential([("fc1", fc1), ("block", try Graph.residual(inner, activation: ReLU())), ("fc3", fc3)])
         let model = Model(architecture: "custom", network: net, inputShape: [6])
         let x = Tensor.uniform([8, 6], -1, 1, rng: &g)
@@ -150,7 +150,7 @@ final class GraphTests: XCTestCase {
         ])
         let model = Model(architecture: "mine", network: Sequential([
             ("stem", Conv2d(1, 16, kernelSize: 3, padding: 1, rng: &g)), ("block", block),
-            ("pool", GlobalAvgPool2d()), ("fc", Linear(16, 10, rng: &g)),
+            ("pool", GlobalAvgPool2d()), ("fc", try Linear(16, 10, rng: &g)),
         ]), inputShape: [1, 28, 28])
         let x = Tensor.uniform([2, 784], 0, 1, rng: &g)
         let dg = try DependencyGraph(model)

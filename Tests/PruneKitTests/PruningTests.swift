@@ -249,7 +249,7 @@ final class PruningTests: XCTestCase {
     func testSeedExampleFromTheReadme() throws {
         // SimpleNet 100-50-2, L1 unstructured 50% of fc1, one forward, one Adam step
         var rng = SeededGenerator(seed: 0)
-        let net = Sequential([("fc1", Linear(100, 50, rng: &rng)), ("relu", ReLU()), ("fc2", Linear(50, 2, rng: &rng))])
+        let net = Sequential([("fc1", try Linear(100, 50, rng: &rng)), ("relu", ReLU()), ("fc2", try Linear(50, 2, rng: &rng))])
         XCTAssertEqual(net.parameters.reduce(0) { $0 + $1.count }, 100 * 50 + 50 + 50 * 2 + 2)
         let fc1 = net.parameters[0]
         try Prune.l1Unstructured(fc1, amount: 0.5)

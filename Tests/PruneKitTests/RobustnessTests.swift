@@ -22,7 +22,7 @@ final class RobustnessTests: XCTestCase {
         XCTAssertThrowsError(try Tensor(shape: [1 << 40, 1 << 40], repeating: 0)) { e in XCTAssertTrue("\(e)".contains("more elements")) }
         XCTAssertThrowsError(try Tensor(shape: [1 << 62, 4], scalars: []))
         let m = Model.mlp(seed: 1)
-        let data = try LabeledImages(images: Tensor(zeros: [3, 784]), labels: [0, 1, 2])
+        let data = try LabeledImages(images: try Tensor(zeros: [3, 784]), labels: [0, 1, 2])
         XCTAssertThrowsError(try Trainer.evaluate(m, data: data, batchSize: 0)) { e in XCTAssertTrue("\(e)".contains("batch size 0")) }
         // NaN never enters a parameter or a file
         let p = m.parameters[0]
@@ -46,13 +46,13 @@ final class RobustnessTests: XCTestCase {
 
     func testMessagesSayWhatWasExpectedAndFound() throws {
         let m = Model.mlp(seed: 1)
-        XCTAssertThrowsError(try m.forward(Tensor(zeros: [4, 65]))) { e in
+        XCTAssertThrowsError(try m.forward(try Tensor(zeros: [4, 65]))) { e in
             XCTAssertTrue("\(e)".contains("[batch, 784]") && "\(e)".contains("[4, 65]"), "\(e)")
         }
-        XCTAssertThrowsError(try SoftmaxCrossEntropy.compute(logits: Tensor(zeros: [2, 10]), labels: [3, 12])) { e in
+        XCTAssertThrowsError(try SoftmaxCrossEntropy.compute(logits: try Tensor(zeros: [2, 10]), labels: [3, 12])) { e in
             XCTAssertEqual("\(e)", "label 12 of example 1 is outside the 10 classes 0..<10")
         }
-        XCTAssertThrowsError(try Linear(weight: Tensor(zeros: [5]), bias: nil)) { e in
+        XCTAssertThrowsError(try Linear(weight: try Tensor(zeros: [5]), bias: nil)) { e in
             XCTAssertTrue("\(e)".contains("[out ≥ 1, in ≥ 1]") && "\(e)".contains("[5]"), "\(e)")
         }
         let dir = try tempDir()
@@ -63,25 +63,25 @@ final class RobustnessTests: XCTestCase {
     /// A user's own model loads from its file in every layout PruneKit writes; another
     /// architecture is refused at load.
     func testUsersOwnModelLoadsFromItsFile() throws {
-        func mine(_ seed: UInt64) -> Model {
+        func mine(_ seed: UInt64) throws -> Model {
             var g = SeededGenerator(seed: seed)
-            return Model(architecture: "mine", network: Sequential([("a", Linear(64, 128, rng: &g)), ("r", ReLU()),
-                                                                    ("b", Linear(128, 64, rng: &g)), ("c", Linear(64, 3, rng: &g))]),
+            return Model(architecture: "mine", network: Sequential([("a", try Linear(64, 128, rng: &g)), ("r", ReLU()),
+                                                                    ("b", try Linear(128, 64, rng: &g)), ("c", try Linear(64, 3, rng: &g))]),
                          inputShape: [64])
         }
         let dir = try tempDir()
-        let source = mine(1)
+        let source = try mine(1)
         try ModelPruner.prune(source, PruningRequest(method: .l1, structure: .unstructured, scope: .global, amount: 0.8))
         for layout in [ModelFile.Layout.plain, .pytorchPruned, .compressed] {
             let path = dir + "/mine-\(layout).safetensors"
             try ModelFile.save(source, to: path, layout: layout)
-            let target = mine(2)
+            let target = try mine(2)
             try ModelFile.load(path, into: target)
             XCTAssertEqual(target.parameters.map(\.value.scalars), source.parameters.map(\.value.scalars), "\(layout)")
             XCTAssertEqual(target.parameters.map { $0.mask?.kept }, source.parameters.map { $0.mask?.kept }, "\(layout) masks")
         }
         var g = SeededGenerator(seed: 1)
-        let other = Model(architecture: "theirs", network: Sequential([("a", Linear(64, 3, rng: &g))]), inputShape: [64])
+        let other = Model(architecture: "theirs", network: Sequential([("a", try Linear(64, 3, rng: &g))]), inputShape: [64])
         XCTAssertThrowsError(try ModelFile.load(dir + "/mine-plain.safetensors", into: other)) { e in
             XCTAssertTrue("\(e)".contains("'mine'") && "\(e)".contains("'theirs'"), "\(e)")
         }
@@ -122,5 +122,22 @@ final class RobustnessTests: XCTestCase {
         let r = try runPrunekit(["train", "--optimizer", "sgd", "--lr", "1e6", "--epochs", "1", "--limit", "2000", "--json", "--out", out])
         oneLine(r, ["epoch 1, batch", "nothing saved"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
+
+    /// Sizes a caller's data can reach throw instead of trapping: layers of zero or negative size,
+    /// a zero pooling size, negative tensor shapes, a zero batch size.
+    func testCallerReachableSizesThrow() throws {
+        var g = SeededGenerator(seed: 1)
+        XCTAssertThrowsError(try Linear(0, 3, rng: &g)) { XCTAssertTrue("\($0)".contains("Linear")) }
+        XCTAssertThrowsError(try Linear(3, -1, rng: &g))
+        XCTAssertThrowsError(try MaxPool2d(0)) { XCTAssertTrue("\($0)".contains("kernel size")) }
+        XCTAssertThrowsError(try Tensor(zeros: [2, -3]))
+        XCTAssertThrowsError(try Tensor(zeros: [1 << 40, 1 << 40]))
+        XCTAssertThrowsError(try BatchSampler(count: 10, batchSize: 0, seed: 1))
+        XCTAssertThrowsError(try LayerNorm(0))
+        XCTAssertThrowsError(try MultiHeadAttention(hidden: 8, heads: 3, context: SequenceContext(), rng: &g))
+        XCTAssertThrowsError(try Trainer.train(Model.mlp(seed: 1), data: LabeledImages(images: Tensor(zeros: [2, 784]), labels: [0, 1]),
+                                               optimizer: Adam(learningRate: 1e-3), config: TrainingConfig(epochs: 1, batchSize: 0)))
+        XCTAssertNoThrow(try Linear(1, 1, rng: &g))
     }
 }

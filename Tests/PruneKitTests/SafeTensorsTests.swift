@@ -80,7 +80,7 @@ final class SafeTensorsTests: XCTestCase {
         let before = try Data(contentsOf: URL(fileURLWithPath: path))
         XCTAssertThrowsError(try ModelFile.save(m, to: dir + "/missing-folder/m.safetensors"))
         var wrong = ModelFile.stateDict(m)
-        wrong["fc2.weight"] = Tensor(zeros: [3, 3])
+        wrong["fc2.weight"] = try Tensor(zeros: [3, 3])
         let target = Model.mlp(seed: 9)
         let snapshot = target.namedParameters.map(\.parameter.value.scalars)
         XCTAssertThrowsError(try ModelFile.assign(wrong, to: target)) { e in XCTAssertTrue("\(e)".contains("fc2.weight")) }

@@ -196,7 +196,7 @@ final class SparseTests: XCTestCase {
     func testLinearSparseMatchesDenseMasked() throws {
         var rng = TestRNG(64)
         var g = SeededGenerator(seed: 5)
-        let dense = Linear(120, 50, rng: &g), sparse = try Linear(weight: dense.weight.value, bias: dense.bias!.value)
+        let dense = try Linear(120, 50, rng: &g), sparse = try Linear(weight: dense.weight.value, bias: dense.bias!.value)
         let mask = try Mask(shape: [50, 120], kept: rng.mask(6000, keep: 0.1).map { $0 != 0 })
         try dense.weight.setMask(mask)
         try sparse.weight.setMask(mask)
@@ -250,7 +250,7 @@ final class SparseTests: XCTestCase {
     func testCompressedParameterHoldsAFractionOfTheMemory() throws {
         var rng = TestRNG(65)
         var g = SeededGenerator(seed: 6)
-        let layer = Linear(1000, 400, rng: &g)
+        let layer = try Linear(1000, 400, rng: &g)
         try layer.weight.setMask(try Mask(shape: [400, 1000], kept: rng.mask(400_000, keep: 0.1).map { $0 != 0 }))
         let denseBytes = layer.weight.residentBytes
         layer.execution = .sparse
@@ -262,7 +262,7 @@ final class SparseTests: XCTestCase {
     func testAutomaticExecutionFollowsTheCrossover() throws {
         var rng = TestRNG(66)
         var g = SeededGenerator(seed: 9)
-        let layer = Linear(256, 128, rng: &g)
+        let layer = try Linear(256, 128, rng: &g)
         let x = try Tensor(shape: [8, 256], scalars: rng.floats(2048))
         _ = try layer(x)
         XCTAssertNil(layer.weight.compressed, "unpruned layers stay dense")

@@ -92,7 +92,7 @@ func runPrunekit(_ args: [String]) throws -> (status: Int32, out: String, err: S
 func tinyEncoder(seed: UInt64) throws -> BertEncoder {
     var g = SeededGenerator(seed: seed)
     let (h, heads, inter) = (8, 2, 12)
-    func lin(_ i: Int, _ o: Int) -> Linear { let l = Linear(i, o, rng: &g); l.execution = .dense; return l }
+    func lin(_ i: Int, _ o: Int) throws -> Linear { let l = try Linear(i, o, rng: &g); l.execution = .dense; return l }
     func norm() throws -> LayerNorm {
         try LayerNorm(weight: Tensor(shape: [h], scalars: (0..<h).map { _ in 1 + 0.2 * g.uniform(-1, 1) }),
                       bias: Tensor.uniform([h], -0.1, 0.1, rng: &g), eps: 1e-12)

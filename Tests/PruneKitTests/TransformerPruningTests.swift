@@ -295,7 +295,7 @@ final class TransformerPruningTests: XCTestCase {
         let after = try e.embed(ids: bids, mask: bmask).scalars
         for i in zeroed.indices { XCTAssertEqual(after[i], zeroed[i], accuracy: 1e-5, "folded value bias [\(i)]") }
         var state = e.stateDict
-        state["encoder.layer.0.attention.self.extra"] = Tensor(zeros: [2])
+        state["encoder.layer.0.attention.self.extra"] = try Tensor(zeros: [2])
         XCTAssertThrowsError(try SentenceEncoderFolder.encoder(config: e.config, tensors: state, file: "x.safetensors")) {
             XCTAssertTrue("\($0)".contains("encoder.layer.0.attention.self.extra"), "\($0)")
         }

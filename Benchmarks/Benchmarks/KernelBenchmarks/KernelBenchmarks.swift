@@ -6,7 +6,7 @@ import PruneKit
 
 func maskedLinear(_ i: Int, _ o: Int, sparsity: Double, execution: Execution = .dense) throws -> Linear {
     var g = SeededGenerator(seed: 1)
-    let layer = Linear(i, o, rng: &g)
+    let layer = try Linear(i, o, rng: &g)
     layer.execution = execution
     if sparsity > 0 {
         try layer.weight.setMask(Mask(shape: [o, i], kept: (0..<(i * o)).map { _ in Double(g.nextUnitFloat()) >= sparsity }))

@@ -74,8 +74,9 @@ public struct BatchSampler {
     public let batchSize: Int
     private var rng: SeededGenerator
 
-    public init(count: Int, batchSize: Int, seed: UInt64) {
-        precondition(batchSize > 0)
+    /// Throws on a batch size below 1 or a negative count.
+    public init(count: Int, batchSize: Int, seed: UInt64) throws {
+        guard batchSize > 0, count >= 0 else { throw TensorError.invalidShape([count, batchSize]) }
         self.count = count
         self.batchSize = batchSize
         self.rng = SeededGenerator(seed: seed)

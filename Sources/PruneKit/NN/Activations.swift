@@ -45,8 +45,9 @@ public final class MaxPool2d: Layer {
     private var indices: Int32Storage?
     private var inputShape: [Int] = []
 
-    public init(_ kernelSize: Int) {
-        precondition(kernelSize > 0, "MaxPool2d needs a positive kernel size")
+    /// Throws on a kernel size below 1.
+    public init(_ kernelSize: Int) throws {
+        guard kernelSize > 0 else { throw LayerError.badInput(layer: "MaxPool2d", expected: "a kernel size ≥ 1", got: [kernelSize]) }
         self.kernelSize = kernelSize
     }
 

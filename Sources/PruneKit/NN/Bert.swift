@@ -107,6 +107,23 @@ public final class BertEncoder {
         return (e, tap.output!)
     }
 
+    /// Embeddings of `texts` in input order, `batch` at a time; batches of similar length (sorted
+    /// by token count, as sentence-transformers does) so padding stays small.
+    public func embed(texts: [String], tokenizer: WordPieceTokenizer, batch: Int = 32) throws -> [[Float]] {
+        guard batch >= 1 else { throw TensorError.invalidShape([batch]) }
+        let encoded = texts.map(tokenizer.encode) // once: for the length order and the batches
+        let order = texts.indices.sorted { encoded[$0].count > encoded[$1].count }
+        var out = [[Float]](repeating: [], count: texts.count)
+        let h = config.hidden
+        for start in stride(from: 0, to: order.count, by: batch) {
+            let idx = Array(order[start..<min(start + batch, order.count)])
+            let (ids, mask) = tokenizer.pad(idx.map { encoded[$0] })
+            let e = try embed(ids: ids, mask: mask).scalars
+            for (k, i) in idx.enumerated() { out[i] = Array(e[(k * h)..<((k + 1) * h)]) }
+        }
+        return out
+    }
+
     /// Token rows (B·T × hidden) of the last block.
     public func encode(ids: [[Int32]], mask: [[Float]]) throws -> Tensor {
         try embedWithTokens(ids: ids, mask: mask, training: false).tokens

@@ -14,8 +14,11 @@ public final class Linear: Layer {
     public var execution: Execution = .automatic
 
     /// PyTorch's default init: U(−1/√in, 1/√in) for weight and bias.
-    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, rng: inout SeededGenerator) {
-        precondition(inFeatures > 0 && outFeatures > 0, "Linear needs positive sizes")
+    /// Throws on a size below 1.
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, rng: inout SeededGenerator) throws {
+        guard inFeatures > 0, outFeatures > 0 else {
+            throw LayerError.badInput(layer: "Linear", expected: "in and out features ≥ 1", got: [inFeatures, outFeatures])
+        }
         self.inFeatures = inFeatures
         self.outFeatures = outFeatures
         let bound = 1 / Float(inFeatures).squareRoot()

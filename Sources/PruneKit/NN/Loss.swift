@@ -3,7 +3,7 @@ public enum SoftmaxCrossEntropy {
     /// Loss, ∂loss/∂logits and the number of rows whose argmax equals the label.
     public static func compute(logits: Tensor, labels: [Int32]) throws -> (loss: Float, gradient: Tensor, correct: Int) {
         let (m, n) = try check(logits, labels)
-        let g = Tensor(zeros: logits.shape)
+        let g = Tensor(zeroed: logits.shape)
         let r = try Kernels.softmaxCrossEntropy(m: m, n: n, logits: logits.storage, labels: Int32Storage(labels),
                                                 dlogits: g.storage)
         return (r.loss, g, r.correct)

@@ -41,7 +41,7 @@ struct MobileNetV2Builder {
         }
         let groups = depthwise ? i : 1
         let conv = shapes == nil ? Conv2d(i, out, kernelSize: k, stride: stride, padding: k / 2, groups: groups, bias: false, rng: &g)
-            : try Conv2d(weight: Tensor(zeros: s), bias: nil, stride: stride, padding: k / 2, groups: groups)
+            : try Conv2d(weight: Tensor(zeroed: s), bias: nil, stride: stride, padding: k / 2, groups: groups)
         var layers: [(String, any Layer)] = [("0", conv), ("1", try BatchNorm(out))]
         if act { layers.append(("2", Activation(.relu6))) }
         return (Sequential(layers), out)
@@ -70,7 +70,7 @@ struct MobileNetV2Builder {
                 let ps = try shape(projName + ".weight", [c, hidden, 1, 1])
                 guard ps[1] == hidden, ps[2] == 1 else { throw ModelError.shapeMismatch(name: projName + ".weight", expected: [ps[0], hidden, 1, 1], got: ps) }
                 let proj = shapes == nil ? Conv2d(hidden, c, kernelSize: 1, bias: false, rng: &g)
-                    : try Conv2d(weight: Tensor(zeros: ps), bias: nil)
+                    : try Conv2d(weight: Tensor(zeroed: ps), bias: nil)
                 parts.append(("\(parts.count)", proj))
                 parts.append(("\(parts.count)", try BatchNorm(ps[0])))
                 let body = Sequential(parts)
@@ -95,7 +95,7 @@ struct MobileNetV2Builder {
         features.append(("\(index)", last))
         let fc = try shape("classifier.1.weight", [classes, lastOut])
         guard fc[1] == lastOut else { throw ModelError.shapeMismatch(name: "classifier.1.weight", expected: [fc[0], lastOut], got: fc) }
-        let linear = shapes == nil ? Linear(lastOut, classes, rng: &g) : try Linear(weight: Tensor(zeros: fc), bias: Tensor(zeros: [fc[0]]))
+        let linear = shapes == nil ? try Linear(lastOut, classes, rng: &g) : try Linear(weight: Tensor(zeros: fc), bias: Tensor(zeros: [fc[0]]))
         let net = Sequential([
             ("features", Sequential(features)), ("avgpool", GlobalAvgPool2d()),
             ("classifier", Sequential([("0", try Dropout(0.2)), ("1", linear)])),

@@ -44,8 +44,8 @@ public final class Model {
     /// buffers in new layers (nothing shared).
     public func copy() throws -> Model {
         var shapes: [String: Tensor] = [:]
-        for (n, p) in namedParameters { shapes[n] = Tensor(zeros: p.shape) }
-        for (n, b) in namedBuffers { shapes[n] = Tensor(zeros: b.shape) }
+        for (n, p) in namedParameters { shapes[n] = Tensor(zeroed: p.shape) }
+        for (n, b) in namedBuffers { shapes[n] = Tensor(zeroed: b.shape) }
         let out = try Model.build(architecture, shapesFrom: shapes, imageSize: inputShape.last ?? 28)
         for ((_, a), (_, b)) in zip(namedParameters, out.namedParameters) {
             try b.assign(a.value)
@@ -58,10 +58,11 @@ public final class Model {
     /// LeNet-300-100: 784-300-100-10 with ReLU.
     public static func mlp(seed: UInt64) -> Model {
         var rng = SeededGenerator(seed: seed)
+        // fixed, valid sizes: the throwing initialisers cannot fail here
         let net = Sequential([
-            ("fc1", Linear(784, 300, rng: &rng)), ("relu1", ReLU()),
-            ("fc2", Linear(300, 100, rng: &rng)), ("relu2", ReLU()),
-            ("fc3", Linear(100, 10, rng: &rng)),
+            ("fc1", try! Linear(784, 300, rng: &rng)), ("relu1", ReLU()),
+            ("fc2", try! Linear(300, 100, rng: &rng)), ("relu2", ReLU()),
+            ("fc3", try! Linear(100, 10, rng: &rng)),
         ])
         return Model(architecture: "mlp", network: net, inputShape: [784])
     }
@@ -73,9 +74,10 @@ public final class Model {
     public static func cnn(seed: UInt64) -> Model {
         var rng = SeededGenerator(seed: seed)
         let net = Sequential([
-            ("conv1", Conv2d(1, 32, kernelSize: 5, rng: &rng)), ("pool1", MaxPool2d(2)), ("relu1", ReLU()),
-            ("conv2", Conv2d(32, 64, kernelSize: 5, rng: &rng)), ("pool2", MaxPool2d(2)), ("relu2", ReLU()),
-            ("flatten", Flatten()), ("fc", Linear(1024, 10, rng: &rng)),
+            // fixed, valid sizes: the throwing initialisers cannot fail here
+            ("conv1", Conv2d(1, 32, kernelSize: 5, rng: &rng)), ("pool1", try! MaxPool2d(2)), ("relu1", ReLU()),
+            ("conv2", Conv2d(32, 64, kernelSize: 5, rng: &rng)), ("pool2", try! MaxPool2d(2)), ("relu2", ReLU()),
+            ("flatten", Flatten()), ("fc", try! Linear(1024, 10, rng: &rng)),
         ])
         return Model(architecture: "cnn", network: net, inputShape: [1, 28, 28])
     }
@@ -91,12 +93,12 @@ public final class Model {
         func linear(_ name: String) throws -> Linear {
             let w = try shape(name + ".weight")
             guard w.count == 2 else { throw ModelError.shapeMismatch(name: name + ".weight", expected: [-1, -1], got: w) }
-            return try Linear(weight: Tensor(zeros: w), bias: tensors[name + ".bias"].map { Tensor(zeros: $0.shape) })
+            return try Linear(weight: Tensor(zeros: w), bias: tensors[name + ".bias"].map { try Tensor(zeros: $0.shape) })
         }
         func conv(_ name: String) throws -> Conv2d {
             let w = try shape(name + ".weight")
             guard w.count == 4 else { throw ModelError.shapeMismatch(name: name + ".weight", expected: [-1, -1, -1, -1], got: w) }
-            return try Conv2d(weight: Tensor(zeros: w), bias: tensors[name + ".bias"].map { Tensor(zeros: $0.shape) })
+            return try Conv2d(weight: Tensor(zeros: w), bias: tensors[name + ".bias"].map { try Tensor(zeros: $0.shape) })
         }
         switch architecture {
         case "mlp":
@@ -104,8 +106,8 @@ public final class Model {
                                   ("fc3", try linear("fc3"))])
             return Model(architecture: "mlp", network: net, inputShape: [784])
         case "cnn":
-            let net = Sequential([("conv1", try conv("conv1")), ("pool1", MaxPool2d(2)), ("relu1", ReLU()),
-                                  ("conv2", try conv("conv2")), ("pool2", MaxPool2d(2)), ("relu2", ReLU()),
+            let net = Sequential([("conv1", try conv("conv1")), ("pool1", try MaxPool2d(2)), ("relu1", ReLU()),
+                                  ("conv2", try conv("conv2")), ("pool2", try MaxPool2d(2)), ("relu2", ReLU()),
                                   ("flatten", Flatten()), ("fc", try linear("fc"))])
             return Model(architecture: "cnn", network: net, inputShape: [1, 28, 28])
         case "resnet18", "resnet20":

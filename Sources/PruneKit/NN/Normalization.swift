@@ -25,10 +25,10 @@ public final class BatchNorm: Layer {
         self.eps = eps
         self.momentum = momentum
         weight = affine ? Parameter(try Tensor(shape: [features], repeating: 1), prunable: false) : nil
-        bias = affine ? Parameter(Tensor(zeros: [features]), prunable: false) : nil
-        runningMean = Buffer(Tensor(zeros: [features]))
+        bias = affine ? Parameter(Tensor(zeroed: [features]), prunable: false) : nil
+        runningMean = Buffer(Tensor(zeroed: [features]))
         runningVar = Buffer(try Tensor(shape: [features], repeating: 1))
-        batchesTracked = Buffer(Tensor(zeros: []))
+        batchesTracked = Buffer(Tensor(zeroed: []))
     }
 
     public var summary: String { "BatchNorm(\(features))" }

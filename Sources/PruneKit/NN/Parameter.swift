@@ -56,7 +56,7 @@ public final class Parameter: @unchecked Sendable {
     public init(_ value: Tensor, prunable: Bool, trainable: Bool = true) {
         self.stored = value
         self.shape = value.shape
-        self.storedGrad = Tensor(zeros: trainable ? value.shape : [0])
+        self.storedGrad = Tensor(zeroed: trainable ? value.shape : [0])
         self.isPrunable = prunable
         self.isTrainable = trainable
     }
@@ -100,7 +100,7 @@ public final class Parameter: @unchecked Sendable {
 
     /// Sets the gradient to zero.
     public func zeroGrad() {
-        if let c = compressed { compressedGrad = FloatStorage(count: c.nnz) } else { grad = Tensor(zeros: shape) }
+        if let c = compressed { compressedGrad = FloatStorage(count: c.nnz) } else { grad = Tensor(zeroed: shape) }
     }
 
     // MARK: compressed form (sparse execution)
@@ -116,8 +116,8 @@ public final class Parameter: @unchecked Sendable {
         compressedFromMask = storedMask != nil
         storedMask = nil
         compressedGrad = nil
-        stored = Tensor(zeros: [0]) // released: the compressed form holds the values
-        storedGrad = Tensor(zeros: [0])
+        stored = Tensor(zeroed: [0]) // released: the compressed form holds the values
+        storedGrad = Tensor(zeroed: [0])
     }
 
     /// Back to dense storage (the values are kept).
@@ -129,7 +129,7 @@ public final class Parameter: @unchecked Sendable {
         if compressedFromMask { storedMask = Mask(shape: shape, storage: c.keptMask().storage) }
         compressed = nil
         compressedGrad = nil
-        grad = Tensor(zeros: shape)
+        grad = Tensor(zeroed: shape)
     }
 
     /// Fraction of entries kept (1 without a mask); counted once per mask.

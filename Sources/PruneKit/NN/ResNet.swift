@@ -93,7 +93,7 @@ struct ResNetBuilder {
         }
         let fcShape = try shape("fc.weight", [classes, channels])
         guard fcShape[1] == channels else { throw ModelError.shapeMismatch(name: "fc.weight", expected: [fcShape[0], channels], got: fcShape) }
-        let fc = shapes == nil ? Linear(channels, classes, rng: &g)
+        let fc = shapes == nil ? try Linear(channels, classes, rng: &g)
             : try Linear(weight: Tensor(zeros: fcShape), bias: Tensor(zeros: [fcShape[0]]))
         layers += [("avgpool", GlobalAvgPool2d()), ("fc", fc)]
         return Model(architecture: kind.rawValue, network: Sequential(layers), inputShape: [inputChannels, imageSize, imageSize])

@@ -51,7 +51,7 @@ public final class LayerNorm: Layer {
         self.features = features
         self.eps = eps
         weight = Parameter(try Tensor(shape: [features], scalars: [Float](repeating: 1, count: features)), prunable: false)
-        bias = Parameter(Tensor(zeros: [features]), prunable: false)
+        bias = Parameter(Tensor(zeroed: [features]), prunable: false)
     }
 
     /// A layer with the given γ and β (n each).

@@ -100,7 +100,7 @@ public final class DependencyGraph {
     public init(_ model: Model) throws {
         self.model = model
         var seen = Set<ObjectIdentifier>()
-        let x = Tensor(zeros: [1] + model.inputShape)
+        let x = Tensor(zeroed: [1] + model.inputShape)
         inputValue = addValue(x.shape)
         let (_, out) = try trace(model.network, name: "", input: x, value: inputValue, seen: &seen)
         outputValue = out

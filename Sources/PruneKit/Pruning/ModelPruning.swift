@@ -77,6 +77,19 @@ extension Model {
         return s.children.allSatisfy { $0.layer.children.isEmpty && !($0.layer is BatchNorm) && !($0.layer is MergeLayer) }
     }
 
+    /// Masks the exact zeros of every prunable weight that has no mask yet (a pruned model saved as
+    /// plain weights), so fine-tuning keeps them at zero. Returns how many weights it masked.
+    @discardableResult
+    public func maskZeroWeights() throws -> Int {
+        var masked = 0
+        for (_, p) in prunableWeights where p.mask == nil {
+            let kept = p.value.scalars.map { $0 != 0 }
+            let zeros = kept.filter { !$0 }.count
+            if zeros > 0 { try p.setMask(Mask(shape: p.shape, kept: kept)); masked += zeros }
+        }
+        return masked
+    }
+
     /// Fraction of the prunable weights that are zero.
     public var sparsity: Double {
         let ws = prunableWeights.map(\.parameter)

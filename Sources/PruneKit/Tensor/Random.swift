@@ -57,14 +57,14 @@ import Foundation
 extension Tensor {
     /// Uniform values in [lo, hi) from `rng`.
     public static func uniform(_ shape: [Int], _ lo: Float, _ hi: Float, rng: inout SeededGenerator) -> Tensor {
-        let t = Tensor(zeros: shape)
+        let t = Tensor(zeroed: shape)
         t.storage.update { _, _ in rng.uniform(lo, hi) }
         return t
     }
 
     /// Standard-normal values times `scale` from `rng`.
     public static func normal(_ shape: [Int], scale: Float = 1, rng: inout SeededGenerator) -> Tensor {
-        let t = Tensor(zeros: shape)
+        let t = Tensor(zeroed: shape)
         t.storage.update { _, _ in scale * rng.normal() }
         return t
     }

@@ -18,8 +18,14 @@ public struct Tensor: Sendable, CustomStringConvertible {
                                   : FloatStorage(count: shape.reduce(1, *), repeating: value)
     }
 
-    /// A zero tensor; the shape must be valid (a programmer error otherwise).
-    public init(zeros shape: [Int]) {
+    /// A zero tensor; throws on a negative dimension or an element count that overflows.
+    public init(zeros shape: [Int]) throws {
+        _ = try Tensor.elementCount(shape)
+        self.init(zeroed: shape)
+    }
+
+    /// A zero tensor of a shape known to be valid (taken from another tensor or parameter).
+    init(zeroed shape: [Int]) {
         precondition(shape.allSatisfy { $0 >= 0 }, "invalid shape \(shape)")
         self.shape = shape
         self.storage = FloatStorage(count: shape.reduce(1, *))

@@ -111,3 +111,20 @@ public enum SentenceDistillation {
         return (g, loss)
     }
 }
+
+extension SentenceDistillation {
+    /// How closely a (pruned) encoder's embeddings follow a reference: the mean and lowest cosine
+    /// over `vectors` and `reference` (row by row).
+    public static func agreement(_ vectors: [[Float]], _ reference: [[Float]]) throws -> (mean: Double, min: Double) {
+        guard vectors.count == reference.count, !vectors.isEmpty else {
+            throw TrainingError.badSetting("agreement of \(vectors.count) embeddings with \(reference.count)")
+        }
+        let cos = try zip(vectors, reference).map { a, b -> Double in
+            guard a.count == b.count else { throw TrainingError.badSetting("embeddings of \(a.count) and \(b.count) features") }
+            let d = zip(a, b).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+            let na = a.reduce(0.0) { $0 + Double($1) * Double($1) }, nb = b.reduce(0.0) { $0 + Double($1) * Double($1) }
+            return d / max((na * nb).squareRoot(), 1e-30)
+        }
+        return (cos.reduce(0, +) / Double(cos.count), cos.min()!)
+    }
+}

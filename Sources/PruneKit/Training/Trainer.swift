@@ -167,7 +167,7 @@ public enum Trainer {
                              checkpoint: CheckpointPolicy? = nil, resumeFrom: TrainingPosition? = nil,
                              progress: ((BatchProgress) -> Void)? = nil) throws -> TrainingResult {
         guard config.batchSize > 0 else { throw OptimizerError.invalidHyperparameter("epochs \(config.epochs), batch \(config.batchSize)") }
-        var order = BatchSampler(count: data.count, batchSize: config.batchSize, seed: config.seed)
+        var order = try BatchSampler(count: data.count, batchSize: config.batchSize, seed: config.seed)
         let per = model.inputShape.reduce(1, *)
         var batchImages: Tensor?
         return try fit(model, count: data.count, order: &order, optimizer: optimizer, config: config,
