@@ -38,6 +38,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // tests only (property-based tests of the public API); consumers never resolve it
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
         .target(
@@ -62,7 +64,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PruneKitTests",
-            dependencies: ["PruneKit", "CPruneKernels"],
+            dependencies: ["PruneKit", "CPruneKernels", .product(name: "PropertyBased", package: "swift-property-based")],
             path: "Tests/PruneKitTests",
             resources: [.copy("Fixtures")]
         ),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is missing, proves the versioned-dependency build, then
-# runs the whole test suite (XCTest). Reuses .build between runs.
+# runs the whole test suite (XCTest, then the swift-testing property tests). Reuses .build between runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -11,10 +11,14 @@ export PRUNEKIT_REQUIRE_DATASETS=1
 bash scripts/get-minilm.sh || echo "MiniLM model not fetched: its tests will be skipped"
 bash scripts/check-versioned-consumer.sh
 swift build --build-tests
-swift test --skip-build --disable-swift-testing 2>&1 | tee .build/test-output.txt | grep -vE "^Test Case '.*' (started|passed)" || true
-# the summary XCTest printed, and its verdict as the exit status
+swift test --skip-build 2>&1 | tee .build/test-output.txt \
+  | grep -vE "^Test Case '.*' (started|passed)|^◇ Test .* started|^✔ Test [a-zA-Z]+\(\) passed" || true
+# the summaries XCTest and swift-testing printed, and their verdict as the exit status
 status=0
 grep -qE "with [1-9][0-9]* failures?|error: " .build/test-output.txt && status=1
 grep -qE "Executed [1-9][0-9]* tests?" .build/test-output.txt || status=1
+grep -qE "✘ Test run with" .build/test-output.txt && status=1
+grep -qE "✔ Test run with [1-9][0-9]* tests?" .build/test-output.txt || status=1
 grep -E "^\s*Executed [0-9]+ tests" .build/test-output.txt | tail -1
+grep -E "Test run with [0-9]+ tests?" .build/test-output.txt | tail -1
 exit $status

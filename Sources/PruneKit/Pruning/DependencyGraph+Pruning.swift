@@ -142,8 +142,8 @@ extension DependencyGraph {
                 let trial = ids.map { before[$0].copy() }
                 let available = ids.reduce(0) { $0 + caps[$1] }
                 guard k <= available else {
-                    throw PruneError.amountOutOfRange("global \(amount) needs \(k) more channels than the groups can give "
-                                                      + "(maximum ratio \(maxRatio), one channel kept per group)")
+                    throw PruneError.amountOutOfRange("global \(amount) needs \(k) units, more than the \(available) the groups can give "
+                                                      + "(maximum ratio \(maxRatio), one unit kept per group)")
                 }
                 _ = try Prune.select(scores: ids.map { scoreStorages[$0] }, masks: trial, useAbs: false, k: k, what: "unit scores")
                 let over = try zip(ids, trial).filter { gi, t in try Kernels.countNonzero(before[gi]) - Kernels.countNonzero(t) > caps[gi] }
