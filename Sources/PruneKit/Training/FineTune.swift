@@ -29,9 +29,7 @@ public enum FineTuner {
                                 resumeFrom: TrainingPosition? = nil,
                                 progress: ((BatchProgress) -> Void)? = nil) throws -> TrainingResult {
         let opt = try optimizer ?? Adam(learningRate: config.learningRate)
-        let lr = config.learningRate
-        let schedule: ((Int, Int) -> Float)? = config.cosineDecay
-            ? { step, total in lr * Float(0.5 * (1 + cos(Double.pi * Double(step) / Double(max(total, 1))))) } : nil
+        let schedule = config.cosineDecay ? LearningRateSchedule.cosine(peak: config.learningRate) : nil
         return try Trainer.train(model, data: data, optimizer: opt,
                                  config: TrainingConfig(epochs: config.epochs, batchSize: config.batchSize, seed: config.seed),
                                  learningRateSchedule: schedule, teacher: teacher, distillation: config.distillation,

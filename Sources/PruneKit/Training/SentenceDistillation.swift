@@ -57,11 +57,10 @@ public enum SentenceDistillation {
             Array(byLength[$0..<min($0 + config.batchSize, byLength.count)])
         }, seed: config.seed)
         var padded: (ids: [[Int32]], mask: [[Float]]) = ([], [])
-        let lr = config.learningRate
         let r = try Trainer.fit(
             student.model, parameters: student.linears.flatMap(\.parameters), count: sentences.count, order: &order, optimizer: opt,
             config: TrainingConfig(epochs: config.epochs, batchSize: config.batchSize, seed: config.seed),
-            learningRateSchedule: config.cosineDecay ? { step, steps in lr * Float(0.5 * (1 + cos(Double.pi * Double(step) / Double(max(steps, 1))))) } : nil,
+            learningRateSchedule: config.cosineDecay ? LearningRateSchedule.cosine(peak: config.learningRate) : nil,
             input: { idx in
                 padded = tokenizer.pad(idx.map { encoded[$0] })
                 return try student.input(ids: padded.ids, mask: padded.mask)

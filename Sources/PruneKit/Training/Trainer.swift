@@ -49,6 +49,15 @@ public struct TrainingResult: Sendable {
     public var epochLosses: [Float]
 }
 
+/// Learning-rate schedules for `Trainer.fit` (step, total steps → rate); one definition for image
+/// fine-tuning and sentence distillation.
+public enum LearningRateSchedule {
+    /// Cosine decay from `peak` at step 0 to 0 at the last step.
+    public static func cosine(peak: Float) -> (Int, Int) -> Float {
+        { step, total in peak * Float(0.5 * (1 + cos(Double.pi * Double(step) / Double(max(total, 1))))) }
+    }
+}
+
 /// The order in which a training run visits its examples: a list of batches (example indices) per
 /// epoch, from a generator whose state checkpoints save.
 public protocol BatchOrder {
