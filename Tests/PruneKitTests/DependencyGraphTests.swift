@@ -240,4 +240,28 @@ final class DependencyGraphTests: XCTestCase {
         let fc = (graph.network as! Sequential).child(named: "fc") as! Linear
         XCTAssertEqual(fc.weight.mask?.keptCount, 5 * 5, "graph: the classifier reads half of the 10 concat channels")
     }
+
+    /// Calibration with a loss on a CNN: unit Taylor statistics exist for the channels a Linear
+    /// reads (conv2's, through Flatten) and not for the ones a convolution reads (conv1's), whose
+    /// scoring then says so (a unit Taylor pruning of all channel groups is refused, nothing changed).
+    func testUnitTaylorOnAConvolutionalModel() throws {
+        let model = Model.cnn(seed: 4)
+        var g = SeededGenerator(seed: 5)
+        let xs = (0..<3).map { _ in Tensor.normal([4, 1, 28, 28], rng: &g) }
+        let labels: [Int32] = [0, 1, 2, 3]
+        let cal = try Calibration.run(model, samples: 3, input: { xs[$0] }, outputGradient: { y, _ in
+            try SoftmaxCrossEntropy.compute(logits: y, labels: labels).gradient
+        })
+        let graph = try DependencyGraph(model)
+        let u = try XCTUnwrap(cal.unitTaylor)
+        XCTAssertEqual(graph.groups.map(\.producers), [["conv1"], ["conv2"]])
+        XCTAssertThrowsError(try u.score(group: 0, unit: 0, of: graph)) { XCTAssertTrue("\($0)".contains("conv1"), "\($0)") }
+        let scores = try (0..<64).map { try u.score(group: 1, unit: $0, of: graph) }
+        XCTAssertTrue(scores.allSatisfy { $0 >= 0 } && scores.contains { $0 > 0 })
+        // pruning every channel group by these statistics is refused (conv1's group has none), changing nothing
+        XCTAssertThrowsError(try graph.prune(amount: 0.5, importance: .unitTaylor(u), kind: .channels)) {
+            XCTAssertTrue("\($0)".contains("conv1"), "\($0)")
+        }
+        XCTAssertTrue(model.prunableWeights.allSatisfy { $0.parameter.mask == nil })
+    }
 }

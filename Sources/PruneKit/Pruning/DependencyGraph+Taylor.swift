@@ -31,11 +31,19 @@ extension DependencyGraph {
     /// Measures `UnitTaylor` over `batches` calls of `pass(i)`, each of which must run one forward
     /// pass in training mode and one backward pass of the model (the caller picks the loss).
     /// Hooks on the Linear layers that read the units (of `kind`, or all) record Σ x·∂L/∂x per input
-    /// column; they are removed afterwards, on error too. Units read by a convolution are refused.
-    public func measureUnitTaylor(batches: Int, kind: Group.Kind? = nil, pass: (Int) throws -> Void) throws -> UnitTaylor {
+    /// column; they are removed afterwards, on error too. Units read by a convolution are refused,
+    /// or, with `skippingConvolutionReaders`, left without statistics (scoring them later throws).
+    public func measureUnitTaylor(batches: Int, kind: Group.Kind? = nil, skippingConvolutionReaders: Bool = false,
+                                  pass: (Int) throws -> Void) throws -> UnitTaylor {
         guard batches >= 1 else { throw PruneError.missingStatistics("unit Taylor needs at least one batch") }
-        let selected = groups.indices.filter { kind == nil || groups[$0].kind == kind }
         let owners = linearOwners()
+        let selected = groups.indices.filter { gi in
+            guard kind == nil || groups[gi].kind == kind else { return false }
+            guard skippingConvolutionReaders else { return true }
+            return groups[gi].units.allSatisfy { u in
+                slices(of: u).allSatisfy { if case let .columns(w, _, _) = $0 { return owners[ObjectIdentifier(w)] != nil } else { return true } }
+            }
+        }
         var readers: [ObjectIdentifier: Linear] = [:]
         var columns: [(gi: Int, slices: [[(ObjectIdentifier, Int, Int)]])] = []
         for gi in selected {
