@@ -38,6 +38,9 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // ONNX model files (protobuf); the Swift code is generated once and committed
+        // (scripts/gen-onnx-proto.sh): only the runtime library is built, never the protoc plugin
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         // tests only (property-based tests of the public API); consumers never resolve it
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
@@ -54,8 +57,9 @@ let package = Package(
                        providers: [.apt(["zlib1g-dev"])]),
         .target(
             name: "PruneKit",
-            dependencies: ["CPruneKernels", "COpenBLAS", "CZlib"],
-            path: "Sources/PruneKit"
+            dependencies: ["CPruneKernels", "COpenBLAS", "CZlib", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            path: "Sources/PruneKit",
+            exclude: ["IO/ONNXProto/onnx_subset.proto"]
         ),
         .executableTarget(
             name: "prunekit",
