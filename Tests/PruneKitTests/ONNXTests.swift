@@ -1,0 +1,264 @@
+import Foundation
+import XCTest
+@testable import PruneKit
+
+/// The ONNX reader (issue 15): models exported from PyTorch (scripts/make_onnx_fixtures.py) run
+/// through PruneKit's layers and give onnxruntime's outputs; bad files are refused with one line.
+final class ONNXTests: XCTestCase {
+    static let folder = "Fixtures/onnx"
+
+    func fixture(_ name: String, _ ext: String = "onnx") throws -> String {
+        try XCTUnwrap(Bundle.module.url(forResource: name, withExtension: ext, subdirectory: ONNXTests.folder), name).path
+    }
+
+    /// Loads onnx_<name>.onnx, runs its input batch and compares with onnxruntime's output within
+    /// 1e-4 of the output's scale. Returns the model and the worst error relative to that scale.
+    @discardableResult
+    func checkAgainstOnnxRuntime(_ name: String, file: String? = nil) throws -> (ONNXModel, Float) {
+        let onnx = try ONNXModel.load(try fixture(file ?? "onnx_\(name)"))
+        let io = try SafeTensors.read(try fixture("onnx_\(name)_io", "safetensors")).tensors
+        let x = try XCTUnwrap(io["x"]), want = try XCTUnwrap(io["y"])
+        XCTAssertEqual(Array(x.shape.dropFirst()), onnx.model.inputShape, name)
+        let y = try onnx.model.forward(x, training: false)
+        XCTAssertEqual(y.count, want.count, "\(name): output size")
+        XCTAssertEqual(y.shape.first, want.shape.first, "\(name): batch")
+        let scale = want.scalars.map(abs).max()!
+        XCTAssertGreaterThan(scale, 0.05, "\(name): the fixture's output must not vanish")
+        let worst = zip(y.scalars, want.scalars).map { abs($0 - $1) }.max()!
+        XCTAssertLessThanOrEqual(worst, 1e-4 * scale, "\(name): max |PruneKit − onnxruntime| = \(worst), scale \(scale)")
+        print("ONNX \(name): max error \(worst) (\(worst / scale) of the output scale \(scale)), \(onnx.model.parameterCount) parameters")
+        return (onnx, worst / scale)
+    }
+
+    func kinds(_ m: ONNXModel) -> [String] {
+        (m.model.network as! Graph).nodes.map { String(describing: type(of: $0.layer)) }
+    }
+
+    func testMLPWithGemmMatMulAddSigmoidAndClipMatchesOnnxRuntime() throws {
+        let (m, _) = try checkAgainstOnnxRuntime("mlp")
+        XCTAssertEqual(m.opset, 17)
+        XCTAssertEqual(kinds(m), ["Linear", "Activation", "Linear", "Activation", "Linear"], "MatMul + Add folds into one Linear")
+        // the MatMul's bias is the initializer itself; the Gemm weights keep their PyTorch names
+        XCTAssertTrue(m.initializerNames.values.contains("0.weight"), "\(m.initializerNames)")
+        XCTAssertTrue(m.initializerNames.values.contains("2.b"), "\(m.initializerNames)")
+        let graph = m.model.network as! Graph
+        XCTAssertNotNil(graph.node(named: "0"), "nodes are named after their weight initializer")
+    }
+
+    func testNarrowResNet18MatchesOnnxRuntime() throws {
+        let (m, _) = try checkAgainstOnnxRuntime("resnet18")
+        let k = kinds(m)
+        XCTAssertEqual(k.filter { $0 == "Conv2d" }.count, 20, "17 convolutions + 3 downsample projections")
+        XCTAssertEqual(k.filter { $0 == "Add" }.count, 8, "one join per basic block")
+        XCTAssertEqual(k.last, "Linear")
+    }
+
+    func testMobileNetV2WithDepthwiseConvsAndReLU6MatchesOnnxRuntime() throws {
+        let (m, _) = try checkAgainstOnnxRuntime("mobilenetv2")
+        let convs = (m.model.network as! Graph).nodes.compactMap { $0.layer as? Conv2d }
+        XCTAssertTrue(convs.contains { $0.groups > 1 && $0.groups == $0.inChannels }, "depthwise convolutions are read")
+    }
+
+    func testMobileNetV3SmallWithSqueezeExcitationMatchesOnnxRuntime() throws {
+        let (m, _) = try checkAgainstOnnxRuntime("mobilenetv3")
+        XCTAssertTrue(kinds(m).contains("ChannelScale"), "the squeeze-excitation Mul")
+    }
+
+    func testDenseNetStyleConcatNetworkMatchesOnnxRuntime() throws {
+        let (m, _) = try checkAgainstOnnxRuntime("densenet")
+        let k = kinds(m)
+        for kind in ["Concat", "BatchNorm", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d"] { XCTAssertTrue(k.contains(kind), kind) }
+    }
+
+    func testHandMadeGraphWithIdentityDropoutAndScaledGemmMatchesOnnxRuntime() throws {
+        let (m, _) = try checkAgainstOnnxRuntime("handmade")
+        XCTAssertEqual(kinds(m), ["Flatten", "Linear", "ReLU", "Dropout", "Linear"], "Identity is an alias; Add is the MatMul's bias")
+        XCTAssertEqual(m.model.inputShape, [3, 4])
+    }
+
+    func testExternalDataNextToTheModelIsRead() throws {
+        let (m, _) = try checkAgainstOnnxRuntime("mlp", file: "onnx_mlp_external")
+        let inline = try ONNXModel.load(try fixture("onnx_mlp"))
+        for ((a, p), (b, q)) in zip(m.model.namedParameters, inline.model.namedParameters) {
+            XCTAssertEqual(a, b)
+            XCTAssertEqual(p.value, q.value, a)
+        }
+    }
+
+    /// An imported graph trains: its input gradient is the finite difference of (y · dy).sum()
+    /// with a random dy (the MLP has no BatchNorm or Dropout, so training and evaluation agree).
+    func testImportedMLPInputGradientMatchesFiniteDifferences() throws {
+        let m = try ONNXModel.load(try fixture("onnx_mlp")).model
+        let x = try XCTUnwrap(try SafeTensors.read(try fixture("onnx_mlp_io", "safetensors")).tensors["x"])
+        var rng = SeededGenerator(seed: 7)
+        let dy = Tensor.uniform([3, 5], -1, 1, rng: &rng)
+        func loss(_ t: Tensor) throws -> Double {
+            zip(try m.forward(t).scalars, dy.scalars).reduce(0) { $0 + Double($1.0) * Double($1.1) }
+        }
+        _ = try m.forward(x, training: true)
+        let dx = try XCTUnwrap(try m.network.backward(dy, needInputGradient: true))
+        XCTAssertEqual(dx.shape, x.shape)
+        let h: Float = 1e-2
+        for i in stride(from: 0, to: x.count, by: 7) {
+            var plus = x, minus = x
+            plus[flat: i] += h
+            minus[flat: i] -= h
+            let numeric = (try loss(plus) - loss(minus)) / Double(2 * h)
+            XCTAssertEqual(Double(dx[flat: i]), numeric, accuracy: 2e-3 + 1e-2 * abs(numeric), "∂L/∂x[\(i)]")
+        }
+    }
+
+    /// ChannelScale's gradients (both inputs) against finite differences.
+    func testChannelScaleGradientsMatchFiniteDifferences() throws {
+        var rng = SeededGenerator(seed: 8)
+        let x = Tensor.uniform([2, 3, 2, 2], -1, 1, rng: &rng), g = Tensor.uniform([2, 3, 1, 1], -1, 1, rng: &rng)
+        let dy = Tensor.uniform([2, 3, 2, 2], -1, 1, rng: &rng)
+        let layer = ChannelScale()
+        func loss(_ a: Tensor, _ b: Tensor) throws -> Double {
+            zip(try layer.forward([a, b], training: false).scalars, dy.scalars).reduce(0) { $0 + Double($1.0) * Double($1.1) }
+        }
+        _ = try layer.forward([x, g], training: true)
+        let grads = try layer.backward(dy, needInputGradients: [true, true])
+        let dx = try XCTUnwrap(grads[0]), dg = try XCTUnwrap(grads[1])
+        XCTAssertEqual(dg.shape, g.shape)
+        let h: Float = 1e-2
+        for i in 0..<x.count {
+            var p = x, q = x
+            p[flat: i] += h
+            q[flat: i] -= h
+            XCTAssertEqual(Double(dx[flat: i]), (try loss(p, g) - loss(q, g)) / Double(2 * h), accuracy: 1e-3)
+        }
+        for i in 0..<g.count {
+            var p = g, q = g
+            p[flat: i] += h
+            q[flat: i] -= h
+            XCTAssertEqual(Double(dg[flat: i]), (try loss(x, p) - loss(x, q)) / Double(2 * h), accuracy: 1e-3)
+        }
+        XCTAssertThrowsError(try layer.forward([x, try Tensor(zeros: [2, 2])], training: false), "a gate of the wrong width")
+    }
+
+    /// Backward runs through every layer an imported MobileNetV3 holds (BatchNorm in training mode,
+    /// the squeeze-excitation gate, hard-swish) and fills the parameters' gradients.
+    func testImportedMobileNetV3RunsBackward() throws {
+        let m = try ONNXModel.load(try fixture("onnx_mobilenetv3")).model
+        let x = try XCTUnwrap(try SafeTensors.read(try fixture("onnx_mobilenetv3_io", "safetensors")).tensors["x"])
+        var rng = SeededGenerator(seed: 9)
+        _ = try m.forward(x, training: true)
+        let dx = try XCTUnwrap(try m.network.backward(Tensor.uniform([2, 10], -1, 1, rng: &rng), needInputGradient: true))
+        XCTAssertEqual(dx.shape, x.shape)
+        XCTAssertTrue(dx.isFinite)
+        XCTAssertGreaterThan(dx.scalars.map(abs).max()!, 0)
+        for (name, p) in m.namedParameters { XCTAssertTrue(p.grad.isFinite, name) }
+    }
+
+    // MARK: - untrusted input: each bad file is refused with one line naming the culprit
+
+    func assertRefused(_ path: String, mentions: [String], file: StaticString = #filePath, line: UInt = #line) {
+        do {
+            let m = try ONNXModel.load(path)
+            XCTFail("\(path) loaded (\(m.model.network.summary))", file: file, line: line)
+        } catch let e as ONNXError {
+            let text = e.description
+            XCTAssertFalse(text.contains("\n"), "one line: \(text)", file: file, line: line)
+            XCTAssertTrue(text.hasPrefix(path), "names the file: \(text)", file: file, line: line)
+            for m in mentions { XCTAssertTrue(text.contains(m), "'\(m)' in: \(text)", file: file, line: line) }
+        } catch {
+            XCTFail("\(path): not an ONNXError: \(error)", file: file, line: line)
+        }
+    }
+
+    func testDilatedConvolutionIsRefusedNamingTheNode() throws {
+        assertRefused(try fixture("bad_dilation"), mentions: ["node 'dilated_conv' (Conv)", "dilations [2, 2]"])
+    }
+
+    func testUnsupportedOperatorIsRefusedNamingTheNode() throws {
+        assertRefused(try fixture("bad_operator"), mentions: ["node 'the_softmax' (Softmax)", "not supported"])
+    }
+
+    func testDynamicSpatialShapeIsRefusedNamingTheInput() throws {
+        assertRefused(try fixture("bad_dynamic"), mentions: ["input 'x'", "dynamic shape", "'H'"])
+    }
+
+    func testTensorWhoseBytesDisagreeWithItsShapeIsRefused() throws {
+        assertRefused(try fixture("bad_tensor_size"), mentions: ["initializer 'w'", "68 bytes", "[2, 1, 3, 3]"])
+    }
+
+    func testAbsurdDimensionsAreRefusedBeforeAnythingIsAllocated() throws {
+        assertRefused(try fixture("bad_absurd_dims"), mentions: ["initializer 'w'", "absurd dimensions"])
+    }
+
+    func testClipThatIsNeitherReLUNorReLU6IsRefused() throws {
+        assertRefused(try fixture("bad_clip"), mentions: ["node 'clip_1_to_2' (Clip)", "min 1.0, max 2.0"])
+    }
+
+    func testExternalDataEscapingTheFolderIsRefused() throws {
+        assertRefused(try fixture("bad_escape_parent"), mentions: ["initializer 'w'", "leaves the model's folder"])
+        assertRefused(try fixture("bad_escape_absolute"), mentions: ["initializer 'w'", "absolute path"])
+        assertRefused(try fixture("bad_external_short"), mentions: ["initializer 'w'", "runs past the end"])
+    }
+
+    func testExternalDataThroughASymlinkOutOfTheFolderIsRefused() throws {
+        let fm = FileManager.default
+        let root = fm.temporaryDirectory.appendingPathComponent("prunekit-onnx-\(UUID().uuidString)")
+        let inside = root.appendingPathComponent("model"), outside = root.appendingPathComponent("elsewhere")
+        try fm.createDirectory(at: inside, withIntermediateDirectories: true)
+        try fm.createDirectory(at: outside, withIntermediateDirectories: true)
+        defer { try? fm.removeItem(at: root) }
+        let model = inside.appendingPathComponent("m.onnx")
+        try fm.copyItem(atPath: try fixture("onnx_mlp_external"), toPath: model.path)
+        let target = outside.appendingPathComponent("onnx_mlp_external.bin")
+        try fm.copyItem(atPath: try fixture("onnx_mlp_external", "bin"), toPath: target.path)
+        // a link inside the folder to a file inside it is fine …
+        let local = inside.appendingPathComponent("data.bin")
+        try fm.copyItem(atPath: target.path, toPath: local.path)
+        try fm.createSymbolicLink(atPath: inside.appendingPathComponent("onnx_mlp_external.bin").path, withDestinationPath: local.path)
+        XCTAssertNoThrow(try ONNXModel.load(model.path))
+        // … a link leading out of it is not
+        try fm.removeItem(at: inside.appendingPathComponent("onnx_mlp_external.bin"))
+        try fm.createSymbolicLink(atPath: inside.appendingPathComponent("onnx_mlp_external.bin").path, withDestinationPath: target.path)
+        assertRefused(model.path, mentions: ["outside the model's folder"])
+    }
+
+    func temporaryFile(_ data: Data) throws -> String {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("prunekit-onnx-\(UUID().uuidString).onnx")
+        try data.write(to: url)
+        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+        return url.path
+    }
+
+    func testMalformedProtobufEmptyAndMissingFilesAreRefused() throws {
+        assertRefused(try temporaryFile(Data([0x0A, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 1, 2, 3])), mentions: ["not a valid ONNX protobuf"])
+        assertRefused(try temporaryFile(Data("this is not a model\n".utf8)), mentions: [])
+        assertRefused(try temporaryFile(Data()), mentions: ["empty file"])
+        assertRefused("/nonexistent/model.onnx", mentions: ["file not found"])
+    }
+
+    func testTruncatedFilesAreRefusedAtEveryCut() throws {
+        let whole = try Data(contentsOf: URL(fileURLWithPath: try fixture("onnx_densenet")))
+        for cut in [1, 2, 7, 16, 100, whole.count / 3, whole.count / 2, whole.count - 100, whole.count - 1] {
+            assertRefused(try temporaryFile(whole.prefix(cut)), mentions: [])
+        }
+    }
+
+    /// Random byte corruption never crashes the reader: each file either loads or throws ONNXError.
+    func testCorruptedBytesNeverCrash() throws {
+        let whole = try Data(contentsOf: URL(fileURLWithPath: try fixture("onnx_handmade")))
+        var rng = SeededGenerator(seed: 15)
+        var refused = 0
+        let path = try temporaryFile(whole)
+        for _ in 0..<300 {
+            var d = whole
+            for _ in 0..<Int.random(in: 1...4, using: &rng) {
+                d[Int.random(in: 0..<d.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
+            }
+            try d.write(to: URL(fileURLWithPath: path))
+            do {
+                let m = try ONNXModel.load(path)
+                _ = try? m.model.forward(try Tensor(shape: [1] + m.model.inputShape, repeating: 0.5))
+            } catch is ONNXError {
+                refused += 1
+            }
+        }
+        XCTAssertGreaterThan(refused, 0)
+    }
+}
