@@ -209,6 +209,9 @@ def external():
     src = os.path.join(FX, "onnx_mlp.onnx")
     m = onnx.load(src)
     path = os.path.join(FX, "onnx_mlp_external.onnx")
+    data = os.path.join(FX, "onnx_mlp_external.bin")
+    if os.path.exists(data):
+        os.remove(data)  # onnx appends to an existing external file
     onnx.save_model(m, path, save_as_external_data=True, all_tensors_to_one_file=True,
                     location="onnx_mlp_external.bin", size_threshold=0)
     onnx.checker.check_model(path)

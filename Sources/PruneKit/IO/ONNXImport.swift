@@ -80,7 +80,8 @@ struct ONNXImporter {
         guard let out = values[outputName] else { throw fail("the graph output '\(outputName)' is produced by no node") }
         guard case let .tensor(source, _, _) = out else { throw fail("the graph output '\(outputName)' is a constant") }
         guard source != Graph.inputName else { throw fail("the graph computes nothing (its output is its input)") }
-        let network = try Graph(live(from: source), output: source)
+        let network: Graph
+        do { network = try Graph(live(from: source), output: source) } catch { throw fail("\(error)") }
         var names: [String: String] = [:]
         for (node, map) in sources where network.node(named: node) != nil {
             for (p, i) in map { names[node + "." + p] = i }
@@ -211,7 +212,14 @@ struct ONNXImporter {
         for i in n.input where !i.isEmpty && values[i] == nil && initializers[i] == nil {
             throw c.fail("reads '\(i)', which no earlier node, input or initializer produces")
         }
-        values[out] = try value(of: n, c)
+        do {
+            values[out] = try value(of: n, c)
+        } catch let e as ONNXError {
+            throw e
+        } catch {
+            // a layer refusing its arguments (LayerError, TensorError): still one line naming the node
+            throw c.fail("\(error)")
+        }
     }
 
     /// The input at `k` (nil when absent or empty).
@@ -436,8 +444,8 @@ struct ONNXImporter {
     private mutating func addOp(_ n: Onnx_NodeProto, _ c: NodeContext) throws -> Value {
         guard n.input.count == 2, let a = try operand(n, 0), let b = try operand(n, 1) else { throw c.fail("needs two inputs") }
         switch (a, b) {
-        case let (.tensor(sa, la, pa), .tensor(sb, lb, _)):
-            guard la == lb else { throw c.fail("inputs of shapes \(la) and \(lb) differ (broadcasting Add is not supported)") }
+        case let (.tensor(sa, la, pa), .tensor(sb, lb, pb)):
+            guard la == lb, pa == pb else { throw c.fail("inputs of shapes \(la) and \(lb) differ (broadcasting Add is not supported)") }
             return .tensor(source: add(Add(), [sa, sb], n), logical: la, physical: pa)
         case let (.tensor(s, l, p), .constant(k)), let (.constant(k), .tensor(s, l, p)):
             // the bias of a MatMul (x·W + b), folded into its Linear layer
