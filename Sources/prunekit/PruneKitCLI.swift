@@ -8,7 +8,7 @@ struct PruneKitCLI: ParsableCommand {
         commandName: "prunekit",
         abstract: "Train, prune and fine-tune neural networks; the hot loops run in C.",
         subcommands: [Info.self, Train.self, Eval.self, PruneCommand.self, FineTune.self, Report.self, Demo.self, Embed.self,
-                      Bench.self])
+                      Bench.self, Infer.self])
 
     /// Parses and runs; a bad argument is one line on stderr naming it (no usage block), help and
     /// version requests print as usual.

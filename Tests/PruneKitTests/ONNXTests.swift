@@ -261,4 +261,96 @@ final class ONNXTests: XCTestCase {
         }
         XCTAssertGreaterThan(refused, 0)
     }
+
+    /// A layer refusing its arguments (a weight with a zero dimension) is still one line naming the
+    /// node. The file is built with PruneKit's own protobuf types.
+    func testLayerErrorsAreReportedAgainstTheNode() throws {
+        var w = Onnx_TensorProto()
+        w.name = "w"
+        w.dataType = 1
+        w.dims = [0, 1, 3, 3]
+        var conv = Onnx_NodeProto()
+        conv.name = "empty_conv"
+        conv.opType = "Conv"
+        conv.input = ["x", "w"]
+        conv.output = ["y"]
+        func info(_ name: String, _ dims: [Int64]) -> Onnx_ValueInfoProto {
+            var v = Onnx_ValueInfoProto()
+            v.name = name
+            var t = Onnx_TypeProto.Tensor()
+            t.elemType = 1
+            t.shape.dim = dims.map { var d = Onnx_TensorShapeProto.Dimension(); d.dimValue = $0; return d }
+            v.type.tensorType = t
+            return v
+        }
+        var m = Onnx_ModelProto()
+        m.irVersion = 8
+        var opset = Onnx_OperatorSetIdProto()
+        opset.version = 17
+        m.opsetImport = [opset]
+        m.graph.node = [conv]
+        m.graph.initializer = [w]
+        m.graph.input = [info("x", [1, 1, 8, 8])]
+        m.graph.output = [info("y", [1, 0, 6, 6])]
+        let path = try temporaryFile(try m.serializedBytes())
+        assertRefused(path, mentions: ["node 'empty_conv' (Conv)"])
+        m.opsetImport[0].version = 9
+        assertRefused(try temporaryFile(try m.serializedBytes()), mentions: ["opset 9 is not supported"])
+    }
+
+    // MARK: - .npy arrays and `prunekit infer`
+
+    func testNPYRoundTripAndRefusals() throws {
+        var rng = SeededGenerator(seed: 3)
+        for shape in [[5], [2, 3], [2, 1, 4, 4], []] {
+            let t = Tensor.uniform(shape, -2, 2, rng: &rng)
+            let back = try NPY.parse(NPY.encode(t), name: "t.npy")
+            XCTAssertEqual(back.shape, shape)
+            XCTAssertEqual(back, t)
+            XCTAssertEqual((NPY.encode(t).count - t.count * 4) % 64, 0, "header padded to 64 bytes")
+        }
+        let good = NPY.encode(try Tensor(shape: [2, 2], scalars: [1, 2, 3, 4]))
+        XCTAssertThrowsError(try NPY.parse(good.prefix(good.count - 1), name: "short.npy")) { XCTAssertTrue("\($0)".contains("bytes of data")) }
+        XCTAssertThrowsError(try NPY.parse(Data("hello world".utf8), name: "x.npy")) { XCTAssertTrue("\($0)".contains("magic")) }
+        var fortran = good
+        fortran.replaceSubrange(10..<good.count, with: Data(String(decoding: good[10...], as: UTF8.self)
+            .replacingOccurrences(of: "False", with: "True ").utf8))
+        XCTAssertThrowsError(try NPY.parse(fortran, name: "f.npy")) { XCTAssertTrue("\($0)".contains("Fortran")) }
+        var int32 = good
+        int32.replaceSubrange(10..<good.count, with: Data(String(decoding: good[10...], as: UTF8.self)
+            .replacingOccurrences(of: "<f4", with: "<i4").utf8))
+        XCTAssertThrowsError(try NPY.parse(int32, name: "i.npy")) { XCTAssertTrue("\($0)".contains("'<i4'")) }
+    }
+
+    func testInferVerbRunsAnONNXModelOnNpyInputs() throws {
+        let dir = NSTemporaryDirectory() + "pk-infer-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let io = try SafeTensors.read(try fixture("onnx_resnet18_io", "safetensors")).tensors
+        let x = try XCTUnwrap(io["x"]), want = try XCTUnwrap(io["y"])
+        try NPY.write(x, to: dir + "/x.npy")
+        var r = try runPrunekit(["infer", "--model-file", try fixture("onnx_resnet18"), "--input", dir + "/x.npy",
+                                 "--output", dir + "/y.npy", "--batch", "1"])
+        XCTAssertEqual(r.status, 0, r.err)
+        let y = try NPY.read(dir + "/y.npy")
+        XCTAssertEqual(y.shape, want.shape)
+        let scale = want.scalars.map(abs).max()!
+        XCTAssertLessThanOrEqual(zip(y.scalars, want.scalars).map { abs($0 - $1) }.max()!, 1e-4 * scale)
+        // safetensors in and out
+        r = try runPrunekit(["infer", "--model-file", try fixture("onnx_resnet18"), "--input", try fixture("onnx_resnet18_io", "safetensors"),
+                             "--output", dir + "/y.safetensors"])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertEqual(try SafeTensors.read(dir + "/y.safetensors").tensors["y"], y)
+        // a bad model: one line, no output written
+        r = try runPrunekit(["infer", "--model-file", try fixture("bad_dilation"), "--input", dir + "/x.npy", "--output", dir + "/z.npy"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertEqual(r.err.split(separator: "\n").count, 1, r.err)
+        XCTAssertTrue(r.err.contains("dilated_conv"), r.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/z.npy"))
+        // inputs of the wrong shape: one line
+        try NPY.write(try Tensor(zeros: [2, 5]), to: dir + "/bad.npy")
+        r = try runPrunekit(["infer", "--model-file", try fixture("onnx_resnet18"), "--input", dir + "/bad.npy", "--output", dir + "/z.npy"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertEqual(r.err.split(separator: "\n").count, 1, r.err)
+    }
 }
