@@ -353,4 +353,31 @@ final class ONNXTests: XCTestCase {
         XCTAssertNotEqual(r.status, 0)
         XCTAssertEqual(r.err.split(separator: "\n").count, 1, r.err)
     }
+
+    // MARK: - imported graphs under the dependency-aware pruner (issue 15 part 3 builds on this)
+
+    /// The dependency graph traces imported networks like built-in ones: 50% of the channels by L1,
+    /// then physical removal computes what the masked model did.
+    func testImportedGraphsPruneByChannelsAndRemovalKeepsTheMaskedFunction() throws {
+        for name in ["mlp", "resnet18", "mobilenetv2", "densenet"] {
+            let m = try ONNXModel.load(try fixture("onnx_\(name)")).model
+            let x = try XCTUnwrap(try SafeTensors.read(try fixture("onnx_\(name)_io", "safetensors")).tensors["x"])
+            let dense = try m.forward(x)
+            let dg = try DependencyGraph(m)
+            XCTAssertFalse(dg.groups.isEmpty, name)
+            try dg.prune(amount: 0.5, importance: .magnitude(p: 1), scope: .layer)
+            let masked = try m.forward(x)
+            XCTAssertNotEqual(masked.scalars, dense.scalars, "\(name): pruning changed the function")
+            let r = try dg.removePrunedUnits()
+            XCTAssertLessThan(r.parametersAfter, r.parametersBefore, name)
+            let after = try m.forward(x)
+            let scale = max(masked.scalars.map(abs).max()!, 1e-3)
+            let worst = zip(after.scalars, masked.scalars).map { abs($0 - $1) }.max()!
+            XCTAssertLessThanOrEqual(worst, 1e-4 * scale, "\(name): removed vs masked")
+            print("ONNX \(name) pruned 50% by channels: \(r.parametersBefore) → \(r.parametersAfter) parameters, removed vs masked \(worst)")
+        }
+        // a layer without a channel rule (the squeeze-excitation gate) is refused, not guessed
+        let v3 = try ONNXModel.load(try fixture("onnx_mobilenetv3")).model
+        XCTAssertThrowsError(try DependencyGraph(v3)) { print("ONNX mobilenetv3 under DependencyGraph: \($0)") }
+    }
 }
