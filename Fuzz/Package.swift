@@ -9,5 +9,6 @@ let package = Package(
     targets: [
         .executableTarget(name: "FuzzSafeTensors", dependencies: [.product(name: "PruneKit", package: "PruneKit")]),
         .executableTarget(name: "FuzzIDX", dependencies: [.product(name: "PruneKit", package: "PruneKit")]),
+        .executableTarget(name: "FuzzONNX", dependencies: [.product(name: "PruneKit", package: "PruneKit")]),
     ]
 )

@@ -34,15 +34,21 @@ public struct ONNXModel {
     /// Reads `path` (and external data files in its folder). Throws `ONNXError`, one line naming the
     /// file and the node, tensor or input at fault.
     public static func load(_ path: String) throws -> ONNXModel {
-        let data = try readFile(path)
+        let folder = (path as NSString).deletingLastPathComponent
+        return try parse(try readFile(path), name: path, folder: folder.isEmpty ? "." : folder)
+    }
+
+    /// Reads ONNX bytes; `name` names them in errors and external data files are looked up in
+    /// `folder` (and refused outside it).
+    public static func parse(_ data: Data, name: String, folder: String) throws -> ONNXModel {
+        guard data.count <= maxFileBytes else { throw ONNXError(file: name, reason: "\(data.count) bytes exceed the \(maxFileBytes)-byte protobuf limit") }
         let proto: Onnx_ModelProto
         do {
             proto = try Onnx_ModelProto(serializedBytes: data)
         } catch {
-            throw ONNXError(file: path, reason: "not a valid ONNX protobuf (\(error))")
+            throw ONNXError(file: name, reason: "not a valid ONNX protobuf (\(error))")
         }
-        let folder = (path as NSString).deletingLastPathComponent
-        var importer = ONNXImporter(file: path, folder: folder.isEmpty ? "." : folder, proto: proto)
+        var importer = ONNXImporter(file: name, folder: folder, proto: proto)
         return try importer.run()
     }
 
