@@ -49,6 +49,10 @@ extension DependencyGraph {
                     k = 0 // never reached: no unit through a locked value is pruned
                 case .add:
                     k = n.inputs.reduce(0) { $0 + (constant[element($1, c)] ?? 0) }
+                case .scale:
+                    // a removed channel's input and gate are both constants (the gate's producer row
+                    // is removed with it): their product
+                    k = n.inputs.reduce(1) { $0 * (constant[element($1, c)] ?? 0) }
                 case .concat:
                     var off = 0, found: Float = 0
                     for i in n.inputs {

@@ -12,6 +12,8 @@
 /// - Flatten maps the H·W features of channel c to channel c;
 /// - Add couples channel c of every input with channel c of its output (residual joins);
 /// - Concat places its inputs' channels at their offsets;
+/// - ChannelScale (a squeeze-excitation gate) couples channel c of its input, its gate and its
+///   output, like Add;
 /// - LayerNorm and BERT's embeddings lock their channels: normalising over the features couples
 ///   every channel with all the others, so no unit through them is pruned (the residual stream of a
 ///   transformer);
@@ -37,6 +39,8 @@ public final class DependencyGraph {
         case add
         /// Inputs' channels placed one after another.
         case concat
+        /// Channel c of the input, of the per-channel gate and of the output are one (x · gate).
+        case scale
         /// A depthwise convolution: channel c in is channel c out, and its own weight row c (and
         /// bias entry) goes with the unit.
         case depthwise
@@ -60,6 +64,7 @@ public final class DependencyGraph {
         case is MultiHeadAttention: return .attention
         case is Flatten: return .flatten
         case is Add: return .add
+        case is ChannelScale: return .scale
         case is Concat: return .concat
         default: return nil
         }
@@ -238,7 +243,7 @@ public final class DependencyGraph {
             case .flatten:
                 let i = node.inputs[0], s = values[i].spatial
                 for f in 0..<values[out].channels { union(element(out, f), element(i, f / s)) }
-            case .add:
+            case .add, .scale:
                 for i in node.inputs { for c in 0..<values[out].channels { union(element(i, c), element(out, c)) } }
             case .concat:
                 var off = 0
@@ -380,7 +385,7 @@ public final class DependencyGraph {
                 total += rows * (linear(a.query) + linear(a.key) + linear(a.value) + linear(a.output)) + 2 * rows * rows * a.query.outFeatures
             case is LayerNorm: total += 2 * outCount
             case is BatchNorm: total += 2 * outCount
-            case is ReLU, is Activation: total += outCount
+            case is ReLU, is Activation, is ChannelScale: total += outCount
             case is AvgPool2d, is GlobalAvgPool2d: total += inCount
             default: break
             }
