@@ -34,6 +34,45 @@ pk_status pk_avgpool2d_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, i
 ///           each input pixel gathers the windows covering it (one thread per plane).
 pk_status pk_avgpool2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t s,
                                     int64_t p, const float *dy, float *dx);
+/// pk_conv2d_implicit_forward_f32 — y := act(scale ⊙ conv_p(x, W ⊙ M) + shift), per output channel o:
+///           y[n,o,·] = act(scale[o]·(Σ W⊙M · x̃) + shift[o]), x̃ = x zero-padded by p on each side.
+/// Shapes    x N×C×H×W (unpadded), W OC×C×KH×KW, M as W (uint8) or NULL, scale and shift OC or NULL
+///           (NULL: 1 and 0), y N×OC×OH×OW with OH = (H+2p−KH)/s+1, OW = (W+2p−KW)/s+1. relu != 0 ⇒
+///           act = max(·, 0), else the identity. y is write-only.
+/// Method    implicit GEMM: (W ⊙ M) packed once, input patches gathered (padding included) straight into
+///           the packed panels, scale/shift/ReLU applied once per output in the epilogue. With scale
+///           NULL and shift = bias it is a plain padded convolution; with BatchNorm's running
+///           statistics folded into scale/shift it is conv + BatchNorm (+ ReLU) at inference.
+/// Threads   column blocks in parallel, each output summed over k in a fixed order: identical bits
+///           for any thread count. Errors PK_ERR_SHAPE (KH > H+2p, s < 1, p < 0, ...), PK_ERR_NULL,
+///           PK_ERR_ALIAS, PK_ERR_NOMEM. Reference pk_ref_conv2d_implicit_forward_f32 (direct loops).
+pk_status pk_conv2d_implicit_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH, int64_t KW,
+                                         int64_t s, int64_t p, int relu, const float *x, const float *w,
+                                         const uint8_t *mask, const float *scale, const float *shift, float *y);
+/// pk_conv2d_padded_forward_f32 — the same operation and contract as pk_conv2d_implicit_forward_f32
+///           (same reference), by the faster method for the shape: wide output rows (OW ≥ 20) run
+///           chunked im2col (padding folded in) + the masked GEMM with the epilogue applied to each
+///           chunk in cache; narrow ones run pk_conv2d_implicit_forward_f32. The method depends on the
+///           shape only: identical bits for any thread count.
+pk_status pk_conv2d_padded_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH, int64_t KW,
+                                       int64_t s, int64_t p, int relu, const float *x, const float *w,
+                                       const uint8_t *mask, const float *scale, const float *shift, float *y);
+/// pk_im2col_padded_f32 / pk_col2im_padded_f32 — pk_im2col_f32 and pk_col2im_f32 with zero padding p
+///           folded in: x and dx are N×C×H×W unpadded, columns as for the padded image (entries in the
+///           padding are 0 in cols; their gradients are dropped by col2im). References pk_ref_im2col_padded_f32,
+///           pk_ref_col2im_padded_f32.
+pk_status pk_im2col_padded_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t s, int64_t p,
+                               const float *x, float *cols);
+pk_status pk_col2im_padded_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t s, int64_t p,
+                               const float *dcols, float *dx);
+/// pk_conv2d_padded_backward_update_f32 — pk_conv2d_backward_update_f32 for a convolution with zero
+///           padding p: x and dx unpadded (dx write-only, never a padded buffer), dw, db and the fused
+///           optimizer step u as there (u may be NULL; then dw is required). Reference
+///           pk_ref_conv2d_padded_backward_f32.
+pk_status pk_conv2d_padded_backward_update_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH,
+                                               int64_t KW, int64_t s, int64_t p, const float *x, const float *w,
+                                               const uint8_t *mask, const float *dy, float *dw, float *db, float *dx,
+                                               const struct pk_update_desc *u);
 /// pk_pad2d_f32 — y (N×C×(H+2p)×(W+2p), write-only) := x with a border of p zeros (padded convolution).
 pk_status pk_pad2d_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, const float *x, float *y);
 /// pk_crop2d_f32 — y (N×C×H×W) := the interior of x (N×C×(H+2p)×(W+2p)): the gradient of pk_pad2d_f32.
@@ -76,6 +115,16 @@ pk_status pk_ref_conv2d_grouped_forward_f32(int64_t N, int64_t C, int64_t H, int
 pk_status pk_ref_conv2d_grouped_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t K, int64_t s,
                                              int64_t G, const float *x, const float *w, const uint8_t *mask,
                                              const float *dy, float *dw, float *dx);
+pk_status pk_ref_conv2d_implicit_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH,
+                                             int64_t KW, int64_t s, int64_t p, int relu, const float *x, const float *w,
+                                             const uint8_t *mask, const float *scale, const float *shift, float *y);
+pk_status pk_ref_im2col_padded_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t s, int64_t p,
+                                   const float *x, float *cols);
+pk_status pk_ref_col2im_padded_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t s, int64_t p,
+                                   const float *dcols, float *dx);
+pk_status pk_ref_conv2d_padded_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH, int64_t KW,
+                                            int64_t s, int64_t p, const float *x, const float *w, const uint8_t *mask,
+                                            const float *dy, float *dw, float *db, float *dx);
 pk_status pk_ref_pad2d_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, const float *x, float *y);
 pk_status pk_ref_crop2d_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, const float *x, float *y);
 pk_status pk_ref_activation_forward_f32(int64_t n, int kind, const float *x, float *y);

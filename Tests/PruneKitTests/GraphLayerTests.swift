@@ -235,6 +235,67 @@ final class GraphLayerTests: XCTestCase {
         }
     }
 
+    /// Inference folding of BatchNorm into the preceding convolution: a linked conv + BatchNorm pair
+    /// (with and without conv bias, padded and strided, masked) equals the same pair unlinked within
+    /// 1e-4 relative; hooks, training mode and a foreign input all fall back to the unfused path.
+    func testConvBatchNormFoldingEqualsTheUnfusedPath() throws {
+        var g = SeededGenerator(seed: 41), rng = TestRNG(41)
+        for (c, oc, k, s, p, bias, h) in [(3, 5, 3, 1, 1, false, 9), (4, 7, 3, 2, 1, true, 8), (2, 6, 1, 2, 0, false, 7),
+                                          (3, 4, 3, 1, 1, true, 30)] {
+            let conv = Conv2d(c, oc, kernelSize: k, stride: s, padding: p, bias: bias, rng: &g)
+            try conv.weight.setMask(Mask(shape: conv.weight.shape, kept: rng.mask(conv.weight.count, keep: 0.7).map { $0 != 0 }))
+            conv.execution = .dense
+            let bn = try BatchNorm(oc)
+            bn.runningMean.value = try Tensor(shape: [oc], scalars: rng.floats(oc))
+            bn.runningVar.value = try Tensor(shape: [oc], scalars: rng.floats(oc, 0.2, 3))
+            bn.weight!.value = try Tensor(shape: [oc], scalars: rng.floats(oc, -2, 2))
+            bn.bias!.value = try Tensor(shape: [oc], scalars: rng.floats(oc))
+            let x = Tensor.uniform([3, c, h, h], -1, 1, rng: &g)
+            let want = try bn.forward(try conv.forward(x, training: false), training: false)
+            conv.foldNorm(bn)
+            let mid = try conv.forward(x, training: false)
+            let got = try bn.forward(mid, training: false)
+            XCTAssertTrue(got.storage === mid.storage, "the BatchNorm passes the folded output through")
+            let scaleOf = want.scalars.map { abs($0) }.max()!
+            assertClose(got.scalars, want.scalars, rtol: 1e-4, atol: 1e-4 * scaleOf, "folded conv+bn \(c)→\(oc) k\(k) s\(s) p\(p)")
+            // the same tensor a second time, or any other tensor: normalised normally
+            let again = try bn.forward(mid, training: false)
+            XCTAssertFalse(again.storage === mid.storage, "a folded output is handed over once")
+            // training mode never folds (batch statistics)
+            _ = try conv.forward(x, training: true)
+            XCTAssertNil(conv.foldedOutput)
+            // a hook on either layer sees the unfused tensors
+            conv.foldNorm(bn)
+            var seen: Tensor?
+            let handle = conv.forwardHooks!.add { _, y in seen = y }
+            let hooked = try bn.forward(try conv.forward(x, training: false), training: false)
+            handle.remove()
+            assertClose(hooked.scalars, want.scalars, rtol: 1e-4, atol: 1e-4 * scaleOf, "hooked conv+bn")
+            conv.foldedNorm = nil
+            let raw = try conv.forward(x, training: false)
+            XCTAssertEqual(seen?.scalars.map(\.bitPattern), raw.scalars.map(\.bitPattern), "the hook saw the raw convolution")
+        }
+    }
+
+    /// A whole ResNet-20 at inference: folded (as built) and unfolded give the same logits within 1e-4.
+    func testResNetInferenceFoldingMatchesUnfolded() throws {
+        var rng = TestRNG(42)
+        let model = try Model.resnet20(seed: 3)
+        for (name, b) in model.namedBuffers where name.hasSuffix("running_mean") || name.hasSuffix("running_var") {
+            let v = name.hasSuffix("running_var") ? rng.floats(b.value.count, 0.5, 2) : rng.floats(b.value.count, -0.2, 0.2)
+            b.value = try Tensor(shape: b.value.shape, scalars: v)
+        }
+        var g = SeededGenerator(seed: 5)
+        let x = Tensor.uniform([4, 1, 28, 28], -1, 1, rng: &g)
+        let folded = try model.forward(x, training: false)
+        let convs = model.network.namedLayers.compactMap { $0.layer as? Conv2d }
+        XCTAssertEqual(convs.filter { $0.foldedNorm != nil }.count, convs.count, "every ResNet convolution is linked to its BatchNorm")
+        for c in convs { c.foldedNorm = nil }
+        let unfolded = try model.forward(x, training: false)
+        let scaleOf = unfolded.scalars.map { abs($0) }.max()!
+        assertClose(folded.scalars, unfolded.scalars, rtol: 1e-4, atol: 1e-4 * scaleOf, "resnet20 logits")
+    }
+
     func testDropout() throws {
         var g = SeededGenerator(seed: 12)
         let d = try Dropout(0.3, seed: 4)

@@ -51,6 +51,101 @@ final class KernelReferenceTests: XCTestCase {
         XCTAssertEqual(pk_im2col_f32(1, 1, 3, 3, 4, 4, 1, [Float](repeating: 0, count: 9), &out), PK_ERR_SHAPE, "kernel larger than image")
     }
 
+    /// Padding folded into im2col / col2im, and the padded backward, against the naive references:
+    /// paddings wider than the kernel's reach, strides, rectangular images, masks.
+    func testPaddedIm2colCol2imAndBackwardMatchReference() {
+        var rng = TestRNG(31)
+        for (n, c, h, w, k, s, p) in [(1, 1, 1, 1, 1, 1, 0), (1, 1, 1, 1, 3, 1, 1), (2, 3, 5, 7, 3, 1, 1), (2, 3, 6, 5, 3, 2, 1),
+                                      (1, 2, 4, 4, 5, 1, 2), (2, 2, 7, 9, 3, 3, 2), (3, 4, 8, 8, 1, 2, 0), (1, 2, 3, 3, 3, 1, 3),
+                                      (2, 5, 29, 23, 3, 1, 1)] {
+            let oh = (h + 2 * p - k) / s + 1, ow = (w + 2 * p - k) / s + 1, oc = 3
+            let x = rng.floats(n * c * h * w)
+            let rows = c * k * k, cols = n * oh * ow
+            var a = [Float](repeating: .nan, count: rows * cols), b = a
+            XCTAssertEqual(pk_im2col_padded_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(k), Int64(s), Int64(p), x, &a), PK_OK)
+            XCTAssertEqual(pk_ref_im2col_padded_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(k), Int64(s), Int64(p), x, &b), PK_OK)
+            XCTAssertEqual(a.map(\.bitPattern), b.map(\.bitPattern), "im2col padded \(n),\(c),\(h),\(w),\(k),\(s),\(p)")
+            let d = rng.floats(rows * cols)
+            var dx1 = [Float](repeating: .nan, count: x.count), dx2 = dx1
+            XCTAssertEqual(pk_col2im_padded_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(k), Int64(s), Int64(p), d, &dx1), PK_OK)
+            XCTAssertEqual(pk_ref_col2im_padded_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(k), Int64(s), Int64(p), d, &dx2), PK_OK)
+            assertClose(dx1, dx2, rtol: 1e-5, atol: 1e-5, "col2im padded \(n),\(c),\(h),\(w),\(k),\(s),\(p)")
+            // backward: dw (masked), db, dx
+            let wt = rng.floats(oc * rows), dy = rng.floats(n * oc * oh * ow)
+            for mask in [nil, rng.mask(oc * rows, keep: 0.5)] {
+                var dw1 = [Float](repeating: .nan, count: wt.count), dw2 = dw1, db1 = [Float](repeating: .nan, count: oc), db2 = db1
+                var gx1 = [Float](repeating: .nan, count: x.count), gx2 = gx1
+                XCTAssertEqual(pk_conv2d_padded_backward_update_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(k),
+                                                                    Int64(s), Int64(p), x, wt, mask, dy, &dw1, &db1, &gx1, nil), PK_OK)
+                XCTAssertEqual(pk_ref_conv2d_padded_backward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(k),
+                                                                 Int64(s), Int64(p), x, wt, mask, dy, &dw2, &db2, &gx2), PK_OK)
+                let what = "padded backward \(n),\(c),\(h),\(w),\(k),\(s),\(p) mask \(mask != nil)"
+                assertClose(dw1, dw2, rtol: 1e-4, atol: 1e-4, what + " dw")
+                assertClose(db1, db2, rtol: 1e-4, atol: 1e-4, what + " db")
+                assertClose(gx1, gx2, rtol: 1e-4, atol: 1e-4, what + " dx")
+                if let mask { XCTAssertTrue(zip(dw1, mask).allSatisfy { $1 != 0 || $0 == 0 }, what + ": masked dw is exactly 0") }
+            }
+        }
+        var out = [Float](repeating: 0, count: 4)
+        XCTAssertEqual(pk_im2col_padded_f32(1, 1, 2, 2, 5, 5, 1, 1, [Float](repeating: 0, count: 4), &out), PK_ERR_SHAPE,
+                       "kernel larger than the padded image")
+        XCTAssertEqual(pk_im2col_padded_f32(1, 1, 2, 2, 1, 1, 1, -1, [Float](repeating: 0, count: 4), &out), PK_ERR_SHAPE, "negative padding")
+    }
+
+    /// The padded forward with its per-channel epilogue (scale, shift, ReLU), by both methods
+    /// (implicit GEMM, and the dispatching entry point that sends wide rows to im2col), against the
+    /// direct reference: kernels 1/3/5, strides 1-3, paddings 0-3, masks, every epilogue combination,
+    /// channel counts around the micro-tile sizes, and identical bits for 1 and 2 threads.
+    func testPaddedForwardWithEpilogueMatchesReference() {
+        var rng = TestRNG(32)
+        let shapes: [(Int, Int, Int, Int, Int, Int, Int, Int)] = [
+            (1, 1, 1, 1, 1, 1, 1, 0), (2, 3, 5, 7, 4, 3, 1, 1), (2, 3, 6, 5, 7, 3, 2, 1), (1, 2, 4, 4, 13, 5, 1, 2),
+            (3, 5, 7, 9, 17, 3, 3, 2), (2, 4, 8, 8, 6, 1, 2, 0), (1, 2, 3, 3, 5, 3, 1, 3), (5, 7, 4, 4, 33, 3, 1, 1),
+            (2, 40, 7, 7, 12, 3, 1, 1), (2, 3, 28, 22, 9, 3, 1, 1), (2, 3, 30, 30, 5, 3, 1, 1), (9, 2, 4, 4, 3, 3, 2, 1),
+        ]
+        let saved = pk_get_num_threads()
+        defer { pk_set_num_threads(saved) }
+        for (n, c, h, w, oc, k, s, p) in shapes {
+            let oh = (h + 2 * p - k) / s + 1, ow = (w + 2 * p - k) / s + 1
+            let x = rng.floats(n * c * h * w), wt = rng.floats(oc * c * k * k)
+            let scale = rng.floats(oc, 0.5, 2), shift = rng.floats(oc)
+            for (mask, sc, sh, relu) in [(nil, nil, nil, Int32(0)), (rng.mask(wt.count, keep: 0.5), nil, shift, 0),
+                                         (nil, scale, shift, 1), (rng.mask(wt.count, keep: 0.3), scale, nil, 1)] as [([UInt8]?, [Float]?, [Float]?, Int32)] {
+                let what = "conv \(n),\(c),\(h),\(w)→\(oc) k\(k) s\(s) p\(p) mask \(mask != nil) scale \(sc != nil) shift \(sh != nil) relu \(relu)"
+                var want = [Float](repeating: .nan, count: n * oc * oh * ow)
+                XCTAssertEqual(pk_ref_conv2d_implicit_forward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(k),
+                                                                  Int64(s), Int64(p), relu, x, wt, mask, sc, sh, &want), PK_OK)
+                var bits: [[UInt32]] = []
+                for threads in [1, 2] {
+                    pk_set_num_threads(Int32(threads))
+                    var y1 = [Float](repeating: .nan, count: want.count), y2 = y1
+                    XCTAssertEqual(pk_conv2d_implicit_forward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(k),
+                                                                  Int64(s), Int64(p), relu, x, wt, mask, sc, sh, &y1), PK_OK)
+                    XCTAssertEqual(pk_conv2d_padded_forward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(k),
+                                                                Int64(s), Int64(p), relu, x, wt, mask, sc, sh, &y2), PK_OK)
+                    let tol = Float(c * k * k) * 2e-6
+                    assertClose(y1, want, rtol: 1e-4, atol: tol, what + " implicit, \(threads) threads")
+                    assertClose(y2, want, rtol: 1e-4, atol: tol, what + " dispatch, \(threads) threads")
+                    if relu != 0 { XCTAssertTrue(y1.allSatisfy { $0 >= 0 } && y2.allSatisfy { $0 >= 0 }, what + ": ReLU output") }
+                    bits.append(y1.map(\.bitPattern) + y2.map(\.bitPattern))
+                }
+                XCTAssertEqual(bits[0], bits[1], what + ": same bits for 1 and 2 threads")
+            }
+        }
+        // contract: shape errors, NULL operands, aliasing, empty extents
+        var y = [Float](repeating: 0, count: 16)
+        let x = [Float](repeating: 1, count: 16), wt = [Float](repeating: 1, count: 9)
+        XCTAssertEqual(pk_conv2d_implicit_forward_f32(1, 1, 1, 1, 1, 5, 5, 1, 1, 0, x, wt, nil, nil, nil, &y), PK_ERR_SHAPE)
+        XCTAssertEqual(pk_conv2d_implicit_forward_f32(1, 1, 4, 4, 1, 3, 3, 0, 1, 0, x, wt, nil, nil, nil, &y), PK_ERR_SHAPE)
+        XCTAssertEqual(pk_conv2d_padded_forward_f32(1, 1, 4, 4, 1, 3, 3, 1, -1, 0, x, wt, nil, nil, nil, &y), PK_ERR_SHAPE)
+        XCTAssertEqual(pk_conv2d_implicit_forward_f32(1, 1, 4, 4, 1, 3, 3, 1, 1, 0, nil, wt, nil, nil, nil, &y), PK_ERR_NULL)
+        XCTAssertEqual(pk_conv2d_implicit_forward_f32(0, 1, 4, 4, 1, 3, 3, 1, 1, 0, nil, nil, nil, nil, nil, nil), PK_OK)
+        y.withUnsafeMutableBufferPointer { b in
+            XCTAssertEqual(pk_conv2d_implicit_forward_f32(1, 1, 4, 4, 1, 3, 3, 1, 1, 0, b.baseAddress, wt, nil, nil, nil, b.baseAddress),
+                           PK_ERR_ALIAS)
+        }
+    }
+
     func testNCHWToCNHW() {
         var rng = TestRNG(4)
         let (n, c, p) = (3, 45, 37)

@@ -122,6 +122,45 @@ enum Kernels {
                   "conv2d_forward")
     }
 
+    /// y (N×OC×OH×OW) := act(scale ⊙ conv(x̃, W ⊙ M) + shift) with x̃ = x zero-padded by `padding`
+    /// (never materialised); scale/shift per output channel (nil: 1 and 0), act = ReLU when `relu`.
+    static func convPaddedForward(n: Int, c: Int, h: Int, w: Int, outChannels oc: Int, kernel k: Int, stride: Int,
+                                    padding: Int, relu: Bool, x: FloatStorage, weight: FloatStorage, mask: ByteStorage?,
+                                    scale: FloatStorage?, shift: FloatStorage?, y: FloatStorage) throws {
+        try check(pk_conv2d_padded_forward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(k),
+                                                 Int64(stride), Int64(padding), relu ? 1 : 0, x.base, weight.base, ptr(mask),
+                                                 ptr(scale), ptr(shift), y.base), "conv2d_padded_forward")
+    }
+
+    /// im2col / col2im of an unpadded image for a convolution with zero padding `padding`.
+    static func im2colPadded(n: Int, c: Int, h: Int, w: Int, kernel k: Int, stride: Int, padding: Int,
+                             x: FloatStorage, cols: FloatStorage) throws {
+        try check(pk_im2col_padded_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(k), Int64(stride),
+                                       Int64(padding), x.base, cols.base), "im2col_padded")
+    }
+
+    static func col2imPadded(n: Int, c: Int, h: Int, w: Int, kernel k: Int, stride: Int, padding: Int,
+                             dcols: FloatStorage, dx: FloatStorage) throws {
+        try check(pk_col2im_padded_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(k), Int64(stride),
+                                       Int64(padding), dcols.base, dx.base), "col2im_padded")
+    }
+
+    /// Backward of a convolution with zero padding `padding` on the unpadded input x (dx unpadded).
+    static func convPaddedBackward(n: Int, c: Int, h: Int, w: Int, outChannels oc: Int, kernel k: Int, stride: Int,
+                                   padding: Int, x: FloatStorage, weight: FloatStorage, mask: ByteStorage?, dy: FloatStorage,
+                                   dw: FloatStorage?, db: FloatStorage?, dx: FloatStorage?, update: UpdateStep? = nil) throws {
+        if let update {
+            var d = describe(update, weight: weight, ld: c * k * k)
+            try check(pk_conv2d_padded_backward_update_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(k),
+                                                           Int64(stride), Int64(padding), x.base, weight.base, ptr(mask), dy.base,
+                                                           ptr(dw), ptr(db), ptr(dx), &d), "conv2d_padded_backward_update")
+        } else {
+            try check(pk_conv2d_padded_backward_update_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(k),
+                                                           Int64(stride), Int64(padding), x.base, weight.base, ptr(mask), dy.base,
+                                                           ptr(dw), ptr(db), ptr(dx), nil), "conv2d_padded_backward")
+        }
+    }
+
     /// dW (masked), db and, when dx is given, dx of a convolution.
     /// With `update`, the optimizer step is applied to `weight` while the gradient is summed (dx first).
     static func convBackward(n: Int, c: Int, h: Int, w: Int, outChannels oc: Int, kernel k: Int, stride: Int,

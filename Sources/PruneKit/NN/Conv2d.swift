@@ -1,7 +1,14 @@
 /// 2-D convolution, NCHW, weight out×in×kh×kw (PyTorch's layout and init), stride s and zero
-/// padding p (the input is padded by a kernel, then convolved without padding).
-/// Runs as im2col + the masked GEMM: y = (W ⊙ M)·cols with W viewed as out × (in·k·k), so pruning
-/// a filter masks a row of that matrix exactly as it does for Linear, and the product lands in NCHW.
+/// padding p (folded into the kernels: no padded copy of the input is made, except on the grouped path).
+/// Forward runs as an implicit GEMM: y = (W ⊙ M)·X̂ with W viewed as out × (in·k·k) and the patches X̂
+/// gathered straight into the GEMM's packed panels, so pruning a filter masks a row of that matrix
+/// exactly as it does for Linear, and the product lands in NCHW. Backward runs im2col + the masked GEMM.
+///
+/// Inference folding: when a model builder links this convolution to the BatchNorm that alone
+/// consumes its output (`foldNorm`), a forward pass with `training == false` applies that BatchNorm's
+/// running statistics in the GEMM epilogue, and the BatchNorm passes the result through untouched.
+/// Either side falls back to the unfused computation whenever the link does not hold both ways, a
+/// hook observes either layer, or the BatchNorm receives any other tensor.
 public final class Conv2d: Layer {
     public let inChannels: Int
     public let outChannels: Int
@@ -15,6 +22,12 @@ public final class Conv2d: Layer {
     public let weight: Parameter
     public let bias: Parameter?
     private var input: Tensor?
+    /// Zero padding still to apply to `input` (0 when `input` is already padded: grouped path).
+    private var inputPadding = 0
+    /// The BatchNorm folded into this convolution at inference (see the type's comment).
+    weak var foldedNorm: BatchNorm?
+    /// The storage of the last inference output with `foldedNorm` already applied, until that BatchNorm takes it.
+    weak var foldedOutput: FloatStorage?
     /// im2col columns of the last training forward pass on the sparse path (backward reuses them).
     private var columns: FloatStorage?
     /// Observers of each forward pass (calibration statistics are gathered through them).
@@ -94,6 +107,25 @@ public final class Conv2d: Layer {
     /// kept entries through im2col, or (default) by the measured crossover (see `Execution`).
     public var execution: Execution = .automatic
 
+    /// Links this convolution and the BatchNorm that alone consumes its output, for folding at inference.
+    func foldNorm(_ bn: BatchNorm) {
+        foldedNorm = bn
+        bn.foldSource = self
+    }
+
+    /// Per-output-channel scale and shift of the linked BatchNorm in evaluation mode (the conv bias
+    /// included), when folding applies to this forward pass; nil otherwise.
+    private func foldedAffine(training: Bool) throws -> (scale: FloatStorage, shift: FloatStorage)? {
+        guard !training, let bn = foldedNorm, bn.foldSource === self, bn.features == outChannels,
+              forwardHooks?.isEmpty ?? true, bn.forwardHooks?.isEmpty ?? true else { return nil }
+        let (scale, shift) = try bn.inferenceAffine()
+        guard let bias else { return (scale.storage, shift.storage) }
+        // BN(conv + b) = scale·conv + (scale·b + shift)
+        let b = bias.value.scalars, sc = scale.scalars, sh = shift.scalars
+        let folded = try Tensor(shape: [outChannels], scalars: (0..<outChannels).map { sc[$0] * b[$0] + sh[$0] })
+        return (scale.storage, folded.storage)
+    }
+
     public func forward(_ original: Tensor, training: Bool) throws -> Tensor {
         let least = kernelSize - 2 * padding
         guard original.rank == 4, original.shape[1] == inChannels, original.shape[2] >= max(least, 1),
@@ -101,46 +133,62 @@ public final class Conv2d: Layer {
             throw LayerError.badInput(layer: summary, expected: "[batch, \(inChannels), H ≥ \(max(least, 1)), W ≥ \(max(least, 1))]",
                                       got: original.shape)
         }
-        let x = try padded(original)
-        let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
+        foldedOutput = nil
         if groups > 1 {
+            let x = try padded(original)
+            let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
             let (oh, ow) = outputSize(h, w)
             let y = Tensor(uninitialized: [n, outChannels, oh, ow])
             try Kernels.groupedConvForward(n: n, c: inChannels, h: h, w: w, oc: outChannels, k: kernelSize, stride: stride,
                                            groups: groups, x: x.storage, weight: weight.value.storage, mask: weight.maskStorage,
                                            bias: bias?.value.storage, y: y.storage)
             input = training ? x : nil
+            inputPadding = 0
             columns = nil
             if let hk = forwardHooks, !hk.isEmpty { try hk.run(input: original, output: y) }
             return y
         }
-        let (oh, ow) = outputSize(h, w)
+        let (n, h, w) = (original.shape[0], original.shape[2], original.shape[3])
+        let (oh, ow) = outputSize(h + 2 * padding, w + 2 * padding)
         let y = Tensor(uninitialized: [n, outChannels, oh, ow])
         if let c = try execution.prepare(weight) {
-            // im2col columns (K × N·OH·OW) times the compressed weight, then back to NCHW
+            // im2col columns (K × N·OH·OW, padding folded in) times the compressed weight, then back to NCHW
             let np = n * oh * ow
             let cols = FloatStorage(uninitializedCount: patch * np), yt = FloatStorage(uninitializedCount: outChannels * np)
-            try Kernels.im2col(n: n, c: inChannels, h: h, w: w, kh: kernelSize, kw: kernelSize, stride: stride, x: x.storage, cols: cols)
+            try Kernels.im2colPadded(n: n, c: inChannels, h: h, w: w, kernel: kernelSize, stride: stride, padding: padding,
+                                     x: original.storage, cols: cols)
             try c.forwardFeatures(cols, batch: np, bias: bias?.value.storage, into: yt)
             try Kernels.nchwToCnhw(n: outChannels, c: n, p: oh * ow, x: yt, y: y.storage)
-            input = training ? x : nil
+            input = training ? original : nil
+            inputPadding = padding
             columns = training ? cols : nil
             if let h = forwardHooks, !h.isEmpty { try h.run(input: original, output: y) }
             return y
         }
         columns = nil
-        try Kernels.convForward(n: n, c: inChannels, h: h, w: w, outChannels: outChannels, kernel: kernelSize,
-                                stride: stride, x: x.storage, weight: weight.value.storage, mask: weight.maskStorage,
-                                bias: bias?.value.storage, y: y.storage)
-        input = training ? x : nil
+        let folded = try foldedAffine(training: training)
+        try Kernels.convPaddedForward(n: n, c: inChannels, h: h, w: w, outChannels: outChannels, kernel: kernelSize,
+                                        stride: stride, padding: padding, relu: false, x: original.storage,
+                                        weight: weight.value.storage, mask: weight.maskStorage, scale: folded?.scale,
+                                        shift: folded?.shift ?? bias?.value.storage, y: y.storage)
+        input = training ? original : nil
+        inputPadding = padding
+        if folded != nil { foldedOutput = y.storage }
         if let h = forwardHooks, !h.isEmpty { try h.run(input: original, output: y) }
         return y
+    }
+
+    /// Hands the folded output to the linked BatchNorm: true when `x` is exactly that output (once).
+    func takeFoldedOutput(_ x: Tensor, by bn: BatchNorm) -> Bool {
+        guard foldedNorm === bn, let s = foldedOutput, s === x.storage else { return false }
+        foldedOutput = nil
+        return true
     }
 
     public func backward(_ dy: Tensor, needInputGradient: Bool) throws -> Tensor? {
         guard let x = input else { throw LayerError.backwardBeforeForward(summary) }
         let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
-        let (oh, ow) = outputSize(h, w)
+        let (oh, ow) = outputSize(h + 2 * inputPadding, w + 2 * inputPadding)
         try dy.expectShape([n, outChannels, oh, ow])
         if groups > 1 {
             // the optimizer applies its step from `grad` (no fused update on this path)
@@ -164,9 +212,9 @@ public final class Conv2d: Layer {
             if needInputGradient {
                 let dcols = FloatStorage(uninitializedCount: patch * np), t = Tensor(uninitialized: x.shape)
                 try c.inputGradientFeatures(dyt, batch: np, into: dcols)
-                try Kernels.col2im(n: n, c: inChannels, h: h, w: w, kh: kernelSize, kw: kernelSize, stride: stride,
-                                   dcols: dcols, dx: t.storage)
-                dx = try cropped(t)
+                try Kernels.col2imPadded(n: n, c: inChannels, h: h, w: w, kernel: kernelSize, stride: stride,
+                                         padding: inputPadding, dcols: dcols, dx: t.storage)
+                dx = t
             }
             if let bias {
                 let db = Tensor(uninitialized: [outChannels])
@@ -187,11 +235,12 @@ public final class Conv2d: Layer {
         let dw = step == nil ? Tensor(uninitialized: weight.shape) : nil
         let db = bias.map { _ in Tensor(uninitialized: [outChannels]) }
         let dx = needInputGradient ? Tensor(uninitialized: x.shape) : nil
-        try Kernels.convBackward(n: n, c: inChannels, h: h, w: w, outChannels: outChannels, kernel: kernelSize,
-                                 stride: stride, x: x.storage, weight: weight.value.storage, mask: weight.maskStorage,
-                                 dy: dy.storage, dw: dw?.storage, db: db?.storage, dx: dx?.storage, update: step)
+        try Kernels.convPaddedBackward(n: n, c: inChannels, h: h, w: w, outChannels: outChannels, kernel: kernelSize,
+                                       stride: stride, padding: inputPadding, x: x.storage, weight: weight.value.storage,
+                                       mask: weight.maskStorage, dy: dy.storage, dw: dw?.storage, db: db?.storage,
+                                       dx: dx?.storage, update: step)
         if let dw { weight.grad = dw }
         if let bias, let db { bias.grad = db }
-        return try cropped(dx)
+        return dx
     }
 }

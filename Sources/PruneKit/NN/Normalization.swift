@@ -14,6 +14,8 @@ public final class BatchNorm: Layer {
     public let batchesTracked: Buffer
     public let forwardHooks: ForwardHooks? = ForwardHooks()
     private var cache: (x: Tensor, mean: FloatStorage, invstd: FloatStorage, training: Bool)?
+    /// The convolution this layer is folded into at inference (see `Conv2d`), set by model builders.
+    weak var foldSource: Conv2d?
 
     /// γ = 1, β = 0, running statistics 0 and 1 (PyTorch's initialisation).
     public init(_ features: Int, eps: Float = 1e-5, momentum: Float = 0.1, affine: Bool = true) throws {
@@ -49,7 +51,26 @@ public final class BatchNorm: Layer {
         return (x.shape[0], x.shape.dropFirst(2).reduce(1, *))
     }
 
+    /// Evaluation-mode normalisation as y = scale·x + shift per channel, with the kernel's arithmetic:
+    /// invstd = 1/√(running_var + eps) in double, scale = γ·invstd, shift = β − running_mean·scale.
+    func inferenceAffine() throws -> (scale: Tensor, shift: Tensor) {
+        let mean = runningMean.value.scalars, variance = runningVar.value.scalars
+        let g = weight?.value.scalars, b = bias?.value.scalars
+        var scale = [Float](repeating: 0, count: features), shift = [Float](repeating: 0, count: features)
+        for c in 0..<features {
+            let invstd = Float(1.0 / (Double(variance[c]) + Double(eps)).squareRoot())
+            scale[c] = (g?[c] ?? 1) * invstd
+            shift[c] = (b?[c] ?? 0) - mean[c] * scale[c]
+        }
+        return (try Tensor(shape: [features], scalars: scale), try Tensor(shape: [features], scalars: shift))
+    }
+
     public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
+        if !training, let conv = foldSource, conv.takeFoldedOutput(x, by: self) {
+            // the convolution already applied this normalisation in its epilogue
+            cache = nil
+            return x
+        }
         let (n, s) = try dims(x)
         if training && n * s < 2 {
             throw LayerError.badInput(layer: summary, expected: "more than one value per channel in training", got: x.shape)

@@ -56,11 +56,20 @@ struct ResNetBuilder {
         return try BatchNorm(c)
     }
 
+    /// A convolution and the BatchNorm that alone reads its output, linked so that inference folds the
+    /// normalisation into the convolution's epilogue.
+    func convNorm(_ convName: String, _ normName: String, _ i: Int, _ o: Int, _ k: Int, stride: Int,
+                  _ g: inout SeededGenerator) throws -> (Conv2d, BatchNorm) {
+        let c = try conv(convName, i, o, k, stride: stride, &g)
+        let n = try norm(normName, o)
+        c.foldNorm(n)
+        return (c, n)
+    }
+
     func build(_ g: inout SeededGenerator) throws -> Model {
         let stemOut = try shape("conv1.weight", [widths[0], inputChannels, 3, 3])[0]
-        var layers: [(String, any Layer)] = [
-            ("conv1", try conv("conv1", inputChannels, stemOut, 3, stride: 1, &g)), ("bn1", try norm("bn1", stemOut)), ("relu", ReLU()),
-        ]
+        let stem = try convNorm("conv1", "bn1", inputChannels, stemOut, 3, stride: 1, &g)
+        var layers: [(String, any Layer)] = [("conv1", stem.0), ("bn1", stem.1), ("relu", ReLU())]
         if kind == .resnet18 { layers.append(("maxpool", Identity())) }
         var channels = stemOut
         for (li, width) in widths.enumerated() {
@@ -70,17 +79,17 @@ struct ResNetBuilder {
                 let stride = b == 0 && li > 0 ? 2 : 1
                 let mid = try shape(p + ".conv1.weight", [width, channels, 3, 3])[0]
                 let out = try shape(p + ".conv2.weight", [width, mid, 3, 3])[0]
+                let first = try convNorm(p + ".conv1", p + ".bn1", channels, mid, 3, stride: stride, &g)
+                let second = try convNorm(p + ".conv2", p + ".bn2", mid, out, 3, stride: 1, &g)
                 var nodes: [(String, any Layer, [String])] = [
-                    ("conv1", try conv(p + ".conv1", channels, mid, 3, stride: stride, &g), [Graph.inputName]),
-                    ("bn1", try norm(p + ".bn1", mid), ["conv1"]), ("relu1", ReLU(), ["bn1"]),
-                    ("conv2", try conv(p + ".conv2", mid, out, 3, stride: 1, &g), ["relu1"]),
-                    ("bn2", try norm(p + ".bn2", out), ["conv2"]),
+                    ("conv1", first.0, [Graph.inputName]), ("bn1", first.1, ["conv1"]), ("relu1", ReLU(), ["bn1"]),
+                    ("conv2", second.0, ["relu1"]), ("bn2", second.1, ["conv2"]),
                 ]
                 let project = shapes.map { $0[p + ".downsample.0.weight"] != nil || $0[p + ".downsample.0.weight_orig"] != nil }
                     ?? (stride != 1 || channels != width)
                 if project {
-                    let down = Sequential([("0", try conv(p + ".downsample.0", channels, out, 1, stride: stride, &g)),
-                                           ("1", try norm(p + ".downsample.1", out))])
+                    let proj = try convNorm(p + ".downsample.0", p + ".downsample.1", channels, out, 1, stride: stride, &g)
+                    let down = Sequential([("0", proj.0), ("1", proj.1)])
                     nodes.append(("downsample", down, [Graph.inputName]))
                 } else if channels != out || stride != 1 {
                     throw ModelError.shapeMismatch(name: p + ".conv2.weight", expected: [channels], got: [out])
