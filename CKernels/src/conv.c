@@ -287,10 +287,13 @@ static pk_status run_chunks(fused_ctx *f, pk_range_fn fn) {
 }
 
 // Forward of a padded convolution with the per-channel epilogue of pk_conv2d_implicit_forward_f32.
-// Wide output rows (long contiguous copies) go through chunked im2col + GEMM, where the padding is
-// folded into im2col; narrow ones through the implicit GEMM, whose packing cost per column does not
-// depend on the row length and which packs the weights once for the whole batch.
+// Narrow output rows with large weights go through the implicit GEMM, which packs the weights once
+// for the whole batch (chunked im2col re-packs them for every chunk of a few small images) and whose
+// patch gather does not depend on the row length. Everything else — wide rows (long contiguous
+// im2col copies) and small weights (few output channels to share each gathered patch) — runs
+// chunked im2col + GEMM with the padding folded into im2col.
 #define CONV_WIDE_ROWS 20
+#define CONV_IMPLICIT_MIN_WEIGHTS (64 * 64 * 9)
 
 pk_status pk_conv2d_padded_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH, int64_t KW,
                                        int64_t s, int64_t p, int relu, const float *x, const float *w,
@@ -298,7 +301,7 @@ pk_status pk_conv2d_padded_forward_f32(int64_t N, int64_t C, int64_t H, int64_t 
     pk_status st = conv_check(N, C, H, W, OC, KH, KW, s, p);
     if (st != PK_OK) return st;
     const int64_t OW = (W + 2 * p - KW) / s + 1;
-    if (OW < CONV_WIDE_ROWS || C == 0)
+    if ((OW < CONV_WIDE_ROWS && OC * C * KH * KW >= CONV_IMPLICIT_MIN_WEIGHTS) || C == 0)
         return pk_conv2d_implicit_forward_f32(N, C, H, W, OC, KH, KW, s, p, relu, x, w, mask, scale, shift, y);
     if (N == 0 || OC == 0) return PK_OK;
     if (!x || !w || !y) return PK_ERR_NULL;

@@ -93,7 +93,7 @@ final class KernelReferenceTests: XCTestCase {
     }
 
     /// The padded forward with its per-channel epilogue (scale, shift, ReLU), by both methods
-    /// (implicit GEMM, and the dispatching entry point that sends wide rows to im2col), against the
+    /// (implicit GEMM, and the dispatching entry point that picks im2col or the implicit GEMM by shape), against the
     /// direct reference: kernels 1/3/5, strides 1-3, paddings 0-3, masks, every epilogue combination,
     /// channel counts around the micro-tile sizes, and identical bits for 1 and 2 threads.
     func testPaddedForwardWithEpilogueMatchesReference() {
@@ -102,6 +102,7 @@ final class KernelReferenceTests: XCTestCase {
             (1, 1, 1, 1, 1, 1, 1, 0), (2, 3, 5, 7, 4, 3, 1, 1), (2, 3, 6, 5, 7, 3, 2, 1), (1, 2, 4, 4, 13, 5, 1, 2),
             (3, 5, 7, 9, 17, 3, 3, 2), (2, 4, 8, 8, 6, 1, 2, 0), (1, 2, 3, 3, 5, 3, 1, 3), (5, 7, 4, 4, 33, 3, 1, 1),
             (2, 40, 7, 7, 12, 3, 1, 1), (2, 3, 28, 22, 9, 3, 1, 1), (2, 3, 30, 30, 5, 3, 1, 1), (9, 2, 4, 4, 3, 3, 2, 1),
+            (2, 64, 5, 5, 65, 3, 1, 1), // enough weights for the dispatching entry point to pick the implicit GEMM
         ]
         let saved = pk_get_num_threads()
         defer { pk_set_num_threads(saved) }
