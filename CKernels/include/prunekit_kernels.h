@@ -451,6 +451,11 @@ pk_status pk_wanda_scores_f32(int64_t rows, int64_t cols, int64_t group, const f
 /// pk_col_dot_f32 — out[j] := Σ_i a[i,j]·b[i,j] over m rows (a, b m×n, contiguous): the gradient of a
 ///   mask that scales column j (a = the column's values, b = ∂L/∂ of the scaled values).
 pk_status pk_col_dot_f32(int64_t m, int64_t n, const float *a, const float *b, float *out);
+/// pk_channel_dot_f32 — out[c] := Σ_n Σ_s a[n,c,s]·b[n,c,s] for a, b N×C×S (NCHW with S = H·W; S = 1
+///   is pk_col_dot_f32): the gradient of a per-channel mask on a layer's input (unit Taylor).
+/// Threads   channels split across threads, each summed in order in double: identical bits for any
+///           thread count. Errors PK_ERR_SHAPE, PK_ERR_NULL, PK_ERR_ALIAS. Reference pk_ref_channel_dot_f32.
+pk_status pk_channel_dot_f32(int64_t N, int64_t C, int64_t S, const float *a, const float *b, float *out);
 /// pk_gram_acc_f32 — g[i, j] += Σ_r x[r, i]·x[r, j] over m rows (x m×n with leading dimension ld; g n×n):
 ///   the Gram matrix of a Linear's calibration inputs, for SparseGPT.
 pk_status pk_gram_acc_f32(int64_t m, int64_t n, const float *x, int64_t ld, float *g);
@@ -544,6 +549,7 @@ pk_status pk_ref_unit_norms_f32(int64_t A, int64_t D, int64_t B, double p, const
 
 pk_status pk_ref_abs_mul_acc_f32(int64_t n, const float *a, const float *b, float *acc);
 pk_status pk_ref_col_dot_f32(int64_t m, int64_t n, const float *a, const float *b, float *out);
+pk_status pk_ref_channel_dot_f32(int64_t N, int64_t C, int64_t S, const float *a, const float *b, float *out);
 pk_status pk_ref_col_sumsq_acc_f32(int64_t m, int64_t n, const float *x, int64_t ld, float *acc);
 /// Reference of pk_sparsegpt_f32 in its original OBS form, in double: before settling column i the
 /// inverse of H's trailing block H[i.., i..] is formed explicitly (Gauss–Jordan), and the selection

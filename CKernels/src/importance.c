@@ -111,3 +111,30 @@ pk_status pk_col_dot_f32(int64_t m, int64_t n, const float *a, const float *b, f
     pk_parallel_for(n, PK_MAX(1, (1 << 14) / PK_MAX(m, 1)), col_dot_range, &c);
     return PK_OK;
 }
+
+typedef struct { int64_t N, C, S; const float *a, *b; float *out; } chdot_ctx;
+
+static void channel_dot_range(void *v, int64_t c0, int64_t c1) {
+    // channels [c0, c1): images, then positions, in order, accumulated in double
+    const chdot_ctx *c = v;
+    for (int64_t ch = c0; ch < c1; ch++) {
+        double s = 0;
+        for (int64_t n = 0; n < c->N; n++) {
+            const float *a = c->a + (n * c->C + ch) * c->S, *b = c->b + (n * c->C + ch) * c->S;
+            for (int64_t i = 0; i < c->S; i++) s += (double)a[i] * b[i];
+        }
+        c->out[ch] = (float)s;
+    }
+}
+
+pk_status pk_channel_dot_f32(int64_t N, int64_t C, int64_t S, const float *a, const float *b, float *out) {
+    if (N < 0 || C < 0 || S < 0) return PK_ERR_SHAPE;
+    if (C == 0) return PK_OK;
+    const int64_t total = N * C * S;
+    if (!out || (total > 0 && (!a || !b))) return PK_ERR_NULL;
+    if (total > 0 && (pk_overlaps(out, (size_t)C * 4, a, (size_t)total * 4) || pk_overlaps(out, (size_t)C * 4, b, (size_t)total * 4)))
+        return PK_ERR_ALIAS;
+    chdot_ctx c = {N, C, S, a, b, out};
+    pk_parallel_for(C, PK_MAX(1, (1 << 14) / PK_MAX(N * S, 1)), channel_dot_range, &c);
+    return PK_OK;
+}

@@ -1,4 +1,5 @@
 import XCTest
+import CPruneKernels
 @testable import PruneKit
 
 /// Dependency-aware structural pruning (issue 14): coupled channels found by tracing, pruned
@@ -241,27 +242,60 @@ final class DependencyGraphTests: XCTestCase {
         XCTAssertEqual(fc.weight.mask?.keptCount, 5 * 5, "graph: the classifier reads half of the 10 concat channels")
     }
 
-    /// Calibration with a loss on a CNN: unit Taylor statistics exist for the channels a Linear
-    /// reads (conv2's, through Flatten) and not for the ones a convolution reads (conv1's), whose
-    /// scoring then says so (a unit Taylor pruning of all channel groups is refused, nothing changed).
+    /// Calibration with a loss on a CNN: unit Taylor statistics for the channels a convolution reads
+    /// (conv1's, through the backward hooks of conv2) and those a Linear reads (conv2's, through
+    /// Flatten), each against central differences of a channel mask; channel pruning by them keeps
+    /// the most sensitive channels. The channel-dot kernel against its reference.
     func testUnitTaylorOnAConvolutionalModel() throws {
         let model = Model.cnn(seed: 4)
+        model.setExecution(.dense)
         var g = SeededGenerator(seed: 5)
-        let xs = (0..<3).map { _ in Tensor.normal([4, 1, 28, 28], rng: &g) }
+        let x = Tensor.normal([4, 1, 28, 28], rng: &g)
         let labels: [Int32] = [0, 1, 2, 3]
-        let cal = try Calibration.run(model, samples: 3, input: { xs[$0] }, outputGradient: { y, _ in
+        func loss() throws -> Double { Double(try SoftmaxCrossEntropy.compute(logits: model.forward(x), labels: labels).loss) }
+        let cal = try Calibration.run(model, samples: 1, input: { _ in x }, outputGradient: { y, _ in
             try SoftmaxCrossEntropy.compute(logits: y, labels: labels).gradient
         })
         let graph = try DependencyGraph(model)
         let u = try XCTUnwrap(cal.unitTaylor)
         XCTAssertEqual(graph.groups.map(\.producers), [["conv1"], ["conv2"]])
-        XCTAssertThrowsError(try u.score(group: 0, unit: 0, of: graph)) { XCTAssertTrue("\($0)".contains("conv1"), "\($0)") }
-        let scores = try (0..<64).map { try u.score(group: 1, unit: $0, of: graph) }
-        XCTAssertTrue(scores.allSatisfy { $0 >= 0 } && scores.contains { $0 > 0 })
-        // pruning every channel group by these statistics is refused (conv1's group has none), changing nothing
-        XCTAssertThrowsError(try graph.prune(amount: 0.5, importance: .unitTaylor(u), kind: .channels)) {
-            XCTAssertTrue("\($0)".contains("conv1"), "\($0)")
+        // a mask m on channel c of a producer's output, as its readers see it: scale the readers'
+        // weights for that channel (conv2's input channel c; fc's block of 16 features)
+        let seq = model.network as! Sequential
+        let conv2 = seq.child(named: "conv2") as! Conv2d, fc = seq.child(named: "fc") as! Linear
+        for (gi, c) in [(0, 3), (0, 17), (1, 5), (1, 40)] {
+            let w = gi == 0 ? conv2.weight : fc.weight, saved = w.value
+            func scaled(_ f: Float) throws -> Double {
+                var v = saved
+                if gi == 0 { for o in 0..<64 { for t in 0..<25 { v[flat: (o * 32 + c) * 25 + t] *= f } } }
+                else { for o in 0..<10 { for t in 0..<16 { v[flat: o * 1024 + c * 16 + t] *= f } } }
+                w.value = v
+                return try loss()
+            }
+            let numeric = (try scaled(1.01) - scaled(0.99)) / 0.02
+            w.value = saved
+            let measured = Double(try u.score(group: gi, unit: c, of: graph)).squareRoot()
+            XCTAssertEqual(measured, abs(numeric), accuracy: 1e-3 + 2e-2 * abs(numeric), "group \(gi) channel \(c)")
         }
-        XCTAssertTrue(model.prunableWeights.allSatisfy { $0.parameter.mask == nil })
+        let scores = try (0..<64).map { try u.score(group: 1, unit: $0, of: graph) }
+        try graph.prune(amount: 0.5, importance: .unitTaylor(u), kind: .channels)
+        let alive = (0..<64).filter { c in conv2.weight.effectiveMask.kept[(c * 800)..<((c + 1) * 800)].contains(true) }
+        let ranked = (0..<64).sorted { (scores[$0], $0) > (scores[$1], $1) }
+        XCTAssertEqual(Set(alive), Set(ranked.prefix(32)), "the 32 most sensitive channels of conv2 stay")
+        // the kernel: NCHW channel sums against the reference, 1 and 2 threads
+        var r = TestRNG(6)
+        let a = r.floats(3 * 5 * 7), b = r.floats(3 * 5 * 7)
+        var want = [Float](repeating: 0, count: 5)
+        XCTAssertEqual(pk_ref_channel_dot_f32(3, 5, 7, a, b, &want), PK_OK)
+        for threads in [1, 2] {
+            try withThreads(threads) {
+                var got = [Float](repeating: 9, count: 5)
+                XCTAssertEqual(pk_channel_dot_f32(3, 5, 7, a, b, &got), PK_OK)
+                XCTAssertEqual(got, want)
+            }
+        }
+        var out = [Float](repeating: 0, count: 5)
+        XCTAssertEqual(pk_channel_dot_f32(-1, 5, 7, a, b, &out), PK_ERR_SHAPE)
+        XCTAssertEqual(pk_channel_dot_f32(3, 5, 7, nil, b, &out), PK_ERR_NULL)
     }
 }

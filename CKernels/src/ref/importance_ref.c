@@ -45,3 +45,13 @@ pk_status pk_ref_col_dot_f32(int64_t m, int64_t n, const float *a, const float *
     }
     return PK_OK;
 }
+
+pk_status pk_ref_channel_dot_f32(int64_t N, int64_t C, int64_t S, const float *a, const float *b, float *out) {
+    for (int64_t c = 0; c < C; c++) {
+        double s = 0;
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t i = 0; i < S; i++) s += (double)a[(n * C + c) * S + i] * (double)b[(n * C + c) * S + i];
+        out[c] = (float)s;
+    }
+    return PK_OK;
+}

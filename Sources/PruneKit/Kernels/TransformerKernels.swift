@@ -71,6 +71,14 @@ extension Kernels {
         return out
     }
 
+    /// out[c] = Σ over images and positions of a[n, c, s]·b[n, c, s] (a, b N × C × S).
+    static func channelDots(n: Int, c: Int, s: Int, a: FloatStorage, b: FloatStorage) throws -> [Float] {
+        var out = [Float](repeating: 0, count: c)
+        let st = out.withUnsafeMutableBufferPointer { pk_channel_dot_f32(Int64(n), Int64(c), Int64(s), a.base, b.base, $0.baseAddress) }
+        try check(st, "channel_dot")
+        return out
+    }
+
     /// Token-row distillation term of b sequences of t rows (see pk_token_mse_f32); returns the loss
     /// summed over the sequences and writes the gradient.
     static func tokenMSE(b: Int, t: Int, n: Int, student: FloatStorage, teacher: FloatStorage, mask: FloatStorage, weight: Float,

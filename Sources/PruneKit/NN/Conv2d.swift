@@ -32,6 +32,8 @@ public final class Conv2d: Layer {
     private var columns: FloatStorage?
     /// Observers of each forward pass (calibration statistics are gathered through them).
     public let forwardHooks: ForwardHooks? = ForwardHooks()
+    /// Observers of each backward pass (Taylor importance of the channels this layer reads).
+    public let backwardHooks: BackwardHooks? = BackwardHooks()
 
     public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0, groups: Int = 1,
                 bias: Bool = true, rng: inout SeededGenerator) {
@@ -186,6 +188,13 @@ public final class Conv2d: Layer {
     }
 
     public func backward(_ dy: Tensor, needInputGradient: Bool) throws -> Tensor? {
+        guard let hooks = backwardHooks, !hooks.isEmpty else { return try backwardPass(dy, needInputGradient: needInputGradient) }
+        let dx = try backwardPass(dy, needInputGradient: true)!
+        try hooks.run(outputGradient: dy, inputGradient: dx)
+        return needInputGradient ? dx : nil
+    }
+
+    private func backwardPass(_ dy: Tensor, needInputGradient: Bool) throws -> Tensor? {
         guard let x = input else { throw LayerError.backwardBeforeForward(summary) }
         let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         let (oh, ow) = outputSize(h + 2 * inputPadding, w + 2 * inputPadding)

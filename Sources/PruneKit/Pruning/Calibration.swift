@@ -13,8 +13,8 @@ public struct Calibration {
     /// Runs `samples` examples through `model`, one call of `input(i)` each (its result is the
     /// network's input; padding never enters the statistics when each example is one sequence).
     /// With `outputGradient`, each example also runs backward from the gradient it returns for the
-    /// model's output (the caller's loss), and Taylor statistics are gathered (unit statistics for
-    /// the groups whose readers are Linear layers); it runs in training mode, so BatchNorm running
+    /// model's output (the caller's loss), and Taylor statistics are gathered (of weights and of
+    /// every unit of the dependency graph); it runs in training mode, so BatchNorm running
     /// statistics move as in a training step. The parameters' `grad` then hold the last example's
     /// gradients. Nothing else of the pass is kept.
     public static func run(_ model: Model, samples: Int, gram: Bool = false, input: (Int) throws -> Tensor,
@@ -31,7 +31,7 @@ public struct Calibration {
         let weights = TaylorImportance(parameters: model.prunableWeights.map(\.parameter))
         let graph = try DependencyGraph(model)
         let units = try stats.recording([model.network]) {
-            try graph.measureUnitTaylor(batches: samples, skippingConvolutionReaders: true) { i in
+            try graph.measureUnitTaylor(batches: samples) { i in
                 let y = try model.network.forward(try input(i), training: true)
                 _ = try model.network.backward(try outputGradient(y, i), needInputGradient: false)
                 try weights.accumulate()

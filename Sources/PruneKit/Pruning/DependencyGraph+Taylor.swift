@@ -30,21 +30,14 @@ extension DependencyGraph {
 
     /// Measures `UnitTaylor` over `batches` calls of `pass(i)`, each of which must run one forward
     /// pass in training mode and one backward pass of the model (the caller picks the loss).
-    /// Hooks on the Linear layers that read the units (of `kind`, or all) record Σ x·∂L/∂x per input
-    /// column; they are removed afterwards, on error too. Units read by a convolution are refused,
-    /// or, with `skippingConvolutionReaders`, left without statistics (scoring them later throws).
-    public func measureUnitTaylor(batches: Int, kind: Group.Kind? = nil, skippingConvolutionReaders: Bool = false,
-                                  pass: (Int) throws -> Void) throws -> UnitTaylor {
+    /// Hooks on the Linear and Conv2d layers that read the units (of `kind`, or all) record
+    /// Σ x·∂L/∂x per input column or channel; they are removed afterwards, on error too.
+    public func measureUnitTaylor(batches: Int, kind: Group.Kind? = nil, pass: (Int) throws -> Void) throws -> UnitTaylor {
         guard batches >= 1 else { throw PruneError.missingStatistics("unit Taylor needs at least one batch") }
-        let owners = linearOwners()
-        let selected = groups.indices.filter { gi in
-            guard kind == nil || groups[gi].kind == kind else { return false }
-            guard skippingConvolutionReaders else { return true }
-            return groups[gi].units.allSatisfy { u in
-                slices(of: u).allSatisfy { if case let .columns(w, _, _) = $0 { return owners[ObjectIdentifier(w)] != nil } else { return true } }
-            }
-        }
-        var readers: [ObjectIdentifier: Linear] = [:]
+        var owners: [ObjectIdentifier: any Layer] = linearOwners()
+        for n in nodes { if let c = n.layer as? Conv2d { owners[ObjectIdentifier(c.weight)] = c } }
+        let selected = groups.indices.filter { kind == nil || groups[$0].kind == kind }
+        var readers: [ObjectIdentifier: any Layer] = [:]
         var columns: [(gi: Int, slices: [[(ObjectIdentifier, Int, Int)]])] = []
         for gi in selected {
             var perUnit: [[(ObjectIdentifier, Int, Int)]] = []
@@ -52,8 +45,8 @@ extension DependencyGraph {
                 var cols: [(ObjectIdentifier, Int, Int)] = []
                 for case let .columns(w, first, n) in slices(of: u) {
                     guard let l = owners[ObjectIdentifier(w)] else {
-                        throw PruneError.unsupported("unit Taylor: the group of \(groups[gi].producers.joined(separator: ", ")) is read by a "
-                                                     + "convolution (only Linear readers are measured; use weight Taylor scores)")
+                        throw PruneError.unsupported("unit Taylor: a reader of the group of \(groups[gi].producers.joined(separator: ", ")) "
+                                                     + "is neither a Linear nor a Conv2d")
                     }
                     readers[ObjectIdentifier(w)] = l
                     cols.append((ObjectIdentifier(w), first, n))
@@ -69,7 +62,9 @@ extension DependencyGraph {
             handles.append(try l.addForwardHook { x, _ in inputs[key] = x })
             backHandles.append(try l.addBackwardHook { _, dx in
                 guard let x = inputs[key] else { throw PruneError.missingStatistics("unit Taylor: a backward pass without its forward") }
-                let d = try Kernels.columnDots(rows: x.shape[0], cols: x.shape[1], a: x.storage, b: dx.storage)
+                // per input column (rows × features) or channel (N × C × H·W)
+                let d = try Kernels.channelDots(n: x.shape[0], c: x.shape[1], s: x.count / max(x.shape[0] * x.shape[1], 1),
+                                                a: x.storage, b: dx.storage)
                 var acc = dots[key] ?? [Double](repeating: 0, count: d.count)
                 for i in d.indices { acc[i] += Double(d[i]) }
                 dots[key] = acc
