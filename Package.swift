@@ -25,8 +25,9 @@ if useOpenMP {
     kernelCSettings.append(.unsafeFlags(["-fopenmp"]))
     kernelLinker.append(.linkedLibrary(":libomp.so.5"))
 }
-if !asDependency {
-    // Kernels are timed and tested: keep them optimised even in debug builds.
+if !asDependency && env["PRUNEKIT_KERNEL_O3"] != "0" {
+    // Kernels are timed and tested: keep them optimised even in debug builds. PRUNEKIT_KERNEL_O3=0
+    // leaves SwiftPM's own level (what a dependency gets), to measure the difference.
     kernelCSettings.append(.unsafeFlags(["-O3"]))
 }
 
