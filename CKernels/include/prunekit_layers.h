@@ -51,12 +51,39 @@ pk_status pk_conv2d_implicit_forward_f32(int64_t N, int64_t C, int64_t H, int64_
                                          const uint8_t *mask, const float *scale, const float *shift, float *y);
 /// pk_conv2d_padded_forward_f32 — the same operation and contract as pk_conv2d_implicit_forward_f32
 ///           (same reference), by the faster method for the shape: narrow output rows (OW < 20) with
-///           at least 64·64·9 weights run pk_conv2d_implicit_forward_f32; other shapes run chunked
+///           at least 64·64·9 weights run pk_conv2d_implicit_forward_f32; other stride-1 shapes run
+///           pk_conv2d_direct_forward_f32 where pk_conv2d_direct_eligible; the rest run chunked
 ///           im2col (padding folded in) + the masked GEMM with the epilogue applied to each chunk in
 ///           cache. The method depends on the shape only: identical bits for any thread count.
 pk_status pk_conv2d_padded_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH, int64_t KW,
                                        int64_t s, int64_t p, int relu, const float *x, const float *w,
                                        const uint8_t *mask, const float *scale, const float *shift, float *y);
+/// pk_conv2d_direct_forward_f32 — pk_conv2d_implicit_forward_f32 with s = 1 (same contract and
+///           reference) by direct convolution on the flattened zero-padded plane: each tap reads one
+///           shifted contiguous range, no patches are gathered (src/conv_direct.c). AVX2 + FMA kernels;
+///           callers check pk_conv2d_direct_eligible first. Identical bits for any thread count.
+pk_status pk_conv2d_direct_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH, int64_t KW,
+                                       int64_t p, int relu, const float *x, const float *w, const uint8_t *mask,
+                                       const float *scale, const float *shift, float *y);
+/// pk_conv2d_direct_input_grad_f32 — dx (N×C×H×W, write-only) := ∂L/∂x of a stride-1 convolution with
+///           padding p for upstream dy (N×OC×OH×OW): the direct forward on dy with W ⊙ M flipped and
+///           transposed. Reference pk_ref_conv2d_padded_backward_f32 (its dx).
+pk_status pk_conv2d_direct_input_grad_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH,
+                                          int64_t KW, int64_t p, const float *w, const uint8_t *mask, const float *dy,
+                                          float *dx);
+/// pk_conv2d_direct_weight_grad_f32 — partials[q] (OC×C×KH×KW each, write-only) := Σ over images
+///           [q·per, q·per + per) of ∂L/∂W (unmasked), for chunks q < ceil(N/per); the caller sums
+///           the partials in chunk order. per from pk_conv2d_direct_wgrad_chunks (shape only).
+pk_status pk_conv2d_direct_weight_grad_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH,
+                                           int64_t KW, int64_t p, const float *x, const float *dy, int64_t per,
+                                           float *partials);
+int64_t pk_conv2d_direct_wgrad_chunks(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t p);
+/// pk_conv2d_direct_eligible — 1 when the direct kernels serve this convolution on the active ISA
+///           (AVX2 without AVX-512, stride 1, a kernel larger than 1×1, p < KH and p < KW).
+int pk_conv2d_direct_eligible(int64_t C, int64_t KH, int64_t KW, int64_t s, int64_t p);
+/// pk_conv2d_set_direct — on = 0 routes every convolution through the im2col / implicit-GEMM paths
+///           (for A/B measurements and tests of both paths); on by default. Process-wide.
+void pk_conv2d_set_direct(int on);
 /// pk_im2col_padded_f32 / pk_col2im_padded_f32 — pk_im2col_f32 and pk_col2im_f32 with zero padding p
 ///           folded in: x and dx are N×C×H×W unpadded, columns as for the padded image (entries in the
 ///           padding are 0 in cols; their gradients are dropped by col2im). References pk_ref_im2col_padded_f32,
@@ -67,8 +94,9 @@ pk_status pk_col2im_padded_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64
                                const float *dcols, float *dx);
 /// pk_conv2d_padded_backward_update_f32 — pk_conv2d_backward_update_f32 for a convolution with zero
 ///           padding p: x and dx unpadded (dx write-only, never a padded buffer), dw, db and the fused
-///           optimizer step u as there (u may be NULL; then dw is required). Reference
-///           pk_ref_conv2d_padded_backward_f32.
+///           optimizer step u as there (u may be NULL; then dw is required). Where
+///           pk_conv2d_direct_eligible, dw and dx come from the direct kernels (conv_direct.c).
+///           Reference pk_ref_conv2d_padded_backward_f32.
 pk_status pk_conv2d_padded_backward_update_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH,
                                                int64_t KW, int64_t s, int64_t p, const float *x, const float *w,
                                                const uint8_t *mask, const float *dy, float *dw, float *db, float *dx,

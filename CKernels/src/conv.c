@@ -289,9 +289,9 @@ static pk_status run_chunks(fused_ctx *f, pk_range_fn fn) {
 // Forward of a padded convolution with the per-channel epilogue of pk_conv2d_implicit_forward_f32.
 // Narrow output rows with large weights go through the implicit GEMM, which packs the weights once
 // for the whole batch (chunked im2col re-packs them for every chunk of a few small images) and whose
-// patch gather does not depend on the row length. Everything else — wide rows (long contiguous
-// im2col copies) and small weights (few output channels to share each gathered patch) — runs
-// chunked im2col + GEMM with the padding folded into im2col.
+// patch gather does not depend on the row length. Other stride-1 convolutions run the direct kernels
+// of conv_direct.c on AVX2 machines (no patches at all). Everything else runs chunked im2col + GEMM
+// with the padding folded into im2col.
 #define CONV_WIDE_ROWS 20
 #define CONV_IMPLICIT_MIN_WEIGHTS (64 * 64 * 9)
 
@@ -301,7 +301,19 @@ pk_status pk_conv2d_padded_forward_f32(int64_t N, int64_t C, int64_t H, int64_t 
     pk_status st = conv_check(N, C, H, W, OC, KH, KW, s, p);
     if (st != PK_OK) return st;
     const int64_t OW = (W + 2 * p - KW) / s + 1;
-    if ((OW < CONV_WIDE_ROWS && OC * C * KH * KW >= CONV_IMPLICIT_MIN_WEIGHTS) || C == 0)
+    const int implicit = (OW < CONV_WIDE_ROWS && OC * C * KH * KW >= CONV_IMPLICIT_MIN_WEIGHTS) || C == 0;
+    if (!implicit && pk_conv2d_direct_eligible(C, KH, KW, s, p)) {
+        if (N == 0 || OC == 0) return PK_OK;
+        if (!x || !w || !y) return PK_ERR_NULL;
+        const int64_t OH = (H + 2 * p - KH) / s + 1;
+        size_t yb = (size_t)(N * OC * OH * OW) * 4;
+        if (pk_overlaps(y, yb, x, (size_t)(N * C * H * W) * 4) || pk_overlaps(y, yb, w, (size_t)(OC * C * KH * KW) * 4) ||
+            (shift && pk_overlaps(y, yb, shift, (size_t)OC * 4)) || (scale && pk_overlaps(y, yb, scale, (size_t)OC * 4)) ||
+            (mask && pk_overlaps(y, yb, mask, (size_t)(OC * C * KH * KW))))
+            return PK_ERR_ALIAS;
+        return pk_conv2d_direct_forward_f32(N, C, H, W, OC, KH, KW, p, relu, x, w, mask, scale, shift, y);
+    }
+    if (implicit)
         return pk_conv2d_implicit_forward_f32(N, C, H, W, OC, KH, KW, s, p, relu, x, w, mask, scale, shift, y);
     if (N == 0 || OC == 0) return PK_OK;
     if (!x || !w || !y) return PK_ERR_NULL;
@@ -405,10 +417,19 @@ pk_status pk_conv2d_padded_backward_update_f32(int64_t N, int64_t C, int64_t H, 
         for (int64_t i = 0; i < OC * f.K; i++) partials[i] = 0.0f;
         f.chunks = 1;
     } else {
-        partials = pk_scratch(6, (size_t)(f.chunks * OC * f.K) * sizeof(float));
-        if (!partials) return PK_ERR_NOMEM;
-        f.partials = partials;
-        if ((st = run_chunks(&f, fused_backward_range)) != PK_OK) return st;
+        if (pk_conv2d_direct_eligible(C, KH, KW, s, p)) {
+            const int64_t per = pk_conv2d_direct_wgrad_chunks(N, C, H, W, KH, KW, p);
+            f.chunks = (N + per - 1) / per;
+            partials = pk_scratch(6, (size_t)(f.chunks * OC * f.K) * sizeof(float));
+            if (!partials) return PK_ERR_NOMEM;
+            if ((st = pk_conv2d_direct_weight_grad_f32(N, C, H, W, OC, KH, KW, p, x, dy, per, partials)) != PK_OK) return st;
+            if (dx && (st = pk_conv2d_direct_input_grad_f32(N, C, H, W, OC, KH, KW, p, w, mask, dy, dx)) != PK_OK) return st;
+        } else {
+            partials = pk_scratch(6, (size_t)(f.chunks * OC * f.K) * sizeof(float));
+            if (!partials) return PK_ERR_NOMEM;
+            f.partials = partials;
+            if ((st = run_chunks(&f, fused_backward_range)) != PK_OK) return st;
+        }
     }
     // dx is complete: the weights may change now
     dw_reduce_ctx r = {f.chunks, OC * f.K, partials, mask, dw, u, {0}};

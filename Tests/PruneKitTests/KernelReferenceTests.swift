@@ -147,6 +147,75 @@ final class KernelReferenceTests: XCTestCase {
         }
     }
 
+    /// The direct stride-1 kernels (conv_direct.c) called directly, against the references: forward with
+    /// every epilogue, dx, and dW summed from its chunk partials; kernels 2×2, 3×3, 3×5, 5×5, paddings
+    /// 0 to KH−1, widths that leave partial vectors, one channel, channel counts off the 6-row tile;
+    /// identical bits for 1 and 2 threads; and the dispatching entry points agree with the im2col path
+    /// (direct kernels switched off) on the same shapes.
+    func testDirectConvolutionMatchesReferenceAndIm2colPath() throws {
+        guard pk_cpu_isa().rawValue >= PK_ISA_AVX2.rawValue else { throw XCTSkip("the direct kernels need AVX2") }
+        var rng = TestRNG(33)
+        let shapes: [(Int, Int, Int, Int, Int, Int, Int, Int)] = [  // n, c, h, w, oc, kh, kw, p
+            (1, 1, 28, 28, 16, 3, 3, 1), (2, 3, 7, 9, 5, 3, 3, 1), (3, 16, 14, 14, 16, 3, 3, 1), (2, 5, 6, 5, 7, 3, 3, 0),
+            (2, 4, 11, 13, 9, 5, 5, 2), (2, 3, 8, 8, 6, 3, 5, 1), (4, 13, 7, 7, 13, 3, 3, 1), (3, 2, 1, 1, 3, 3, 3, 1),
+            (2, 8, 5, 5, 4, 2, 2, 0), (2, 8, 5, 5, 4, 2, 2, 1), (11, 6, 4, 4, 8, 3, 3, 2), (2, 7, 30, 3, 12, 3, 3, 1),
+        ]
+        let saved = pk_get_num_threads()
+        defer { pk_set_num_threads(saved); pk_conv2d_set_direct(1) }
+        for (n, c, h, w, oc, kh, kw, p) in shapes {
+            let oh = h + 2 * p - kh + 1, ow = w + 2 * p - kw + 1
+            let x = rng.floats(n * c * h * w), wt = rng.floats(oc * c * kh * kw), dy = rng.floats(n * oc * oh * ow)
+            let scale = rng.floats(oc, 0.5, 2), shift = rng.floats(oc), mask = rng.mask(wt.count, keep: 0.6)
+            let what = "direct \(n),\(c),\(h)x\(w)→\(oc) k\(kh)x\(kw) p\(p)"
+            var want = [Float](repeating: .nan, count: n * oc * oh * ow)
+            XCTAssertEqual(pk_ref_conv2d_implicit_forward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(kh), Int64(kw),
+                                                              1, Int64(p), 1, x, wt, mask, scale, shift, &want), PK_OK)
+            var dwWant = [Float](repeating: .nan, count: wt.count), dbWant = [Float](repeating: .nan, count: oc)
+            var dxWant = [Float](repeating: .nan, count: x.count)
+            XCTAssertEqual(pk_ref_conv2d_padded_backward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(kh), Int64(kw),
+                                                             1, Int64(p), x, wt, nil, dy, &dwWant, &dbWant, &dxWant), PK_OK)
+            var dxMaskedWant = [Float](repeating: .nan, count: x.count), dwMasked = dwWant, dbMasked = dbWant
+            XCTAssertEqual(pk_ref_conv2d_padded_backward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(kh), Int64(kw),
+                                                             1, Int64(p), x, wt, mask, dy, &dwMasked, &dbMasked, &dxMaskedWant), PK_OK)
+            let per = pk_conv2d_direct_wgrad_chunks(Int64(n), Int64(c), Int64(h), Int64(w), Int64(kh), Int64(kw), Int64(p))
+            let chunks = (n + Int(per) - 1) / Int(per)
+            var bits: [[UInt32]] = []
+            for threads in [1, 2] {
+                pk_set_num_threads(Int32(threads))
+                var y = [Float](repeating: .nan, count: want.count), dx = [Float](repeating: .nan, count: x.count)
+                var partials = [Float](repeating: .nan, count: chunks * wt.count)
+                XCTAssertEqual(pk_conv2d_direct_forward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(kh), Int64(kw),
+                                                            Int64(p), 1, x, wt, mask, scale, shift, &y), PK_OK)
+                XCTAssertEqual(pk_conv2d_direct_input_grad_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(kh), Int64(kw),
+                                                               Int64(p), wt, mask, dy, &dx), PK_OK)
+                XCTAssertEqual(pk_conv2d_direct_weight_grad_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(kh), Int64(kw),
+                                                                Int64(p), x, dy, per, &partials), PK_OK)
+                var dw = [Float](repeating: 0, count: wt.count)
+                for q in 0..<chunks { for i in 0..<wt.count { dw[i] += partials[q * wt.count + i] } }
+                let tol = Float(c * kh * kw) * 2e-6
+                assertClose(y, want, rtol: 1e-4, atol: tol, what + " forward, \(threads) threads")
+                assertClose(dx, dxMaskedWant, rtol: 1e-4, atol: Float(oc * kh * kw) * 2e-6, what + " dx, \(threads) threads")
+                assertClose(dw, dwWant, rtol: 1e-4, atol: Float(n * oh * ow) * 2e-6, what + " dw, \(threads) threads")
+                bits.append(y.map(\.bitPattern) + dx.map(\.bitPattern) + partials.map(\.bitPattern))
+            }
+            XCTAssertEqual(bits[0], bits[1], what + ": same bits for 1 and 2 threads")
+            // the dispatching entry points, direct kernels on and off
+            var outs: [[Float]] = []
+            for on in [Int32(1), 0] {
+                pk_conv2d_set_direct(on)
+                var y = [Float](repeating: .nan, count: want.count), dx = [Float](repeating: .nan, count: x.count)
+                var dw = [Float](repeating: .nan, count: wt.count), db = [Float](repeating: .nan, count: oc)
+                XCTAssertEqual(pk_conv2d_padded_forward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(kh), Int64(kw),
+                                                            1, Int64(p), 1, x, wt, mask, scale, shift, &y), PK_OK)
+                XCTAssertEqual(pk_conv2d_padded_backward_update_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(kh), Int64(kw),
+                                                                    1, Int64(p), x, wt, mask, dy, &dw, &db, &dx, nil), PK_OK)
+                XCTAssertTrue(zip(dw, mask).allSatisfy { $1 != 0 || $0 == 0 }, what + ": masked dw is exactly 0")
+                outs.append(y + dx + dw + db)
+            }
+            assertClose(outs[0], outs[1], rtol: 1e-4, atol: Float(max(c, oc) * kh * kw + n * oh * ow) * 2e-6, what + ": direct vs im2col")
+        }
+    }
+
     func testNCHWToCNHW() {
         var rng = TestRNG(4)
         let (n, c, p) = (3, 45, 37)
