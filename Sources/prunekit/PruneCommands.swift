@@ -36,7 +36,7 @@ func importanceFor(_ method: PruningRequest.Method, model: Model, data: LabeledI
 
 struct PruneCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "prune", abstract: "Prune a saved model; masks are kept in the output file.")
-    @Option(name: .customLong("model-file"), help: "Input model (safetensors).") var modelFile: String?
+    @Option(name: .customLong("model-file"), help: "Input model: a PruneKit model file (safetensors) or an ONNX file (.onnx, written back as --out P.onnx).") var modelFile: String?
     @Option(help: "Sentence encoder folder (all-MiniLM-L6-v2) instead of --model-file; --out is then a folder.")
     var model: String?
     @Option(help: "Sentences (one per line) for wanda / taylor statistics and bias compensation, with --model.")
@@ -78,6 +78,10 @@ struct PruneCommand: ParsableCommand {
             guard let sc = PruningRequest.Scope(rawValue: scope ?? "global") else { throw ValidationError("--scope must be layer or global") }
             let request = PruningRequest(method: m, structure: try PruningRequest.Structure(parsing: structure), scope: sc,
                                          amount: try parseAmount(amount), seed: seed)
+            if modelFile.lowercased().hasSuffix(".onnx") {
+                try pruneONNX(modelFile, request)
+                return
+            }
             try AtomicFile.checkWritable(out)
             var (model, meta) = try ModelFile.load(modelFile)
             let contract = try normalization.forFile(modelFile, metadata: meta)

@@ -135,10 +135,14 @@ extension ONNXImporter {
             // a 1×1 convolution of a pooled N×C value (squeeze-excitation) is a Linear layer
             guard k == 1, p == 0, groups == 1 else { throw c.fail("a \(k)×\(k) convolution of a pooled 1×1 input is not supported") }
             let layer = try Linear(weight: w.reshaped([w.shape[0], w.shape[1]]), bias: b)
-            return .tensor(source: add(layer, [x.source], n, params: params), logical: [w.shape[0], 1, 1], physical: [w.shape[0]])
+            let name = add(layer, [x.source], n, params: params)
+            exports[name] = .convAsLinear(node: currentNode)
+            return .tensor(source: name, logical: [w.shape[0], 1, 1], physical: [w.shape[0]])
         }
         let layer = try Conv2d(weight: w, bias: b, stride: s, padding: p, dilation: d, groups: groups)
-        return .tensor(source: add(layer, [x.source], n, params: params), logical: [w.shape[0], oh, ow], physical: [w.shape[0], oh, ow])
+        let name = add(layer, [x.source], n, params: params)
+        exports[name] = .conv(node: currentNode)
+        return .tensor(source: name, logical: [w.shape[0], oh, ow], physical: [w.shape[0], oh, ow])
     }
 
     mutating func batchNorm(_ n: Onnx_NodeProto, _ c: NodeContext) throws -> Value {
@@ -162,7 +166,9 @@ extension ONNXImporter {
         bn.runningMean.value = t[2]
         bn.runningVar.value = t[3]
         let params = origins(n, ["weight": 1, "bias": 2, "running_mean": 3, "running_var": 4])
-        return .tensor(source: add(bn, [x.source], n, params: params), logical: x.logical, physical: x.physical)
+        let name = add(bn, [x.source], n, params: params)
+        exports[name] = .batchNorm(node: currentNode)
+        return .tensor(source: name, logical: x.logical, physical: x.physical)
     }
 
     mutating func addOp(_ n: Onnx_NodeProto, _ c: NodeContext) throws -> Value {
@@ -187,6 +193,7 @@ extension ONNXImporter {
             guard bias.isFinite else { throw c.fail("bias holds NaN or infinity") }
             nodes[at].layer = try Linear(weight: lin.weight.value, bias: bias.reshaped([lin.outFeatures]))
             biasless.remove(s)
+            if case let .matmul(node, _, _)? = exports[s] { exports[s] = .matmul(node: node, add: currentNode, biasInput: tensorFirst ? 1 : 0) }
             if let o = origin(biasName) { sources[s, default: [:]]["bias"] = o }
             return .tensor(source: s, logical: l, physical: p)
         default:
@@ -277,6 +284,8 @@ extension ONNXImporter {
             throw c.fail("Reshape to \(t) is not supported (only a flatten to [N, -1] of the [\(features)] features)")
         }
         let flat = [features]
+        // a target that names the feature count must follow it when channels are removed
+        if t[1] != -1, x.source != Graph.inputName { reshapes.append(ONNXReshape(node: currentNode, source: x.source, leading: t[0])) }
         if x.physical.count == 1 { return .tensor(source: x.source, logical: flat, physical: flat) }
         return .tensor(source: add(Flatten(), [x.source], n), logical: flat, physical: flat)
     }
@@ -309,7 +318,9 @@ extension ONNXImporter {
         if bias == nil || beta != 1 || cShape != [w.shape[0]] { params["bias"] = nil }
         let layer = try Linear(weight: w, bias: bias)
         let o = w.shape[0]
-        return .tensor(source: add(layer, [x.source], n, params: params), logical: [o], physical: [o])
+        let name = add(layer, [x.source], n, params: params)
+        exports[name] = .gemm(node: currentNode, transB: transB)
+        return .tensor(source: name, logical: [o], physical: [o])
     }
 
     mutating func matmul(_ n: Onnx_NodeProto, _ c: NodeContext) throws -> Value {
@@ -321,6 +332,7 @@ extension ONNXImporter {
         }
         let layer = try Linear(weight: try transpose(b), bias: nil)
         let name = add(layer, [x.source], n)
+        exports[name] = .matmul(node: currentNode, add: nil, biasInput: 0)
         biasless.insert(name)
         return .tensor(source: name, logical: [b.shape[1]], physical: [b.shape[1]])
     }
