@@ -14,6 +14,10 @@ Identity, 10 classes; exported with torch.onnx.export(opset_version=17, dynamo=F
    the same network when torch_pruning is importable, and onnxruntime's dense vs pruned speed
    (batch 64, 2 intra-op threads, median of --repeats runs), with the CPU named from lscpu.
 
+It also fine-tunes the channel-pruned mlp and DenseNet-style fixtures (`prunekit finetune --data
+x/y arrays --normalize none`: BatchNorm in training mode) and checks the written files the same way,
+with the input contract in their metadata_props.
+
 It also exports torchvision's full-size resnet18 (7×7 stride-2 stem, 3×3 stride-2 padding-1 max
 pool) at 3×112×112 and checks that PruneKit reads it and matches onnxruntime, dense and after
 pruning 50% of its channels.
@@ -149,6 +153,28 @@ def main():
         x = load_file(os.path.join(FX, f"onnx_{name}_io.safetensors"))["x"]
         for structure in ["channels", "unstructured"]:
             prune_and_check(args.prunekit, name, src, x, d, structure)
+
+    # fine-tuned files: BatchNorm statistics and weights changed, contract in the metadata
+    for name, shape in [("mlp", (20,)), ("densenet", (1, 16, 16))]:
+        print(f"fine-tune {name}")
+        src = os.path.join(FX, f"onnx_{name}.onnx")
+        pruned = os.path.join(d, f"{name}-channels.onnx")
+        rng = np.random.default_rng(3)
+        xs = rng.standard_normal((64, *shape)).astype(np.float32)
+        ys = rng.integers(0, 10 if name == "densenet" else 5, 64)
+        np.savez_compressed(os.path.join(d, "train.npz"), x=xs, y=ys)
+        tuned = os.path.join(d, f"{name}-tuned.onnx")
+        prunekit(args.prunekit, "finetune", "--model-file", pruned, "--data", os.path.join(d, "train.npz"), "--epochs", "2",
+                 "--batch", "16", "--normalize", "none", "--out", tuned, "--json")
+        try:
+            m = onnx.load(tuned)
+            onnx.checker.check_model(m, full_check=True)
+            props = {p.key: p.value for p in m.metadata_props}
+            check(props.get("prunekit.input.normalize") == "none", f"{name} fine-tuned: onnx.checker passes, contract in metadata_props")
+        except Exception as e:  # noqa: BLE001
+            check(False, f"{name} fine-tuned: onnx.checker: {e}")
+            continue
+        compare(prunekit_infer(args.prunekit, tuned, xs, d), run_ort(tuned, xs), f"{name} fine-tuned")
 
     # issue 14's resnet18, exported the way users export
     print("resnet18 (issue 14's variant: 3×3 stride-1 stem on 1×28×28, no max pool, 10 classes)")

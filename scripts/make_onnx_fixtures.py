@@ -23,6 +23,10 @@ Models (torch.onnx.export(model, x, path, opset_version=17, dynamo=False), eval 
 - mlp_external: the mlp with its initializers in mlp_external.bin next to it (external data).
 
 Each model M gets onnx_M.onnx and onnx_M_io.safetensors (x: the input batch, y: onnxruntime's output).
+Training arrays for `prunekit finetune` on the mlp (96 examples of 20 features, 5 classes given by a
+fixed random linear map): onnx_mlp_train.npz (np.savez_compressed: x float32, y int64),
+onnx_mlp_train_stored.npz (np.savez: the same x, y as int32) and onnx_mlp_train.safetensors (the same
+x and y written by the safetensors package: the reference the .npz reader is checked against).
 Bad inputs (bad_*.onnx): a conv dilated unequally along its axes, an unsupported operator, a dynamic spatial dimension, a
 tensor whose bytes disagree with its shape, absurd dimensions, external data escaping the folder
 (../ and an absolute path), an external file that is too short, a Clip that is not ReLU6/ReLU.
@@ -247,6 +251,15 @@ def external():
     onnx.checker.check_model(path)
 
 
+def train_arrays():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((96, 20)).astype(np.float32)
+    y = np.argmax(x @ rng.standard_normal((20, 5)), axis=1).astype(np.int64)
+    np.savez_compressed(os.path.join(FX, "onnx_mlp_train.npz"), x=x, y=y)
+    np.savez(os.path.join(FX, "onnx_mlp_train_stored.npz"), x=x, y=y.astype(np.int32))
+    save_file({"x": x, "y": y}, os.path.join(FX, "onnx_mlp_train.safetensors"))
+
+
 def bad_files():
     """One small file per class of bad input; each must be refused with one line."""
     conv_w = tensor("w", np.ones((2, 1, 3, 3)))
@@ -286,6 +299,7 @@ def main():
     export("dilated", dilated(), (3, 32, 32))
     handmade()
     external()
+    train_arrays()
     bad_files()
     with open(os.path.join(FX, "onnx_versions.txt"), "w") as f:
         f.write(f"torch {torch.__version__}\ntorchvision {torchvision.__version__}\nonnx {onnx.__version__}\n"
