@@ -174,7 +174,8 @@ def main():
         except Exception as e:  # noqa: BLE001
             check(False, f"{name} fine-tuned: onnx.checker: {e}")
             continue
-        compare(prunekit_infer(args.prunekit, tuned, xs, d), run_ort(tuned, xs), f"{name} fine-tuned")
+        xio = load_file(os.path.join(FX, f"onnx_{name}_io.safetensors"))["x"]  # the batch size the file declares
+        compare(prunekit_infer(args.prunekit, tuned, xio, d), run_ort(tuned, xio), f"{name} fine-tuned")
 
     # issue 14's resnet18, exported the way users export
     print("resnet18 (issue 14's variant: 3×3 stride-1 stem on 1×28×28, no max pool, 10 classes)")
