@@ -131,12 +131,12 @@ struct ONNXWriter {
     // MARK: layers
 
     /// W ⊙ M as float32 (pruned entries exactly 0).
-    static func effective(_ p: Parameter) -> Tensor {
+    static func effective(_ p: Parameter) throws -> Tensor {
         guard let m = p.mask else { return p.value }
         let kept = m.kept
         var s = p.value.scalars
         for i in s.indices where !kept[i] { s[i] = 0 }
-        return (try? Tensor(shape: p.shape, scalars: s)) ?? p.value
+        return try Tensor(shape: p.shape, scalars: s)
     }
 
     static func floatTensor(_ t: Tensor, dims: [Int]) -> Onnx_TensorProto {
@@ -151,12 +151,12 @@ struct ONNXWriter {
         switch export {
         case let .conv(node):
             guard let conv = layer as? Conv2d else { throw fail(subject(node), "PruneKit node '\(name)' is no longer a convolution") }
-            try set(node, 1, Self.floatTensor(Self.effective(conv.weight), dims: conv.weight.shape), "\(name).weight")
+            try set(node, 1, Self.floatTensor(try Self.effective(conv.weight), dims: conv.weight.shape), "\(name).weight")
             if let b = conv.bias { try set(node, 2, Self.floatTensor(b.value, dims: [conv.outChannels]), "\(name).bias") }
             setAttribute(node, "group", int: conv.groups, unlessDefault: 1)
         case let .convAsLinear(node):
             guard let lin = layer as? Linear else { throw fail(subject(node), "PruneKit node '\(name)' is no longer a Linear layer") }
-            try set(node, 1, Self.floatTensor(Self.effective(lin.weight), dims: [lin.outFeatures, lin.inFeatures, 1, 1]), "\(name).weight")
+            try set(node, 1, Self.floatTensor(try Self.effective(lin.weight), dims: [lin.outFeatures, lin.inFeatures, 1, 1]), "\(name).weight")
             if let b = lin.bias { try set(node, 2, Self.floatTensor(b.value, dims: [lin.outFeatures]), "\(name).bias") }
         case let .batchNorm(node):
             guard let bn = layer as? BatchNorm, let w = bn.weight, let b = bn.bias else {
@@ -169,7 +169,7 @@ struct ONNXWriter {
             try set(node, 4, Self.floatTensor(bn.runningVar.value, dims: [c]), "\(name).running_var")
         case let .gemm(node, transB):
             guard let lin = layer as? Linear else { throw fail(subject(node), "PruneKit node '\(name)' is no longer a Linear layer") }
-            let w = Self.effective(lin.weight)
+            let w = try Self.effective(lin.weight)
             if transB {
                 try set(node, 1, Self.floatTensor(w, dims: [lin.outFeatures, lin.inFeatures]), "\(name).weight")
             } else {
@@ -181,7 +181,7 @@ struct ONNXWriter {
             if let b = lin.bias { try set(node, 2, Self.floatTensor(b.value, dims: [lin.outFeatures]), "\(name).bias") }
         case let .matmul(node, add, biasInput):
             guard let lin = layer as? Linear else { throw fail(subject(node), "PruneKit node '\(name)' is no longer a Linear layer") }
-            try set(node, 1, Self.floatTensor(try Self.transposed(Self.effective(lin.weight)), dims: [lin.inFeatures, lin.outFeatures]),
+            try set(node, 1, Self.floatTensor(try Self.transposed(try Self.effective(lin.weight)), dims: [lin.inFeatures, lin.outFeatures]),
                     "\(name).weight")
             guard let b = lin.bias else { break }
             if let add {

@@ -19,7 +19,7 @@ public enum LabeledArrays {
                 throw fail("needs arrays 'x' and 'y' (has: \(arrays.keys.sorted().joined(separator: ", ")))")
             }
             x = xa.values
-            guard let yi = try ya.integers ?? integral(ya.values.scalars) else { throw fail("'y' holds labels that are not integers") }
+            guard let yi = ya.integers ?? integral(ya.values.scalars) else { throw fail("'y' holds labels that are not integers") }
             y = yi
             guard ya.shape.count == 1 || (ya.shape.count == 2 && ya.shape[1] == 1) else { throw fail("'y' of shape \(ya.shape) is not [N]") }
         } else if lower.hasSuffix(".safetensors") {
@@ -28,7 +28,7 @@ public enum LabeledArrays {
                 throw fail("needs tensors 'x' and 'y' (has: \(all.tensors.keys.sorted().joined(separator: ", ")))")
             }
             x = xt
-            guard let yi = try all.integers["y"] ?? integral(yt.scalars) else { throw fail("'y' holds labels that are not integers") }
+            guard let yi = all.integers["y"] ?? integral(yt.scalars) else { throw fail("'y' holds labels that are not integers") }
             y = yi
             guard yt.rank == 1 || (yt.rank == 2 && yt.shape[1] == 1) else { throw fail("'y' of shape \(yt.shape) is not [N]") }
         } else {
@@ -50,7 +50,7 @@ public enum LabeledArrays {
     }
 
     /// Float labels that are all whole numbers, as integers (nil otherwise).
-    static func integral(_ v: [Float]) throws -> [Int64]? {
+    static func integral(_ v: [Float]) -> [Int64]? {
         guard v.allSatisfy({ $0.isFinite && $0.rounded() == $0 && abs($0) < 1e9 }) else { return nil }
         return v.map { Int64($0) }
     }
