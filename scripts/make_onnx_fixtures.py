@@ -15,12 +15,19 @@ Models (torch.onnx.export(model, x, path, opset_version=17, dynamo=False), eval 
 - densenet:   a DenseNet-style network: pre-activation BatchNorm-ReLU-Conv layers whose outputs are
               concatenated, a transition (1×1 conv, AveragePool), MaxPool, GlobalAveragePool,
               Reshape to [-1, C] and Gemm.
+- dilated:    torchvision's full-size stem (Conv 7×7 stride 2 padding 3, BatchNorm, ReLU, MaxPool 3×3 stride 2
+              padding 1) at 8 channels on 3×32×32, then dilated convolutions (3×3 dilation 2, a depthwise 3×3
+              dilation 2, a 2×2 dilation 3 with stride 2) and a residual join, global pooling and a Linear.
 - handmade:   onnx.helper graph: MatMul with an initializer weight, Add bias, Identity, Dropout,
               Relu, Gemm with transB = 0 and alpha/beta ≠ 1, Flatten.
 - mlp_external: the mlp with its initializers in mlp_external.bin next to it (external data).
 
 Each model M gets onnx_M.onnx and onnx_M_io.safetensors (x: the input batch, y: onnxruntime's output).
-Bad inputs (bad_*.onnx): dilated conv, an unsupported operator, a dynamic spatial dimension, a
+Training arrays for `prunekit finetune` on the mlp (96 examples of 20 features, 5 classes given by a
+fixed random linear map): onnx_mlp_train.npz (np.savez_compressed: x float32, y int64),
+onnx_mlp_train_stored.npz (np.savez: the same x, y as int32) and onnx_mlp_train.safetensors (the same
+x and y written by the safetensors package: the reference the .npz reader is checked against).
+Bad inputs (bad_*.onnx): a conv dilated unequally along its axes, an unsupported operator, a dynamic spatial dimension, a
 tensor whose bytes disagree with its shape, absurd dimensions, external data escaping the folder
 (../ and an absolute path), an external file that is too short, a Clip that is not ReLU6/ReLU.
 
@@ -175,6 +182,33 @@ def densenet():
     return m
 
 
+class Dilated(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=2, dilation=2, bias=False)
+        self.bn2 = nn.BatchNorm2d(8)
+        self.dw = nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=8)
+        self.conv3 = nn.Conv2d(8, 12, 2, stride=2, padding=1, dilation=3)
+        self.bn3 = nn.BatchNorm2d(12)
+        self.fc = nn.Linear(12, 10)
+
+    def forward(self, x):
+        x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
+        x = x + torch.relu(self.dw(torch.relu(self.bn2(self.conv2(x)))))
+        x = torch.relu(self.bn3(self.conv3(x)))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+def dilated():
+    torch.manual_seed(6)
+    m = Dilated()
+    randomise_batchnorm(m, (3, 32, 32))
+    return m
+
+
 def tensor(name, a):
     return numpy_helper.from_array(np.asarray(a, dtype=np.float32), name)
 
@@ -217,6 +251,15 @@ def external():
     onnx.checker.check_model(path)
 
 
+def train_arrays():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((96, 20)).astype(np.float32)
+    y = np.argmax(x @ rng.standard_normal((20, 5)), axis=1).astype(np.int64)
+    np.savez_compressed(os.path.join(FX, "onnx_mlp_train.npz"), x=x, y=y)
+    np.savez(os.path.join(FX, "onnx_mlp_train_stored.npz"), x=x, y=y.astype(np.int32))
+    save_file({"x": x, "y": y}, os.path.join(FX, "onnx_mlp_train.safetensors"))
+
+
 def bad_files():
     """One small file per class of bad input; each must be refused with one line."""
     conv_w = tensor("w", np.ones((2, 1, 3, 3)))
@@ -224,8 +267,8 @@ def bad_files():
     def save(name, m):
         onnx.save(m, os.path.join(FX, f"bad_{name}.onnx"))
 
-    save("dilation", model_of([helper.make_node("Conv", ["x", "w"], ["y"], name="dilated_conv", dilations=[2, 2])],
-                              [conv_w], [1, 1, 8, 8], [1, 2, 4, 4]))
+    save("dilation", model_of([helper.make_node("Conv", ["x", "w"], ["y"], name="dilated_conv", dilations=[2, 1])],
+                              [conv_w], [1, 1, 8, 8], [1, 2, 4, 6]))
     save("operator", model_of([helper.make_node("Softmax", ["x"], ["y"], name="the_softmax", axis=1)], [], [1, 4], [1, 4]))
     save("dynamic", model_of([helper.make_node("Relu", ["x"], ["y"], name="relu")], [], ["N", 1, "H", 8], ["N", 1, "H", 8]))
     short = tensor("w", np.ones((2, 1, 3, 3)))
@@ -253,8 +296,10 @@ def main():
     export("mobilenetv2", mobilenetv2(), (1, 16, 16))
     export("mobilenetv3", mobilenetv3(), (1, 32, 32))
     export("densenet", densenet(), (1, 16, 16))
+    export("dilated", dilated(), (3, 32, 32))
     handmade()
     external()
+    train_arrays()
     bad_files()
     with open(os.path.join(FX, "onnx_versions.txt"), "w") as f:
         f.write(f"torch {torch.__version__}\ntorchvision {torchvision.__version__}\nonnx {onnx.__version__}\n"

@@ -195,13 +195,17 @@ pk_status pk_conv2d_backward_update_f32(int64_t N, int64_t C, int64_t H, int64_t
 /// pk_bias_grad_nchw_f32 — db[c] := Σ_{n,p} dy[n,c,p]; fixed order.
 pk_status pk_bias_grad_nchw_f32(int64_t N, int64_t C, int64_t P, const float *dy, float *db);
 
-/// pk_maxpool2d_forward_f32 — k×k max pooling with stride k (floor), x N×C×H×W → y N×C×OH×OW,
-/// OH = H/k, OW = W/k; idx (int32, same shape as y) receives the flat h·W+w of each max (first
-/// maximum in scan order wins; NaN propagates). Errors PK_ERR_SHAPE when k < 1 or k > H or W.
-pk_status pk_maxpool2d_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t k,
+/// pk_maxpool2d_forward_f32 — k×k max pooling with stride s and padding p (floor mode; PyTorch's
+/// MaxPool2d(k, s, p), ONNX's MaxPool), x N×C×H×W → y N×C×OH×OW, OH = (H + 2p − k)/s + 1 (OW alike).
+/// Output (oh, ow) is the maximum over the window's pixels inside the image (padding never wins);
+/// idx (int32, same shape as y) receives the flat h·W+w of each max (first maximum in scan order
+/// wins; NaN propagates). Errors PK_ERR_SHAPE when k < 1, s < 1, p < 0, 2p > k, k > H + 2p or W + 2p.
+/// Reference pk_ref_maxpool2d_forward_f32.
+pk_status pk_maxpool2d_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t k, int64_t s, int64_t p,
                                    const float *x, float *y, int32_t *idx);
-/// pk_maxpool2d_backward_f32 — dx := 0 everywhere except dx[n,c,idx] += dy (write-only dx).
-pk_status pk_maxpool2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t k,
+/// pk_maxpool2d_backward_f32 — dx := 0 everywhere except dx[n,c,idx] += dy, outputs added in order
+/// (write-only dx; one thread per plane). Reference pk_ref_maxpool2d_backward_f32.
+pk_status pk_maxpool2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t k, int64_t s, int64_t p,
                                     const float *dy, const int32_t *idx, float *dx);
 
 // ------------------------------------------------------------------------------------------------
@@ -507,13 +511,13 @@ pk_status pk_ref_conv2d_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, 
 pk_status pk_ref_conv2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH, int64_t KW,
                                      int64_t s, const float *x, const float *w, const uint8_t *mask,
                                      const float *dy, float *dw, float *db, float *dx);
-pk_status pk_ref_maxpool2d_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t k,
+pk_status pk_ref_maxpool2d_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t k, int64_t s, int64_t p,
                                        const float *x, float *y, int32_t *idx);
 pk_status pk_ref_avgpool2d_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t s,
                                        int64_t p, const float *x, float *y);
 pk_status pk_ref_avgpool2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t s,
                                         int64_t p, const float *dy, float *dx);
-pk_status pk_ref_maxpool2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t k,
+pk_status pk_ref_maxpool2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t k, int64_t s, int64_t p,
                                         const float *dy, const int32_t *idx, float *dx);
 pk_status pk_ref_softmax_xent_f32(int64_t m, int64_t n, const float *logits, const int32_t *labels,
                                   float *loss, float *dlogits, int64_t *correct);

@@ -11,17 +11,18 @@ extern "C" {
 #endif
 
 /// pk_conv2d_grouped_forward_f32 — y := conv(x, W ⊙ M) + bias with G groups (C and OC multiples of G;
-///           weight OC × C/G × K × K; depthwise when G = C = OC); NCHW, x already padded, stride s.
-///           Direct loops, one thread per output plane; y write-only. Reference
-///           pk_ref_conv2d_grouped_forward_f32. Errors PK_ERR_SHAPE, PK_ERR_NULL, PK_ERR_ALIAS.
+///           weight OC × C/G × K × K; depthwise when G = C = OC); NCHW, x already padded, stride s,
+///           dilation d (tap (kh, kw) of output (oh, ow) reads (oh·s + kh·d, ow·s + kw·d));
+///           OH = (H − d·(K−1) − 1)/s + 1. Direct loops, one thread per output plane; y write-only.
+///           Reference pk_ref_conv2d_grouped_forward_f32. Errors PK_ERR_SHAPE, PK_ERR_NULL, PK_ERR_ALIAS.
 pk_status pk_conv2d_grouped_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t K, int64_t s,
-                                        int64_t G, const float *x, const float *w, const uint8_t *mask, const float *bias,
+                                        int64_t d, int64_t G, const float *x, const float *w, const uint8_t *mask, const float *bias,
                                         float *y);
 /// pk_conv2d_grouped_backward_f32 — dw := ∂L/∂W ⊙ M (when dw != NULL; images summed in order in double),
 ///           dx := ∂L/∂x of the padded input (when dx != NULL, write-only). Reference
 ///           pk_ref_conv2d_grouped_backward_f32.
 pk_status pk_conv2d_grouped_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t K, int64_t s,
-                                         int64_t G, const float *x, const float *w, const uint8_t *mask, const float *dy,
+                                         int64_t d, int64_t G, const float *x, const float *w, const uint8_t *mask, const float *dy,
                                          float *dw, float *dx);
 /// pk_avgpool2d_forward_f32 — average pooling of N×C×H×W over kh×kw windows, stride s, zero padding
 ///           p counted in the divisor kh·kw (PyTorch's AvgPool2d default); OH = (H + 2p − kh)/s + 1.
@@ -84,6 +85,29 @@ int pk_conv2d_direct_eligible(int64_t C, int64_t KH, int64_t KW, int64_t s, int6
 /// pk_conv2d_set_direct — on = 0 routes every convolution through the im2col / implicit-GEMM paths
 ///           (for A/B measurements and tests of both paths); on by default. Process-wide.
 void pk_conv2d_set_direct(int on);
+/// pk_conv2d_dilated_forward_f32 — pk_conv2d_padded_forward_f32 with dilation d ≥ 1: tap (kh, kw) of
+///           output (oh, ow) reads x̃[n, c, oh·s + kh·d − p, ow·s + kw·d − p]; OH = (H + 2p − d·(KH−1) − 1)/s + 1
+///           (OW alike). d = 1 is pk_conv2d_padded_forward_f32 (same method choice); d > 1 always runs
+///           chunked im2col (padding and dilation folded in) + the masked GEMM with the epilogue. The method
+///           depends on the shape only: identical bits for any thread count. Errors as there (PK_ERR_SHAPE
+///           also for d < 1 or a dilated window wider than the padded image). Reference
+///           pk_ref_conv2d_dilated_forward_f32 (src/ref/conv_implicit_ref.c).
+pk_status pk_conv2d_dilated_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH, int64_t KW,
+                                        int64_t s, int64_t p, int64_t d, int relu, const float *x, const float *w,
+                                        const uint8_t *mask, const float *scale, const float *shift, float *y);
+/// pk_im2col_dilated_f32 / pk_col2im_dilated_f32 — pk_im2col_padded_f32 / pk_col2im_padded_f32 with
+///           dilation d: row (c, kh, kw) of cols holds x̃[n, c, oh·s + kh·d − p, ow·s + kw·d − p].
+///           References pk_ref_im2col_dilated_f32, pk_ref_col2im_dilated_f32.
+pk_status pk_im2col_dilated_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t s, int64_t p,
+                                int64_t d, const float *x, float *cols);
+pk_status pk_col2im_dilated_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t s, int64_t p,
+                                int64_t d, const float *dcols, float *dx);
+/// pk_conv2d_dilated_backward_update_f32 — pk_conv2d_padded_backward_update_f32 with dilation d (the
+///           same contract; d = 1 is that kernel). Reference pk_ref_conv2d_dilated_backward_f32.
+pk_status pk_conv2d_dilated_backward_update_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH,
+                                                int64_t KW, int64_t s, int64_t p, int64_t d, const float *x, const float *w,
+                                                const uint8_t *mask, const float *dy, float *dw, float *db, float *dx,
+                                                const struct pk_update_desc *u);
 /// pk_im2col_padded_f32 / pk_col2im_padded_f32 — pk_im2col_f32 and pk_col2im_f32 with zero padding p
 ///           folded in: x and dx are N×C×H×W unpadded, columns as for the padded image (entries in the
 ///           padding are 0 in cols; their gradients are dropped by col2im). References pk_ref_im2col_padded_f32,
@@ -138,14 +162,25 @@ pk_status pk_batchnorm_backward_f32(int64_t N, int64_t C, int64_t S, const float
 // ---- naive references
 
 pk_status pk_ref_conv2d_grouped_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t K, int64_t s,
-                                            int64_t G, const float *x, const float *w, const uint8_t *mask,
+                                            int64_t d, int64_t G, const float *x, const float *w, const uint8_t *mask,
                                             const float *bias, float *y);
 pk_status pk_ref_conv2d_grouped_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t K, int64_t s,
-                                             int64_t G, const float *x, const float *w, const uint8_t *mask,
+                                             int64_t d, int64_t G, const float *x, const float *w, const uint8_t *mask,
                                              const float *dy, float *dw, float *dx);
 pk_status pk_ref_conv2d_implicit_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH,
                                              int64_t KW, int64_t s, int64_t p, int relu, const float *x, const float *w,
                                              const uint8_t *mask, const float *scale, const float *shift, float *y);
+pk_status pk_ref_conv2d_dilated_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH,
+                                            int64_t KW, int64_t s, int64_t p, int64_t d, int relu, const float *x,
+                                            const float *w, const uint8_t *mask, const float *scale, const float *shift,
+                                            float *y);
+pk_status pk_ref_im2col_dilated_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t s,
+                                    int64_t p, int64_t d, const float *x, float *cols);
+pk_status pk_ref_col2im_dilated_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t s,
+                                    int64_t p, int64_t d, const float *dcols, float *dx);
+pk_status pk_ref_conv2d_dilated_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH, int64_t KW,
+                                             int64_t s, int64_t p, int64_t d, const float *x, const float *w,
+                                             const uint8_t *mask, const float *dy, float *dw, float *db, float *dx);
 pk_status pk_ref_im2col_padded_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t s, int64_t p,
                                    const float *x, float *cols);
 pk_status pk_ref_col2im_padded_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t s, int64_t p,

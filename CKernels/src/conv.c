@@ -1,5 +1,6 @@
-// Convolution helpers: im2col / col2im in the "patch-major" layout (stride s; zero padding p folded
-// into the gather and the scatter, never materialised) and the NCHW → CNHW move used by the backward pass.
+// Convolution helpers: im2col / col2im in the "patch-major" layout (stride s, dilation d: kernel tap
+// (kh, kw) reads input pixel (oh·s + kh·d − p, ow·s + kw·d − p); zero padding p folded into the gather
+// and the scatter, never materialised) and the NCHW → CNHW move used by the backward pass.
 //
 // cols has one row per patch element (c, kh, kw) and one column per output pixel (n, oh, ow):
 // the forward convolution is then W (OC × C·KH·KW) · cols, a GEMM whose B operand is contiguous
@@ -10,7 +11,7 @@
 
 #include <emmintrin.h>
 
-typedef struct { int64_t N, C, H, W, KH, KW, s, p, OH, OW; const float *in; float *out; } conv_ctx;
+typedef struct { int64_t N, C, H, W, KH, KW, s, p, d, OH, OW; const float *in; float *out; } conv_ctx;
 
 // Copies a short row (an output row of OW pixels) without a libc call per row (the attribute keeps
 // the compiler from turning the loop back into one).
@@ -21,26 +22,29 @@ static inline PK_NO_LIBC_COPY void copy_row(float *restrict dst, const float *re
     for (; i < n; i++) dst[i] = src[i];
 }
 
+// Output size of a window of KH×KW taps spaced d apart (extent d·(K−1)+1) over the padded image.
 static int conv_dims(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t s, int64_t p,
-                     int64_t *OH, int64_t *OW) {
-    if (N < 0 || C < 0 || H < 0 || W < 0 || KH < 1 || KW < 1 || s < 1 || p < 0) return 0;
-    if (KH > H + 2 * p || KW > W + 2 * p) return 0;
-    *OH = (H + 2 * p - KH) / s + 1;
-    *OW = (W + 2 * p - KW) / s + 1;
+                     int64_t d, int64_t *OH, int64_t *OW) {
+    if (N < 0 || C < 0 || H < 0 || W < 0 || KH < 1 || KW < 1 || s < 1 || p < 0 || d < 1) return 0;
+    if (KH > (INT32_MAX - 1) / d || KW > (INT32_MAX - 1) / d) return 0;
+    const int64_t EH = d * (KH - 1) + 1, EW = d * (KW - 1) + 1;
+    if (EH > H + 2 * p || EW > W + 2 * p) return 0;
+    *OH = (H + 2 * p - EH) / s + 1;
+    *OW = (W + 2 * p - EW) / s + 1;
     return 1;
 }
 
-// Output columns [lo, hi) whose input column ow·s + kw − p lies inside [0, W).
+// Output columns [lo, hi) whose input column ow·s + kw·d − p lies inside [0, W).
 static inline void valid_cols(const conv_ctx *x, int64_t kw, int64_t *lo, int64_t *hi) {
-    int64_t a = x->p - kw; // ow·s ≥ a
+    int64_t a = x->p - kw * x->d; // ow·s ≥ a
     *lo = a <= 0 ? 0 : (a + x->s - 1) / x->s;
-    int64_t b = x->W - 1 + x->p - kw; // ow·s ≤ b
+    int64_t b = x->W - 1 + x->p - kw * x->d; // ow·s ≤ b
     *hi = b < 0 ? 0 : PK_MIN(x->OW, b / x->s + 1);
     if (*lo > *hi) *lo = *hi;
 }
 
 static PK_NO_LIBC_COPY void im2col_range(void *v, int64_t b, int64_t e) {
-    // rows [b, e) of cols: row (c, kh, kw) holds x[n, c, oh·s+kh−p, ow·s+kw−p] (0 in the padding)
+    // rows [b, e) of cols: row (c, kh, kw) holds x[n, c, oh·s+kh·d−p, ow·s+kw·d−p] (0 in the padding)
     // for every (n, oh, ow)
     const conv_ctx *x = v;
     const int64_t P = x->OH * x->OW, NP = x->N * P;
@@ -51,11 +55,11 @@ static PK_NO_LIBC_COPY void im2col_range(void *v, int64_t b, int64_t e) {
         for (int64_t n = 0; n < x->N; n++) {
             const float *img = x->in + (n * x->C + c) * x->H * x->W;
             for (int64_t oh = 0; oh < x->OH; oh++) {
-                const int64_t ih = oh * x->s + kh - x->p;
+                const int64_t ih = oh * x->s + kh * x->d - x->p;
                 if (ih < 0 || ih >= x->H) {
                     for (int64_t ow = 0; ow < x->OW; ow++) dst[ow] = 0.0f;
                 } else {
-                    const float *src = img + ih * x->W + kw - x->p;
+                    const float *src = img + ih * x->W + kw * x->d - x->p;
                     for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0.0f;
                     if (x->s == 1) copy_row(dst + lo, src + lo, hi - lo);
                     else for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[ow * x->s];
@@ -67,17 +71,22 @@ static PK_NO_LIBC_COPY void im2col_range(void *v, int64_t b, int64_t e) {
     }
 }
 
-pk_status pk_im2col_padded_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
-                               int64_t s, int64_t p, const float *x, float *cols) {
+pk_status pk_im2col_dilated_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
+                                int64_t s, int64_t p, int64_t d, const float *x, float *cols) {
     int64_t OH, OW;
-    if (!conv_dims(N, C, H, W, KH, KW, s, p, &OH, &OW)) return PK_ERR_SHAPE;
+    if (!conv_dims(N, C, H, W, KH, KW, s, p, d, &OH, &OW)) return PK_ERR_SHAPE;
     if (N == 0 || C == 0) return PK_OK;
     if (!x || !cols) return PK_ERR_NULL;
     if (pk_overlaps(x, (size_t)(N * C * H * W) * 4, cols, (size_t)(N * OH * OW * C * KH * KW) * 4))
         return PK_ERR_ALIAS;
-    conv_ctx c = {N, C, H, W, KH, KW, s, p, OH, OW, x, cols};
+    conv_ctx c = {N, C, H, W, KH, KW, s, p, d, OH, OW, x, cols};
     pk_parallel_for(C * KH * KW, 1, im2col_range, &c);
     return PK_OK;
+}
+
+pk_status pk_im2col_padded_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
+                               int64_t s, int64_t p, const float *x, float *cols) {
+    return pk_im2col_dilated_f32(N, C, H, W, KH, KW, s, p, 1, x, cols);
 }
 
 pk_status pk_im2col_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
@@ -97,9 +106,9 @@ static void col2im_range(void *v, int64_t b, int64_t e) {
             int64_t c = row / (x->KH * x->KW), kh = (row / x->KW) % x->KH, kw = row % x->KW, lo, hi;
             valid_cols(x, kw, &lo, &hi);
             const float *src = x->in + row * NP + n * P;
-            float *img = img0 + c * x->H * x->W + kw - x->p;
+            float *img = img0 + c * x->H * x->W + kw * x->d - x->p;
             for (int64_t oh = 0; oh < x->OH; oh++, src += x->OW) {
-                const int64_t ih = oh * x->s + kh - x->p;
+                const int64_t ih = oh * x->s + kh * x->d - x->p;
                 if (ih < 0 || ih >= x->H) continue;
                 float *d = img + ih * x->W;
                 if (x->s == 1) for (int64_t ow = lo; ow < hi; ow++) d[ow] += src[ow];
@@ -109,17 +118,22 @@ static void col2im_range(void *v, int64_t b, int64_t e) {
     }
 }
 
-pk_status pk_col2im_padded_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
-                               int64_t s, int64_t p, const float *dcols, float *dx) {
+pk_status pk_col2im_dilated_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
+                                int64_t s, int64_t p, int64_t d, const float *dcols, float *dx) {
     int64_t OH, OW;
-    if (!conv_dims(N, C, H, W, KH, KW, s, p, &OH, &OW)) return PK_ERR_SHAPE;
+    if (!conv_dims(N, C, H, W, KH, KW, s, p, d, &OH, &OW)) return PK_ERR_SHAPE;
     if (N == 0 || C == 0) return PK_OK;
     if (!dcols || !dx) return PK_ERR_NULL;
     if (pk_overlaps(dx, (size_t)(N * C * H * W) * 4, dcols, (size_t)(N * OH * OW * C * KH * KW) * 4))
         return PK_ERR_ALIAS;
-    conv_ctx c = {N, C, H, W, KH, KW, s, p, OH, OW, dcols, dx};
+    conv_ctx c = {N, C, H, W, KH, KW, s, p, d, OH, OW, dcols, dx};
     pk_parallel_for(N, 1, col2im_range, &c);
     return PK_OK;
+}
+
+pk_status pk_col2im_padded_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
+                               int64_t s, int64_t p, const float *dcols, float *dx) {
+    return pk_col2im_dilated_f32(N, C, H, W, KH, KW, s, p, 1, dcols, dx);
 }
 
 pk_status pk_col2im_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
@@ -187,7 +201,7 @@ pk_status pk_bias_grad_nchw_f32(int64_t N, int64_t C, int64_t P, const float *dy
 #define CONV_MIN_CHUNKS 8
 
 typedef struct {
-    int64_t N, C, H, W, OC, KH, KW, s, p, OH, OW, K, P, per, chunks;
+    int64_t N, C, H, W, OC, KH, KW, s, p, d, OH, OW, K, P, per, chunks;
     const float *x, *w, *bias, *dy;
     const float *scale; // forward epilogue: y = act(scale·conv + bias) when scale or relu is set
     int relu;
@@ -197,8 +211,8 @@ typedef struct {
 } fused_ctx;
 
 static void fused_plan(fused_ctx *f) {
-    f->OH = (f->H + 2 * f->p - f->KH) / f->s + 1;
-    f->OW = (f->W + 2 * f->p - f->KW) / f->s + 1;
+    f->OH = (f->H + 2 * f->p - f->d * (f->KH - 1) - 1) / f->s + 1;
+    f->OW = (f->W + 2 * f->p - f->d * (f->KW - 1) - 1) / f->s + 1;
     f->K = f->C * f->KH * f->KW;
     f->P = f->OH * f->OW;
     int64_t per = CONV_CHUNK_BYTES / PK_MAX((int64_t)1, f->K * f->P * (int64_t)sizeof(float));
@@ -212,7 +226,7 @@ static pk_status conv_forward_chunk(const fused_ctx *f, int64_t q) {
     int64_t n0 = q * f->per, nb = PK_MIN(f->per, f->N - n0), np = nb * f->P;
     float *cols = pk_scratch(4, (size_t)(f->K * np) * sizeof(float));
     if (!cols) return PK_ERR_NOMEM;
-    pk_status st = pk_im2col_padded_f32(nb, f->C, f->H, f->W, f->KH, f->KW, f->s, f->p, f->x + n0 * f->C * f->H * f->W, cols);
+    pk_status st = pk_im2col_dilated_f32(nb, f->C, f->H, f->W, f->KH, f->KW, f->s, f->p, f->d, f->x + n0 * f->C * f->H * f->W, cols);
     if (st != PK_OK) return st;
     pk_gemm_desc d = {.m = f->OC, .n = np, .k = f->K, .alpha = 1.0f, .beta = 0.0f,
                       .A = f->w, .a_rs = f->K, .a_cs = 1, .MA = f->mask, .ma_rs = f->K, .ma_cs = 1,
@@ -237,7 +251,7 @@ static PK_NO_LIBC_COPY pk_status conv_backward_chunk(const fused_ctx *f, int64_t
     float *cols = pk_scratch(4, (size_t)(f->K * np) * sizeof(float));
     float *dyc = pk_scratch(5, (size_t)(f->OC * np) * sizeof(float));
     if (!cols || !dyc) return PK_ERR_NOMEM;
-    pk_status st = pk_im2col_padded_f32(nb, f->C, f->H, f->W, f->KH, f->KW, f->s, f->p, f->x + n0 * f->C * f->H * f->W, cols);
+    pk_status st = pk_im2col_dilated_f32(nb, f->C, f->H, f->W, f->KH, f->KW, f->s, f->p, f->d, f->x + n0 * f->C * f->H * f->W, cols);
     if (st != PK_OK) return st;
     // dY of the chunk as channels × pixels
     for (int64_t oc = 0; oc < f->OC; oc++)
@@ -253,7 +267,7 @@ static PK_NO_LIBC_COPY pk_status conv_backward_chunk(const fused_ctx *f, int64_t
                       .A = f->w, .a_rs = 1, .a_cs = f->K, .MA = f->mask, .ma_rs = 1, .ma_cs = f->K,
                       .B = dyc, .b_rs = np, .b_cs = 1, .C = cols, .c_rs = np, .c_cs = 1};
     if ((st = pk_gemm_f32(&h)) != PK_OK) return st;
-    return pk_col2im_padded_f32(nb, f->C, f->H, f->W, f->KH, f->KW, f->s, f->p, cols, f->dx + n0 * f->C * f->H * f->W);
+    return pk_col2im_dilated_f32(nb, f->C, f->H, f->W, f->KH, f->KW, f->s, f->p, f->d, cols, f->dx + n0 * f->C * f->H * f->W);
 }
 
 static void fused_forward_range(void *v, int64_t b, int64_t e) {
@@ -269,9 +283,9 @@ static void fused_backward_range(void *v, int64_t b, int64_t e) {
 }
 
 static pk_status conv_check(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH, int64_t KW,
-                            int64_t s, int64_t p) {
+                            int64_t s, int64_t p, int64_t d) {
     int64_t OH, OW;
-    if (OC < 0 || !conv_dims(N, C, H, W, KH, KW, s, p, &OH, &OW)) return PK_ERR_SHAPE;
+    if (OC < 0 || !conv_dims(N, C, H, W, KH, KW, s, p, d, &OH, &OW)) return PK_ERR_SHAPE;
     return PK_OK;
 }
 
@@ -289,20 +303,21 @@ static pk_status run_chunks(fused_ctx *f, pk_range_fn fn) {
 // Forward of a padded convolution with the per-channel epilogue of pk_conv2d_implicit_forward_f32.
 // Narrow output rows with large weights go through the implicit GEMM, which packs the weights once
 // for the whole batch (chunked im2col re-packs them for every chunk of a few small images) and whose
-// patch gather does not depend on the row length. Other stride-1 convolutions run the direct kernels
-// of conv_direct.c on AVX2 machines (no patches at all). Everything else runs chunked im2col + GEMM
-// with the padding folded into im2col.
+// patch gather does not depend on the row length. Other undilated stride-1 convolutions run the
+// direct kernels of conv_direct.c on AVX2 machines (no patches at all). Everything else — wide rows
+// with stride > 1, small weights (few output channels to share each gathered patch) and dilated
+// kernels — runs chunked im2col + GEMM with the padding and the dilation folded into im2col.
 #define CONV_WIDE_ROWS 20
 #define CONV_IMPLICIT_MIN_WEIGHTS (64 * 64 * 9)
 
-pk_status pk_conv2d_padded_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH, int64_t KW,
-                                       int64_t s, int64_t p, int relu, const float *x, const float *w,
-                                       const uint8_t *mask, const float *scale, const float *shift, float *y) {
-    pk_status st = conv_check(N, C, H, W, OC, KH, KW, s, p);
+pk_status pk_conv2d_dilated_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH, int64_t KW,
+                                        int64_t s, int64_t p, int64_t d, int relu, const float *x, const float *w,
+                                        const uint8_t *mask, const float *scale, const float *shift, float *y) {
+    pk_status st = conv_check(N, C, H, W, OC, KH, KW, s, p, d);
     if (st != PK_OK) return st;
-    const int64_t OW = (W + 2 * p - KW) / s + 1;
-    const int implicit = (OW < CONV_WIDE_ROWS && OC * C * KH * KW >= CONV_IMPLICIT_MIN_WEIGHTS) || C == 0;
-    if (!implicit && pk_conv2d_direct_eligible(C, KH, KW, s, p)) {
+    const int64_t OW = (W + 2 * p - d * (KW - 1) - 1) / s + 1;
+    const int implicit = d == 1 && OW < CONV_WIDE_ROWS && OC * C * KH * KW >= CONV_IMPLICIT_MIN_WEIGHTS;
+    if (d == 1 && !implicit && pk_conv2d_direct_eligible(C, KH, KW, s, p)) {
         if (N == 0 || OC == 0) return PK_OK;
         if (!x || !w || !y) return PK_ERR_NULL;
         const int64_t OH = (H + 2 * p - KH) / s + 1;
@@ -315,9 +330,13 @@ pk_status pk_conv2d_padded_forward_f32(int64_t N, int64_t C, int64_t H, int64_t 
     }
     if (implicit)
         return pk_conv2d_implicit_forward_f32(N, C, H, W, OC, KH, KW, s, p, relu, x, w, mask, scale, shift, y);
+    // no input channel: y = act(shift) whatever the taps, so the window's extent stands for the kernel
+    if (C == 0)
+        return pk_conv2d_implicit_forward_f32(N, C, H, W, OC, d * (KH - 1) + 1, d * (KW - 1) + 1, s, p, relu, x, w, mask,
+                                              scale, shift, y);
     if (N == 0 || OC == 0) return PK_OK;
     if (!x || !w || !y) return PK_ERR_NULL;
-    fused_ctx f = {.N = N, .C = C, .H = H, .W = W, .OC = OC, .KH = KH, .KW = KW, .s = s, .p = p,
+    fused_ctx f = {.N = N, .C = C, .H = H, .W = W, .OC = OC, .KH = KH, .KW = KW, .s = s, .p = p, .d = d,
                    .x = x, .w = w, .bias = shift, .scale = scale, .relu = relu != 0, .mask = mask, .y = y};
     fused_plan(&f);
     size_t yb = (size_t)(N * OC * f.P) * 4;
@@ -328,14 +347,20 @@ pk_status pk_conv2d_padded_forward_f32(int64_t N, int64_t C, int64_t H, int64_t 
     return run_chunks(&f, fused_forward_range);
 }
 
+pk_status pk_conv2d_padded_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH, int64_t KW,
+                                       int64_t s, int64_t p, int relu, const float *x, const float *w,
+                                       const uint8_t *mask, const float *scale, const float *shift, float *y) {
+    return pk_conv2d_dilated_forward_f32(N, C, H, W, OC, KH, KW, s, p, 1, relu, x, w, mask, scale, shift, y);
+}
+
 pk_status pk_conv2d_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH, int64_t KW,
                                 int64_t s, const float *x, const float *w, const uint8_t *mask,
                                 const float *bias, float *y) {
-    pk_status st = conv_check(N, C, H, W, OC, KH, KW, s, 0);
+    pk_status st = conv_check(N, C, H, W, OC, KH, KW, s, 0, 1);
     if (st != PK_OK) return st;
     if (N == 0 || OC == 0) return PK_OK;
     if (!x || !w || !y) return PK_ERR_NULL;
-    fused_ctx f = {.N = N, .C = C, .H = H, .W = W, .OC = OC, .KH = KH, .KW = KW, .s = s,
+    fused_ctx f = {.N = N, .C = C, .H = H, .W = W, .OC = OC, .KH = KH, .KW = KW, .s = s, .d = 1,
                    .x = x, .w = w, .bias = bias, .mask = mask, .y = y};
     fused_plan(&f);
     size_t yb = (size_t)(N * OC * f.P) * 4;
@@ -374,16 +399,16 @@ static void dw_reduce_range(void *v, int64_t b, int64_t e) {
     }
 }
 
-pk_status pk_conv2d_padded_backward_update_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH,
-                                               int64_t KW, int64_t s, int64_t p, const float *x, const float *w,
-                                               const uint8_t *mask, const float *dy, float *dw, float *db, float *dx,
-                                               const pk_update_desc *u) {
-    pk_status st = conv_check(N, C, H, W, OC, KH, KW, s, p);
+pk_status pk_conv2d_dilated_backward_update_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH,
+                                                int64_t KW, int64_t s, int64_t p, int64_t d, const float *x, const float *w,
+                                                const uint8_t *mask, const float *dy, float *dw, float *db, float *dx,
+                                                const pk_update_desc *u) {
+    pk_status st = conv_check(N, C, H, W, OC, KH, KW, s, p, d);
     if (st != PK_OK) return st;
     if (u && (st = pk_update_check(u)) != PK_OK) return st;
     if (OC == 0) return PK_OK;
     if (!w || (!dw && !u) || (N > 0 && (!x || !dy))) return PK_ERR_NULL;
-    fused_ctx f = {.N = N, .C = C, .H = H, .W = W, .OC = OC, .KH = KH, .KW = KW, .s = s, .p = p,
+    fused_ctx f = {.N = N, .C = C, .H = H, .W = W, .OC = OC, .KH = KH, .KW = KW, .s = s, .p = p, .d = d,
                    .x = x, .w = w, .dy = dy, .mask = mask, .dx = dx};
     fused_plan(&f);
     size_t wb = (size_t)(OC * f.K) * 4, xb = (size_t)(N * C * H * W) * 4, yb = (size_t)(N * OC * f.P) * 4;
@@ -417,7 +442,7 @@ pk_status pk_conv2d_padded_backward_update_f32(int64_t N, int64_t C, int64_t H, 
         for (int64_t i = 0; i < OC * f.K; i++) partials[i] = 0.0f;
         f.chunks = 1;
     } else {
-        if (pk_conv2d_direct_eligible(C, KH, KW, s, p)) {
+        if (d == 1 && pk_conv2d_direct_eligible(C, KH, KW, s, p)) {
             const int64_t per = pk_conv2d_direct_wgrad_chunks(N, C, H, W, KH, KW, p);
             f.chunks = (N + per - 1) / per;
             partials = pk_scratch(6, (size_t)(f.chunks * OC * f.K) * sizeof(float));
@@ -436,6 +461,13 @@ pk_status pk_conv2d_padded_backward_update_f32(int64_t N, int64_t C, int64_t H, 
     if (u) r.uc = pk_update_prepare(u);
     pk_parallel_for(OC * f.K, 4096, dw_reduce_range, &r);
     return PK_OK;
+}
+
+pk_status pk_conv2d_padded_backward_update_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH,
+                                               int64_t KW, int64_t s, int64_t p, const float *x, const float *w,
+                                               const uint8_t *mask, const float *dy, float *dw, float *db, float *dx,
+                                               const pk_update_desc *u) {
+    return pk_conv2d_dilated_backward_update_f32(N, C, H, W, OC, KH, KW, s, p, 1, x, w, mask, dy, dw, db, dx, u);
 }
 
 pk_status pk_conv2d_backward_update_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH,

@@ -1,5 +1,5 @@
 // Grouped convolution (groups > 1, depthwise when groups = C = OC) on an input that is already
-// padded: direct loops, since each group's GEMM is too small for the packed path. Forward: one
+// padded, stride s, dilation d (tap (kh, kw) of output (oh, ow) reads pixel (oh·s + kh·d, ow·s + kw·d)): direct loops, since each group's GEMM is too small for the packed path. Forward: one
 // thread per (image, output channel) plane; weight gradient: one thread per output channel, images
 // summed in order; input gradient: one thread per (image, input channel) plane, gathering in a
 // fixed order. Identical bits for any thread count.
@@ -7,7 +7,7 @@
 #include <string.h>
 
 typedef struct {
-    int64_t N, C, H, W, OC, K, s, G, OH, OW, CG, OCG;
+    int64_t N, C, H, W, OC, K, s, d, G, OH, OW, CG, OCG;
     const float *x, *w, *bias, *dy;
     const uint8_t *mask;
     float *y, *dw, *dx;
@@ -29,7 +29,7 @@ static void gconv_fwd_range(void *v, int64_t b, int64_t e) {
                     float a = wt(c, ((oc * c->CG + j) * c->K + kh) * c->K + kw);
                     if (a == 0.0f) continue;
                     for (int64_t oh = 0; oh < c->OH; oh++) {
-                        const float *xr = x + (oh * c->s + kh) * c->W + kw;
+                        const float *xr = x + (oh * c->s + kh * c->d) * c->W + kw * c->d;
                         float *yr = y + oh * c->OW;
                         if (c->s == 1) for (int64_t ow = 0; ow < c->OW; ow++) yr[ow] += a * xr[ow];
                         else for (int64_t ow = 0; ow < c->OW; ow++) yr[ow] += a * xr[ow * c->s];
@@ -54,7 +54,7 @@ static void gconv_dw_range(void *v, int64_t b, int64_t e) {
                         const float *dy = c->dy + (n * c->OC + oc) * c->OH * c->OW;
                         float part = 0.0f;
                         for (int64_t oh = 0; oh < c->OH; oh++) {
-                            const float *xr = x + (oh * c->s + kh) * c->W + kw;
+                            const float *xr = x + (oh * c->s + kh * c->d) * c->W + kw * c->d;
                             const float *dr = dy + oh * c->OW;
                             for (int64_t ow = 0; ow < c->OW; ow++) part += dr[ow] * xr[ow * c->s];
                         }
@@ -78,7 +78,7 @@ static void gconv_dx_range(void *v, int64_t b, int64_t e) {
                     float a = wt(c, ((oc * c->CG + j) * c->K + kh) * c->K + kw);
                     if (a == 0.0f) continue;
                     for (int64_t oh = 0; oh < c->OH; oh++) {
-                        float *xr = dx + (oh * c->s + kh) * c->W + kw;
+                        float *xr = dx + (oh * c->s + kh * c->d) * c->W + kw * c->d;
                         const float *dr = dy + oh * c->OW;
                         for (int64_t ow = 0; ow < c->OW; ow++) xr[ow * c->s] += a * dr[ow];
                     }
@@ -88,18 +88,21 @@ static void gconv_dx_range(void *v, int64_t b, int64_t e) {
 }
 
 static pk_status gconv_setup(gconv_ctx *c, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t K, int64_t s,
-                             int64_t G) {
-    if (N < 0 || C < 1 || OC < 1 || K < 1 || s < 1 || G < 1 || C % G || OC % G || H < K || W < K) return PK_ERR_SHAPE;
-    *c = (gconv_ctx){.N = N, .C = C, .H = H, .W = W, .OC = OC, .K = K, .s = s, .G = G,
-                     .OH = (H - K) / s + 1, .OW = (W - K) / s + 1, .CG = C / G, .OCG = OC / G};
+                             int64_t d, int64_t G) {
+    if (N < 0 || C < 1 || OC < 1 || K < 1 || s < 1 || d < 1 || G < 1 || C % G || OC % G) return PK_ERR_SHAPE;
+    if (K > (INT32_MAX - 1) / d) return PK_ERR_SHAPE;
+    const int64_t E = d * (K - 1) + 1; // the window's extent
+    if (H < E || W < E) return PK_ERR_SHAPE;
+    *c = (gconv_ctx){.N = N, .C = C, .H = H, .W = W, .OC = OC, .K = K, .s = s, .d = d, .G = G,
+                     .OH = (H - E) / s + 1, .OW = (W - E) / s + 1, .CG = C / G, .OCG = OC / G};
     return PK_OK;
 }
 
 pk_status pk_conv2d_grouped_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t K, int64_t s,
-                                        int64_t G, const float *x, const float *w, const uint8_t *mask, const float *bias,
+                                        int64_t d, int64_t G, const float *x, const float *w, const uint8_t *mask, const float *bias,
                                         float *y) {
     gconv_ctx c;
-    pk_status st = gconv_setup(&c, N, C, H, W, OC, K, s, G);
+    pk_status st = gconv_setup(&c, N, C, H, W, OC, K, s, d, G);
     if (st != PK_OK) return st;
     if (N == 0) return PK_OK;
     if (!x || !w || !y) return PK_ERR_NULL;
@@ -110,10 +113,10 @@ pk_status pk_conv2d_grouped_forward_f32(int64_t N, int64_t C, int64_t H, int64_t
 }
 
 pk_status pk_conv2d_grouped_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t K, int64_t s,
-                                         int64_t G, const float *x, const float *w, const uint8_t *mask, const float *dy,
+                                         int64_t d, int64_t G, const float *x, const float *w, const uint8_t *mask, const float *dy,
                                          float *dw, float *dx) {
     gconv_ctx c;
-    pk_status st = gconv_setup(&c, N, C, H, W, OC, K, s, G);
+    pk_status st = gconv_setup(&c, N, C, H, W, OC, K, s, d, G);
     if (st != PK_OK) return st;
     if (!x || !w || !dy) return PK_ERR_NULL;
     size_t dyb = (size_t)(N * OC * c.OH * c.OW) * 4, xb = (size_t)(N * C * H * W) * 4;

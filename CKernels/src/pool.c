@@ -1,14 +1,17 @@
-// Max pooling, k×k window with stride k (floor mode), with argmax indices for the backward pass.
+// Max pooling: k×k windows with stride s and implicit padding p (floor mode, PyTorch's MaxPool2d and
+// ONNX's MaxPool): output (oh, ow) takes the maximum of the pixels (oh·s − p + i, ow·s − p + j),
+// i, j < k, that lie inside the image (the padding never wins: it acts as −∞), with its argmax index
+// for the backward pass. 2p ≤ k keeps at least one real pixel in every window.
 #include "internal.h"
 #include <string.h>
 
-typedef struct { int64_t N, C, H, W, k, OH, OW; const float *x; const float *dy; float *y; int32_t *idx; const int32_t *cidx; } pool_ctx;
+typedef struct { int64_t N, C, H, W, k, s, p, OH, OW; const float *x; const float *dy; float *y; int32_t *idx; const int32_t *cidx; } pool_ctx;
 
 // Window update: t replaces the running max when larger, or when it is the first NaN seen.
 #define PK_POOL_TAKE(t, bv) ((t) > (bv) || ((t) != (t) && (bv) == (bv)))
 
 static void pool2_fwd_plane(const float *x, float *y, int32_t *id, int64_t W, int64_t OH, int64_t OW) {
-    // OH×OW outputs of one plane, 2×2 windows: (0,0) (0,1) (1,0) (1,1) in scan order
+    // OH×OW outputs of one plane, 2×2 windows with stride 2, no padding: (0,0) (0,1) (1,0) (1,1) in scan order
     for (int64_t oh = 0; oh < OH; oh++) {
         const float *r0 = x + 2 * oh * W, *r1 = r0 + W;
         for (int64_t ow = 0; ow < OW; ow++) {
@@ -28,9 +31,9 @@ static void pool2_fwd_plane(const float *x, float *y, int32_t *id, int64_t W, in
 }
 
 static void pool_fwd_range(void *v, int64_t b, int64_t e) {
-    // planes [b, e) of N·C: each OH×OW output scans its k×k window in row order
+    // planes [b, e) of N·C: each OH×OW output scans the in-image part of its window in row order
     const pool_ctx *c = v;
-    if (c->k == 2) {
+    if (c->k == 2 && c->s == 2 && c->p == 0) {
         for (int64_t q = b; q < e; q++)
             pool2_fwd_plane(c->x + q * c->H * c->W, c->y + q * c->OH * c->OW, c->idx + q * c->OH * c->OW, c->W,
                             c->OH, c->OW);
@@ -40,37 +43,48 @@ static void pool_fwd_range(void *v, int64_t b, int64_t e) {
         const float *x = c->x + q * c->H * c->W;
         float *y = c->y + q * c->OH * c->OW;
         int32_t *id = c->idx + q * c->OH * c->OW;
-        for (int64_t oh = 0; oh < c->OH; oh++)
+        for (int64_t oh = 0; oh < c->OH; oh++) {
+            const int64_t h0 = PK_MAX(oh * c->s - c->p, (int64_t)0), h1 = PK_MIN(oh * c->s - c->p + c->k, c->H);
             for (int64_t ow = 0; ow < c->OW; ow++) {
-                int64_t best = oh * c->k * c->W + ow * c->k;
+                const int64_t w0 = PK_MAX(ow * c->s - c->p, (int64_t)0), w1 = PK_MIN(ow * c->s - c->p + c->k, c->W);
+                int64_t best = h0 * c->W + w0;
                 float bv = x[best];
-                for (int64_t i = 0; i < c->k; i++)
-                    for (int64_t j = 0; j < c->k; j++) {
-                        int64_t at = (oh * c->k + i) * c->W + ow * c->k + j;
+                for (int64_t i = h0; i < h1; i++)
+                    for (int64_t j = w0; j < w1; j++) {
+                        int64_t at = i * c->W + j;
                         float t = x[at];
                         if (PK_POOL_TAKE(t, bv)) { bv = t; best = at; }
                     }
                 y[oh * c->OW + ow] = bv;
                 id[oh * c->OW + ow] = (int32_t)best;
             }
+        }
     }
 }
 
-pk_status pk_maxpool2d_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t k,
+static int pool_dims(int64_t N, int64_t C, int64_t H, int64_t W, int64_t k, int64_t s, int64_t p, int64_t *OH, int64_t *OW) {
+    if (N < 0 || C < 0 || H < 1 || W < 1 || k < 1 || s < 1 || p < 0 || 2 * p > k) return 0;
+    if (k > H + 2 * p || k > W + 2 * p || H * W > INT32_MAX) return 0;
+    *OH = (H + 2 * p - k) / s + 1;
+    *OW = (W + 2 * p - k) / s + 1;
+    return 1;
+}
+
+pk_status pk_maxpool2d_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t k, int64_t s, int64_t p,
                                    const float *x, float *y, int32_t *idx) {
-    if (N < 0 || C < 0 || H < 0 || W < 0 || k < 1 || k > H || k > W) return PK_ERR_SHAPE;
-    if (H * W > INT32_MAX) return PK_ERR_SHAPE;
+    int64_t OH, OW;
+    if (!pool_dims(N, C, H, W, k, s, p, &OH, &OW)) return PK_ERR_SHAPE;
     if (N == 0 || C == 0) return PK_OK;
     if (!x || !y || !idx) return PK_ERR_NULL;
-    int64_t OH = H / k, OW = W / k;
     if (pk_overlaps(x, (size_t)(N * C * H * W) * 4, y, (size_t)(N * C * OH * OW) * 4)) return PK_ERR_ALIAS;
-    pool_ctx c = {N, C, H, W, k, OH, OW, x, NULL, y, idx, NULL};
+    pool_ctx c = {N, C, H, W, k, s, p, OH, OW, x, NULL, y, idx, NULL};
     pk_parallel_for(N * C, 8, pool_fwd_range, &c);
     return PK_OK;
 }
 
 static void pool_bwd_range(void *v, int64_t b, int64_t e) {
-    // planes [b, e): zero the plane, then add each output gradient at its argmax
+    // planes [b, e): zero the plane, then add each output gradient at its argmax, outputs in order
+    // (overlapping windows, s < k, may share an argmax)
     const pool_ctx *c = v;
     for (int64_t q = b; q < e; q++) {
         float *dx = c->y + q * c->H * c->W;
@@ -84,14 +98,14 @@ static void pool_bwd_range(void *v, int64_t b, int64_t e) {
     }
 }
 
-pk_status pk_maxpool2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t k,
+pk_status pk_maxpool2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t k, int64_t s, int64_t p,
                                     const float *dy, const int32_t *idx, float *dx) {
-    if (N < 0 || C < 0 || H < 0 || W < 0 || k < 1 || k > H || k > W) return PK_ERR_SHAPE;
+    int64_t OH, OW;
+    if (!pool_dims(N, C, H, W, k, s, p, &OH, &OW)) return PK_ERR_SHAPE;
     if (N == 0 || C == 0) return PK_OK;
     if (!dy || !idx || !dx) return PK_ERR_NULL;
-    int64_t OH = H / k, OW = W / k;
     if (pk_overlaps(dx, (size_t)(N * C * H * W) * 4, dy, (size_t)(N * C * OH * OW) * 4)) return PK_ERR_ALIAS;
-    pool_ctx c = {N, C, H, W, k, OH, OW, NULL, dy, dx, NULL, idx};
+    pool_ctx c = {N, C, H, W, k, s, p, OH, OW, NULL, dy, dx, NULL, idx};
     pk_parallel_for(N * C, 8, pool_bwd_range, &c);
     return PK_OK;
 }

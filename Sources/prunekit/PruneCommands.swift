@@ -36,7 +36,7 @@ func importanceFor(_ method: PruningRequest.Method, model: Model, data: LabeledI
 
 struct PruneCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "prune", abstract: "Prune a saved model; masks are kept in the output file.")
-    @Option(name: .customLong("model-file"), help: "Input model (safetensors).") var modelFile: String?
+    @Option(name: .customLong("model-file"), help: "Input model: a PruneKit model file (safetensors) or an ONNX file (.onnx, written back as --out P.onnx).") var modelFile: String?
     @Option(help: "Sentence encoder folder (all-MiniLM-L6-v2) instead of --model-file; --out is then a folder.")
     var model: String?
     @Option(help: "Sentences (one per line) for wanda / taylor statistics and bias compensation, with --model.")
@@ -78,6 +78,10 @@ struct PruneCommand: ParsableCommand {
             guard let sc = PruningRequest.Scope(rawValue: scope ?? "global") else { throw ValidationError("--scope must be layer or global") }
             let request = PruningRequest(method: m, structure: try PruningRequest.Structure(parsing: structure), scope: sc,
                                          amount: try parseAmount(amount), seed: seed)
+            if modelFile.lowercased().hasSuffix(".onnx") {
+                try pruneONNX(modelFile, request)
+                return
+            }
             try AtomicFile.checkWritable(out)
             var (model, meta) = try ModelFile.load(modelFile)
             let contract = try normalization.forFile(modelFile, metadata: meta)
@@ -121,7 +125,9 @@ struct FineTune: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "finetune",
         abstract: "Fine-tune a model with its masks fixed (Adam, cosine-decayed lr; distillation with --teacher).")
-    @Option(name: .customLong("model-file"), help: "Input model.") var modelFile: String?
+    @Option(name: .customLong("model-file"), help: "Input model: a PruneKit model file, or an ONNX file (.onnx; then --data may be an .npz or .safetensors file with x and y, and --out a .onnx file).")
+    var modelFile: String?
+    @Option(help: "ONNX models: test set (.npz or .safetensors with x and y) for accuracy before and after.") var testData: String?
     @Option(help: "Pruned sentence encoder folder (instead of --model-file): distilled from --teacher on --input.")
     var model: String?
     @Option(help: "Sentences (one per line) for distilling a sentence encoder.") var input: String?
@@ -131,7 +137,7 @@ struct FineTune: ParsableCommand {
     @Option(parsing: .unconditional, help: "Epochs.") var epochs: Int = 2
     @Option(parsing: .unconditional, help: "Peak learning rate (cosine-decayed to 0).") var lr: Float = 3e-3
     @Option(parsing: .unconditional, help: "Batch size.") var batch: Int = 128
-    @Option(help: "Dense model to distil from (its logits).") var teacher: String?
+    @Option(help: "Dense model to distil from (its logits): a model file, or an ONNX file for ONNX students.") var teacher: String?
     @Option(help: "Random seed (shuffling).") var seed: UInt64 = 0
     @Option(help: "Output model file.") var out: String
     @Option(help: "Distillation weight of the label loss (1 − alpha goes to the teacher's logits).") var kdAlpha: Float = 0.5
@@ -171,6 +177,11 @@ struct FineTune: ParsableCommand {
                 return
             }
             guard let modelFile else { return }
+            if modelFile.lowercased().hasSuffix(".onnx") {
+                try fineTuneONNX(modelFile)
+                return
+            }
+            if testData != nil { throw ValidationError("--test-data is for ONNX models (PruneKit model files evaluate on Fashion-MNIST)") }
             try AtomicFile.checkWritable(out)
             if let checkpoint { try AtomicFile.checkWritable(checkpoint) }
             var (model, meta) = try ModelFile.load(modelFile)

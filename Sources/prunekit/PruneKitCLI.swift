@@ -89,7 +89,7 @@ struct Info: ParsableCommand {
 }
 
 struct DataOption: ParsableArguments {
-    @Option(help: "Folder with the Fashion-MNIST IDX files (.gz or raw).")
+    @Option(help: "Folder with the Fashion-MNIST IDX files (.gz or raw); for finetune of an ONNX model also an .npz or .safetensors file with x and y.")
     var data: String = FashionMNIST.defaultDirectory
 }
 

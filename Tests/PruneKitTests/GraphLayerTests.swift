@@ -314,9 +314,11 @@ final class GraphLayerTests: XCTestCase {
 
     func testGroupedConvolutionKernelsMatchReference() {
         var rng = TestRNG(31)
-        for (n, c, h, w, oc, k, s, g) in [(2, 6, 7, 7, 6, 3, 1, 6), (3, 8, 9, 8, 8, 3, 2, 8), (2, 6, 6, 6, 9, 3, 1, 3),
-                                          (1, 4, 5, 5, 8, 1, 1, 2), (2, 4, 8, 8, 4, 5, 2, 4)] {
-            let oh = (h - k) / s + 1, ow = (w - k) / s + 1
+        for (n, c, h, w, oc, k, s, d, g) in [(2, 6, 7, 7, 6, 3, 1, 1, 6), (3, 8, 9, 8, 8, 3, 2, 1, 8), (2, 6, 6, 6, 9, 3, 1, 1, 3),
+                                             (1, 4, 5, 5, 8, 1, 1, 1, 2), (2, 4, 8, 8, 4, 5, 2, 1, 4), (2, 6, 9, 8, 6, 3, 1, 2, 6),
+                                             (2, 6, 11, 11, 9, 3, 2, 3, 3), (1, 4, 7, 9, 8, 2, 1, 4, 2)] {
+            let e = d * (k - 1) + 1
+            let oh = (h - e) / s + 1, ow = (w - e) / s + 1
             let x = rng.floats(n * c * h * w), wt = rng.floats(oc * c / g * k * k), b = rng.floats(oc), dy = rng.floats(n * oc * oh * ow)
             let mask = rng.mask(wt.count, keep: 0.7)
             var y1 = [Float](repeating: .nan, count: n * oc * oh * ow), y2 = y1
@@ -324,15 +326,15 @@ final class GraphLayerTests: XCTestCase {
             for threads in [1, 2] {
                 withThreads(threads) {
                     XCTAssertEqual(pk_conv2d_grouped_forward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(s),
-                                                                 Int64(g), x, wt, mask, b, &y1), PK_OK)
+                                                                 Int64(d), Int64(g), x, wt, mask, b, &y1), PK_OK)
                     XCTAssertEqual(pk_conv2d_grouped_backward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(s),
-                                                                  Int64(g), x, wt, mask, dy, &dw1, &dx1), PK_OK)
+                                                                  Int64(d), Int64(g), x, wt, mask, dy, &dw1, &dx1), PK_OK)
                 }
                 XCTAssertEqual(pk_ref_conv2d_grouped_forward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(s),
-                                                                 Int64(g), x, wt, mask, b, &y2), PK_OK)
+                                                                 Int64(d), Int64(g), x, wt, mask, b, &y2), PK_OK)
                 XCTAssertEqual(pk_ref_conv2d_grouped_backward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(s),
-                                                                  Int64(g), x, wt, mask, dy, &dw2, &dx2), PK_OK)
-                let label = "grouped \(c)→\(oc) k\(k) s\(s) g\(g) threads \(threads)"
+                                                                  Int64(d), Int64(g), x, wt, mask, dy, &dw2, &dx2), PK_OK)
+                let label = "grouped \(c)→\(oc) k\(k) s\(s) d\(d) g\(g) threads \(threads)"
                 assertClose(y1, y2, rtol: 1e-5, atol: 1e-5, label)
                 assertClose(dw1, dw2, rtol: 1e-4, atol: 1e-5, label + " dW")
                 assertClose(dx1, dx2, rtol: 1e-4, atol: 1e-5, label + " dx")
@@ -340,8 +342,13 @@ final class GraphLayerTests: XCTestCase {
             }
         }
         var y = [Float](repeating: 0, count: 4)
-        XCTAssertEqual(pk_conv2d_grouped_forward_f32(1, 3, 3, 3, 4, 3, 1, 2, [Float](repeating: 0, count: 27),
+        XCTAssertEqual(pk_conv2d_grouped_forward_f32(1, 3, 3, 3, 4, 3, 1, 1, 2, [Float](repeating: 0, count: 27),
                                                      [Float](repeating: 0, count: 18), nil, nil, &y), PK_ERR_SHAPE)
+        XCTAssertEqual(pk_conv2d_grouped_forward_f32(1, 2, 4, 4, 2, 3, 1, 2, 2, [Float](repeating: 0, count: 32),
+                                                     [Float](repeating: 0, count: 18), nil, nil, &y), PK_ERR_SHAPE,
+                       "a dilated window (5) wider than the padded input (4)")
+        XCTAssertEqual(pk_conv2d_grouped_forward_f32(1, 2, 4, 4, 2, 3, 1, 0, 2, [Float](repeating: 0, count: 32),
+                                                     [Float](repeating: 0, count: 18), nil, nil, &y), PK_ERR_SHAPE, "dilation 0")
     }
 
     func testGroupedAndDepthwiseConvolutionGradients() throws {
@@ -351,5 +358,55 @@ final class GraphLayerTests: XCTestCase {
             XCTAssertEqual(conv.weight.shape, [o, c / groups, k, k])
             try checkGradients(conv, .uniform([2, c, 6, 5], -1, 1, rng: &g), tol: 5e-3)
         }
+    }
+
+    /// Dilated convolutions against central differences: dense (implicit-GEMM-free im2col path),
+    /// strided, grouped and depthwise (direct path), and executed sparsely on masked weights.
+    func testDilatedConvolutionGradients() throws {
+        var g = SeededGenerator(seed: 14)
+        for (c, o, k, s, p, d, groups) in [(3, 4, 3, 1, 2, 2, 1), (3, 5, 3, 2, 1, 2, 1), (2, 3, 2, 1, 0, 3, 1), (6, 6, 3, 1, 2, 2, 6),
+                                           (4, 8, 3, 2, 3, 3, 2)] {
+            let conv = Conv2d(c, o, kernelSize: k, stride: s, padding: p, dilation: d, groups: groups, rng: &g)
+            let x = Tensor.uniform([2, c, 9, 8], -1, 1, rng: &g)
+            let e = d * (k - 1) + 1
+            let y = try conv.forward(x, training: false)
+            XCTAssertEqual(y.shape, [2, o, (9 + 2 * p - e) / s + 1, (8 + 2 * p - e) / s + 1], conv.summary)
+            try checkGradients(conv, x, tol: 5e-3)
+        }
+        // sparse execution of a masked dilated convolution: the same function and gradients
+        let conv = Conv2d(4, 6, kernelSize: 3, padding: 2, dilation: 2, rng: &g)
+        var mrng = TestRNG(5)
+        try conv.weight.setMask(Mask(shape: conv.weight.shape, kept: mrng.mask(conv.weight.count, keep: 0.2).map { $0 != 0 }))
+        let x = Tensor.uniform([2, 4, 7, 7], -1, 1, rng: &g)
+        conv.execution = .dense
+        let dense = try conv.forward(x, training: false)
+        conv.execution = .sparse
+        let sparse = try conv.forward(x, training: false)
+        assertClose(sparse.scalars, dense.scalars, rtol: 1e-5, atol: 1e-5, "sparse vs dense dilated forward")
+        // the input gradient of the sparse path (im2col / col2im with the dilation) equals the dense one,
+        // whose gradients the loop above checks against finite differences
+        var rrng = TestRNG(6)
+        let r = tensor(dense.shape, rrng.floats(dense.count))
+        _ = try conv.forward(x, training: true)
+        let dxSparse = try XCTUnwrap(try conv.backward(r, needInputGradient: true))
+        conv.execution = .dense
+        _ = try conv.forward(x, training: true)
+        let dxDense = try XCTUnwrap(try conv.backward(r, needInputGradient: true))
+        assertClose(dxSparse.scalars, dxDense.scalars, rtol: 1e-5, atol: 1e-5, "sparse vs dense dilated input gradient")
+        try checkGradients(conv, x, tol: 5e-3)
+    }
+
+    /// torchvision's stem pool (3×3, stride 2, padding 1: overlapping windows, a padded border)
+    /// against central differences; distinct inputs keep every argmax still under ±eps.
+    func testMaxPoolWithStrideAndPaddingGradients() throws {
+        var g = SeededGenerator(seed: 15)
+        var vals: [Float] = (0..<(2 * 3 * 7 * 8)).map { (i: Int) -> Float in Float(i) * 0.05 - 4 }
+        vals.shuffle(using: &g)
+        let pool = try MaxPool2d(3, stride: 2, padding: 1)
+        let x = tensor([2, 3, 7, 8], vals)
+        XCTAssertEqual(try pool.forward(x, training: false).shape, [2, 3, 4, 4])
+        try checkGradients(pool, x, eps: 1e-3)
+        XCTAssertThrowsError(try MaxPool2d(3, stride: 2, padding: 2), "padding above half the kernel")
+        XCTAssertThrowsError(try MaxPool2d(3, stride: 0))
     }
 }

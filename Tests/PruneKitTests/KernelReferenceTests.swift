@@ -232,24 +232,110 @@ final class KernelReferenceTests: XCTestCase {
         }
     }
 
+    /// Max pooling with stride = kernel (the 2×2 fast path and the general loop) and with strides and
+    /// paddings of their own (torchvision's 3×3/2 pad-1 stem pool, overlapping windows whose argmax
+    /// is shared), against the reference; NaN propagates and ties go to the first in scan order.
     func testMaxPoolMatchesReference() {
         var rng = TestRNG(5)
-        for (n, c, h, w, k) in [(1, 1, 2, 2, 2), (2, 3, 7, 9, 2), (4, 32, 24, 24, 2), (1, 2, 9, 9, 3)] {
+        for (n, c, h, w, k, s, p) in [(1, 1, 2, 2, 2, 2, 0), (2, 3, 7, 9, 2, 2, 0), (4, 32, 24, 24, 2, 2, 0), (1, 2, 9, 9, 3, 3, 0),
+                                      (2, 3, 16, 16, 3, 2, 1), (2, 3, 15, 11, 3, 2, 1), (1, 2, 5, 5, 3, 1, 1), (1, 1, 1, 1, 3, 2, 1),
+                                      (2, 2, 8, 7, 2, 1, 1), (1, 3, 9, 6, 4, 3, 2), (1, 1, 3, 3, 1, 2, 0)] {
             var x = rng.floats(n * c * h * w)
-            x[0] = x[1] // a tie: the first in scan order wins
-            let oh = h / k, ow = w / k
+            if x.count > 1 { x[0] = x[1] } // a tie: the first in scan order wins
+            if x.count > 7 { x[7] = .nan }
+            let oh = (h + 2 * p - k) / s + 1, ow = (w + 2 * p - k) / s + 1
             var y1 = [Float](repeating: 0, count: n * c * oh * ow), y2 = y1
             var i1 = [Int32](repeating: 0, count: y1.count), i2 = i1
-            XCTAssertEqual(pk_maxpool2d_forward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), x, &y1, &i1), PK_OK)
-            XCTAssertEqual(pk_ref_maxpool2d_forward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), x, &y2, &i2), PK_OK)
-            XCTAssertEqual(y1, y2)
-            XCTAssertEqual(i1, i2)
+            let what = "maxpool \(n),\(c),\(h),\(w) k\(k) s\(s) p\(p)"
+            XCTAssertEqual(pk_maxpool2d_forward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(s), Int64(p), x, &y1, &i1), PK_OK)
+            XCTAssertEqual(pk_ref_maxpool2d_forward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(s), Int64(p), x, &y2, &i2), PK_OK)
+            XCTAssertEqual(y1.map(\.bitPattern), y2.map(\.bitPattern), what)
+            XCTAssertEqual(i1, i2, what)
+            if x.count > 7, s <= k { XCTAssertTrue(y1.contains { $0.isNaN }, what + ": NaN propagates") } // every pixel in some window
             let dy = rng.floats(y1.count)
             var d1 = [Float](repeating: .nan, count: x.count), d2 = d1
-            XCTAssertEqual(pk_maxpool2d_backward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), dy, i1, &d1), PK_OK)
-            XCTAssertEqual(pk_ref_maxpool2d_backward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), dy, i1, &d2), PK_OK)
-            XCTAssertEqual(d1, d2)
+            XCTAssertEqual(pk_maxpool2d_backward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(s), Int64(p), dy, i1, &d1), PK_OK)
+            XCTAssertEqual(pk_ref_maxpool2d_backward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(s), Int64(p), dy, i1, &d2), PK_OK)
+            XCTAssertEqual(d1.map(\.bitPattern), d2.map(\.bitPattern), what + " backward")
         }
+        // contract: padding above half the kernel, a window wider than the padded image, stride 0
+        var y = [Float](repeating: 0, count: 16), idx = [Int32](repeating: 0, count: 16)
+        let x = [Float](repeating: 1, count: 16)
+        XCTAssertEqual(pk_maxpool2d_forward_f32(1, 1, 4, 4, 3, 1, 2, x, &y, &idx), PK_ERR_SHAPE, "2p > k")
+        XCTAssertEqual(pk_maxpool2d_forward_f32(1, 1, 2, 2, 5, 1, 1, x, &y, &idx), PK_ERR_SHAPE, "k > H + 2p")
+        XCTAssertEqual(pk_maxpool2d_forward_f32(1, 1, 4, 4, 2, 0, 0, x, &y, &idx), PK_ERR_SHAPE, "stride 0")
+        XCTAssertEqual(pk_maxpool2d_forward_f32(0, 1, 4, 4, 3, 2, 1, nil, nil, nil), PK_OK, "empty batch")
+    }
+
+    /// Dilated convolution (taps d apart): im2col / col2im, the forward with its epilogue and the
+    /// backward (dw masked, db, dx) against the naive references, for dilations 1-3 with paddings,
+    /// strides, rectangular images and masks; identical bits for 1 and 2 threads; contract errors.
+    func testDilatedConvolutionMatchesReference() {
+        var rng = TestRNG(33)
+        let saved = pk_get_num_threads()
+        defer { pk_set_num_threads(saved) }
+        // (n, c, h, w, oc, k, s, p, d)
+        let shapes: [(Int, Int, Int, Int, Int, Int, Int, Int, Int)] = [
+            (1, 1, 5, 5, 1, 3, 1, 0, 2), (2, 3, 9, 7, 4, 3, 1, 2, 2), (2, 3, 11, 10, 5, 3, 2, 1, 2), (1, 2, 7, 7, 3, 2, 1, 0, 3),
+            (2, 4, 8, 9, 7, 3, 1, 3, 3), (1, 2, 3, 3, 2, 3, 1, 2, 2), (3, 5, 12, 12, 17, 3, 2, 2, 2), (2, 3, 6, 6, 4, 3, 1, 1, 1),
+            (2, 64, 6, 6, 65, 3, 1, 2, 2), (1, 2, 30, 26, 3, 5, 1, 4, 2),
+        ]
+        for (n, c, h, w, oc, k, s, p, d) in shapes {
+            let e = d * (k - 1) + 1
+            let oh = (h + 2 * p - e) / s + 1, ow = (w + 2 * p - e) / s + 1
+            let x = rng.floats(n * c * h * w), wt = rng.floats(oc * c * k * k)
+            let rows = c * k * k, cols = n * oh * ow
+            let what = "dilated \(n),\(c),\(h),\(w)→\(oc) k\(k) s\(s) p\(p) d\(d)"
+            var a = [Float](repeating: .nan, count: rows * cols), b = a
+            XCTAssertEqual(pk_im2col_dilated_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(k), Int64(s), Int64(p), Int64(d), x, &a), PK_OK)
+            XCTAssertEqual(pk_ref_im2col_dilated_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(k), Int64(s), Int64(p), Int64(d), x, &b), PK_OK)
+            XCTAssertEqual(a.map(\.bitPattern), b.map(\.bitPattern), what + " im2col")
+            let dc = rng.floats(rows * cols)
+            var dx1 = [Float](repeating: .nan, count: x.count), dx2 = dx1
+            XCTAssertEqual(pk_col2im_dilated_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(k), Int64(s), Int64(p), Int64(d), dc, &dx1), PK_OK)
+            XCTAssertEqual(pk_ref_col2im_dilated_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(k), Int64(s), Int64(p), Int64(d), dc, &dx2), PK_OK)
+            assertClose(dx1, dx2, rtol: 1e-5, atol: 1e-5, what + " col2im")
+            // forward with the epilogue
+            let scale = rng.floats(oc, 0.5, 2), shift = rng.floats(oc)
+            for (mask, sc, sh, relu) in [(nil, nil, shift, Int32(0)), (rng.mask(wt.count, keep: 0.5), scale, shift, 1)] as [([UInt8]?, [Float]?, [Float]?, Int32)] {
+                var want = [Float](repeating: .nan, count: n * oc * oh * ow)
+                XCTAssertEqual(pk_ref_conv2d_dilated_forward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(k),
+                                                                 Int64(s), Int64(p), Int64(d), relu, x, wt, mask, sc, sh, &want), PK_OK)
+                var bits: [[UInt32]] = []
+                for threads in [1, 2] {
+                    pk_set_num_threads(Int32(threads))
+                    var y = [Float](repeating: .nan, count: want.count)
+                    XCTAssertEqual(pk_conv2d_dilated_forward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(k),
+                                                                 Int64(s), Int64(p), Int64(d), relu, x, wt, mask, sc, sh, &y), PK_OK)
+                    assertClose(y, want, rtol: 1e-4, atol: Float(c * k * k) * 2e-6, what + " forward mask \(mask != nil), \(threads) threads")
+                    bits.append(y.map(\.bitPattern))
+                }
+                XCTAssertEqual(bits[0], bits[1], what + ": same bits for 1 and 2 threads")
+            }
+            // backward
+            let dy = rng.floats(n * oc * oh * ow)
+            for mask in [nil, rng.mask(oc * rows, keep: 0.5)] {
+                var dw1 = [Float](repeating: .nan, count: wt.count), dw2 = dw1, db1 = [Float](repeating: .nan, count: oc), db2 = db1
+                var gx1 = [Float](repeating: .nan, count: x.count), gx2 = gx1
+                XCTAssertEqual(pk_conv2d_dilated_backward_update_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(k),
+                                                                     Int64(s), Int64(p), Int64(d), x, wt, mask, dy, &dw1, &db1, &gx1, nil), PK_OK)
+                XCTAssertEqual(pk_ref_conv2d_dilated_backward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(k),
+                                                                  Int64(s), Int64(p), Int64(d), x, wt, mask, dy, &dw2, &db2, &gx2), PK_OK)
+                let tol = Float(max(cols, oc * k * k)) * 2e-6
+                assertClose(dw1, dw2, rtol: 1e-4, atol: tol, what + " dw mask \(mask != nil)")
+                assertClose(db1, db2, rtol: 1e-4, atol: tol, what + " db")
+                assertClose(gx1, gx2, rtol: 1e-4, atol: tol, what + " dx")
+                if let mask { XCTAssertTrue(zip(dw1, mask).allSatisfy { $1 != 0 || $0 == 0 }, what + ": masked dw is exactly 0") }
+            }
+        }
+        var y = [Float](repeating: 0, count: 64)
+        let x = [Float](repeating: 1, count: 16), wt = [Float](repeating: 1, count: 9)
+        XCTAssertEqual(pk_conv2d_dilated_forward_f32(1, 1, 4, 4, 1, 3, 3, 1, 0, 2, 0, x, wt, nil, nil, nil, &y), PK_ERR_SHAPE,
+                       "a dilated window (5) wider than the image (4)")
+        XCTAssertEqual(pk_conv2d_dilated_forward_f32(1, 1, 4, 4, 1, 3, 3, 1, 1, 0, 0, x, wt, nil, nil, nil, &y), PK_ERR_SHAPE, "dilation 0")
+        XCTAssertEqual(pk_im2col_dilated_f32(1, 1, 4, 4, 3, 3, 1, 0, 2, x, &y), PK_ERR_SHAPE)
+        XCTAssertEqual(pk_conv2d_dilated_forward_f32(1, 1, 4, 4, 1, 3, 3, 1, 1, 2, 0, nil, wt, nil, nil, nil, &y), PK_ERR_NULL)
+        XCTAssertEqual(pk_conv2d_dilated_forward_f32(0, 1, 4, 4, 1, 3, 3, 1, 1, 2, 0, nil, nil, nil, nil, nil, nil), PK_OK, "empty batch")
     }
 
     func testSoftmaxCrossEntropyMatchesReference() {

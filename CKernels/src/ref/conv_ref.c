@@ -117,12 +117,13 @@ pk_status pk_ref_crop2d_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t 
     return PK_OK;
 }
 
-// Grouped convolution (input already padded), the seven-deep loop of its definition in double.
+// Grouped convolution (input already padded, dilation d), the seven-deep loop of its definition in double.
 pk_status pk_ref_conv2d_grouped_forward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t K, int64_t s,
-                                            int64_t G, const float *x, const float *w, const uint8_t *mask,
+                                            int64_t d, int64_t G, const float *x, const float *w, const uint8_t *mask,
                                             const float *bias, float *y) {
-    if (N < 0 || C < 1 || OC < 1 || K < 1 || s < 1 || G < 1 || C % G || OC % G || H < K || W < K) return PK_ERR_SHAPE;
-    int64_t OH = (H - K) / s + 1, OW = (W - K) / s + 1, CG = C / G, OCG = OC / G;
+    if (N < 0 || C < 1 || OC < 1 || K < 1 || s < 1 || d < 1 || G < 1 || C % G || OC % G || H < d * (K - 1) + 1 ||
+        W < d * (K - 1) + 1) return PK_ERR_SHAPE;
+    int64_t OH = (H - d * (K - 1) - 1) / s + 1, OW = (W - d * (K - 1) - 1) / s + 1, CG = C / G, OCG = OC / G;
     for (int64_t n = 0; n < N; n++)
         for (int64_t oc = 0; oc < OC; oc++)
             for (int64_t oh = 0; oh < OH; oh++)
@@ -133,7 +134,7 @@ pk_status pk_ref_conv2d_grouped_forward_f32(int64_t N, int64_t C, int64_t H, int
                             for (int64_t kw = 0; kw < K; kw++) {
                                 int64_t wi = ((oc * CG + j) * K + kh) * K + kw;
                                 if (mask && !mask[wi]) continue;
-                                acc += (double)w[wi] * x[((n * C + (oc / OCG) * CG + j) * H + oh * s + kh) * W + ow * s + kw];
+                                acc += (double)w[wi] * x[((n * C + (oc / OCG) * CG + j) * H + oh * s + kh * d) * W + ow * s + kw * d];
                             }
                     y[((n * OC + oc) * OH + oh) * OW + ow] = (float)acc;
                 }
@@ -141,25 +142,26 @@ pk_status pk_ref_conv2d_grouped_forward_f32(int64_t N, int64_t C, int64_t H, int
 }
 
 pk_status pk_ref_conv2d_grouped_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t K, int64_t s,
-                                             int64_t G, const float *x, const float *w, const uint8_t *mask,
+                                             int64_t d, int64_t G, const float *x, const float *w, const uint8_t *mask,
                                              const float *dy, float *dw, float *dx) {
-    if (N < 0 || C < 1 || OC < 1 || K < 1 || s < 1 || G < 1 || C % G || OC % G || H < K || W < K) return PK_ERR_SHAPE;
-    int64_t OH = (H - K) / s + 1, OW = (W - K) / s + 1, CG = C / G, OCG = OC / G;
+    if (N < 0 || C < 1 || OC < 1 || K < 1 || s < 1 || d < 1 || G < 1 || C % G || OC % G || H < d * (K - 1) + 1 ||
+        W < d * (K - 1) + 1) return PK_ERR_SHAPE;
+    int64_t OH = (H - d * (K - 1) - 1) / s + 1, OW = (W - d * (K - 1) - 1) / s + 1, CG = C / G, OCG = OC / G;
     if (dw) for (int64_t i = 0; i < OC * CG * K * K; i++) dw[i] = 0.0f;
     if (dx) for (int64_t i = 0; i < N * C * H * W; i++) dx[i] = 0.0f;
     for (int64_t n = 0; n < N; n++)
         for (int64_t oc = 0; oc < OC; oc++)
             for (int64_t oh = 0; oh < OH; oh++)
                 for (int64_t ow = 0; ow < OW; ow++) {
-                    float d = dy[((n * OC + oc) * OH + oh) * OW + ow];
+                    float g = dy[((n * OC + oc) * OH + oh) * OW + ow];
                     for (int64_t j = 0; j < CG; j++)
                         for (int64_t kh = 0; kh < K; kh++)
                             for (int64_t kw = 0; kw < K; kw++) {
                                 int64_t wi = ((oc * CG + j) * K + kh) * K + kw;
                                 if (mask && !mask[wi]) continue;
-                                int64_t xi = ((n * C + (oc / OCG) * CG + j) * H + oh * s + kh) * W + ow * s + kw;
-                                if (dw) dw[wi] += d * x[xi];
-                                if (dx) dx[xi] += d * w[wi];
+                                int64_t xi = ((n * C + (oc / OCG) * CG + j) * H + oh * s + kh * d) * W + ow * s + kw * d;
+                                if (dw) dw[wi] += g * x[xi];
+                                if (dx) dx[xi] += g * w[wi];
                             }
                 }
     return PK_OK;

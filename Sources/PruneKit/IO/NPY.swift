@@ -1,4 +1,5 @@
-// NumPy's .npy format for one float32 array in C order: the magic "\x93NUMPY", a version, a header
+// NumPy's .npy format for one array in C order (float32 and float64 for models' inputs; integer
+// and boolean dtypes too for labels and raw pixels): the magic "\x93NUMPY", a version, a header
 // length (2 bytes in version 1, 4 in versions 2 and 3), a Python dict literal
 // {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), } padded with spaces to a multiple of
 // 64 bytes and ended by a newline, then the data.
@@ -16,8 +17,33 @@ public enum NPY {
         return try parse(data, name: path)
     }
 
-    /// Parses .npy bytes.
+    /// Parses .npy bytes: a float32 or float64 array (float64 converted).
     public static func parse(_ bytes: Data, name: String) throws -> Tensor {
+        let a = try parseArray(bytes, name: name, floatOnly: true)
+        return a.values
+    }
+
+    /// An array of any numeric dtype: its values as floats, and exactly as integers for integer
+    /// and boolean dtypes.
+    public struct NumericArray {
+        public let shape: [Int]
+        public let values: Tensor
+        /// nil for float arrays.
+        public let integers: [Int64]?
+    }
+
+    /// Element size and kind of the little-endian (or byte-sized) dtypes read.
+    static let dtypes: [String: (bytes: Int, kind: Character)] = [
+        "<f4": (4, "f"), "<f8": (8, "f"), "<f2": (2, "f"), "|u1": (1, "u"), "|i1": (1, "i"), "|b1": (1, "u"), "<u2": (2, "u"),
+        "<i2": (2, "i"), "<u4": (4, "u"), "<i4": (4, "i"), "<u8": (8, "u"), "<i8": (8, "i"),
+    ]
+
+    /// Parses .npy bytes of any numeric dtype in `dtypes` (C order). Throws `IOError`, one line.
+    public static func parseArray(_ bytes: Data, name: String) throws -> NumericArray {
+        try parseArray(bytes, name: name, floatOnly: false)
+    }
+
+    static func parseArray(_ bytes: Data, name: String, floatOnly: Bool) throws -> NumericArray {
         func fail(_ why: String) -> IOError { IOError(file: name, reason: why) }
         let d = [UInt8](bytes)
         guard d.count >= 10, d[0] == 0x93, Array(d[1..<6]) == Array("NUMPY".utf8) else { throw fail("not a .npy file (no \\x93NUMPY magic)") }
@@ -47,11 +73,9 @@ public enum NPY {
         guard let descrField = field("descr"), let quote = descrField.first, quote == "'" || quote == "\"",
               let end = descrField.dropFirst().firstIndex(of: quote) else { throw fail("header has no 'descr'") }
         let descr = String(descrField[descrField.index(after: descrField.startIndex)..<end])
-        let elementBytes: Int
-        switch descr {
-        case "<f4": elementBytes = 4
-        case "<f8": elementBytes = 8
-        default: throw fail("dtype '\(descr)' is not supported (float32 '<f4' or float64 '<f8')")
+        guard let (elementBytes, kind) = dtypes[descr], !floatOnly || descr == "<f4" || descr == "<f8" else {
+            throw fail(floatOnly ? "dtype '\(descr)' is not supported (float32 '<f4' or float64 '<f8')"
+                                 : "dtype '\(descr)' is not supported (little-endian floats, integers or booleans)")
         }
         guard let order = field("fortran_order") else { throw fail("header has no 'fortran_order'") }
         guard order.hasPrefix("False") else { throw fail("Fortran-order arrays are not supported (save with C order)") }
@@ -72,11 +96,26 @@ public enum NPY {
             throw fail("\(d.count - start) bytes of data for shape \(shape) of \(count) × \(elementBytes)-byte elements")
         }
         let payload = bytes.subdata(in: (bytes.startIndex + start)..<bytes.endIndex)
-        if elementBytes == 4 { return try Tensor(shape: shape, storage: Bytes.floats(fromLittleEndian: payload)) }
-        let values: [Float] = payload.withUnsafeBytes { raw in
-            (0..<count).map { Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self)))) }
+        if descr == "<f4" { return NumericArray(shape: shape, values: try Tensor(shape: shape, storage: Bytes.floats(fromLittleEndian: payload)), integers: nil) }
+        // every other dtype: element by element from its little-endian bytes
+        func raw(_ i: Int) -> UInt64 {
+            var v: UInt64 = 0
+            for k in 0..<elementBytes { v |= UInt64(d[start + i * elementBytes + k]) << UInt64(8 * k) }
+            return v
         }
-        return try Tensor(shape: shape, scalars: values)
+        if kind == "f" {
+            let values: [Float] = (0..<count).map { i in
+                elementBytes == 8 ? Float(Double(bitPattern: raw(i))) : Float(Float16(bitPattern: UInt16(raw(i))))
+            }
+            return NumericArray(shape: shape, values: try Tensor(shape: shape, scalars: values), integers: nil)
+        }
+        let bits = UInt64(8 * elementBytes)
+        let ints: [Int64] = (0..<count).map { i in
+            var v = raw(i)
+            if kind == "i", bits < 64, v & (1 << (bits - 1)) != 0 { v |= ~0 << bits } // sign-extend
+            return Int64(bitPattern: v)
+        }
+        return NumericArray(shape: shape, values: try Tensor(shape: shape, scalars: ints.map { Float($0) }), integers: ints)
     }
 
     /// The .npy bytes (version 1, '<f4', C order) of `t`.

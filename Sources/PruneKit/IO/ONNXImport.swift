@@ -34,6 +34,11 @@ struct ONNXImporter {
     var aliases: [String: String] = [:]
     var batch: Int? = nil
     var opset = 0
+    /// The index of the node being translated, and what the writer needs to put each PruneKit
+    /// layer's tensors back into the file (see ONNXModel+Write.swift).
+    var currentNode = 0
+    var exports: [String: ONNXExport] = [:]
+    var reshapes: [ONNXReshape] = []
 
     init(file: String, folder: String, proto: Onnx_ModelProto) {
         self.file = file
@@ -75,7 +80,10 @@ struct ONNXImporter {
         for n in g.node { for i in n.input where !i.isEmpty { readers[i, default: 0] += 1 } }
         readers[outputName, default: 0] += 1
 
-        for (k, n) in g.node.enumerated() { try translate(n, index: k) }
+        for (k, n) in g.node.enumerated() {
+            currentNode = k
+            try translate(n, index: k)
+        }
 
         guard let out = values[outputName] else { throw fail("the graph output '\(outputName)' is produced by no node") }
         guard case let .tensor(source, _, _) = out else { throw fail("the graph output '\(outputName)' is a constant") }
@@ -90,7 +98,9 @@ struct ONNXImporter {
         for p in proto.metadataProps { metadata[p.key] = p.value }
         let model = Model(architecture: "onnx", network: network, inputShape: inputShape)
         return ONNXModel(model: model, inputName: input.name, outputName: outputName, opset: opset, metadata: metadata,
-                         initializerNames: names)
+                         initializerNames: names, proto: proto, folder: tensors.folder,
+                         exports: exports.filter { network.node(named: $0.key) != nil },
+                         reshapes: reshapes.filter { network.node(named: $0.source) != nil }, aliases: aliases)
     }
 
     /// The input's shape without the batch: element type float32, a first dimension that may be

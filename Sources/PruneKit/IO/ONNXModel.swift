@@ -21,6 +21,17 @@ public struct ONNXModel {
     /// unchanged ("layer1.0.conv1.weight"). Parameters derived from an initializer (a transposed or
     /// scaled Gemm weight) are not listed.
     public let initializerNames: [String: String]
+    /// The file as read: writing keeps everything PruneKit does not change (names, opset, metadata,
+    /// operators' attributes) and replaces the tensors of the layers (ONNXModel+Write.swift).
+    let proto: Onnx_ModelProto
+    /// The folder external data files were read from.
+    let folder: String
+    /// PruneKit node name → the ONNX node (and its inputs) that hold the layer's tensors.
+    let exports: [String: ONNXExport]
+    /// Reshape nodes whose target shape names the flattened feature count explicitly.
+    let reshapes: [ONNXReshape]
+    /// Value names that stand for an initializer under another name (through Identity).
+    let aliases: [String: String]
 
     /// Supported default-domain opsets.
     public static let opsets = 13...18
@@ -196,7 +207,7 @@ struct ONNXTensorReader {
     /// The bytes of an external tensor: "location" must name a file inside the model's folder
     /// (relative, no "..", and no symbolic link leading out of it); "offset" and "length" must lie
     /// inside that file and agree with the tensor's shape.
-    private mutating func external(_ t: Onnx_TensorProto, bytes: Int) throws -> Data {
+    mutating func external(_ t: Onnx_TensorProto, bytes: Int) throws -> Data {
         var entries: [String: String] = [:]
         for e in t.externalData { entries[e.key] = e.value }
         guard let location = entries["location"], !location.isEmpty else { throw fail(t.name, "external data without a location") }

@@ -88,9 +88,9 @@ extension ONNXImporter {
         return try elementwise(try Dropout(ratio, seed: seed), n, c)
     }
 
-    /// kernel, stride and symmetric padding of a 2-D window operator, checked against PruneKit's
-    /// square windows.
-    func window(_ c: NodeContext, kernel given: [Int]?, x: [Int]) throws -> (k: Int, s: Int, p: Int) {
+    /// kernel, stride, symmetric padding and dilation of a 2-D window operator, checked against
+    /// PruneKit's square windows.
+    func window(_ c: NodeContext, kernel given: [Int]?, x: [Int]) throws -> (k: Int, s: Int, p: Int, d: Int) {
         guard x.count == 3 else { throw c.fail("input of shape \(x) is not [C, H, W] (only 2-D windows are supported)") }
         guard let kernel = given, kernel.count == 2 else { throw c.fail("kernel_shape \(given ?? []) is not 2-D") }
         let autoPad = try c.string("auto_pad") ?? "NOTSET"
@@ -98,15 +98,18 @@ extension ONNXImporter {
         let strides = try c.ints("strides") ?? [1, 1]
         let pads = autoPad == "VALID" ? [0, 0, 0, 0] : try c.ints("pads") ?? [0, 0, 0, 0]
         let dilations = try c.ints("dilations") ?? [1, 1]
-        guard dilations.allSatisfy({ $0 == 1 }) else {
-            throw c.fail("dilations \(dilations) are not supported (PruneKit's layers have no dilation)")
-        }
         guard kernel[0] == kernel[1], kernel[0] > 0 else { throw c.fail("kernel \(kernel) is not square (PruneKit's layers have square kernels)") }
         guard strides.count == 2, allEqual(strides), strides[0] > 0 else { throw c.fail("strides \(strides) are not equal and positive") }
         guard pads.count == 4, allEqual(pads), pads[0] >= 0 else { throw c.fail("pads \(pads) are not symmetric (one padding on every side)") }
-        let (k, s, p) = (kernel[0], strides[0], pads[0])
-        guard x[1] + 2 * p >= k, x[2] + 2 * p >= k else { throw c.fail("kernel \(k) is larger than the padded input \(x)") }
-        return (k, s, p)
+        guard dilations.count == 2, allEqual(dilations), dilations[0] > 0, dilations[0] <= 1 << 16 else {
+            throw c.fail("dilations \(dilations) are not equal and positive (PruneKit's layers dilate both axes alike)")
+        }
+        let (k, s, p, d) = (kernel[0], strides[0], pads[0], dilations[0])
+        let extent = d * (k - 1) + 1
+        guard x[1] + 2 * p >= extent, x[2] + 2 * p >= extent else {
+            throw c.fail("kernel \(k)" + (d > 1 ? " with dilation \(d)" : "") + " is larger than the padded input \(x)")
+        }
+        return (k, s, p, d)
     }
 
     mutating func conv(_ n: Onnx_NodeProto, _ c: NodeContext) throws -> Value {
@@ -125,16 +128,21 @@ extension ONNXImporter {
         }
         if let b, b.shape != [w.shape[0]] { throw c.fail("bias of shape \(b.shape) is not [\(w.shape[0])]") }
         let params = origins(n, b != nil ? ["weight": 1, "bias": 2] : ["weight": 1])
-        let (k, s, p) = try window(c, kernel: Array(w.shape[2...]), x: x.logical)
-        let oh = (x.logical[1] + 2 * p - k) / s + 1, ow = (x.logical[2] + 2 * p - k) / s + 1
+        let (k, s, p, d) = try window(c, kernel: Array(w.shape[2...]), x: x.logical)
+        let extent = d * (k - 1) + 1
+        let oh = (x.logical[1] + 2 * p - extent) / s + 1, ow = (x.logical[2] + 2 * p - extent) / s + 1
         if x.physical.count == 1 {
             // a 1×1 convolution of a pooled N×C value (squeeze-excitation) is a Linear layer
             guard k == 1, p == 0, groups == 1 else { throw c.fail("a \(k)×\(k) convolution of a pooled 1×1 input is not supported") }
             let layer = try Linear(weight: w.reshaped([w.shape[0], w.shape[1]]), bias: b)
-            return .tensor(source: add(layer, [x.source], n, params: params), logical: [w.shape[0], 1, 1], physical: [w.shape[0]])
+            let name = add(layer, [x.source], n, params: params)
+            exports[name] = .convAsLinear(node: currentNode)
+            return .tensor(source: name, logical: [w.shape[0], 1, 1], physical: [w.shape[0]])
         }
-        let layer = try Conv2d(weight: w, bias: b, stride: s, padding: p, groups: groups)
-        return .tensor(source: add(layer, [x.source], n, params: params), logical: [w.shape[0], oh, ow], physical: [w.shape[0], oh, ow])
+        let layer = try Conv2d(weight: w, bias: b, stride: s, padding: p, dilation: d, groups: groups)
+        let name = add(layer, [x.source], n, params: params)
+        exports[name] = .conv(node: currentNode)
+        return .tensor(source: name, logical: [w.shape[0], oh, ow], physical: [w.shape[0], oh, ow])
     }
 
     mutating func batchNorm(_ n: Onnx_NodeProto, _ c: NodeContext) throws -> Value {
@@ -158,7 +166,9 @@ extension ONNXImporter {
         bn.runningMean.value = t[2]
         bn.runningVar.value = t[3]
         let params = origins(n, ["weight": 1, "bias": 2, "running_mean": 3, "running_var": 4])
-        return .tensor(source: add(bn, [x.source], n, params: params), logical: x.logical, physical: x.physical)
+        let name = add(bn, [x.source], n, params: params)
+        exports[name] = .batchNorm(node: currentNode)
+        return .tensor(source: name, logical: x.logical, physical: x.physical)
     }
 
     mutating func addOp(_ n: Onnx_NodeProto, _ c: NodeContext) throws -> Value {
@@ -183,6 +193,7 @@ extension ONNXImporter {
             guard bias.isFinite else { throw c.fail("bias holds NaN or infinity") }
             nodes[at].layer = try Linear(weight: lin.weight.value, bias: bias.reshaped([lin.outFeatures]))
             biasless.remove(s)
+            if case let .matmul(node, _, _)? = exports[s] { exports[s] = .matmul(node: node, add: currentNode, biasInput: tensorFirst ? 1 : 0) }
             if let o = origin(biasName) { sources[s, default: [:]]["bias"] = o }
             return .tensor(source: s, logical: l, physical: p)
         default:
@@ -228,19 +239,19 @@ extension ONNXImporter {
         let x = try tensorInput(n, 0, c)
         guard try c.int("ceil_mode", default: 0) == 0 else { throw c.fail("ceil_mode 1 is not supported") }
         guard try c.int("storage_order", default: 0) == 0 else { throw c.fail("storage_order 1 is not supported") }
-        let (k, s, p) = try window(c, kernel: try c.ints("kernel_shape"), x: x.physical)
-        guard s == k, p == 0 else {
-            throw c.fail("MaxPool \(k)×\(k) with stride \(s) and padding \(p) is not supported (PruneKit's MaxPool2d has stride = kernel, no padding)")
-        }
-        let layer = try MaxPool2d(k)
-        return .tensor(source: add(layer, [x.source], n), logical: [x.logical[0], x.logical[1] / k, x.logical[2] / k],
-                       physical: [x.logical[0], x.logical[1] / k, x.logical[2] / k])
+        let (k, s, p, d) = try window(c, kernel: try c.ints("kernel_shape"), x: x.physical)
+        guard d == 1 else { throw c.fail("dilations [\(d), \(d)] are not supported for MaxPool") }
+        guard 2 * p <= k else { throw c.fail("padding \(p) is more than half the kernel \(k) (PyTorch's limit, which PruneKit's MaxPool2d keeps)") }
+        let layer = try MaxPool2d(k, stride: s, padding: p)
+        let shape = [x.logical[0], (x.logical[1] + 2 * p - k) / s + 1, (x.logical[2] + 2 * p - k) / s + 1]
+        return .tensor(source: add(layer, [x.source], n), logical: shape, physical: shape)
     }
 
     mutating func avgPool(_ n: Onnx_NodeProto, _ c: NodeContext) throws -> Value {
         let x = try tensorInput(n, 0, c)
         guard try c.int("ceil_mode", default: 0) == 0 else { throw c.fail("ceil_mode 1 is not supported") }
-        let (k, s, p) = try window(c, kernel: try c.ints("kernel_shape"), x: x.physical)
+        let (k, s, p, d) = try window(c, kernel: try c.ints("kernel_shape"), x: x.physical)
+        guard d == 1 else { throw c.fail("dilations [\(d), \(d)] are not supported for AveragePool") }
         if p > 0, try c.int("count_include_pad", default: 0) == 0 {
             throw c.fail("padding \(p) with count_include_pad 0 is not supported (PruneKit's AvgPool2d counts the padding)")
         }
@@ -273,6 +284,8 @@ extension ONNXImporter {
             throw c.fail("Reshape to \(t) is not supported (only a flatten to [N, -1] of the [\(features)] features)")
         }
         let flat = [features]
+        // a target that names the feature count must follow it when channels are removed
+        if t[1] != -1, x.source != Graph.inputName { reshapes.append(ONNXReshape(node: currentNode, source: x.source, leading: t[0])) }
         if x.physical.count == 1 { return .tensor(source: x.source, logical: flat, physical: flat) }
         return .tensor(source: add(Flatten(), [x.source], n), logical: flat, physical: flat)
     }
@@ -305,7 +318,9 @@ extension ONNXImporter {
         if bias == nil || beta != 1 || cShape != [w.shape[0]] { params["bias"] = nil }
         let layer = try Linear(weight: w, bias: bias)
         let o = w.shape[0]
-        return .tensor(source: add(layer, [x.source], n, params: params), logical: [o], physical: [o])
+        let name = add(layer, [x.source], n, params: params)
+        exports[name] = .gemm(node: currentNode, transB: transB)
+        return .tensor(source: name, logical: [o], physical: [o])
     }
 
     mutating func matmul(_ n: Onnx_NodeProto, _ c: NodeContext) throws -> Value {
@@ -317,6 +332,7 @@ extension ONNXImporter {
         }
         let layer = try Linear(weight: try transpose(b), bias: nil)
         let name = add(layer, [x.source], n)
+        exports[name] = .matmul(node: currentNode, add: nil, biasInput: 0)
         biasless.insert(name)
         return .tensor(source: name, logical: [b.shape[1]], physical: [b.shape[1]])
     }

@@ -38,9 +38,33 @@ enum Bytes {
 
     /// Inflates gzip (or zlib) data. Throws on corrupt or truncated input.
     static func gunzip(_ input: Data, maxOutput: Int = 1 << 31) throws -> Data {
-        var stream = z_stream()
         // 15 + 32: accept gzip and zlib headers
-        guard inflateInit2_(&stream, 15 + 32, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+        try inflateStream(input, windowBits: 15 + 32, maxOutput: maxOutput)
+    }
+
+    /// Inflates a raw deflate stream (no header: a zip entry's data). Throws on corrupt or truncated input.
+    static func inflateRaw(_ input: Data, maxOutput: Int) throws -> Data {
+        try inflateStream(input, windowBits: -15, maxOutput: maxOutput)
+    }
+
+    /// The CRC-32 of `data` (zip's and gzip's checksum).
+    static func crc32(_ data: Data) -> UInt32 {
+        data.withUnsafeBytes { raw -> UInt32 in
+            guard let base = raw.baseAddress else { return 0 }
+            var crc = CZlib.crc32(0, nil, 0)
+            var offset = 0
+            while offset < raw.count {
+                let n = min(raw.count - offset, 1 << 30)
+                crc = CZlib.crc32(crc, base.advanced(by: offset).assumingMemoryBound(to: Bytef.self), uInt(n))
+                offset += n
+            }
+            return UInt32(crc)
+        }
+    }
+
+    private static func inflateStream(_ input: Data, windowBits: Int32, maxOutput: Int) throws -> Data {
+        var stream = z_stream()
+        guard inflateInit2_(&stream, windowBits, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
             throw GzipError.corrupt("zlib could not initialise")
         }
         defer { inflateEnd(&stream) }

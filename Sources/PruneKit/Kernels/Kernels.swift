@@ -123,41 +123,46 @@ enum Kernels {
     }
 
     /// y (N×OC×OH×OW) := act(scale ⊙ conv(x̃, W ⊙ M) + shift) with x̃ = x zero-padded by `padding`
-    /// (never materialised); scale/shift per output channel (nil: 1 and 0), act = ReLU when `relu`.
+    /// (never materialised) and kernel taps `dilation` apart; scale/shift per output channel (nil: 1
+    /// and 0), act = ReLU when `relu`.
     static func convPaddedForward(n: Int, c: Int, h: Int, w: Int, outChannels oc: Int, kernel k: Int, stride: Int,
-                                    padding: Int, relu: Bool, x: FloatStorage, weight: FloatStorage, mask: ByteStorage?,
-                                    scale: FloatStorage?, shift: FloatStorage?, y: FloatStorage) throws {
-        try check(pk_conv2d_padded_forward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(k),
-                                                 Int64(stride), Int64(padding), relu ? 1 : 0, x.base, weight.base, ptr(mask),
-                                                 ptr(scale), ptr(shift), y.base), "conv2d_padded_forward")
+                                  padding: Int, dilation: Int = 1, relu: Bool, x: FloatStorage, weight: FloatStorage,
+                                  mask: ByteStorage?, scale: FloatStorage?, shift: FloatStorage?, y: FloatStorage) throws {
+        try check(pk_conv2d_dilated_forward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(k),
+                                                Int64(stride), Int64(padding), Int64(dilation), relu ? 1 : 0, x.base, weight.base,
+                                                ptr(mask), ptr(scale), ptr(shift), y.base), "conv2d_dilated_forward")
     }
 
-    /// im2col / col2im of an unpadded image for a convolution with zero padding `padding`.
-    static func im2colPadded(n: Int, c: Int, h: Int, w: Int, kernel k: Int, stride: Int, padding: Int,
+    /// im2col / col2im of an unpadded image for a convolution with zero padding `padding` and
+    /// kernel taps `dilation` apart.
+    static func im2colPadded(n: Int, c: Int, h: Int, w: Int, kernel k: Int, stride: Int, padding: Int, dilation: Int = 1,
                              x: FloatStorage, cols: FloatStorage) throws {
-        try check(pk_im2col_padded_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(k), Int64(stride),
-                                       Int64(padding), x.base, cols.base), "im2col_padded")
+        try check(pk_im2col_dilated_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(k), Int64(stride),
+                                        Int64(padding), Int64(dilation), x.base, cols.base), "im2col_dilated")
     }
 
-    static func col2imPadded(n: Int, c: Int, h: Int, w: Int, kernel k: Int, stride: Int, padding: Int,
+    static func col2imPadded(n: Int, c: Int, h: Int, w: Int, kernel k: Int, stride: Int, padding: Int, dilation: Int = 1,
                              dcols: FloatStorage, dx: FloatStorage) throws {
-        try check(pk_col2im_padded_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(k), Int64(stride),
-                                       Int64(padding), dcols.base, dx.base), "col2im_padded")
+        try check(pk_col2im_dilated_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(k), Int64(stride),
+                                        Int64(padding), Int64(dilation), dcols.base, dx.base), "col2im_dilated")
     }
 
-    /// Backward of a convolution with zero padding `padding` on the unpadded input x (dx unpadded).
+    /// Backward of a convolution with zero padding `padding` (and dilation) on the unpadded input x (dx unpadded).
     static func convPaddedBackward(n: Int, c: Int, h: Int, w: Int, outChannels oc: Int, kernel k: Int, stride: Int,
-                                   padding: Int, x: FloatStorage, weight: FloatStorage, mask: ByteStorage?, dy: FloatStorage,
-                                   dw: FloatStorage?, db: FloatStorage?, dx: FloatStorage?, update: UpdateStep? = nil) throws {
+                                   padding: Int, dilation: Int = 1, x: FloatStorage, weight: FloatStorage, mask: ByteStorage?,
+                                   dy: FloatStorage, dw: FloatStorage?, db: FloatStorage?, dx: FloatStorage?,
+                                   update: UpdateStep? = nil) throws {
         if let update {
             var d = describe(update, weight: weight, ld: c * k * k)
-            try check(pk_conv2d_padded_backward_update_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(k),
-                                                           Int64(stride), Int64(padding), x.base, weight.base, ptr(mask), dy.base,
-                                                           ptr(dw), ptr(db), ptr(dx), &d), "conv2d_padded_backward_update")
+            try check(pk_conv2d_dilated_backward_update_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(k),
+                                                            Int64(stride), Int64(padding), Int64(dilation), x.base, weight.base,
+                                                            ptr(mask), dy.base, ptr(dw), ptr(db), ptr(dx), &d),
+                      "conv2d_dilated_backward_update")
         } else {
-            try check(pk_conv2d_padded_backward_update_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(k),
-                                                           Int64(stride), Int64(padding), x.base, weight.base, ptr(mask), dy.base,
-                                                           ptr(dw), ptr(db), ptr(dx), nil), "conv2d_padded_backward")
+            try check(pk_conv2d_dilated_backward_update_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(k),
+                                                            Int64(stride), Int64(padding), Int64(dilation), x.base, weight.base,
+                                                            ptr(mask), dy.base, ptr(dw), ptr(db), ptr(dx), nil),
+                      "conv2d_dilated_backward")
         }
     }
 
@@ -180,16 +185,16 @@ enum Kernels {
 
     // MARK: pooling
 
-    static func maxPoolForward(n: Int, c: Int, h: Int, w: Int, k: Int, x: FloatStorage, y: FloatStorage,
-                               idx: Int32Storage) throws {
-        try check(pk_maxpool2d_forward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), x.base, y.base,
-                                           idx.base), "maxpool2d_forward")
+    static func maxPoolForward(n: Int, c: Int, h: Int, w: Int, k: Int, stride: Int, padding: Int, x: FloatStorage,
+                               y: FloatStorage, idx: Int32Storage) throws {
+        try check(pk_maxpool2d_forward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(stride), Int64(padding),
+                                           x.base, y.base, idx.base), "maxpool2d_forward")
     }
 
-    static func maxPoolBackward(n: Int, c: Int, h: Int, w: Int, k: Int, dy: FloatStorage, idx: Int32Storage,
-                                dx: FloatStorage) throws {
-        try check(pk_maxpool2d_backward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), dy.base, idx.base,
-                                            dx.base), "maxpool2d_backward")
+    static func maxPoolBackward(n: Int, c: Int, h: Int, w: Int, k: Int, stride: Int, padding: Int, dy: FloatStorage,
+                                idx: Int32Storage, dx: FloatStorage) throws {
+        try check(pk_maxpool2d_backward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(stride), Int64(padding),
+                                            dy.base, idx.base, dx.base), "maxpool2d_backward")
     }
 
     // MARK: loss

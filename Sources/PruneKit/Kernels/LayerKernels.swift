@@ -38,17 +38,18 @@ extension Kernels {
                                             Int64(padding), dy.base, dx.base), "avgpool backward")
     }
 
-    static func groupedConvForward(n: Int, c: Int, h: Int, w: Int, oc: Int, k: Int, stride: Int, groups: Int, x: FloatStorage,
-                                   weight: FloatStorage, mask: ByteStorage?, bias: FloatStorage?, y: FloatStorage) throws {
+    static func groupedConvForward(n: Int, c: Int, h: Int, w: Int, oc: Int, k: Int, stride: Int, dilation: Int = 1, groups: Int,
+                                   x: FloatStorage, weight: FloatStorage, mask: ByteStorage?, bias: FloatStorage?,
+                                   y: FloatStorage) throws {
         try check(pk_conv2d_grouped_forward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(stride),
-                                                Int64(groups), x.base, weight.base, mask?.base, bias?.base, y.base), "grouped conv")
+                                                Int64(dilation), Int64(groups), x.base, weight.base, mask?.base, bias?.base, y.base), "grouped conv")
     }
 
-    static func groupedConvBackward(n: Int, c: Int, h: Int, w: Int, oc: Int, k: Int, stride: Int, groups: Int, x: FloatStorage,
-                                    weight: FloatStorage, mask: ByteStorage?, dy: FloatStorage, dw: FloatStorage?,
-                                    dx: FloatStorage?) throws {
+    static func groupedConvBackward(n: Int, c: Int, h: Int, w: Int, oc: Int, k: Int, stride: Int, dilation: Int = 1,
+                                    groups: Int, x: FloatStorage, weight: FloatStorage, mask: ByteStorage?, dy: FloatStorage,
+                                    dw: FloatStorage?, dx: FloatStorage?) throws {
         try check(pk_conv2d_grouped_backward_f32(Int64(n), Int64(c), Int64(h), Int64(w), Int64(oc), Int64(k), Int64(stride),
-                                                 Int64(groups), x.base, weight.base, mask?.base, dy.base, dw?.base, dx?.base),
+                                                 Int64(dilation), Int64(groups), x.base, weight.base, mask?.base, dy.base, dw?.base, dx?.base),
                   "grouped conv backward")
     }
 

@@ -39,29 +39,46 @@ public final class Flatten: Layer {
     }
 }
 
-/// k×k max pooling with stride k (PyTorch's MaxPool2d(k), floor mode).
+/// k×k max pooling with stride s (default k) and implicit padding p that never wins (PyTorch's
+/// MaxPool2d(k, s, p) and ONNX's MaxPool, floor mode): the output is (H + 2p − k)/s + 1 high.
 public final class MaxPool2d: Layer {
     public let kernelSize: Int
+    public let stride: Int
+    public let padding: Int
     private var indices: Int32Storage?
     private var inputShape: [Int] = []
 
-    /// Throws on a kernel size below 1.
-    public init(_ kernelSize: Int) throws {
-        guard kernelSize > 0 else { throw LayerError.badInput(layer: "MaxPool2d", expected: "a kernel size ≥ 1", got: [kernelSize]) }
+    /// Throws on a kernel or stride below 1, a negative padding, or a padding above half the kernel.
+    public init(_ kernelSize: Int, stride: Int? = nil, padding: Int = 0) throws {
+        let s = stride ?? kernelSize
+        guard kernelSize > 0, s > 0, padding >= 0, 2 * padding <= kernelSize else {
+            throw LayerError.badInput(layer: "MaxPool2d", expected: "a kernel size ≥ 1, stride ≥ 1, 0 ≤ 2·padding ≤ kernel size",
+                                      got: [kernelSize, s, padding])
+        }
         self.kernelSize = kernelSize
+        self.stride = s
+        self.padding = padding
     }
 
-    public var summary: String { "MaxPool2d(\(kernelSize))" }
+    public var summary: String {
+        stride == kernelSize && padding == 0 ? "MaxPool2d(\(kernelSize))" : "MaxPool2d(\(kernelSize), stride \(stride), padding \(padding))"
+    }
+
+    func outputShape(_ s: [Int]) throws -> [Int] {
+        guard s.count == 4, s[2] > 0, s[3] > 0, s[2] + 2 * padding >= kernelSize, s[3] + 2 * padding >= kernelSize else {
+            let least = max(kernelSize - 2 * padding, 1)
+            throw LayerError.badInput(layer: summary, expected: "[batch, C, H ≥ \(least), W ≥ \(least)]", got: s)
+        }
+        return [s[0], s[1], (s[2] + 2 * padding - kernelSize) / stride + 1, (s[3] + 2 * padding - kernelSize) / stride + 1]
+    }
 
     public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
-        guard x.rank == 4, x.shape[2] >= kernelSize, x.shape[3] >= kernelSize else {
-            throw LayerError.badInput(layer: summary, expected: "[batch, C, H ≥ \(kernelSize), W ≥ \(kernelSize)]", got: x.shape)
-        }
+        let outShape = try outputShape(x.shape)
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-        let outShape = [n, c, h / kernelSize, w / kernelSize]
         let y = Tensor(uninitialized: outShape)
         let idx = Int32Storage(count: y.count)
-        try Kernels.maxPoolForward(n: n, c: c, h: h, w: w, k: kernelSize, x: x.storage, y: y.storage, idx: idx)
+        try Kernels.maxPoolForward(n: n, c: c, h: h, w: w, k: kernelSize, stride: stride, padding: padding, x: x.storage,
+                                   y: y.storage, idx: idx)
         indices = training ? idx : nil
         inputShape = x.shape
         return y
@@ -70,10 +87,11 @@ public final class MaxPool2d: Layer {
     public func backward(_ dy: Tensor, needInputGradient: Bool) throws -> Tensor? {
         guard let idx = indices else { throw LayerError.backwardBeforeForward(summary) }
         let (n, c, h, w) = (inputShape[0], inputShape[1], inputShape[2], inputShape[3])
-        try dy.expectShape([n, c, h / kernelSize, w / kernelSize])
+        try dy.expectShape(try outputShape(inputShape))
         guard needInputGradient else { return nil }
         let dx = Tensor(uninitialized: inputShape)
-        try Kernels.maxPoolBackward(n: n, c: c, h: h, w: w, k: kernelSize, dy: dy.storage, idx: idx, dx: dx.storage)
+        try Kernels.maxPoolBackward(n: n, c: c, h: h, w: w, k: kernelSize, stride: stride, padding: padding, dy: dy.storage,
+                                    idx: idx, dx: dx.storage)
         return dx
     }
 }

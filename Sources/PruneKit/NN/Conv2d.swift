@@ -1,5 +1,6 @@
-/// 2-D convolution, NCHW, weight out×in×kh×kw (PyTorch's layout and init), stride s and zero
-/// padding p (folded into the kernels: no padded copy of the input is made, except on the grouped path).
+/// 2-D convolution, NCHW, weight out×in×kh×kw (PyTorch's layout and init), stride s, zero padding p
+/// (folded into the kernels: no padded copy of the input is made, except on the grouped path) and
+/// dilation d (kernel taps d pixels apart, PyTorch's and ONNX's `dilation`).
 /// Forward runs as an implicit GEMM: y = (W ⊙ M)·X̂ with W viewed as out × (in·k·k) and the patches X̂
 /// gathered straight into the GEMM's packed panels, so pruning a filter masks a row of that matrix
 /// exactly as it does for Linear, and the product lands in NCHW. Backward runs im2col + the masked GEMM.
@@ -15,6 +16,8 @@ public final class Conv2d: Layer {
     public let kernelSize: Int
     public let stride: Int
     public let padding: Int
+    /// Spacing of the kernel taps (1: adjacent); the window spans d·(k − 1) + 1 pixels.
+    public let dilation: Int
     /// Channel groups: the weight is out × in/groups × k × k and each group of outputs reads its
     /// own group of inputs (depthwise when groups = in = out). Grouped convolutions run a direct
     /// kernel (dense execution only).
@@ -35,11 +38,12 @@ public final class Conv2d: Layer {
     /// Observers of each backward pass (Taylor importance of the channels this layer reads).
     public let backwardHooks: BackwardHooks? = BackwardHooks()
 
-    public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0, groups: Int = 1,
-                bias: Bool = true, rng: inout SeededGenerator) {
-        precondition(inChannels > 0 && outChannels > 0 && kernelSize > 0 && stride > 0 && padding >= 0 && groups > 0
-                     && inChannels % groups == 0 && outChannels % groups == 0,
+    public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0, dilation: Int = 1,
+                groups: Int = 1, bias: Bool = true, rng: inout SeededGenerator) {
+        precondition(inChannels > 0 && outChannels > 0 && kernelSize > 0 && stride > 0 && padding >= 0 && dilation > 0
+                     && groups > 0 && inChannels % groups == 0 && outChannels % groups == 0,
                      "Conv2d needs positive sizes, a padding ≥ 0 and groups dividing both channel counts")
+        self.dilation = dilation
         self.groups = groups
         self.inChannels = inChannels
         self.outChannels = outChannels
@@ -54,12 +58,13 @@ public final class Conv2d: Layer {
     }
 
     /// A layer with the given weight (out×in×k×k) and optional bias.
-    public init(weight w: Tensor, bias b: Tensor?, stride: Int = 1, padding: Int = 0, groups: Int = 1) throws {
+    public init(weight w: Tensor, bias b: Tensor?, stride: Int = 1, padding: Int = 0, dilation: Int = 1, groups: Int = 1) throws {
         guard w.rank == 4, w.shape[2] == w.shape[3], w.shape.allSatisfy({ $0 > 0 }), stride > 0, padding >= 0, groups > 0,
-              w.shape[0] % groups == 0 else {
-            throw LayerError.badInput(layer: "Conv2d", expected: "a weight of shape [out, in/groups, k, k] (all ≥ 1, out a multiple of groups \(groups)), stride ≥ 1, padding ≥ 0",
+              dilation > 0, dilation <= 1 << 16, w.shape[0] % groups == 0 else {
+            throw LayerError.badInput(layer: "Conv2d", expected: "a weight of shape [out, in/groups, k, k] (all ≥ 1, out a multiple of groups \(groups)), stride ≥ 1, padding ≥ 0, dilation ≥ 1",
                                       got: w.shape)
         }
+        self.dilation = dilation
         if let b { try b.expectShape([w.shape[0]]) }
         outChannels = w.shape[0]
         inChannels = w.shape[1] * groups
@@ -73,7 +78,15 @@ public final class Conv2d: Layer {
 
     public var summary: String {
         "Conv2d(\(inChannels) → \(outChannels), \(kernelSize)×\(kernelSize), stride \(stride)" + (padding > 0 ? ", padding \(padding)" : "")
-            + (groups > 1 ? ", groups \(groups))" : ")")
+            + (dilation > 1 ? ", dilation \(dilation)" : "") + (groups > 1 ? ", groups \(groups))" : ")")
+    }
+
+    /// A convolution with this one's stride, padding, dilation and execution and the given weight
+    /// (out × in/groups × k × k), bias and groups (structural surgery).
+    public func rebuilt(weight w: Tensor, bias b: Tensor?, groups g: Int = 1) throws -> Conv2d {
+        let c = try Conv2d(weight: w, bias: b, stride: stride, padding: padding, dilation: dilation, groups: g)
+        c.execution = execution
+        return c
     }
 
     public var namedParameters: [(name: String, parameter: Parameter)] {
@@ -84,8 +97,11 @@ public final class Conv2d: Layer {
 
     private var patch: Int { inChannels / groups * kernelSize * kernelSize }
 
+    /// Pixels one window spans along each axis.
+    public var extent: Int { dilation * (kernelSize - 1) + 1 }
+
     /// Output size for an unpadded (already padded) input of h × w.
-    func outputSize(_ h: Int, _ w: Int) -> (Int, Int) { ((h - kernelSize) / stride + 1, (w - kernelSize) / stride + 1) }
+    func outputSize(_ h: Int, _ w: Int) -> (Int, Int) { ((h - extent) / stride + 1, (w - extent) / stride + 1) }
 
     /// The input with its border of zeros (the input itself without padding).
     private func padded(_ x: Tensor) throws -> Tensor {
@@ -129,7 +145,7 @@ public final class Conv2d: Layer {
     }
 
     public func forward(_ original: Tensor, training: Bool) throws -> Tensor {
-        let least = kernelSize - 2 * padding
+        let least = extent - 2 * padding
         guard original.rank == 4, original.shape[1] == inChannels, original.shape[2] >= max(least, 1),
               original.shape[3] >= max(least, 1) else {
             throw LayerError.badInput(layer: summary, expected: "[batch, \(inChannels), H ≥ \(max(least, 1)), W ≥ \(max(least, 1))]",
@@ -142,7 +158,7 @@ public final class Conv2d: Layer {
             let (oh, ow) = outputSize(h, w)
             let y = Tensor(uninitialized: [n, outChannels, oh, ow])
             try Kernels.groupedConvForward(n: n, c: inChannels, h: h, w: w, oc: outChannels, k: kernelSize, stride: stride,
-                                           groups: groups, x: x.storage, weight: weight.value.storage, mask: weight.maskStorage,
+                                           dilation: dilation, groups: groups, x: x.storage, weight: weight.value.storage, mask: weight.maskStorage,
                                            bias: bias?.value.storage, y: y.storage)
             input = training ? x : nil
             inputPadding = 0
@@ -158,7 +174,7 @@ public final class Conv2d: Layer {
             let np = n * oh * ow
             let cols = FloatStorage(uninitializedCount: patch * np), yt = FloatStorage(uninitializedCount: outChannels * np)
             try Kernels.im2colPadded(n: n, c: inChannels, h: h, w: w, kernel: kernelSize, stride: stride, padding: padding,
-                                     x: original.storage, cols: cols)
+                                     dilation: dilation, x: original.storage, cols: cols)
             try c.forwardFeatures(cols, batch: np, bias: bias?.value.storage, into: yt)
             try Kernels.nchwToCnhw(n: outChannels, c: n, p: oh * ow, x: yt, y: y.storage)
             input = training ? original : nil
@@ -170,7 +186,7 @@ public final class Conv2d: Layer {
         columns = nil
         let folded = try foldedAffine(training: training)
         try Kernels.convPaddedForward(n: n, c: inChannels, h: h, w: w, outChannels: outChannels, kernel: kernelSize,
-                                        stride: stride, padding: padding, relu: false, x: original.storage,
+                                        stride: stride, padding: padding, dilation: dilation, relu: false, x: original.storage,
                                         weight: weight.value.storage, mask: weight.maskStorage, scale: folded?.scale,
                                         shift: folded?.shift ?? bias?.value.storage, y: y.storage)
         input = training ? original : nil
@@ -203,7 +219,7 @@ public final class Conv2d: Layer {
             // the optimizer applies its step from `grad` (no fused update on this path)
             let dw = Tensor(uninitialized: weight.shape), dx = needInputGradient ? Tensor(uninitialized: x.shape) : nil
             try Kernels.groupedConvBackward(n: n, c: inChannels, h: h, w: w, oc: outChannels, k: kernelSize, stride: stride,
-                                            groups: groups, x: x.storage, weight: weight.value.storage, mask: weight.maskStorage,
+                                            dilation: dilation, groups: groups, x: x.storage, weight: weight.value.storage, mask: weight.maskStorage,
                                             dy: dy.storage, dw: dw.storage, dx: dx?.storage)
             weight.grad = dw
             if let bias {
@@ -222,7 +238,7 @@ public final class Conv2d: Layer {
                 let dcols = FloatStorage(uninitializedCount: patch * np), t = Tensor(uninitialized: x.shape)
                 try c.inputGradientFeatures(dyt, batch: np, into: dcols)
                 try Kernels.col2imPadded(n: n, c: inChannels, h: h, w: w, kernel: kernelSize, stride: stride,
-                                         padding: inputPadding, dcols: dcols, dx: t.storage)
+                                         padding: inputPadding, dilation: dilation, dcols: dcols, dx: t.storage)
                 dx = t
             }
             if let bias {
@@ -245,7 +261,7 @@ public final class Conv2d: Layer {
         let db = bias.map { _ in Tensor(uninitialized: [outChannels]) }
         let dx = needInputGradient ? Tensor(uninitialized: x.shape) : nil
         try Kernels.convPaddedBackward(n: n, c: inChannels, h: h, w: w, outChannels: outChannels, kernel: kernelSize,
-                                       stride: stride, padding: inputPadding, x: x.storage, weight: weight.value.storage,
+                                       stride: stride, padding: inputPadding, dilation: dilation, x: x.storage, weight: weight.value.storage,
                                        mask: weight.maskStorage, dy: dy.storage, dw: dw?.storage, db: db?.storage,
                                        dx: dx?.storage, update: step)
         if let dw { weight.grad = dw }

@@ -213,7 +213,17 @@ public final class Graph: Layer {
 
     private var outputIndex: Int { nodes.lastIndex { $0.name == output }! }
 
-    public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
+    public func forward(_ x: Tensor, training: Bool) throws -> Tensor { try run(x, training: training, observe: nil) }
+
+    /// The output shape of every node (by name) for the input `x`, in evaluation mode.
+    public func outputShapes(_ x: Tensor) throws -> [String: [Int]] {
+        var shapes: [String: [Int]] = [:]
+        _ = try run(x, training: false) { k, y in shapes[self.nodes[k].name] = y.shape }
+        return shapes
+    }
+
+    /// Runs the nodes in order; `observe` sees each node's index and output.
+    private func run(_ x: Tensor, training: Bool, observe: ((Int, Tensor) -> Void)?) throws -> Tensor {
         var values = [Tensor?](repeating: nil, count: nodes.count)
         // how many readers still need each value: freed as soon as the last one has run
         var remaining = [Int](repeating: 0, count: nodes.count)
@@ -223,6 +233,7 @@ public final class Graph: Layer {
             let ins = sources[k].map { $0 < 0 ? x : values[$0]! }
             values[k] = try (node.layer as? MergeLayer)?.forward(ins, training: training)
                 ?? node.layer.forward(ins[0], training: training)
+            observe?(k, values[k]!)
             for i in sources[k] where i >= 0 {
                 remaining[i] -= 1
                 if remaining[i] == 0 && i != last { values[i] = nil }

@@ -147,11 +147,10 @@ extension DependencyGraph {
         let keep = (0..<conv.outChannels).filter { !dead.contains($0) }, per = conv.kernelSize * conv.kernelSize
         let v = conv.weight.value.scalars, m = conv.weight.mask?.kept
         let shape = [keep.count, 1, conv.kernelSize, conv.kernelSize]
-        let out = try Conv2d(weight: Tensor(shape: shape, scalars: keep.flatMap { v[($0 * per)..<(($0 + 1) * per)] }),
-                             bias: conv.bias.map { b in try Tensor(shape: [keep.count], scalars: keep.map { b.value[flat: $0] }) },
-                             stride: conv.stride, padding: conv.padding, groups: keep.count)
+        let out = try conv.rebuilt(weight: Tensor(shape: shape, scalars: keep.flatMap { v[($0 * per)..<(($0 + 1) * per)] }),
+                                   bias: conv.bias.map { b in try Tensor(shape: [keep.count], scalars: keep.map { b.value[flat: $0] }) },
+                                   groups: keep.count)
         if let m { try out.weight.setMask(Mask(shape: shape, kept: keep.flatMap { m[($0 * per)..<(($0 + 1) * per)] })) }
-        out.execution = conv.execution
         return out
     }
 
@@ -210,8 +209,7 @@ extension DependencyGraph {
         let out: any Layer
         let weight: Parameter
         if let conv = layer as? Conv2d {
-            let c = try Conv2d(weight: Tensor(shape: shape, scalars: nv), bias: nb, stride: conv.stride, padding: conv.padding)
-            c.execution = conv.execution
+            let c = try conv.rebuilt(weight: Tensor(shape: shape, scalars: nv), bias: nb)
             out = c
             weight = c.weight
         } else {

@@ -91,7 +91,7 @@ public enum Surgery {
     }
 
     static func copy(_ c: Conv2d) throws -> Conv2d {
-        let n = try Conv2d(weight: c.weight.value, bias: c.bias?.value, stride: c.stride, padding: c.padding)
+        let n = try c.rebuilt(weight: c.weight.value, bias: c.bias?.value, groups: c.groups)
         if let m = c.weight.mask { try n.weight.setMask(m) }
         return n
     }
@@ -111,8 +111,7 @@ public enum Surgery {
         shape[0] = keep.count
         let out: any Layer
         if let c = layer as? Conv2d {
-            out = try Conv2d(weight: Tensor(shape: shape, scalars: nv), bias: b.map { try Tensor(shape: [keep.count], scalars: $0) },
-                             stride: c.stride, padding: c.padding)
+            out = try c.rebuilt(weight: Tensor(shape: shape, scalars: nv), bias: b.map { try Tensor(shape: [keep.count], scalars: $0) })
         } else {
             out = try Linear(weight: Tensor(shape: shape, scalars: nv), bias: b.map { try Tensor(shape: [keep.count], scalars: $0) })
         }
@@ -171,7 +170,7 @@ public enum Surgery {
             bias[o] += Float(extra)
         }
         let shape = [oc, keep.count, k, k]
-        let out = try Conv2d(weight: Tensor(shape: shape, scalars: nv), bias: Tensor(shape: [oc], scalars: bias), stride: conv.stride, padding: conv.padding)
+        let out = try conv.rebuilt(weight: Tensor(shape: shape, scalars: nv), bias: Tensor(shape: [oc], scalars: bias))
         if mk != nil { try out.weight.setMask(Mask(shape: shape, kept: nm)) }
         return out
     }
