@@ -1,8 +1,51 @@
 // Batch normalisation over N×C×S (S = H·W for images, 1 for features): statistics per channel over
-// N·S values, accumulated in double in a fixed order (one thread per channel), so the result never
-// depends on the thread count.
+// N·S values, accumulated in double over 8 lanes in a fixed order (one thread per channel), so the
+// result never depends on the thread count.
 #include "internal.h"
 #include <math.h>
+
+// Per-channel sums in double over 8 lanes: element k of each contiguous plane goes to lane k mod 8,
+// the lanes are added in order at the end. The order depends on the shape only (one thread per
+// channel), and the lanes let the compiler vectorise the float→double conversions and adds.
+#define BN_LANES 8
+static PK_ALWAYS_INLINE void lanes_sum_body(const float *p, int64_t n, double *l) {
+    int64_t i = 0;
+    for (; i + BN_LANES <= n; i += BN_LANES)
+        for (int k = 0; k < BN_LANES; k++) l[k] += p[i + k];
+    for (int k = 0; i + k < n; k++) l[k] += p[i + k];
+}
+static PK_ALWAYS_INLINE void lanes_sqdev_body(const float *p, int64_t n, double mean, double *l) {
+    int64_t i = 0;
+    for (; i + BN_LANES <= n; i += BN_LANES)
+        for (int k = 0; k < BN_LANES; k++) { double d = p[i + k] - mean; l[k] += d * d; }
+    for (int k = 0; i + k < n; k++) { double d = p[i + k] - mean; l[k] += d * d; }
+}
+// sdy += d, sdyx += d·x̂ with x̂ = (x − mean)·invstd in float, as before
+static PK_ALWAYS_INLINE void lanes_bwd_body(const float *p, const float *d, int64_t n, float mean, float invstd,
+                                            double *l, double *lx) {
+    int64_t i = 0;
+    for (; i + BN_LANES <= n; i += BN_LANES)
+        for (int k = 0; k < BN_LANES; k++) { l[k] += d[i + k]; lx[k] += (double)d[i + k] * ((p[i + k] - mean) * invstd); }
+    for (int k = 0; i + k < n; k++) { l[k] += d[i + k]; lx[k] += (double)d[i + k] * ((p[i + k] - mean) * invstd); }
+}
+PK_TARGET_AVX2 static void lanes_sum_avx2(const float *p, int64_t n, double *l) { lanes_sum_body(p, n, l); }
+PK_TARGET_AVX2 static void lanes_sqdev_avx2(const float *p, int64_t n, double mean, double *l) { lanes_sqdev_body(p, n, mean, l); }
+PK_TARGET_AVX2 static void lanes_bwd_avx2(const float *p, const float *d, int64_t n, float mean, float invstd, double *l,
+                                          double *lx) { lanes_bwd_body(p, d, n, mean, invstd, l, lx); }
+static void lanes_sum(const float *p, int64_t n, double *l) {
+    if (pk_active_isa() >= PK_ISA_AVX2) lanes_sum_avx2(p, n, l); else lanes_sum_body(p, n, l);
+}
+static void lanes_sqdev(const float *p, int64_t n, double mean, double *l) {
+    if (pk_active_isa() >= PK_ISA_AVX2) lanes_sqdev_avx2(p, n, mean, l); else lanes_sqdev_body(p, n, mean, l);
+}
+static void lanes_bwd(const float *p, const float *d, int64_t n, float mean, float invstd, double *l, double *lx) {
+    if (pk_active_isa() >= PK_ISA_AVX2) lanes_bwd_avx2(p, d, n, mean, invstd, l, lx); else lanes_bwd_body(p, d, n, mean, invstd, l, lx);
+}
+static double lanes_total(const double *l) {
+    double t = 0;
+    for (int k = 0; k < BN_LANES; k++) t += l[k];
+    return t;
+}
 
 typedef struct {
     int64_t N, C, S;
@@ -17,17 +60,12 @@ static void bn_fwd_range(void *v, int64_t b, int64_t e) {
     for (int64_t ch = b; ch < e; ch++) {
         double mean, var;
         if (c->training) {
-            double s = 0, ss = 0;
-            for (int64_t n = 0; n < c->N; n++) {
-                const float *p = c->x + (n * c->C + ch) * c->S;
-                for (int64_t i = 0; i < c->S; i++) s += p[i];
-            }
+            double l[BN_LANES] = {0}, l2[BN_LANES] = {0};
+            for (int64_t n = 0; n < c->N; n++) lanes_sum(c->x + (n * c->C + ch) * c->S, c->S, l);
             int64_t m = c->N * c->S;
-            mean = s / (double)m;
-            for (int64_t n = 0; n < c->N; n++) {
-                const float *p = c->x + (n * c->C + ch) * c->S;
-                for (int64_t i = 0; i < c->S; i++) { double d = p[i] - mean; ss += d * d; }
-            }
+            mean = lanes_total(l) / (double)m;
+            for (int64_t n = 0; n < c->N; n++) lanes_sqdev(c->x + (n * c->C + ch) * c->S, c->S, mean, l2);
+            double ss = lanes_total(l2);
             var = ss / (double)m;
             if (c->running_mean) {
                 // PyTorch: the running variance takes the unbiased estimate
@@ -75,11 +113,10 @@ static void bn_bwd_range(void *v, int64_t b, int64_t e) {
     int64_t m = c->N * c->S;
     for (int64_t ch = b; ch < e; ch++) {
         float mean = c->mean_in[ch], invstd = c->invstd_in[ch];
-        double sdy = 0, sdyx = 0;
-        for (int64_t n = 0; n < c->N; n++) {
-            const float *p = c->x + (n * c->C + ch) * c->S, *d = c->dy + (n * c->C + ch) * c->S;
-            for (int64_t i = 0; i < c->S; i++) { sdy += d[i]; sdyx += (double)d[i] * ((p[i] - mean) * invstd); }
-        }
+        double l[BN_LANES] = {0}, lx[BN_LANES] = {0};
+        for (int64_t n = 0; n < c->N; n++)
+            lanes_bwd(c->x + (n * c->C + ch) * c->S, c->dy + (n * c->C + ch) * c->S, c->S, mean, invstd, l, lx);
+        double sdy = lanes_total(l), sdyx = lanes_total(lx);
         if (c->dgamma) c->dgamma[ch] = (float)sdyx;
         if (c->dbeta) c->dbeta[ch] = (float)sdy;
         if (!c->dx) continue;

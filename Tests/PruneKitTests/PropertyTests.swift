@@ -102,9 +102,21 @@ import Testing
             // surgery computes what the masked model computes
             let x = Tensor.normal([5, widths[0]], rng: &g)
             let masked = try model.forward(x).scalars
-            if let (small, _) = try? Surgery.removePrunedUnits(model) {
+            do {
+                let (small, _) = try Surgery.removePrunedUnits(model)
                 let out = try small.forward(x).scalars
                 for (a, b) in zip(out, masked) { #expect(abs(a - b) <= 1e-4 + 1e-4 * abs(b), "surgery = masked") }
+            } catch let PruneError.unsupported(message) {
+                // the one refusal these ReLU MLPs can meet: a hidden layer whose every unit is removed. A unit
+                // goes when none of its weights from a surviving input is both kept and nonzero, so removal
+                // cascades: inputs of layer 0 all survive, a layer's surviving units are the next one's inputs.
+                var alive = Set(0..<widths[0]), dead = false
+                for p in weights.dropLast() {
+                    let m = p.effectiveMask.kept, v = p.value.scalars, n = p.shape[1]
+                    alive = Set((0..<p.shape[0]).filter { r in alive.contains { m[r * n + $0] && v[r * n + $0] != 0 } })
+                    if alive.isEmpty { dead = true; break }
+                }
+                #expect(dead && message.contains("every unit of"), "surgery refused an MLP it should shrink: \(message)")
             }
         }
     }
