@@ -49,14 +49,14 @@ public enum FashionMNIST {
         guard img.dimensions[0] == lbl.dimensions[0] else {
             throw DataError(file: lblPath, reason: "\(lbl.dimensions[0]) labels for \(img.dimensions[0]) images in \(imgPath)")
         }
-        let labels = lbl.bytes.map { Int32($0) }
+        let labels = [UInt8](lbl.bytes).map { Int32($0) } // one bulk copy: Data's element iterator is slow
         if let bad = labels.firstIndex(where: { $0 > 9 }) {
             throw DataError(file: lblPath, reason: "label \(labels[bad]) at index \(bad) is outside 0–9")
         }
         let n = img.dimensions[0]
         let c = normalization
         let scale = c.kind == .none ? 1 / c.std : 1 / (255 * c.std), shift = c.mean / c.std
-        let pixels = img.bytes.map { Float($0) * scale - shift }
+        let pixels = [UInt8](img.bytes).map { Float($0) * scale - shift }
         return try LabeledImages(images: Tensor(shape: [n, 784], scalars: pixels), labels: labels)
     }
 
