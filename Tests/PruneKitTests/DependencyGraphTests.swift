@@ -7,7 +7,7 @@ import CPruneKernels
 final class DependencyGraphTests: XCTestCase {
     func conv(_ i: Int, _ o: Int, _ k: Int, stride: Int = 1, padding: Int = 0, bias: Bool = false,
               _ g: inout SeededGenerator) -> Conv2d {
-        let c = Conv2d(i, o, kernelSize: k, stride: stride, padding: padding, bias: bias, rng: &g)
+        let c = try! Conv2d(i, o, kernelSize: k, stride: stride, padding: padding, bias: bias, rng: &g)
         c.execution = .dense
         return c
     }

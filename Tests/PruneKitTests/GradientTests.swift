@@ -65,8 +65,8 @@ final class GradientTests: XCTestCase {
 
     func testConv2d() throws {
         var g = SeededGenerator(seed: 3)
-        try checkLayer(Conv2d(3, 4, kernelSize: 3, rng: &g), input: .uniform([2, 3, 7, 6], -1, 1, rng: &g))
-        try checkLayer(Conv2d(2, 3, kernelSize: 2, stride: 2, rng: &g), input: .uniform([2, 2, 6, 7], -1, 1, rng: &g))
+        try checkLayer(try Conv2d(3, 4, kernelSize: 3, rng: &g), input: .uniform([2, 3, 7, 6], -1, 1, rng: &g))
+        try checkLayer(try Conv2d(2, 3, kernelSize: 2, stride: 2, rng: &g), input: .uniform([2, 2, 6, 7], -1, 1, rng: &g))
     }
 
     func testReLU() throws {
@@ -86,7 +86,7 @@ final class GradientTests: XCTestCase {
 
     func testFlattenAndSequential() throws {
         var g = SeededGenerator(seed: 6)
-        let net = Sequential([("conv", Conv2d(1, 2, kernelSize: 3, rng: &g)), ("relu", ReLU()), ("pool", try MaxPool2d(2)),
+        let net = Sequential([("conv", try Conv2d(1, 2, kernelSize: 3, rng: &g)), ("relu", ReLU()), ("pool", try MaxPool2d(2)),
                               ("flat", Flatten()), ("fc", try Linear(8, 3, rng: &g))])
         try checkLayer(net, input: .uniform([2, 1, 6, 6], -1, 1, rng: &g), eps: 1e-3, tol: 3e-2)
     }

@@ -209,7 +209,7 @@ final class GraphLayerTests: XCTestCase {
         try checkGradients(GlobalAvgPool2d(), .uniform([3, 4, 5, 3], -1, 1, rng: &g))
         try checkGradients(Identity(), .uniform([3, 4], -1, 1, rng: &g))
         for (k, s, p) in [(3, 1, 1), (3, 2, 1), (5, 1, 2), (1, 1, 0)] {
-            let conv = Conv2d(3, 4, kernelSize: k, stride: s, padding: p, rng: &g)
+            let conv = try Conv2d(3, 4, kernelSize: k, stride: s, padding: p, rng: &g)
             conv.execution = .dense
             try checkGradients(conv, .uniform([2, 3, 6, 7], -1, 1, rng: &g), tol: 5e-3)
         }
@@ -219,7 +219,7 @@ final class GraphLayerTests: XCTestCase {
     func testPaddedConvolutionMatchesTheReferenceOnAPaddedImage() throws {
         var g = SeededGenerator(seed: 8), rng = TestRNG(8)
         for execution in [Execution.dense, .sparse] {
-            let conv = Conv2d(3, 5, kernelSize: 3, stride: 2, padding: 1, rng: &g)
+            let conv = try Conv2d(3, 5, kernelSize: 3, stride: 2, padding: 1, rng: &g)
             try conv.weight.setMask(Mask(shape: conv.weight.shape, kept: rng.mask(conv.weight.count, keep: 0.4).map { $0 != 0 }))
             conv.execution = execution
             let x = Tensor.uniform([2, 3, 9, 8], -1, 1, rng: &g)
@@ -242,7 +242,7 @@ final class GraphLayerTests: XCTestCase {
         var g = SeededGenerator(seed: 41), rng = TestRNG(41)
         for (c, oc, k, s, p, bias, h) in [(3, 5, 3, 1, 1, false, 9), (4, 7, 3, 2, 1, true, 8), (2, 6, 1, 2, 0, false, 7),
                                           (3, 4, 3, 1, 1, true, 30)] {
-            let conv = Conv2d(c, oc, kernelSize: k, stride: s, padding: p, bias: bias, rng: &g)
+            let conv = try Conv2d(c, oc, kernelSize: k, stride: s, padding: p, bias: bias, rng: &g)
             try conv.weight.setMask(Mask(shape: conv.weight.shape, kept: rng.mask(conv.weight.count, keep: 0.7).map { $0 != 0 }))
             conv.execution = .dense
             let bn = try BatchNorm(oc)
@@ -294,6 +294,47 @@ final class GraphLayerTests: XCTestCase {
         let unfolded = try model.forward(x, training: false)
         let scaleOf = unfolded.scalars.map { abs($0) }.max()!
         assertClose(folded.scalars, unfolded.scalars, rtol: 1e-4, atol: 1e-4 * scaleOf, "resnet20 logits")
+    }
+
+    /// Any Graph or Sequential links a convolution to the BatchNorm that alone reads its output (not
+    /// only the ResNet builder), and inference with the fold equals inference without it; a convolution
+    /// whose output has a second reader is left unlinked.
+    func testContainersLinkFoldableConvolutionNorms() throws {
+        var rng = TestRNG(43)
+        var g = SeededGenerator(seed: 7)
+        func randomStats(_ layers: [BatchNorm]) throws {
+            for bn in layers {
+                for (name, b) in bn.namedBuffers where name.hasSuffix("running_mean") || name.hasSuffix("running_var") {
+                    let v = name.hasSuffix("running_var") ? rng.floats(b.value.count, 0.5, 2) : rng.floats(b.value.count, -0.2, 0.2)
+                    b.value = try Tensor(shape: b.value.shape, scalars: v)
+                }
+            }
+        }
+        let c1 = try Conv2d(3, 8, kernelSize: 3, padding: 1, rng: &g), b1 = try BatchNorm(8)
+        let c2 = try Conv2d(8, 8, kernelSize: 3, padding: 1, rng: &g), b2 = try BatchNorm(8)
+        let c3 = try Conv2d(8, 8, kernelSize: 3, padding: 1, rng: &g), b3 = try BatchNorm(8)
+        // c3's output feeds b3 and the Add: no fold
+        let graph = try Graph([("c1", c1, [Graph.inputName]), ("b1", b1, ["c1"]), ("r1", ReLU(), ["b1"]),
+                               ("c2", c2, ["r1"]), ("b2", b2, ["c2"]), ("c3", c3, ["b2"]), ("b3", b3, ["c3"]),
+                               ("add", Add(), ["b3", "c3"])])
+        let c4 = try Conv2d(8, 4, kernelSize: 3, padding: 1, rng: &g), b4 = try BatchNorm(4)
+        let seq = Sequential([("g", graph), ("c4", c4), ("b4", b4), ("pool", GlobalAvgPool2d())])
+        try randomStats([b1, b2, b3, b4])
+        XCTAssertTrue(c1.foldedNorm === b1 && c2.foldedNorm === b2 && c4.foldedNorm === b4, "conv → its only reader BatchNorm")
+        XCTAssertNil(c3.foldedNorm, "a convolution with a second reader is not folded")
+        let x = Tensor.uniform([3, 3, 9, 7], -1, 1, rng: &g)
+        let folded = try seq.forward(x, training: false)
+        for c in [c1, c2, c4] { c.foldedNorm = nil }
+        let unfolded = try seq.forward(x, training: false)
+        let scaleOf = unfolded.scalars.map { abs($0) }.max()!
+        assertClose(folded.scalars, unfolded.scalars, rtol: 1e-4, atol: 1e-4 * scaleOf, "folded = unfolded")
+        // replacing a layer re-links it
+        let c5 = try Conv2d(8, 4, kernelSize: 3, padding: 1, rng: &g)
+        seq.replace(at: 1, with: c5)
+        XCTAssertTrue(c5.foldedNorm === b4, "Sequential.replace links the new convolution")
+        let c6 = try Conv2d(8, 8, kernelSize: 3, padding: 1, rng: &g)
+        try graph.replace("c2", with: c6)
+        XCTAssertTrue(c6.foldedNorm === b2, "Graph.replace links the new convolution")
     }
 
     func testDropout() throws {
@@ -354,7 +395,7 @@ final class GraphLayerTests: XCTestCase {
     func testGroupedAndDepthwiseConvolutionGradients() throws {
         var g = SeededGenerator(seed: 13)
         for (c, o, k, s, p, groups) in [(6, 6, 3, 1, 1, 6), (6, 6, 3, 2, 1, 6), (4, 8, 3, 1, 1, 2), (6, 12, 1, 1, 0, 3)] {
-            let conv = Conv2d(c, o, kernelSize: k, stride: s, padding: p, groups: groups, rng: &g)
+            let conv = try Conv2d(c, o, kernelSize: k, stride: s, padding: p, groups: groups, rng: &g)
             XCTAssertEqual(conv.weight.shape, [o, c / groups, k, k])
             try checkGradients(conv, .uniform([2, c, 6, 5], -1, 1, rng: &g), tol: 5e-3)
         }
@@ -366,7 +407,7 @@ final class GraphLayerTests: XCTestCase {
         var g = SeededGenerator(seed: 14)
         for (c, o, k, s, p, d, groups) in [(3, 4, 3, 1, 2, 2, 1), (3, 5, 3, 2, 1, 2, 1), (2, 3, 2, 1, 0, 3, 1), (6, 6, 3, 1, 2, 2, 6),
                                            (4, 8, 3, 2, 3, 3, 2)] {
-            let conv = Conv2d(c, o, kernelSize: k, stride: s, padding: p, dilation: d, groups: groups, rng: &g)
+            let conv = try Conv2d(c, o, kernelSize: k, stride: s, padding: p, dilation: d, groups: groups, rng: &g)
             let x = Tensor.uniform([2, c, 9, 8], -1, 1, rng: &g)
             let e = d * (k - 1) + 1
             let y = try conv.forward(x, training: false)
@@ -374,7 +415,7 @@ final class GraphLayerTests: XCTestCase {
             try checkGradients(conv, x, tol: 5e-3)
         }
         // sparse execution of a masked dilated convolution: the same function and gradients
-        let conv = Conv2d(4, 6, kernelSize: 3, padding: 2, dilation: 2, rng: &g)
+        let conv = try Conv2d(4, 6, kernelSize: 3, padding: 2, dilation: 2, rng: &g)
         var mrng = TestRNG(5)
         try conv.weight.setMask(Mask(shape: conv.weight.shape, kept: mrng.mask(conv.weight.count, keep: 0.2).map { $0 != 0 }))
         let x = Tensor.uniform([2, 4, 7, 7], -1, 1, rng: &g)

@@ -149,7 +149,7 @@ final class GraphTests: XCTestCase {
             ("add", Add(), ["bn2", "input"]), ("relu", ReLU(), ["add"]),
         ])
         let model = Model(architecture: "mine", network: Sequential([
-            ("stem", Conv2d(1, 16, kernelSize: 3, padding: 1, rng: &g)), ("block", block),
+            ("stem", try Conv2d(1, 16, kernelSize: 3, padding: 1, rng: &g)), ("block", block),
             ("pool", GlobalAvgPool2d()), ("fc", try Linear(16, 10, rng: &g)),
         ]), inputShape: [1, 28, 28])
         let x = Tensor.uniform([2, 784], 0, 1, rng: &g)

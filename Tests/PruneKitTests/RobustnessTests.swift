@@ -135,6 +135,10 @@ final class RobustnessTests: XCTestCase {
         XCTAssertThrowsError(try Tensor(zeros: [1 << 40, 1 << 40]))
         XCTAssertThrowsError(try BatchSampler(count: 10, batchSize: 0, seed: 1))
         XCTAssertThrowsError(try LayerNorm(0))
+        XCTAssertThrowsError(try Conv2d(0, 4, kernelSize: 3, rng: &g)) { XCTAssertTrue("\($0)".contains("Conv2d")) }
+        XCTAssertThrowsError(try Conv2d(4, 6, kernelSize: 3, groups: 4, rng: &g), "groups must divide both channel counts")
+        XCTAssertThrowsError(try Conv2d(4, 4, kernelSize: 3, padding: -1, rng: &g))
+        XCTAssertThrowsError(try BatchNorm(0))
         XCTAssertThrowsError(try MultiHeadAttention(hidden: 8, heads: 3, context: SequenceContext(), rng: &g))
         XCTAssertThrowsError(try Trainer.train(Model.mlp(seed: 1), data: LabeledImages(images: Tensor(zeros: [2, 784]), labels: [0, 1]),
                                                optimizer: Adam(learningRate: 1e-3), config: TrainingConfig(epochs: 1, batchSize: 0)))

@@ -315,7 +315,7 @@ final class SparseTests: XCTestCase {
     func testConv2dSparseMatchesDenseMasked() throws {
         var rng = TestRNG(67)
         var g = SeededGenerator(seed: 8)
-        let dense = Conv2d(3, 8, kernelSize: 3, stride: 1, rng: &g)
+        let dense = try Conv2d(3, 8, kernelSize: 3, stride: 1, rng: &g)
         let sparse = try Conv2d(weight: dense.weight.value, bias: dense.bias!.value, stride: 1)
         let mask = try Mask(shape: dense.weight.shape, kept: rng.mask(dense.weight.count, keep: 0.2).map { $0 != 0 })
         try dense.weight.setMask(mask)

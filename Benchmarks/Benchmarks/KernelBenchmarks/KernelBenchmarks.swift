@@ -42,7 +42,7 @@ let benchmarks: @Sendable () -> Void = {
     }
     Benchmark("conv2d.forward+backward B128 32→64 5×5 on 12×12") { bench in
         var g = SeededGenerator(seed: 3)
-        let conv = Conv2d(32, 64, kernelSize: 5, rng: &g)
+        let conv = try Conv2d(32, 64, kernelSize: 5, rng: &g)
         let x = Tensor.uniform([128, 32, 12, 12], -1, 1, rng: &g)
         let dy = Tensor.uniform([128, 64, 8, 8], -1, 1, rng: &g)
         bench.startMeasurement()

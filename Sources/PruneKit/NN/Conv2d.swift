@@ -39,10 +39,15 @@ public final class Conv2d: Layer {
     public let backwardHooks: BackwardHooks? = BackwardHooks()
 
     public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0, dilation: Int = 1,
-                groups: Int = 1, bias: Bool = true, rng: inout SeededGenerator) {
-        precondition(inChannels > 0 && outChannels > 0 && kernelSize > 0 && stride > 0 && padding >= 0 && dilation > 0
-                     && groups > 0 && inChannels % groups == 0 && outChannels % groups == 0,
-                     "Conv2d needs positive sizes, a padding ≥ 0 and groups dividing both channel counts")
+                groups: Int = 1, bias: Bool = true, rng: inout SeededGenerator) throws {
+        // sizes often come from files or a user's input: a bad one throws instead of trapping
+        guard inChannels > 0, outChannels > 0, kernelSize > 0, stride > 0, padding >= 0, dilation > 0, groups > 0,
+              inChannels % groups == 0, outChannels % groups == 0 else {
+            throw LayerError.badInput(layer: "Conv2d",
+                                      expected: "in, out, kernel, stride, dilation, groups ≥ 1, padding ≥ 0, groups dividing in and out "
+                                          + "(given as [in, out, kernel, stride, padding, dilation, groups])",
+                                      got: [inChannels, outChannels, kernelSize, stride, padding, dilation, groups])
+        }
         self.dilation = dilation
         self.groups = groups
         self.inChannels = inChannels

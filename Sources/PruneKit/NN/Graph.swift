@@ -186,6 +186,19 @@ public final class Graph: Layer {
         var position: [String: Int] = [:]
         for (k, n) in nodes.enumerated() { position[n.name] = k }
         sources = nodes.map { $0.inputs.map { $0 == Graph.inputName ? -1 : position[$0]! } }
+        linkFoldableNorms()
+    }
+
+    /// Links every convolution whose output only a BatchNorm reads (one reader, not the graph's output)
+    /// to that BatchNorm, so inference folds the normalisation into the convolution (see `Conv2d`).
+    private func linkFoldableNorms() {
+        var readers = [Int](repeating: 0, count: nodes.count)
+        for s in sources { for i in s where i >= 0 { readers[i] += 1 } }
+        for (k, node) in nodes.enumerated() {
+            guard let bn = node.layer as? BatchNorm, sources[k].count == 1, let s = sources[k].first, s >= 0,
+                  readers[s] == 1, nodes[s].name != output, let conv = nodes[s].layer as? Conv2d else { continue }
+            conv.foldNorm(bn)
+        }
     }
 
     public var summary: String {
@@ -209,6 +222,7 @@ public final class Graph: Layer {
     public func replace(_ name: String, with layer: any Layer) throws {
         guard let k = nodes.firstIndex(where: { $0.name == name }) else { throw GraphError("no node '\(name)'") }
         nodes[k] = Node(name: name, layer: layer, inputs: nodes[k].inputs)
+        linkFoldableNorms()
     }
 
     private var outputIndex: Int { nodes.lastIndex { $0.name == output }! }

@@ -40,7 +40,7 @@ struct MobileNetV2Builder {
             throw ModelError.shapeMismatch(name: p + ".0.weight", expected: [out, depthwise ? 1 : i, k, k], got: s)
         }
         let groups = depthwise ? i : 1
-        let conv = shapes == nil ? Conv2d(i, out, kernelSize: k, stride: stride, padding: k / 2, groups: groups, bias: false, rng: &g)
+        let conv = shapes == nil ? try Conv2d(i, out, kernelSize: k, stride: stride, padding: k / 2, groups: groups, bias: false, rng: &g)
             : try Conv2d(weight: Tensor(zeroed: s), bias: nil, stride: stride, padding: k / 2, groups: groups)
         var layers: [(String, any Layer)] = [("0", conv), ("1", try BatchNorm(out))]
         if act { layers.append(("2", Activation(.relu6))) }
@@ -69,7 +69,7 @@ struct MobileNetV2Builder {
                 let projName = p + ".\(parts.count)"
                 let ps = try shape(projName + ".weight", [c, hidden, 1, 1])
                 guard ps[1] == hidden, ps[2] == 1 else { throw ModelError.shapeMismatch(name: projName + ".weight", expected: [ps[0], hidden, 1, 1], got: ps) }
-                let proj = shapes == nil ? Conv2d(hidden, c, kernelSize: 1, bias: false, rng: &g)
+                let proj = shapes == nil ? try Conv2d(hidden, c, kernelSize: 1, bias: false, rng: &g)
                     : try Conv2d(weight: Tensor(zeroed: ps), bias: nil)
                 parts.append(("\(parts.count)", proj))
                 parts.append(("\(parts.count)", try BatchNorm(ps[0])))

@@ -75,8 +75,8 @@ public final class Model {
         var rng = SeededGenerator(seed: seed)
         let net = Sequential([
             // fixed, valid sizes: the throwing initialisers cannot fail here
-            ("conv1", Conv2d(1, 32, kernelSize: 5, rng: &rng)), ("pool1", try! MaxPool2d(2)), ("relu1", ReLU()),
-            ("conv2", Conv2d(32, 64, kernelSize: 5, rng: &rng)), ("pool2", try! MaxPool2d(2)), ("relu2", ReLU()),
+            ("conv1", try! Conv2d(1, 32, kernelSize: 5, rng: &rng)), ("pool1", try! MaxPool2d(2)), ("relu1", ReLU()),
+            ("conv2", try! Conv2d(32, 64, kernelSize: 5, rng: &rng)), ("pool2", try! MaxPool2d(2)), ("relu2", ReLU()),
             ("flatten", Flatten()), ("fc", try! Linear(1024, 10, rng: &rng)),
         ])
         return Model(architecture: "cnn", network: net, inputShape: [1, 28, 28])

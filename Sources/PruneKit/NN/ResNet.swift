@@ -46,7 +46,7 @@ struct ResNetBuilder {
     func conv(_ name: String, _ i: Int, _ o: Int, _ k: Int, stride: Int, _ g: inout SeededGenerator) throws -> Conv2d {
         let s = try shape(name + ".weight", [o, i, k, k])
         guard s[1] == i, s[2] == k, s[3] == k else { throw ModelError.shapeMismatch(name: name + ".weight", expected: [s[0], i, k, k], got: s) }
-        if shapes == nil { return Conv2d(i, o, kernelSize: k, stride: stride, padding: k / 2, bias: false, rng: &g) }
+        if shapes == nil { return try Conv2d(i, o, kernelSize: k, stride: stride, padding: k / 2, bias: false, rng: &g) }
         return try Conv2d(weight: Tensor(zeros: s), bias: nil, stride: stride, padding: k / 2)
     }
 

@@ -7,6 +7,15 @@ public final class Sequential: Layer {
 
     public init(_ layers: [(String, any Layer)]) {
         self.layers = layers.map { (name: $0.0, layer: $0.1) }
+        linkFoldableNorms()
+    }
+
+    /// Links each convolution directly followed by a BatchNorm (which alone reads its output) to it,
+    /// so inference folds the normalisation into the convolution (see `Conv2d`).
+    private func linkFoldableNorms() {
+        for i in layers.indices.dropLast() {
+            if let conv = layers[i].layer as? Conv2d, let bn = layers[i + 1].layer as? BatchNorm { conv.foldNorm(bn) }
+        }
     }
 
     public var children: [(name: String, layer: any Layer)] { layers }
@@ -50,6 +59,7 @@ public final class Sequential: Layer {
     /// Replaces the child at `index` (used by structural surgery).
     public func replace(at index: Int, with layer: any Layer) {
         layers[index].layer = layer
+        linkFoldableNorms()
     }
 }
 
