@@ -1,9 +1,10 @@
 // Block-sparse weights (pk_bsr in the header): packing, and the three products of a pruned Linear.
 //
 // Forward, Yᵀ = W · Xᵀ: threads own groups of block-rows (about 32 rows). For each panel of 32
-// samples (pk_sp_panels; a panel of a few thousand features stays in L2 while the thread's blocks
-// stream by) and each block-row, the micro-kernel keeps RT rows × NVB vectors of sums in registers
-// and walks the block-row's kept blocks: for each column of a block it loads that column's panel
+// samples (pk_sp_panels), each block of BS_KC input features (the panel rows they select stay in
+// L2; measured faster than blocks sized for L1, which leave few blocks per line at high
+// sparsity) and each block-row, the micro-kernel keeps RT rows × NVB vectors of sums in registers
+// and walks the block-row's kept blocks in that feature block: for each column of a block it loads that column's panel
 // row once and multiplies it by the RT weights of the column (a dense micro-GEMM per block, each
 // panel load shared by RT FMAs). RT = 8, 4, 2 or 1 rows as br allows; with one row the columns
 // alternate between two sets of sums (added at the end) so enough FMAs are in flight.
@@ -20,6 +21,7 @@
 #include <string.h>
 
 #define BS_ROWS 32     // output rows per thread group (forward) / input columns (input gradient)
+#define BS_KC 4096     // reduction features per block of the products (their panel rows, ≤ 512 KiB, in L2)
 #define BS_TMAX 64     // the most rows of a tile: br, bc ≤ 64
 #define BS_WROWS 64    // rows per thread group of the weight gradient
 #define BS_WINDOW 256  // features per column window of the weight gradient
@@ -126,19 +128,20 @@ pk_status pk_bsr_unpack_f32(const pk_bsr *A, float *W, int64_t ldw, uint8_t *M, 
 
 // ---- micro-kernels, one body per ISA (vector type VT of VW floats)
 
-// acc (RT rows × NVB vectors, row stride 32) := Σ over the nb blocks e (block number ids[e], or j0 + e
+// acc (RT rows × NVB vectors, row stride 32) := (first ? 0 : acc) + Σ over the nb blocks e (block number ids[e], or j0 + e
 // when ids is NULL) Σ_k<kl w(i, k) · P[(xr[e]·kl + k)·32 + v], w(i, k) = val[j·bsz + woff + i·si + k·sk].
 typedef void (*bs_tile_fn)(int64_t nb, const int32_t *ids, int64_t j0, const int32_t *xr, const float *val, int64_t bsz,
-                           int64_t woff, int64_t si, int64_t sk, int64_t kl, const float *P, float *acc);
+                           int64_t woff, int64_t si, int64_t sk, int64_t kl, const float *P, float *acc, int first);
 
 #define BS_TILE_BODY(NAME, TARGET, VT, VW, SPLAT, RT, NVB, SETS)                                              \
-    TARGET static void NAME(int64_t nb, const int32_t *ids, int64_t j0, const int32_t *xr, const float *val,   \
+    TARGET static PK_ALWAYS_INLINE void NAME(int64_t nb, const int32_t *ids, int64_t j0, const int32_t *xr, const float *val,   \
                             int64_t bsz, int64_t woff, int64_t si, int64_t sk, int64_t kl, const float *P,     \
-                            float *acc) {                                                                      \
+                            float *acc, int first) {                                                           \
         VT a[SETS][RT][NVB];                                                                                   \
         for (int s = 0; s < SETS; s++)                                                                         \
             for (int i = 0; i < RT; i++)                                                                       \
-                for (int v = 0; v < NVB; v++) a[s][i][v] = (VT){0};                                            \
+                for (int v = 0; v < NVB; v++)                                                                  \
+                    a[s][i][v] = s > 0 || first ? (VT){0} : *(const VT *)(acc + i * PK_SP_NR + v * VW);        \
         for (int64_t e = 0; e < nb; e++) {                                                                     \
             /* blocks × columns of the block (SETS at a time) × the tile's rows */                            \
             const float *w = val + (ids ? ids[e] : j0 + e) * bsz + woff;                                       \
@@ -170,6 +173,16 @@ typedef void (*bs_tile_fn)(int64_t nb, const int32_t *ids, int64_t j0, const int
             }                                                                                                  \
     }
 
+// A tile kernel: the body with its strides and block width fixed (KL, SI, SK constants for the common
+// block shapes, so the block's loop unrolls with constant offsets) or left to the arguments.
+#define BS_TILE_FN(NAME, TARGET, BODY, KL, SI, SK)                                                             \
+    TARGET static void NAME(int64_t nb, const int32_t *ids, int64_t j0, const int32_t *xr, const float *val,   \
+                            int64_t bsz, int64_t woff, int64_t si, int64_t sk, int64_t kl, const float *P,     \
+                            float *acc, int first) {                                                           \
+        (void)si; (void)sk; (void)kl;                                                                          \
+        BODY(nb, ids, j0, xr, val, bsz, woff, SI, SK, KL, P, acc, first);                                      \
+    }
+
 // out[a·C + c] := Σ over n samples (a multiple of VW) of dy[a·ld + ·] · x[c·ld + ·], a < A, c < C, A·C = 8
 // (column c ≥ cmax repeats column cmax − 1; its sums are not used).
 typedef void (*bs_dot_fn)(const float *dy, const float *x, int64_t ld, int64_t cmax, int64_t n, float *out);
@@ -193,35 +206,66 @@ typedef void (*bs_dot_fn)(const float *dy, const float *x, int64_t ld, int64_t c
     }
 
 #define BS_NOTARGET
-#define BS_KERNELS(ISA, TARGET, VT, VW, SPLAT, HSUM, NV)                                                       \
-    BS_TILE_BODY(bs_tile_##ISA##_8, TARGET, VT, VW, SPLAT, 8, (NV == 2 ? 2 : 1), 1)                            \
-    BS_TILE_BODY(bs_tile_##ISA##_4, TARGET, VT, VW, SPLAT, 4, 2, 1)                                            \
-    BS_TILE_BODY(bs_tile_##ISA##_2, TARGET, VT, VW, SPLAT, 2, (NV >= 4 ? 4 : 2), 1)                            \
-    BS_TILE_BODY(bs_tile_##ISA##_1, TARGET, VT, VW, SPLAT, 1, (NV >= 4 ? 4 : 2), 2)                            \
+// Per ISA: tile bodies of RT = 8, 4, 2, 1 rows (NVB vectors each, at most 12 sums on AVX2 and 16 with
+// 32 registers; one row alternates two sets of sums), their generic kernels, kernels for the forward
+// (rows of a block: KL = bc, SI = bc, SK = 1) and the input gradient (columns of a block: KL = br,
+// SI = 1, SK = bc) of the 4×4, 8×8, 16×1 and 1×16 blocks, and the dot kernels of the weight gradient.
+#define BS_KERNELS(ISA, TARGET, VT, VW, SPLAT, HSUM, R8, N8, N4, N2, N1)                                        \
+    BS_TILE_BODY(bs_body_##ISA##_8, TARGET, VT, VW, SPLAT, R8, N8, 1)                                          \
+    BS_TILE_BODY(bs_body_##ISA##_4, TARGET, VT, VW, SPLAT, 4, N4, 1)                                           \
+    BS_TILE_BODY(bs_body_##ISA##_2, TARGET, VT, VW, SPLAT, 2, N2, 1)                                           \
+    BS_TILE_BODY(bs_body_##ISA##_1, TARGET, VT, VW, SPLAT, 1, N1, 2)                                           \
+    BS_TILE_FN(bs_tile_##ISA##_8, TARGET, bs_body_##ISA##_8, kl, si, sk)                                       \
+    BS_TILE_FN(bs_tile_##ISA##_4, TARGET, bs_body_##ISA##_4, kl, si, sk)                                       \
+    BS_TILE_FN(bs_tile_##ISA##_2, TARGET, bs_body_##ISA##_2, kl, si, sk)                                       \
+    BS_TILE_FN(bs_tile_##ISA##_1, TARGET, bs_body_##ISA##_1, kl, si, sk)                                       \
+    BS_TILE_FN(bs_fwd_##ISA##_4x4, TARGET, bs_body_##ISA##_4, 4, 4, 1)                                         \
+    BS_TILE_FN(bs_fwd_##ISA##_8x8, TARGET, bs_body_##ISA##_##R8, 8, 8, 1)                                      \
+    BS_TILE_FN(bs_fwd_##ISA##_16x1, TARGET, bs_body_##ISA##_##R8, 1, 1, 1)                                     \
+    BS_TILE_FN(bs_fwd_##ISA##_1x16, TARGET, bs_body_##ISA##_1, 16, 16, 1)                                      \
+    BS_TILE_FN(bs_bwd_##ISA##_4x4, TARGET, bs_body_##ISA##_4, 4, 1, 4)                                         \
+    BS_TILE_FN(bs_bwd_##ISA##_8x8, TARGET, bs_body_##ISA##_##R8, 8, 1, 8)                                      \
+    BS_TILE_FN(bs_bwd_##ISA##_16x1, TARGET, bs_body_##ISA##_1, 16, 1, 1)                                       \
+    BS_TILE_FN(bs_bwd_##ISA##_1x16, TARGET, bs_body_##ISA##_##R8, 1, 1, 16)                                    \
     BS_DOT_BODY(bs_dot_##ISA##_1x8, TARGET, VT, VW, HSUM, 1, 8)                                                \
     BS_DOT_BODY(bs_dot_##ISA##_2x4, TARGET, VT, VW, HSUM, 2, 4)                                                \
     BS_DOT_BODY(bs_dot_##ISA##_4x2, TARGET, VT, VW, HSUM, 4, 2)                                                \
     BS_DOT_BODY(bs_dot_##ISA##_8x1, TARGET, VT, VW, HSUM, 8, 1)
-BS_KERNELS(avx2, PK_TARGET_AVX2, pk_v8, 8, PK_SPLAT8, PK_SP_HSUM8_V8, 4)
-BS_KERNELS(avx512, PK_TARGET_AVX512, pk_v16, 16, PK_SPLAT16, PK_SP_HSUM8_V16, 2)
-BS_KERNELS(portable, BS_NOTARGET, pk_v16, 16, PK_SPLAT16, PK_SP_HSUM8_V16, 2)
+// AVX2 (16 registers): the 8-row tile is two 4-row tiles (R8 = 4), 4 rows × 2 vectors, 2 × 4, 1 × 4.
+BS_KERNELS(avx2, PK_TARGET_AVX2, pk_v8, 8, PK_SPLAT8, PK_SP_HSUM8_V8, 4, 2, 2, 4, 4)
+BS_KERNELS(avx512, PK_TARGET_AVX512, pk_v16, 16, PK_SPLAT16, PK_SP_HSUM8_V16, 8, 2, 2, 2, 2)
+BS_KERNELS(portable, BS_NOTARGET, pk_v16, 16, PK_SPLAT16, PK_SP_HSUM8_V16, 8, 2, 2, 2, 2)
 
-// The tile kernels for tiles of `rows` output rows (a block's br or bc) and the dot kernel for a
-// br × bc block, for the active ISA. rt: rows per tile; nvb: vectors per tile; a, c: the dot tile.
+// The tile kernel for the products of a br × bc block (trans: the input gradient, whose tiles are
+// columns of the blocks) and the dot kernel of its weight gradient, for the active ISA.
+// rt: rows per tile; nvb: vectors per tile; a, c: the dot tile.
 typedef struct { bs_tile_fn tile; int rt, nvb, vw; } bs_tile_pick;
 typedef struct { bs_dot_fn dot; int a, c; } bs_dot_pick;
 
-static bs_tile_pick bs_pick_tile(int64_t rows) {
-    const pk_isa isa = pk_active_isa();
-    const int avx2 = isa == PK_ISA_AVX2, vw = avx2 ? 8 : 16, nv = PK_SP_NR / vw;
-#define BS_PICK(RT, NVB)                                                                                       \
-    return (bs_tile_pick){isa == PK_ISA_AVX512 ? bs_tile_avx512_##RT : avx2 ? bs_tile_avx2_##RT : bs_tile_portable_##RT, \
-                          RT, NVB, vw}
-    if (rows % 8 == 0) BS_PICK(8, nv == 2 ? 2 : 1);
-    if (rows % 4 == 0) BS_PICK(4, 2);
-    if (rows % 2 == 0) BS_PICK(2, nv >= 4 ? 4 : 2);
-    BS_PICK(1, nv >= 4 ? 4 : 2);
-#undef BS_PICK
+#define BS_PICK_ISA(ISA, R8, N8, N4, N2, N1)                                                                   \
+    static bs_tile_pick bs_pick_##ISA(int trans, int64_t br, int64_t bc, int vw) {                             \
+        const int64_t rows = trans ? bc : br;                                                                  \
+        if (br == 4 && bc == 4) return (bs_tile_pick){trans ? bs_bwd_##ISA##_4x4 : bs_fwd_##ISA##_4x4, 4, N4, vw}; \
+        if (br == 8 && bc == 8) return (bs_tile_pick){trans ? bs_bwd_##ISA##_8x8 : bs_fwd_##ISA##_8x8, R8, N8, vw}; \
+        if (br == 16 && bc == 1)                                                                               \
+            return trans ? (bs_tile_pick){bs_bwd_##ISA##_16x1, 1, N1, vw} : (bs_tile_pick){bs_fwd_##ISA##_16x1, R8, N8, vw}; \
+        if (br == 1 && bc == 16)                                                                               \
+            return trans ? (bs_tile_pick){bs_bwd_##ISA##_1x16, R8, N8, vw} : (bs_tile_pick){bs_fwd_##ISA##_1x16, 1, N1, vw}; \
+        if (rows % R8 == 0) return (bs_tile_pick){bs_tile_##ISA##_8, R8, N8, vw};                              \
+        if (rows % 4 == 0) return (bs_tile_pick){bs_tile_##ISA##_4, 4, N4, vw};                                \
+        if (rows % 2 == 0) return (bs_tile_pick){bs_tile_##ISA##_2, 2, N2, vw};                                \
+        return (bs_tile_pick){bs_tile_##ISA##_1, 1, N1, vw};                                                   \
+    }
+BS_PICK_ISA(avx2, 4, 2, 2, 4, 4)
+BS_PICK_ISA(avx512, 8, 2, 2, 2, 2)
+BS_PICK_ISA(portable, 8, 2, 2, 2, 2)
+
+static bs_tile_pick bs_pick_tile(int trans, int64_t br, int64_t bc) {
+    switch (pk_active_isa()) {
+    case PK_ISA_AVX512: return bs_pick_avx512(trans, br, bc, 16);
+    case PK_ISA_AVX2: return bs_pick_avx2(trans, br, bc, 8);
+    default: return bs_pick_portable(trans, br, bc, 16);
+    }
 }
 
 static bs_dot_pick bs_pick_dot(int64_t br, int64_t bc) {
@@ -258,27 +302,42 @@ typedef struct {
 } bs_prod_ctx;
 
 static void bs_prod_range(void *v, int64_t q0, int64_t q1) {
-    // groups [q0, q1) of block lines (block-rows, or block-columns when trans): panels × lines × tiles
+    // groups [q0, q1) of block lines (block-rows, or block-columns when trans): panels × blocks of
+    // BS_KC reduction features × lines × tiles
     const bs_prod_ctx *c = v;
     const pk_bsr *A = c->A;
     const int64_t bl = c->trans ? A->bc : A->br, kl = c->trans ? A->br : A->bc, per = PK_MAX(1, BS_ROWS / bl);
-    const int64_t nl = c->nout / bl, np = (c->B + PK_SP_NR - 1) / PK_SP_NR, bsz = A->br * A->bc;
+    const int64_t nl = c->nout / bl, nred = c->nin / kl, kcl = PK_MAX(1, BS_KC / kl);
+    const int64_t np = (c->B + PK_SP_NR - 1) / PK_SP_NR, bsz = A->br * A->bc;
+    const int64_t *start = c->trans ? A->tptr : A->ptr;
+    const int32_t *xr = c->trans ? A->trow : A->bcol;
     float T[BS_TMAX * PK_SP_NR] __attribute__((aligned(64))); // per·bl ≤ max(BS_ROWS, bl) ≤ BS_TMAX rows
+    int64_t cur[BS_ROWS];
     for (int64_t p = 0; p < np; p++) {
         const float *P = c->P + p * c->nin * PK_SP_NR;
         for (int64_t q = q0; q < q1; q++) {
             const int64_t l0 = q * per, l1 = PK_MIN(nl, l0 + per);
-            for (int64_t l = l0; l < l1; l++) {
-                const int64_t e0 = c->trans ? A->tptr[l] : A->ptr[l], ne = (c->trans ? A->tptr[l + 1] : A->ptr[l + 1]) - e0;
-                for (int64_t i = 0; i < bl; i += c->k.rt)
-                    for (int64_t v0 = 0; v0 < PK_SP_NR / c->k.vw; v0 += c->k.nvb) {
-                        float *acc = T + ((l - l0) * bl + i) * PK_SP_NR + v0 * c->k.vw;
-                        if (c->trans)
-                            c->k.tile(ne, A->tblk + e0, 0, A->trow + e0, A->val, bsz, i, 1, A->bc, kl, P + v0 * c->k.vw, acc);
-                        else
-                            c->k.tile(ne, NULL, e0, A->bcol + e0, A->val, bsz, i * A->bc, A->bc, 1, kl, P + v0 * c->k.vw, acc);
-                    }
-            }
+            if (nred == 0) memset(T, 0, sizeof T);
+            for (int64_t l = l0; l < l1; l++) cur[l - l0] = start[l];
+            for (int64_t k0 = 0; k0 < nred; k0 += kcl)
+                for (int64_t l = l0; l < l1; l++) {
+                    // the line's blocks whose reduction index lies in [k0, k0 + kcl)
+                    const int64_t e0 = cur[l - l0];
+                    int64_t e1 = e0;
+                    while (e1 < start[l + 1] && xr[e1] < k0 + kcl) e1++;
+                    cur[l - l0] = e1;
+                    if (e1 == e0 && k0 > 0) continue;
+                    for (int64_t i = 0; i < bl; i += c->k.rt)
+                        for (int64_t v0 = 0; v0 < PK_SP_NR / c->k.vw; v0 += c->k.nvb) {
+                            float *acc = T + ((l - l0) * bl + i) * PK_SP_NR + v0 * c->k.vw;
+                            if (c->trans)
+                                c->k.tile(e1 - e0, A->tblk + e0, 0, xr + e0, A->val, bsz, i, 1, A->bc, kl, P + v0 * c->k.vw, acc,
+                                          k0 == 0);
+                            else
+                                c->k.tile(e1 - e0, NULL, e0, xr + e0, A->val, bsz, i * A->bc, A->bc, 1, kl, P + v0 * c->k.vw,
+                                          acc, k0 == 0);
+                        }
+                }
             pk_sp_store_tile(T, (l1 - l0) * bl, PK_MIN(PK_SP_NR, c->B - p * PK_SP_NR), l0 * bl, p * PK_SP_NR, c->bias,
                              c->out_fm, c->Y, c->ldy);
         }
@@ -299,7 +358,7 @@ static pk_status bs_product(const pk_bsr *A, int trans, int layout, int64_t B, c
     const float *P = pk_sp_panels(PK_SP_SLOT_A, in_fm, B, nin, X, ldx, PK_SP_NR);
     if (!P) return PK_ERR_NOMEM;
     const int64_t bl = trans ? A->bc : A->br;
-    bs_prod_ctx c = {A, bs_pick_tile(bl), P, bias, B, nin, nout, trans, out_fm, Y, ldy};
+    bs_prod_ctx c = {A, bs_pick_tile(trans, A->br, A->bc), P, bias, B, nin, nout, trans, out_fm, Y, ldy};
     const int64_t per = PK_MAX(1, BS_ROWS / bl);
     pk_parallel_for((nout / bl + per - 1) / per, 1, bs_prod_range, &c);
     return PK_OK;

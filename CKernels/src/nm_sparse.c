@@ -1,17 +1,20 @@
 // Packed N:M weights (pk_nm in the header): packing, and the three products of a pruned Linear.
 //
 // Forward, Yᵀ (rows × B) = W · Xᵀ: a GEMM whose left operand is sparse, blocked like gemm.c.
-//   Threads own blocks of NM_MC output rows. For each panel of 32 samples (pk_sp_panels) and each
-//   block of KC ≤ 128 input columns (the panel's KC × 32 floats, ≤ 16 KiB, stay in L1), tiles of
-//   MR rows run the micro-kernel: MR × 32 sums in registers; for every slot of a row it broadcasts
-//   the weight and multiplies it by the panel row its index selects (the FMA reads that row from
-//   L1: one vector load per FMA, no gather, no permute). A block's packed weights (NM_MC rows ×
-//   5 bytes a slot) stay in L2 while the panels go by. Each output is summed over the column
-//   blocks in order by one thread: identical bits for any thread count.
-// Input gradient, dXᵀ (cols × B) = Wᵀ · dYᵀ: threads own blocks of input columns; for each panel
-//   of dY and each block of PK_NM_TBLOCK rows (that block's panel rows, 16 KiB, in L1) the column
-//   walks its kept entries through the transposed index, two entries in flight (two sets of sums,
-//   added when the row block ends: a fixed order).
+//   Threads own blocks of NM_MC output rows. For each block of 256 samples (eight panels of 32,
+//   pk_sp_panels), each block of KC ≤ 128 input columns and each panel (its KC × 32 floats, ≤ 16
+//   KiB, stay in L1), tiles of MR rows run the micro-kernel: MR × 32 sums in registers; for every
+//   slot of a row it broadcasts the weight and multiplies it by the panel row its index selects
+//   (the FMA reads that row from L1: one vector load per FMA, no gather, no permute). The block's
+//   weights for the column block (NM_MC rows × 5 bytes a slot) stay in L1/L2 across the panels,
+//   the block's sums (NM_MC × 256) in L2 across the column blocks, and every weight is read once
+//   per 256 samples. Each output is summed over the column blocks in order by one thread:
+//   identical bits for any thread count.
+// Input gradient, dXᵀ (cols × B) = Wᵀ · dYᵀ: threads own blocks of up to 256 input columns; for
+//   each block of 256 samples and each block of PK_NM_TBLOCK rows, the weights of the block's
+//   entries are gathered once into the transposed order, then for each panel of dY (the row block's
+//   panel rows, 16 KiB, in L1) each column walks its kept entries through the transposed index,
+//   two entries in flight (two sets of sums, added when the row block ends: a fixed order).
 // Weight gradient, g(r, c) = Σ_b dY[b, r]·X[b, c] at the kept slots: both operands become
 //   feature-major chunks of 128 samples; threads own blocks of rows; eight slots of a row are
 //   eight dot products over the chunk, the sums kept in vector lanes (one dY load per eight FMAs)
@@ -20,10 +23,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NM_MC 24       // output rows per thread block: a multiple of every MR below
+#define NM_MR_LCM 6    // a multiple of every MR below
+#define NM_MC 96       // output rows per thread block (a multiple of NM_MR_LCM)
+#define NM_NC 256      // samples per block of the forward (its mc × NM_NC sums stay in L2)
 #define NM_KC 128      // input columns per block of the forward (panel rows in L1)
-#define NM_CB 32       // input columns per thread block of the input gradient
+#define NM_CB 256      // input columns per thread block of the input gradient (its sums: 256 KiB, L2)
 #define NM_OR 64       // rows per thread block of the weight gradient
+#define NM_WB 64       // slots per block of the weight gradient (a multiple of 8)
 
 // ---- packing
 
@@ -135,14 +141,12 @@ typedef void (*nm_fwd_fn)(int64_t G, int64_t n, int64_t m, const float *val, con
             for (int v = 0; v < NV; v++) *(VT *)(acc + r * PK_SP_NR + v * VW) = a[r][v];                       \
     }
 
-// acc (32) := (first ? 0 : acc) + Σ over the entries e of one column in one row block:
-// weight vb[row(e)·S + slot(e)] × panel row row(e) of dp; even and odd entries in separate sums.
-typedef void (*nm_col_fn)(const uint16_t *e, int64_t ne, const float *vb, int64_t S, const float *dp, float *acc,
-                          int first);
+// acc (32) := (first ? 0 : acc) + Σ over the entries e of one column in one row block: weight
+// w[e] × panel row (e[i] & 255) of dp; even and odd entries in separate sums (added at the end).
+typedef void (*nm_col_fn)(const uint16_t *e, int64_t ne, const float *w, const float *dp, float *acc, int first);
 
 #define NM_COL_BODY(NAME, TARGET, VT, VW, SPLAT)                                                               \
-    TARGET static void NAME(const uint16_t *e, int64_t ne, const float *vb, int64_t S, const float *dp, float *acc, \
-                            int first) {                                                                       \
+    TARGET static void NAME(const uint16_t *e, int64_t ne, const float *w, const float *dp, float *acc, int first) { \
         enum { NV = PK_SP_NR / VW };                                                                           \
         VT a[NV], b[NV];                                                                                       \
         for (int v = 0; v < NV; v++) {                                                                         \
@@ -152,18 +156,15 @@ typedef void (*nm_col_fn)(const uint16_t *e, int64_t ne, const float *vb, int64_
         int64_t i = 0;                                                                                         \
         for (; i + 2 <= ne; i += 2) {                                                                          \
             /* entry pairs: two broadcasts, two panel rows */                                                  \
-            const unsigned e0 = e[i], e1 = e[i + 1];                                                           \
-            const VT w0 = SPLAT(vb[(int64_t)(e0 & 255) * S + (e0 >> 8)]);                                     \
-            const VT w1 = SPLAT(vb[(int64_t)(e1 & 255) * S + (e1 >> 8)]);                                     \
-            const VT *x0 = (const VT *)(dp + (int64_t)(e0 & 255) * PK_SP_NR);                                  \
-            const VT *x1 = (const VT *)(dp + (int64_t)(e1 & 255) * PK_SP_NR);                                  \
+            const VT w0 = SPLAT(w[i]), w1 = SPLAT(w[i + 1]);                                                   \
+            const VT *x0 = (const VT *)(dp + (int64_t)(e[i] & 255) * PK_SP_NR);                                \
+            const VT *x1 = (const VT *)(dp + (int64_t)(e[i + 1] & 255) * PK_SP_NR);                            \
             for (int v = 0; v < NV; v++) a[v] += w0 * x0[v];                                                   \
             for (int v = 0; v < NV; v++) b[v] += w1 * x1[v];                                                   \
         }                                                                                                      \
         if (i < ne) {                                                                                          \
-            const unsigned e0 = e[i];                                                                          \
-            const VT w0 = SPLAT(vb[(int64_t)(e0 & 255) * S + (e0 >> 8)]);                                     \
-            const VT *x0 = (const VT *)(dp + (int64_t)(e0 & 255) * PK_SP_NR);                                  \
+            const VT w0 = SPLAT(w[i]);                                                                         \
+            const VT *x0 = (const VT *)(dp + (int64_t)(e[i] & 255) * PK_SP_NR);                                \
             for (int v = 0; v < NV; v++) a[v] += w0 * x0[v];                                                   \
         }                                                                                                      \
         for (int v = 0; v < NV; v++) *(VT *)(acc + v * VW) = a[v] + b[v];                                      \
@@ -251,30 +252,39 @@ typedef struct {
     const pk_nm *A;
     nm_kernels k;
     const float *P, *bias;
-    int64_t B, G, S, kcg;
+    int64_t B, G, S, kcg, mc;
     int out_fm;
     float *Y;
     int64_t ldy;
+    int failed;
 } nm_fwd_ctx;
 
 static void nm_fwd_range(void *v, int64_t q0, int64_t q1) {
-    // blocks [q0, q1) of NM_MC rows: panels × column blocks × MR-row tiles, then the block's outputs
-    const nm_fwd_ctx *c = v;
+    // blocks [q0, q1) of mc rows: sample blocks (NM_NC) × column blocks × panels × MR-row tiles, the
+    // block's sums for the sample block in T (mc × NM_NC, L2), then written out
+    nm_fwd_ctx *c = v;
     const pk_nm *A = c->A;
-    float T[NM_MC * PK_SP_NR] __attribute__((aligned(64)));
-    const int64_t np = (c->B + PK_SP_NR - 1) / PK_SP_NR;
+    float *T = pk_scratch(PK_SP_SLOT_TILE, (size_t)(c->mc * NM_NC) * sizeof(float));
+    if (!T) { __atomic_store_n(&c->failed, 1, __ATOMIC_RELAXED); return; }
+    const int64_t np = (c->B + PK_SP_NR - 1) / PK_SP_NR, ppb = NM_NC / PK_SP_NR;
     for (int64_t q = q0; q < q1; q++) {
-        const int64_t r0 = q * NM_MC, h = PK_MIN(NM_MC, A->rows - r0);
-        for (int64_t p = 0; p < np; p++) {
-            const float *P = c->P + p * A->cols * PK_SP_NR;
-            if (c->G == 0) memset(T, 0, sizeof T);
+        const int64_t r0 = q * c->mc, h = PK_MIN(c->mc, A->rows - r0);
+        for (int64_t p0 = 0; p0 < np; p0 += ppb) {
+            const int64_t pn = PK_MIN(ppb, np - p0);
+            if (c->G == 0) memset(T, 0, (size_t)(c->mc * NM_NC) * sizeof(float));
             for (int64_t g0 = 0; g0 < c->G; g0 += c->kcg) {
                 const int64_t gn = PK_MIN(c->kcg, c->G - g0);
-                for (int64_t i = 0; i < h; i += c->k.mr)
-                    c->k.fwd(gn, A->n, A->m, A->val + (r0 + i) * c->S + g0 * A->n, A->idx + (r0 + i) * c->S + g0 * A->n,
-                             c->S, PK_MIN(c->k.mr, h - i), P + g0 * A->m * PK_SP_NR, T + i * PK_SP_NR, g0 == 0);
+                for (int64_t p = 0; p < pn; p++) {
+                    const float *P = c->P + ((p0 + p) * A->cols + g0 * A->m) * PK_SP_NR;
+                    float *Tp = T + p * c->mc * PK_SP_NR;
+                    for (int64_t i = 0; i < h; i += c->k.mr)
+                        c->k.fwd(gn, A->n, A->m, A->val + (r0 + i) * c->S + g0 * A->n, A->idx + (r0 + i) * c->S + g0 * A->n,
+                                 c->S, PK_MIN(c->k.mr, h - i), P, Tp + i * PK_SP_NR, g0 == 0);
+                }
             }
-            pk_sp_store_tile(T, h, PK_MIN(PK_SP_NR, c->B - p * PK_SP_NR), r0, p * PK_SP_NR, c->bias, c->out_fm, c->Y, c->ldy);
+            for (int64_t p = 0; p < pn; p++)
+                pk_sp_store_tile(T + p * c->mc * PK_SP_NR, h, PK_MIN(PK_SP_NR, c->B - (p0 + p) * PK_SP_NR), r0,
+                                 (p0 + p) * PK_SP_NR, c->bias, c->out_fm, c->Y, c->ldy);
         }
     }
 }
@@ -290,10 +300,14 @@ pk_status pk_nm_forward_f32(const pk_nm *A, int layout, int64_t B, const float *
     if (pk_overlaps(X, pk_sp_act_span(in_fm, B, A->cols, ldx), Y, pk_sp_act_span(out_fm, B, A->rows, ldy))) return PK_ERR_ALIAS;
     const float *P = pk_sp_panels(PK_SP_SLOT_A, in_fm, B, A->cols, X, ldx, PK_SP_NR);
     if (!P) return PK_ERR_NOMEM;
+    // row blocks: NM_MC rows, fewer when that leaves a thread without work (the split of rows never
+    // changes a sum: each row is computed the same way in any block)
+    const int64_t per_thread = (A->rows + pk_get_num_threads() - 1) / pk_get_num_threads();
+    const int64_t mc = PK_MIN(NM_MC, PK_MAX(NM_MR_LCM, (per_thread + NM_MR_LCM - 1) / NM_MR_LCM * NM_MR_LCM));
     nm_fwd_ctx c = {A, nm_select(A->n, A->m), P, bias, B, A->cols / A->m, A->cols / A->m * A->n,
-                    PK_MAX(1, NM_KC / A->m), out_fm, Y, ldy};
-    pk_parallel_for((A->rows + NM_MC - 1) / NM_MC, 1, nm_fwd_range, &c);
-    return PK_OK;
+                    PK_MAX(1, NM_KC / A->m), mc, out_fm, Y, ldy, 0};
+    pk_parallel_for((A->rows + mc - 1) / mc, 1, nm_fwd_range, &c);
+    return c.failed ? PK_ERR_NOMEM : PK_OK;
 }
 
 // ---- input gradient
@@ -302,32 +316,45 @@ typedef struct {
     const pk_nm *A;
     nm_kernels k;
     const float *P;
-    int64_t B, S;
+    int64_t B, S, cb;
     int out_fm;
     float *dX;
     int64_t lddx;
+    int failed;
 } nm_bwd_ctx;
 
 static void nm_bwd_range(void *v, int64_t q0, int64_t q1) {
-    // blocks [q0, q1) of NM_CB input columns: panels × row blocks × columns, then the block's outputs
-    const nm_bwd_ctx *c = v;
+    // blocks [q0, q1) of cb input columns: sample blocks (NM_NC) × row blocks (their weights gathered
+    // in the transposed order once) × panels × columns; the block's sums in T (cb × NM_NC, L2)
+    nm_bwd_ctx *c = v;
     const pk_nm *A = c->A;
-    float T[NM_CB * PK_SP_NR] __attribute__((aligned(64)));
-    const int64_t np = (c->B + PK_SP_NR - 1) / PK_SP_NR, nq = (A->rows + PK_NM_TBLOCK - 1) / PK_NM_TBLOCK;
+    const int64_t np = (c->B + PK_SP_NR - 1) / PK_SP_NR, ppb = NM_NC / PK_SP_NR, nq = (A->rows + PK_NM_TBLOCK - 1) / PK_NM_TBLOCK;
+    float *T = pk_scratch(PK_SP_SLOT_TILE, (size_t)(c->cb * NM_NC + c->cb * PK_NM_TBLOCK) * sizeof(float));
+    if (!T) { __atomic_store_n(&c->failed, 1, __ATOMIC_RELAXED); return; }
+    float *tv = T + c->cb * NM_NC; // the weights of one row block's entries, in the transposed order
     for (int64_t q = q0; q < q1; q++) {
-        const int64_t c0 = q * NM_CB, w = PK_MIN(NM_CB, A->cols - c0);
-        for (int64_t p = 0; p < np; p++) {
-            const float *P = c->P + p * A->rows * PK_SP_NR;
-            if (nq == 0) memset(T, 0, sizeof T);
+        const int64_t c0 = q * c->cb, w = PK_MIN(c->cb, A->cols - c0);
+        for (int64_t p0 = 0; p0 < np; p0 += ppb) {
+            const int64_t pn = PK_MIN(ppb, np - p0);
+            if (nq == 0) memset(T, 0, (size_t)(c->cb * NM_NC) * sizeof(float));
             for (int64_t rb = 0; rb < nq; rb++) {
-                const float *dp = P + rb * PK_NM_TBLOCK * PK_SP_NR;
+                const int64_t *tp = A->tptr + rb * A->cols + c0, e0 = tp[0];
                 for (int64_t j = 0; j < w; j++) {
-                    const int64_t col = c0 + j, at = rb * A->cols + col;
-                    const float *vb = A->val + rb * PK_NM_TBLOCK * c->S + (col / A->m) * A->n;
-                    c->k.col(A->tent + A->tptr[at], A->tptr[at + 1] - A->tptr[at], vb, c->S, dp, T + j * PK_SP_NR, rb == 0);
+                    // columns × their entries: slot t of the entry's row in the column's group
+                    const float *vb = A->val + rb * PK_NM_TBLOCK * c->S + ((c0 + j) / A->m) * A->n;
+                    for (int64_t e = tp[j]; e < tp[j + 1]; e++)
+                        tv[e - e0] = vb[(int64_t)(A->tent[e] & 255) * c->S + (A->tent[e] >> 8)];
+                }
+                for (int64_t p = 0; p < pn; p++) {
+                    const float *dp = c->P + ((p0 + p) * A->rows + rb * PK_NM_TBLOCK) * PK_SP_NR;
+                    float *Tp = T + p * c->cb * PK_SP_NR;
+                    for (int64_t j = 0; j < w; j++)
+                        c->k.col(A->tent + tp[j], tp[j + 1] - tp[j], tv + (tp[j] - e0), dp, Tp + j * PK_SP_NR, rb == 0);
                 }
             }
-            pk_sp_store_tile(T, w, PK_MIN(PK_SP_NR, c->B - p * PK_SP_NR), c0, p * PK_SP_NR, NULL, c->out_fm, c->dX, c->lddx);
+            for (int64_t p = 0; p < pn; p++)
+                pk_sp_store_tile(T + p * c->cb * PK_SP_NR, w, PK_MIN(PK_SP_NR, c->B - (p0 + p) * PK_SP_NR), c0,
+                                 (p0 + p) * PK_SP_NR, NULL, c->out_fm, c->dX, c->lddx);
         }
     }
 }
@@ -343,9 +370,13 @@ pk_status pk_nm_input_grad_f32(const pk_nm *A, int layout, int64_t B, const floa
     if (pk_overlaps(dY, pk_sp_act_span(in_fm, B, A->rows, lddy), dX, pk_sp_act_span(out_fm, B, A->cols, lddx))) return PK_ERR_ALIAS;
     const float *P = pk_sp_panels(PK_SP_SLOT_A, in_fm, B, A->rows, dY, lddy, PK_SP_NR);
     if (!P) return PK_ERR_NOMEM;
-    nm_bwd_ctx c = {A, nm_select(A->n, A->m), P, B, A->cols / A->m * A->n, out_fm, dX, lddx};
-    pk_parallel_for((A->cols + NM_CB - 1) / NM_CB, 1, nm_bwd_range, &c);
-    return PK_OK;
+    // column blocks: NM_CB columns, fewer when that leaves a thread without work (the split never
+    // changes a sum: each column is computed the same way in any block)
+    const int64_t per_thread = (A->cols + pk_get_num_threads() - 1) / pk_get_num_threads();
+    const int64_t cb = PK_MIN(NM_CB, PK_MAX(8, (per_thread + 7) / 8 * 8));
+    nm_bwd_ctx c = {A, nm_select(A->n, A->m), P, B, A->cols / A->m * A->n, cb, out_fm, dX, lddx, 0};
+    pk_parallel_for((A->cols + cb - 1) / cb, 1, nm_bwd_range, &c);
+    return c.failed ? PK_ERR_NOMEM : PK_OK;
 }
 
 // ---- weight gradient fused with the update
@@ -360,35 +391,43 @@ typedef struct {
 } nm_upd_ctx;
 
 static void nm_upd_range(void *vc, int64_t q0, int64_t q1) {
-    // blocks [q0, q1) of NM_OR rows: chunks of samples × windows of eight slots × rows
+    // blocks [q0, q1) of NM_OR rows: chunks of samples × blocks of NM_WB slots × windows of eight
+    // slots × rows; a block's sums are staged in gt (rows × NM_WB) and then written (and stepped)
+    // row by row, so g, the weights and the state are walked in contiguous runs
     const nm_upd_ctx *c = vc;
     const pk_nm *A = c->A;
     const int64_t n = A->n, m = A->m, S = c->S;
+    float gt[NM_OR * NM_WB] __attribute__((aligned(64)));
+    uint8_t keep[NM_WB];
     for (int64_t q = q0; q < q1; q++) {
         const int64_t r0 = q * NM_OR, r1 = PK_MIN(A->rows, r0 + NM_OR);
         for (int64_t ch = 0; ch < c->nch; ch++) {
             const float *PX = c->PX + ch * A->cols * c->bc, *PD = c->PD + ch * A->rows * c->bc;
             const int last = ch == c->nch - 1;
-            for (int64_t s0 = 0; s0 < S; s0 += 8) {
-                const int64_t ns = PK_MIN(8, S - s0);
-                int64_t gcol[8];
-                for (int64_t j = 0; j < 8; j++) gcol[j] = ((s0 + PK_MIN(j, ns - 1)) / n) * m;
-                for (int64_t r = r0; r < r1; r++) {
-                    const uint8_t *ix = A->idx + r * S + s0;
-                    int64_t off[8];
-                    float sum[8];
-                    for (int64_t j = 0; j < 8; j++) off[j] = (gcol[j] + (ix[PK_MIN(j, ns - 1)] & 0x7f)) * c->bc;
-                    c->k.dot8(off, PX, PD + r * c->bc, c->bc, sum);
-                    float *g = c->g + r * S + s0;
-                    uint8_t keep[8];
-                    for (int64_t j = 0; j < ns; j++) {
-                        keep[j] = !(ix[j] & PK_NM_PAD);
-                        const float t = keep[j] ? sum[j] : 0.0f;
-                        g[j] = ch == 0 ? t : g[j] + t;
+            for (int64_t wb = 0; wb < S; wb += NM_WB) {
+                const int64_t nwb = PK_MIN(NM_WB, S - wb);
+                for (int64_t s0 = wb; s0 < wb + nwb; s0 += 8) {
+                    const int64_t ns = PK_MIN(8, wb + nwb - s0);
+                    int64_t gcol[8];
+                    for (int64_t j = 0; j < 8; j++) gcol[j] = ((s0 + PK_MIN(j, ns - 1)) / n) * m;
+                    for (int64_t r = r0; r < r1; r++) {
+                        const uint8_t *ix = A->idx + r * S + s0;
+                        int64_t off[8];
+                        for (int64_t j = 0; j < 8; j++) off[j] = (gcol[j] + (ix[PK_MIN(j, ns - 1)] & 0x7f)) * c->bc;
+                        c->k.dot8(off, PX, PD + r * c->bc, c->bc, gt + (r - r0) * NM_WB + (s0 - wb));
                     }
+                }
+                for (int64_t r = r0; r < r1; r++) {
+                    // the block's slots of row r: padding gets 0, the sums are added over the chunks
+                    const uint8_t *ix = A->idx + r * S + wb;
+                    const float *t = gt + (r - r0) * NM_WB;
+                    float *g = c->g + r * S + wb;
+                    for (int64_t j = 0; j < nwb; j++) keep[j] = !(ix[j] & PK_NM_PAD);
+                    if (ch == 0) for (int64_t j = 0; j < nwb; j++) g[j] = keep[j] ? t[j] : 0.0f;
+                    else for (int64_t j = 0; j < nwb; j++) g[j] += keep[j] ? t[j] : 0.0f;
                     if (last && c->uc)
-                        pk_update_run(c->uc, ns, g, c->w + r * S + s0, c->m ? c->m + r * S + s0 : NULL,
-                                      c->v ? c->v + r * S + s0 : NULL, keep, 1);
+                        pk_update_run(c->uc, nwb, g, c->w + r * S + wb, c->m ? c->m + r * S + wb : NULL,
+                                      c->v ? c->v + r * S + wb : NULL, keep, 1);
                 }
             }
         }

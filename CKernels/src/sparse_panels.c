@@ -36,11 +36,12 @@ PK_TARGET_AVX2 static void transpose8_avx2(const float *x, int64_t ldx, float *p
 }
 
 static void panel_range(void *v, int64_t q0, int64_t q1) {
-    // items [q0, q1) = (panel, block of 8 features): P[p][k][j] for k in the block, every j < nr
+    // items [q0, q1) = (panel, block of 64 features): P[p][k][j] for k in the block, every j < nr;
+    // 8 × 8 transposes, samples outer, so each X row is read in runs of 256 bytes
     const panel_ctx *c = v;
     const int avx2 = pk_active_isa() >= PK_ISA_AVX2;
     for (int64_t q = q0; q < q1; q++) {
-        const int64_t p = q / c->kblocks, k0 = (q % c->kblocks) * 8, nk = PK_MIN(8, c->K - k0);
+        const int64_t p = q / c->kblocks, k0 = (q % c->kblocks) * 64, nk = PK_MIN(64, c->K - k0);
         const int64_t b0 = p * c->nr, nb = PK_MIN(c->nr, c->B - b0);
         float *P = c->P + p * c->K * c->nr + k0 * c->nr;
         if (c->fm) {
@@ -50,12 +51,13 @@ static void panel_range(void *v, int64_t q0, int64_t q1) {
             }
             continue;
         }
-        int64_t j = 0;
-        if (avx2 && nk == 8)
-            for (; j + 8 <= nb; j += 8) transpose8_avx2(c->X + (b0 + j) * c->ldx + k0, c->ldx, P + j, c->nr);
+        const int64_t nk8 = avx2 ? nk / 8 * 8 : 0, nb8 = avx2 ? nb / 8 * 8 : 0;
+        for (int64_t j = 0; j < nb8; j += 8)
+            for (int64_t k = 0; k < nk8; k += 8) transpose8_avx2(c->X + (b0 + j) * c->ldx + k0 + k, c->ldx, P + k * c->nr + j, c->nr);
         for (int64_t k = 0; k < nk; k++) {
+            // what the 8 × 8 blocks left: the last features, the last samples, the zero padding
             float *row = P + k * c->nr;
-            for (int64_t jj = j; jj < nb; jj++) row[jj] = c->X[(b0 + jj) * c->ldx + k0 + k];
+            for (int64_t jj = k < nk8 ? nb8 : 0; jj < nb; jj++) row[jj] = c->X[(b0 + jj) * c->ldx + k0 + k];
             for (int64_t jj = nb; jj < c->nr; jj++) row[jj] = 0.0f;
         }
     }
@@ -65,8 +67,8 @@ float *pk_sp_panels(int slot, int fm, int64_t B, int64_t K, const float *X, int6
     const int64_t np = (B + nr - 1) / nr;
     float *P = pk_scratch(slot, (size_t)PK_MAX(np * K * nr, 1) * sizeof(float));
     if (!P) return NULL;
-    panel_ctx c = {fm, B, K, ldx, nr, (K + 7) / 8, X, P};
-    pk_parallel_for(np * c.kblocks, 16, panel_range, &c);
+    panel_ctx c = {fm, B, K, ldx, nr, (K + 63) / 64, X, P};
+    pk_parallel_for(np * c.kblocks, 2, panel_range, &c);
     return P;
 }
 

@@ -10,7 +10,7 @@
 #define PK_SP_NR 32
 // Batch chunk of the weight gradients: dot products over at most this many samples at a time, so
 // the activation rows they read stay in L1 (a multiple of 16).
-#define PK_SP_BCHUNK 128
+#define PK_SP_BCHUNK 256
 
 // Scratch slots (pk_scratch) of the structured kernels: 14/15 the activation panels (caller), 16 a
 // worker's tile, 17 the gradient when the caller passes none.

@@ -57,6 +57,24 @@ func medianSeconds(_ repeats: Int, _ body: () throws -> Void) rethrows -> Double
     return times[times.count / 2]
 }
 
+/// Median wall times of several bodies timed side by side: each warmed up as in `medianSeconds`,
+/// then `repeats` rounds that run every body once, in order.
+func interleavedMedians(_ repeats: Int, _ bodies: [() throws -> Void]) throws -> [Double] {
+    for body in bodies {
+        let warm = DispatchTime.now().uptimeNanoseconds
+        repeat { try body() } while DispatchTime.now().uptimeNanoseconds - warm < 100_000_000
+    }
+    var times = [[Double]](repeating: [], count: bodies.count)
+    for _ in 0..<repeats {
+        for (i, body) in bodies.enumerated() {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            try body()
+            times[i].append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
+        }
+    }
+    return times.map { $0.sorted()[$0.count / 2] }
+}
+
 struct BenchGemm: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gemm", abstract: "Masked GEMM Y = X·(W ⊙ M)ᵀ + b, next to OpenBLAS's dense SGEMM in the same run.")

@@ -4,14 +4,15 @@ internal import CPruneKernels
 /// rows, as torch.sparse_bsr_tensor): per block-row the kept blocks' columns and their values, plus
 /// a transposed index for the input gradient. `values` (blocks × blockRows × blockCols) is the live
 /// weight: optimizer steps update it in place, with state of the same layout.
-public final class BlockSparseMatrix: @unchecked Sendable {
+public final class BlockSparseMatrix: CompressedWeight, @unchecked Sendable {
+    public var format: CompressedFormat { .block(rows: blockRows, cols: blockCols) }
     public let rows: Int
     public let cols: Int
     public let blockRows: Int
     public let blockCols: Int
     /// Kept blocks.
     public let blocks: Int
-    let values: FloatStorage
+    public let values: FloatStorage
     private let ptr: AlignedStorage<Int64>, tptr: AlignedStorage<Int64>
     private let bcol: Int32Storage, tblk: Int32Storage, trow: Int32Storage
 
@@ -66,7 +67,7 @@ public final class BlockSparseMatrix: @unchecked Sendable {
     public var bytes: Int { values.count * 4 + blocks * 12 + (ptr.count + tptr.count) * 8 }
 
     /// y (b × rows) = x (b × cols) · Wᵀ + bias; features: yt (rows × b) = W · xt (cols × b) + bias.
-    func forward(_ x: FloatStorage, batch: Int, bias: FloatStorage?, into y: FloatStorage, features: Bool = false) throws {
+    public func forward(_ x: FloatStorage, batch: Int, bias: FloatStorage?, into y: FloatStorage, features: Bool) throws {
         var a = raw
         let l = features ? Int32(PK_LAYOUT_FEATURES) : 0
         try Kernels.check(pk_bsr_forward_f32(&a, l, Int64(batch), x.base, Int64(features ? batch : cols),
@@ -75,7 +76,7 @@ public final class BlockSparseMatrix: @unchecked Sendable {
     }
 
     /// dx (b × cols) = dy (b × rows) · W; features: dxt (cols × b) = Wᵀ · dyt (rows × b).
-    func inputGradient(_ dy: FloatStorage, batch: Int, into dx: FloatStorage, features: Bool = false) throws {
+    public func inputGradient(_ dy: FloatStorage, batch: Int, into dx: FloatStorage, features: Bool) throws {
         var a = raw
         let l = features ? Int32(PK_LAYOUT_FEATURES) : 0
         try Kernels.check(pk_bsr_input_grad_f32(&a, l, Int64(batch), dy.base, Int64(features ? batch : rows), dx.base,
@@ -84,8 +85,8 @@ public final class BlockSparseMatrix: @unchecked Sendable {
 
     /// The gradient of every kept block entry, and, when `step` is given, that step applied to
     /// `values` (fused). `grad` receives the gradient.
-    func weightGradient(dy: FloatStorage, x: FloatStorage, batch: Int, step: UpdateStep?, grad: FloatStorage?,
-                        features: Bool = false) throws {
+    public func weightGradient(dy: FloatStorage, x: FloatStorage, batch: Int, step: UpdateStep?, grad: FloatStorage?,
+                               features: Bool) throws {
         var a = raw
         let l = features ? Int32(PK_LAYOUT_FEATURES) : 0
         let (lddy, ldx) = (Int64(features ? batch : rows), Int64(features ? batch : cols))
@@ -112,7 +113,7 @@ public final class BlockSparseMatrix: @unchecked Sendable {
     }
 
     /// The entries of a dense array (rows × cols) at the kept positions, in the values' order.
-    func gather(_ dense: FloatStorage) -> FloatStorage {
+    public func gather(_ dense: FloatStorage) -> FloatStorage {
         precondition(dense.count == rows * cols)
         let out = FloatStorage(count: stateCount)
         forEachEntry { e, d in out.base[e] = dense.base[d] }
@@ -120,7 +121,7 @@ public final class BlockSparseMatrix: @unchecked Sendable {
     }
 
     /// A dense array (rows × cols, zeros elsewhere) from entries in the values' order.
-    func scatter(_ kept: FloatStorage) -> FloatStorage {
+    public func scatter(_ kept: FloatStorage) -> FloatStorage {
         precondition(kept.count == stateCount)
         let out = FloatStorage(count: rows * cols)
         forEachEntry { e, d in out.base[d] = kept.base[e] }
@@ -128,7 +129,7 @@ public final class BlockSparseMatrix: @unchecked Sendable {
     }
 
     /// The mask of the kept positions.
-    func keptMask() -> Mask {
+    public func keptMask() -> Mask {
         let mk = ByteStorage(count: rows * cols)
         forEachEntry { _, d in mk.base[d] = 1 }
         return Mask(shape: [rows, cols], storage: mk)

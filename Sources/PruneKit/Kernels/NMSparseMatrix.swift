@@ -18,7 +18,8 @@ public struct StructureError: Error, CustomStringConvertible, Equatable {
 /// never weights). A transposed index (two bytes per kept entry) serves the input gradient. `values`
 /// is the live weight (one entry per slot): optimizer steps update it in place, with state of the
 /// same size (`stateCount`).
-public final class NMSparseMatrix: @unchecked Sendable {
+public final class NMSparseMatrix: CompressedWeight, @unchecked Sendable {
+    public var format: CompressedFormat { .nm(n: n, m: m) }
     public let rows: Int
     public let cols: Int
     public let n: Int
@@ -26,7 +27,7 @@ public final class NMSparseMatrix: @unchecked Sendable {
     /// Number of kept entries (padding excluded).
     public let nnz: Int
     /// Values, padding slots included.
-    let values: FloatStorage
+    public let values: FloatStorage
     private let idx: ByteStorage, tptr: AlignedStorage<Int64>, tent: AlignedStorage<UInt16>
 
     /// The packed form of `weight` where `mask` keeps entries (the nonzeros of `weight` when nil). A
@@ -86,7 +87,7 @@ public final class NMSparseMatrix: @unchecked Sendable {
     public var keptValues: [Float] { (0..<stateCount).compactMap { column($0) == nil ? nil : values.base[$0] } }
 
     /// y (b × rows) = x (b × cols) · Wᵀ + bias; features: yt (rows × b) = W · xt (cols × b) + bias.
-    func forward(_ x: FloatStorage, batch: Int, bias: FloatStorage?, into y: FloatStorage, features: Bool = false) throws {
+    public func forward(_ x: FloatStorage, batch: Int, bias: FloatStorage?, into y: FloatStorage, features: Bool) throws {
         var a = raw
         let l = features ? Int32(PK_LAYOUT_FEATURES) : 0
         try Kernels.check(pk_nm_forward_f32(&a, l, Int64(batch), x.base, Int64(features ? batch : cols),
@@ -95,7 +96,7 @@ public final class NMSparseMatrix: @unchecked Sendable {
     }
 
     /// dx (b × cols) = dy (b × rows) · W; features: dxt (cols × b) = Wᵀ · dyt (rows × b).
-    func inputGradient(_ dy: FloatStorage, batch: Int, into dx: FloatStorage, features: Bool = false) throws {
+    public func inputGradient(_ dy: FloatStorage, batch: Int, into dx: FloatStorage, features: Bool) throws {
         var a = raw
         let l = features ? Int32(PK_LAYOUT_FEATURES) : 0
         try Kernels.check(pk_nm_input_grad_f32(&a, l, Int64(batch), dy.base, Int64(features ? batch : rows), dx.base,
@@ -104,8 +105,8 @@ public final class NMSparseMatrix: @unchecked Sendable {
 
     /// The weight gradient at the slots (`stateCount`, 0 at padding), and, when `step` is given, that
     /// step applied to `values` with state of the same layout (fused). `grad` receives the gradient.
-    func weightGradient(dy: FloatStorage, x: FloatStorage, batch: Int, step: UpdateStep?, grad: FloatStorage?,
-                        features: Bool = false) throws {
+    public func weightGradient(dy: FloatStorage, x: FloatStorage, batch: Int, step: UpdateStep?, grad: FloatStorage?,
+                               features: Bool) throws {
         var a = raw
         let l = features ? Int32(PK_LAYOUT_FEATURES) : 0
         let (lddy, ldx) = (Int64(features ? batch : rows), Int64(features ? batch : cols))
@@ -121,7 +122,7 @@ public final class NMSparseMatrix: @unchecked Sendable {
     }
 
     /// The entries of a dense array (rows × cols) at the slots (0 at padding).
-    func gather(_ dense: FloatStorage) -> FloatStorage {
+    public func gather(_ dense: FloatStorage) -> FloatStorage {
         precondition(dense.count == rows * cols)
         let out = FloatStorage(count: stateCount), per = stateCount / rows
         for s in 0..<stateCount { if let c = column(s) { out.base[s] = dense.base[(s / per) * cols + c] } }
@@ -129,7 +130,7 @@ public final class NMSparseMatrix: @unchecked Sendable {
     }
 
     /// A dense array (rows × cols, zeros elsewhere) from slot entries.
-    func scatter(_ kept: FloatStorage) -> FloatStorage {
+    public func scatter(_ kept: FloatStorage) -> FloatStorage {
         precondition(kept.count == stateCount)
         let out = FloatStorage(count: rows * cols), per = stateCount / rows
         for s in 0..<stateCount { if let c = column(s) { out.base[(s / per) * cols + c] = kept.base[s] } }
@@ -137,7 +138,7 @@ public final class NMSparseMatrix: @unchecked Sendable {
     }
 
     /// The mask of the kept positions.
-    func keptMask() -> Mask {
+    public func keptMask() -> Mask {
         let mk = ByteStorage(count: rows * cols), per = stateCount / rows
         for s in 0..<stateCount { if let c = column(s) { mk.base[(s / per) * cols + c] = 1 } }
         return Mask(shape: [rows, cols], storage: mk)

@@ -4,13 +4,15 @@ internal import CPruneKernels
 /// compressed sparse rows plus a transposed index, so that the forward product (x·Wᵀ), the input
 /// gradient (dy·W) and the weight gradient at kept entries all run from this one form. `values` is
 /// the live weight: optimizer steps update it in place, with optimizer state of the same size.
-public final class SparseMatrix: @unchecked Sendable {
+public final class SparseMatrix: CompressedWeight, @unchecked Sendable {
+    public var format: CompressedFormat { .csr }
     public let rows: Int
     public let cols: Int
     /// Number of kept entries.
     public let nnz: Int
     /// The kept weights, row by row (columns increasing).
-    let values: FloatStorage
+    public let values: FloatStorage
+    public var stateCount: Int { nnz }
     private let ptr: AlignedStorage<Int64>, tptr: AlignedStorage<Int64>
     private let idx: AlignedStorage<Int32>, tidx: AlignedStorage<Int32>, tperm: AlignedStorage<Int32>
 
@@ -52,6 +54,19 @@ public final class SparseMatrix: @unchecked Sendable {
 
     /// The kept weights as a flat array (row-major order of the kept entries).
     public var keptValues: [Float] { values.toArray() }
+
+    public func forward(_ x: FloatStorage, batch: Int, bias: FloatStorage?, into y: FloatStorage, features: Bool) throws {
+        try product(trans: false, features: features, x, batch: batch, bias: bias, into: y)
+    }
+
+    public func inputGradient(_ dy: FloatStorage, batch: Int, into dx: FloatStorage, features: Bool) throws {
+        try product(trans: true, features: features, dy, batch: batch, bias: nil, into: dx)
+    }
+
+    public func weightGradient(dy: FloatStorage, x: FloatStorage, batch: Int, step: UpdateStep?, grad: FloatStorage?,
+                               features: Bool) throws {
+        try sampledGradient(features: features, dy: dy, x: x, batch: batch, step: step, grad: grad)
+    }
 
     /// y (b × rows) = x (b × cols) · Wᵀ + bias.
     func forward(_ x: FloatStorage, batch: Int, bias: FloatStorage?, into y: FloatStorage) throws {
@@ -123,7 +138,7 @@ extension SparseMatrix {
 
     /// The entries of a dense array (rows × cols) at this matrix's kept positions, in its order
     /// (optimizer state following a parameter into compressed form).
-    func gather(_ dense: FloatStorage) -> FloatStorage {
+    public func gather(_ dense: FloatStorage) -> FloatStorage {
         precondition(dense.count == rows * cols)
         let out = FloatStorage(count: nnz)
         for r in 0..<rows {
@@ -133,7 +148,7 @@ extension SparseMatrix {
     }
 
     /// The mask of the kept positions.
-    func keptMask() -> Mask {
+    public func keptMask() -> Mask {
         let m = ByteStorage(count: rows * cols)
         for r in 0..<rows {
             for j in Int(ptr.base[r])..<Int(ptr.base[r + 1]) { m.base[r * cols + Int(idx.base[j])] = 1 }
@@ -142,7 +157,7 @@ extension SparseMatrix {
     }
 
     /// A dense array (rows × cols, zeros elsewhere) from entries in this matrix's order.
-    func scatter(_ kept: FloatStorage) -> FloatStorage {
+    public func scatter(_ kept: FloatStorage) -> FloatStorage {
         precondition(kept.count == nnz)
         let out = FloatStorage(count: rows * cols)
         for r in 0..<rows {
