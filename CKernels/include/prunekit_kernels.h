@@ -445,6 +445,12 @@ typedef struct pk_nm {
 ///           nothing meaningful.
 pk_status pk_nm_pack_f32(pk_nm *A, const float *W, int64_t ldw, const uint8_t *M, int64_t ldm);
 
+/// pk_nm_max_kept — *kept := the most kept entries (M[r, c] != 0) in any group of m consecutive
+///   columns of a row (rows × cols, ldm): the mask is n:m for every n ≥ *kept.
+/// Errors    PK_ERR_SHAPE when cols % m != 0 or ldm < cols, PK_ERR_ARG when m < 1, PK_ERR_NULL.
+///   Reference pk_ref_nm_max_kept.
+pk_status pk_nm_max_kept(int64_t rows, int64_t cols, int64_t m, const uint8_t *M, int64_t ldm, int64_t *kept);
+
 /// pk_nm_unpack_f32 — W (rows × cols, ldw) := the dense weight (zeros where not kept); M (ldm) :=
 ///   the mask when not NULL.
 pk_status pk_nm_unpack_f32(const pk_nm *A, float *W, int64_t ldw, uint8_t *M, int64_t ldm);
@@ -664,6 +670,7 @@ pk_status pk_ref_spmm_f32(const pk_csr *A, int trans, int64_t B, const float *X,
                           float *Y, int64_t ldy);
 pk_status pk_ref_sddmm_f32(const pk_csr *A, int64_t B, const float *dY, int64_t lddy, const float *X, int64_t ldx,
                            float *g);
+pk_status pk_ref_nm_max_kept(int64_t rows, int64_t cols, int64_t m, const uint8_t *M, int64_t ldm, int64_t *kept);
 pk_status pk_ref_nm_forward_f32(const pk_nm *A, int layout, int64_t B, const float *X, int64_t ldx, const float *bias,
                                 float *Y, int64_t ldy);
 pk_status pk_ref_nm_input_grad_f32(const pk_nm *A, int layout, int64_t B, const float *dY, int64_t lddy, float *dX,

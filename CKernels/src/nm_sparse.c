@@ -88,6 +88,34 @@ pk_status pk_nm_pack_f32(pk_nm *A, const float *W, int64_t ldw, const uint8_t *M
     return PK_OK;
 }
 
+typedef struct { int64_t cols, m, ldm; const uint8_t *M; int64_t best; } maxkept_ctx;
+
+static void maxkept_range(void *v, int64_t r0, int64_t r1) {
+    // rows [r0, r1): the largest group count, merged into the shared maximum
+    maxkept_ctx *c = v;
+    int64_t best = 0;
+    for (int64_t r = r0; r < r1; r++)
+        for (int64_t g = 0; g < c->cols; g += c->m) {
+            int64_t k = 0;
+            for (int64_t j = 0; j < c->m; j++) k += c->M[r * c->ldm + g + j] != 0;
+            best = PK_MAX(best, k);
+        }
+    int64_t seen = __atomic_load_n(&c->best, __ATOMIC_RELAXED);
+    while (seen < best && !__atomic_compare_exchange_n(&c->best, &seen, best, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+}
+
+pk_status pk_nm_max_kept(int64_t rows, int64_t cols, int64_t m, const uint8_t *M, int64_t ldm, int64_t *kept) {
+    if (rows < 0 || cols < 0) return PK_ERR_SHAPE;
+    if (m < 1) return PK_ERR_ARG;
+    if (cols % m != 0 || ldm < cols) return PK_ERR_SHAPE;
+    if (!kept || (rows > 0 && cols > 0 && !M)) return PK_ERR_NULL;
+    maxkept_ctx c = {cols, m, ldm, M, 0};
+    pk_parallel_for(rows, 64, maxkept_range, &c);
+    *kept = c.best;
+    return PK_OK;
+}
+
 pk_status pk_nm_unpack_f32(const pk_nm *A, float *W, int64_t ldw, uint8_t *M, int64_t ldm) {
     if (!A || (!W && A->rows > 0 && A->cols > 0)) return PK_ERR_NULL;
     if (!nm_sizes_ok(A)) return PK_ERR_ARG;

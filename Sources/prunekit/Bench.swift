@@ -120,13 +120,25 @@ struct BenchStep: ParsableCommand {
     @OptionGroup var shape: ShapeOptions
     @Option(help: "Optimizer: adam, adamw or sgd.") var optimizer: String = "adam"
     @Flag(help: "Unfused: materialise dW, then a separate optimizer pass.") var unfused = false
-    @Option(help: "Weight execution: automatic (the measured crossover decides), dense or sparse.")
+    @Option(help: "Weight execution: automatic (the measured crossover decides), dense, sparse, or a format (csr, 2:4, block:4x4, …).")
     var execution: ExecutionChoice = .automatic
+    @Option(help: "Mask: unstructured (random at --sparsity), N:M such as 2:4, or block:RxC (blocks by norm at --sparsity).")
+    var structure: String = "unstructured"
+
+    func validate() throws {
+        guard CompressedFormat(structure) != nil else { throw ValidationError("--structure must be unstructured, N:M or block:RxC") }
+    }
 
     func run() throws {
         try guarded {
             try shape.threadOption.apply()
-            let l = try shape.layer()
+            let format = CompressedFormat(structure)!
+            let l = try format == .csr ? shape.layer() : {
+                var g = SeededGenerator(seed: 1)
+                let l = try Linear(shape.inFeatures, shape.outFeatures, rng: &g)
+                try pruneForBench(l, format, sparsity: shape.sparsity)
+                return l
+            }()
             l.execution = execution.value
             let x = shape.input()
             var g = SeededGenerator(seed: 3)
@@ -141,7 +153,8 @@ struct BenchStep: ParsableCommand {
             let params = l.parameters
             var result: [String: Any] = [
                 "op": "masked_linear_step", "optimizer": optimizer, "fused": !unfused,
-                "path": l.weight.compressed != nil ? "sparse" : "dense-masked", "crossover_density": SparseCrossover.density,
+                "path": l.weight.compressed.map { "\($0.format)" } ?? "dense-masked", "crossover_density": SparseCrossover.density,
+                "structure": structure, "execution": "\(execution.value)",
                 "memory_bytes": params.reduce(0) { $0 + $1.residentBytes } + opt.stateBytes,
                 "batch": shape.batch, "in": shape.inFeatures, "out": shape.outFeatures, "sparsity": shape.sparsity,
                 "median_seconds": t, "gflops": 3 * shape.flops / t / 1e9, "threads": Runtime.threads, "isa": Runtime.isa,

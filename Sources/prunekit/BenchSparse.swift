@@ -2,16 +2,17 @@ import ArgumentParser
 import Foundation
 import PruneKit
 
-/// --execution values.
-enum ExecutionChoice: String, ExpressibleByArgument, CaseIterable {
-    case automatic, dense, sparse
-    var value: Execution {
-        switch self {
-        case .automatic: return .automatic
-        case .dense: return .dense
-        case .sparse: return .sparse
-        }
+/// --execution values: automatic, dense, sparse, or a compressed format (csr, 2:4, block:4x4, …).
+struct ExecutionChoice: ExpressibleByArgument {
+    let value: Execution
+    init(_ value: Execution) { self.value = value }
+    init?(argument: String) {
+        guard let e = Execution(argument) else { return nil }
+        value = e
     }
+    static let automatic = ExecutionChoice(.automatic)
+    var defaultValueDescription: String { value.description }
+    static var allValueStrings: [String] { ["automatic", "dense", "sparse", "csr", "2:4", "1:4", "2:8", "block:4x4", "block:8x8"] }
 }
 
 /// --layout values.
@@ -23,6 +24,16 @@ enum LayoutChoice: String, ExpressibleByArgument, CaseIterable {
         case .pytorchPruned: return .pytorchPruned
         case .compressed: return .compressed
         }
+    }
+}
+
+/// Prunes a benchmark layer with the structure of `format`: a random mask at `sparsity` (CSR),
+/// magnitude N:M, or blocks by norm at `sparsity`.
+func pruneForBench(_ layer: Linear, _ format: CompressedFormat, sparsity: Double) throws {
+    switch format {
+    case .csr: try Prune.randomUnstructured(layer.weight, amount: .fraction(sparsity), seed: 2)
+    case let .nm(n, m): try Prune.nm(layer.weight, n: n, m: m)
+    case let .block(r, c): try Prune.block([layer.weight], blockRows: r, blockCols: c, amount: .fraction(sparsity))
     }
 }
 
@@ -53,11 +64,7 @@ struct BenchSpmm: ParsableCommand {
             var g = SeededGenerator(seed: 1)
             let layer = try Linear(inFeatures, outFeatures, rng: &g)
             let format = format!
-            switch format {
-            case .csr: try Prune.randomUnstructured(layer.weight, amount: .fraction(sparsity), seed: 2)
-            case let .nm(n, m): try Prune.nm(layer.weight, n: n, m: m)
-            case let .block(r, c): try Prune.block([layer.weight], blockRows: r, blockCols: c, amount: .fraction(sparsity))
-            }
+            try pruneForBench(layer, format, sparsity: sparsity)
             let c = try format.compress(layer.weight.value, mask: layer.weight.mask)
             let x = Tensor.uniform([batch, inFeatures], -1, 1, rng: &g)
             let dy = Tensor.uniform([batch, outFeatures], -1, 1, rng: &g)

@@ -57,3 +57,18 @@ pk_status pk_ref_nm_weight_grad_f32(const pk_nm *A, int layout, int64_t B, const
         }
     return PK_OK;
 }
+
+pk_status pk_ref_nm_max_kept(int64_t rows, int64_t cols, int64_t m, const uint8_t *M, int64_t ldm, int64_t *kept) {
+    if (rows < 0 || cols < 0) return PK_ERR_SHAPE;
+    if (m < 1) return PK_ERR_ARG;
+    if (cols % m != 0 || ldm < cols) return PK_ERR_SHAPE;
+    int64_t best = 0;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) {
+            int64_t k = 0;
+            for (int64_t j = c / m * m; j < c / m * m + m; j++) k += M[r * ldm + j] != 0;
+            if (k > best) best = k;
+        }
+    *kept = best;
+    return PK_OK;
+}

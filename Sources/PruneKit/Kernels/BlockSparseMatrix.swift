@@ -135,6 +135,48 @@ public final class BlockSparseMatrix: CompressedWeight, @unchecked Sendable {
         return Mask(shape: [rows, cols], storage: mk)
     }
 
+    /// torch.sparse_bsr_tensor's arrays: ".crow_indices", ".col_indices" (I32) and ".values" (blocks
+    /// × blockRows × blockCols).
+    public var fileArrays: CompressedArrays {
+        let (crow, col, v) = bsrArrays
+        var a = CompressedArrays()
+        a.integers[".crow_indices"] = ([crow.count], crow)
+        a.integers[".col_indices"] = ([col.count], col)
+        a.floats[".values"] = ([blocks, blockRows, blockCols], v)
+        return a
+    }
+
+    /// The dense weight and mask from BSR arrays, validated (sizes, monotone block-rows, block-columns
+    /// in range and increasing within a block-row).
+    static func expand(rows: Int, cols: Int, blockRows br: Int, blockCols bc: Int, floats: [String: [Float]],
+                       integers: [String: [Int64]]) throws -> (weight: [Float], kept: [Bool]) {
+        guard let crow = integers[".crow_indices"], let col = integers[".col_indices"], let values = floats[".values"] else {
+            throw StructureError(rule: "needs crow_indices, col_indices and values")
+        }
+        guard br >= 1, bc >= 1, rows % br == 0, cols % bc == 0 else { throw StructureError(rule: "\(br)×\(bc) blocks do not tile \(rows)×\(cols)") }
+        let nbr = rows / br, nbc = cols / bc
+        guard crow.count == nbr + 1, crow.first == 0, crow.last == Int64(col.count), values.count == col.count * br * bc else {
+            throw StructureError(rule: "index sizes do not match \(rows)×\(cols) in \(br)×\(bc) blocks and \(values.count) values")
+        }
+        for i in 0..<nbr where !(crow[i] <= crow[i + 1]) { throw StructureError(rule: "crow_indices decrease at block-row \(i)") }
+        var dense = [Float](repeating: 0, count: rows * cols), kept = [Bool](repeating: false, count: rows * cols)
+        for i in 0..<nbr {
+            var last = -1
+            for j in Int(crow[i])..<Int(crow[i + 1]) {
+                let c = Int(col[j])
+                guard c > last, c < nbc else { throw StructureError(rule: "block-column \(c) in block-row \(i) out of order or range") }
+                last = c
+                for a in 0..<br {
+                    for b in 0..<bc {
+                        dense[(i * br + a) * cols + c * bc + b] = values[(j * br + a) * bc + b]
+                        kept[(i * br + a) * cols + c * bc + b] = true
+                    }
+                }
+            }
+        }
+        return (dense, kept)
+    }
+
     /// torch.sparse_bsr_tensor's arrays: crow_indices (block-rows + 1), col_indices (blocks), values
     /// (blocks × blockRows × blockCols).
     public var bsrArrays: (crow: [Int32], col: [Int32], values: [Float]) {

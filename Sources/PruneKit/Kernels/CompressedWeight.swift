@@ -1,3 +1,5 @@
+internal import CPruneKernels
+
 /// The storage format of a compressed weight.
 public enum CompressedFormat: Sendable, Hashable, CustomStringConvertible {
     /// Compressed sparse rows: any mask.
@@ -42,6 +44,44 @@ public enum CompressedFormat: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
+extension CompressedFormat {
+    /// The structured formats PruneKit looks for in a mask, larger blocks and sparser patterns first.
+    public static let structuredCandidates: [CompressedFormat] = [
+        .block(rows: 8, cols: 8), .block(rows: 4, cols: 4), .block(rows: 16, cols: 1), .block(rows: 1, cols: 16),
+        .nm(n: 1, m: 4), .nm(n: 2, m: 8), .nm(n: 2, m: 4), .nm(n: 4, m: 8),
+    ]
+
+    /// The formats a rows × cols mask allows: the structured candidates it satisfies (an N:M pattern
+    /// keeping at most half, blocks kept whole), then CSR (any mask).
+    public static func allowed(by mask: ByteStorage, rows: Int, cols: Int) throws -> [CompressedFormat] {
+        precondition(mask.count == rows * cols)
+        var out: [CompressedFormat] = [], maxKept: [Int: Int] = [:]
+        for f in structuredCandidates {
+            switch f {
+            case .csr: break
+            case let .nm(n, m):
+                guard cols % m == 0 else { continue }
+                if maxKept[m] == nil {
+                    var k: Int64 = 0
+                    try Kernels.check(pk_nm_max_kept(Int64(rows), Int64(cols), Int64(m), mask.base, Int64(cols), &k), "nm_max_kept")
+                    maxKept[m] = Int(k)
+                }
+                // the sparsest pattern of this m that fits (1:4 before 2:4), once
+                if maxKept[m]! <= n && !out.contains(where: { if case let .nm(_, mm) = $0 { return mm == m }; return false }) {
+                    out.append(f)
+                }
+            case let .block(r, c):
+                guard r <= 64, c <= 64, rows % r == 0, cols % c == 0 else { continue }
+                var nb: Int64 = 0, whole: Int32 = 0
+                try Kernels.check(pk_bsr_count(Int64(rows), Int64(cols), Int64(r), Int64(c), mask.base, Int64(cols), &nb, &whole),
+                                  "bsr_count")
+                if whole != 0 { out.append(f) }
+            }
+        }
+        return out + [.csr]
+    }
+}
+
 /// A pruned weight matrix (rows × cols: a Linear's out × in, or a convolution's out × the rest) that
 /// holds only what its format needs of the kept entries. One interface serves every format (CSR,
 /// packed N:M, block-sparse): the three products of training (forward, input gradient, weight
@@ -77,9 +117,51 @@ public protocol CompressedWeight: AnyObject, Sendable {
     /// that step applied to `values` with state in the same layout, fused. `grad` receives the gradient.
     func weightGradient(dy: FloatStorage, x: FloatStorage, batch: Int, step: UpdateStep?, grad: FloatStorage?,
                         features: Bool) throws
+    /// The optimizer step from a gradient in the format's order (the unfused path); entries that are
+    /// not weights (N:M padding) are left alone.
+    func applyStep(_ step: UpdateStep, grad: FloatStorage) throws
+    /// The arrays a model file stores for this weight (see `CompressedArrays`).
+    var fileArrays: CompressedArrays { get }
+}
+
+/// The arrays a model file stores for one compressed weight, keyed by the suffix appended to the
+/// parameter's name (".values", ".crow_indices", …): 32-bit floats, 32-bit integers and bytes.
+public struct CompressedArrays {
+    public var floats: [String: (shape: [Int], values: [Float])] = [:]
+    public var integers: [String: (shape: [Int], values: [Int32])] = [:]
+    public var bytes: [String: (shape: [Int], values: [UInt8])] = [:]
+    public init() {}
+}
+
+extension CompressedFormat {
+    /// The dense weight and its kept positions (rows × cols, row-major) from a file's arrays for a
+    /// weight in this format (`floats` and `integers` by suffix; integers of any width), every size
+    /// and index validated. Throws `StructureError` naming what is wrong.
+    public func expand(rows: Int, cols: Int, floats: [String: [Float]], integers: [String: [Int64]]) throws
+        -> (weight: [Float], kept: [Bool]) {
+        switch self {
+        case .csr: return try SparseMatrix.expand(rows: rows, cols: cols, floats: floats, integers: integers)
+        case let .nm(n, m): return try NMSparseMatrix.expand(rows: rows, cols: cols, n: n, m: m, floats: floats, integers: integers)
+        case let .block(r, c):
+            return try BlockSparseMatrix.expand(rows: rows, cols: cols, blockRows: r, blockCols: c, floats: floats, integers: integers)
+        }
+    }
+
+    /// The suffixes of the arrays this format writes.
+    public var fileSuffixes: [String] {
+        switch self {
+        case .csr, .block: return [".crow_indices", ".col_indices", ".values"]
+        case .nm: return [".values", ".nm_indices"]
+        }
+    }
 }
 
 extension CompressedWeight {
+    public func applyStep(_ step: UpdateStep, grad: FloatStorage) throws {
+        precondition(step.fits(stateCount) && grad.count == stateCount, "optimizer state of another form")
+        try Kernels.applyUpdate(step, mask: nil, grad: grad, weight: values)
+    }
+
     /// Bytes of the compressed form per kept weight.
     public var bytesPerKeptWeight: Double { Double(bytes) / Double(max(nnz, 1)) }
 

@@ -121,6 +121,18 @@ public final class NMSparseMatrix: CompressedWeight, @unchecked Sendable {
         try Kernels.check(st, "nm_weight_update")
     }
 
+    /// 1 at the slots holding a weight, 0 at padding (built on first use).
+    private lazy var weightSlots: ByteStorage = {
+        let k = ByteStorage(uninitializedCount: stateCount)
+        k.update { s, _ in idx.base[s] & UInt8(PK_NM_PAD) == 0 ? 1 : 0 }
+        return k
+    }()
+
+    public func applyStep(_ step: UpdateStep, grad: FloatStorage) throws {
+        precondition(step.fits(stateCount) && grad.count == stateCount, "optimizer state of another form")
+        try Kernels.applyUpdate(step, mask: weightSlots, grad: grad, weight: values)
+    }
+
     /// The entries of a dense array (rows × cols) at the slots (0 at padding).
     public func gather(_ dense: FloatStorage) -> FloatStorage {
         precondition(dense.count == rows * cols)
@@ -146,4 +158,48 @@ public final class NMSparseMatrix: CompressedWeight, @unchecked Sendable {
 
     /// The packed arrays: values and group columns per slot (padding: column | 0x80, value 0).
     public var packedArrays: (values: [Float], indices: [UInt8]) { (values.toArray(), idx.toArray()) }
+
+    /// ".values" (rows × slots per row, F32) and ".nm_indices" (the same, U8: the column within the
+    /// group, 0x80 set on padding).
+    public var fileArrays: CompressedArrays {
+        var a = CompressedArrays()
+        a.floats[".values"] = ([rows, stateCount / rows], values.toArray())
+        a.bytes[".nm_indices"] = ([rows, stateCount / rows], idx.toArray())
+        return a
+    }
+
+    /// The dense weight and mask from packed arrays, validated: sizes, indices inside their group and
+    /// increasing within it, padding holding 0.
+    static func expand(rows: Int, cols: Int, n: Int, m: Int, floats: [String: [Float]], integers: [String: [Int64]]) throws
+        -> (weight: [Float], kept: [Bool]) {
+        guard let values = floats[".values"], let idx = integers[".nm_indices"] else {
+            throw StructureError(rule: "needs values and nm_indices")
+        }
+        guard n >= 1, n <= m, m <= 127, cols % m == 0 else { throw StructureError(rule: "\(n):\(m) does not fit \(cols) inputs") }
+        let per = cols / m * n
+        guard values.count == rows * per, idx.count == values.count else {
+            throw StructureError(rule: "\(values.count) values and \(idx.count) indices, \(n):\(m) of \(rows)×\(cols) needs \(rows * per)")
+        }
+        var dense = [Float](repeating: 0, count: rows * cols), kept = [Bool](repeating: false, count: rows * cols)
+        for r in 0..<rows {
+            for g in 0..<(cols / m) {
+                var last = -1
+                for t in 0..<n {
+                    let s = r * per + g * n + t, ix = idx[s]
+                    if ix & Int64(PK_NM_PAD) != 0 {
+                        guard ix >= 0, ix < Int64(PK_NM_PAD) + Int64(m), values[s] == 0 else {
+                            throw StructureError(rule: "padding slot \(s) holds an index \(ix) or a value")
+                        }
+                        last = m
+                        continue
+                    }
+                    guard ix > Int64(last), ix < Int64(m) else { throw StructureError(rule: "index \(ix) of slot \(s) out of order or range") }
+                    last = Int(ix)
+                    dense[r * cols + g * m + Int(ix)] = values[s]
+                    kept[r * cols + g * m + Int(ix)] = true
+                }
+            }
+        }
+        return (dense, kept)
+    }
 }

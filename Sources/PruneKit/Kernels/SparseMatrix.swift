@@ -131,6 +131,41 @@ public final class SparseMatrix: CompressedWeight, @unchecked Sendable {
 }
 
 extension SparseMatrix {
+    /// torch.sparse_csr_tensor's arrays: ".crow_indices", ".col_indices" (I32) and ".values".
+    public var fileArrays: CompressedArrays {
+        let (crow, col, v) = csrArrays
+        var a = CompressedArrays()
+        a.integers[".crow_indices"] = ([crow.count], crow)
+        a.integers[".col_indices"] = ([col.count], col)
+        a.floats[".values"] = ([v.count], v)
+        return a
+    }
+
+    /// The dense weight and mask from CSR arrays, validated (sizes, monotone rows, columns in range
+    /// and increasing within a row).
+    static func expand(rows: Int, cols: Int, floats: [String: [Float]], integers: [String: [Int64]]) throws
+        -> (weight: [Float], kept: [Bool]) {
+        guard let crow = integers[".crow_indices"], let col = integers[".col_indices"], let values = floats[".values"] else {
+            throw StructureError(rule: "needs crow_indices, col_indices and values")
+        }
+        guard crow.count == rows + 1, crow.first == 0, crow.last == Int64(values.count), col.count == values.count else {
+            throw StructureError(rule: "index sizes do not match \(rows)×\(cols) and \(values.count) values")
+        }
+        for r in 0..<rows where !(crow[r] <= crow[r + 1]) { throw StructureError(rule: "crow_indices decrease at row \(r)") }
+        var dense = [Float](repeating: 0, count: rows * cols), kept = [Bool](repeating: false, count: rows * cols)
+        for r in 0..<rows {
+            var last = -1
+            for j in Int(crow[r])..<Int(crow[r + 1]) {
+                let c = Int(col[j])
+                guard c > last, c < cols else { throw StructureError(rule: "column \(c) in row \(r) out of order or range") }
+                last = c
+                dense[r * cols + c] = values[j]
+                kept[r * cols + c] = true
+            }
+        }
+        return (dense, kept)
+    }
+
     /// The compressed-sparse-row arrays (PyTorch's crow_indices, col_indices, values).
     public var csrArrays: (crow: [Int32], col: [Int32], values: [Float]) {
         ((0...rows).map { Int32(ptr.base[$0]) }, (0..<nnz).map { idx.base[$0] }, values.toArray())
