@@ -474,7 +474,7 @@ pk_status pk_nm_input_grad_f32(const pk_nm *A, int layout, int64_t B, const floa
 ///   receives the gradient when not NULL (0 at padding slots). B == 0: a zero gradient (the step
 ///   still applies weight decay and momentum).
 /// Shapes    dY B × rows (lddy), X B × cols (ldx); layout 0 or PK_LAYOUT_FEATURES (dY rows × B, X cols × B).
-/// Method    dot products over chunks of 128 samples, eight slots of a row at a time, the sums kept
+/// Method    dot products over chunks of 256 samples, eight slots of a row at a time, the sums kept
 ///           in vector lanes and reduced once per chunk.
 /// Errors    as pk_update_f32 (PK_ERR_ARG when u->w is not A->val, PK_ERR_ALIAS when g, m, v and the
 ///           values overlap), PK_ERR_SHAPE, PK_ERR_NOMEM. Reference pk_ref_nm_weight_grad_f32

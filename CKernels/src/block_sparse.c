@@ -10,7 +10,7 @@
 // alternate between two sets of sums (added at the end) so enough FMAs are in flight.
 // Input gradient, dXᵀ = Wᵀ · dYᵀ: the same micro-kernel over block-columns (the transposed index),
 //   reading each block transposed.
-// Weight gradient, g = dYᵀ·X at the kept blocks: both operands become feature-major chunks of 128
+// Weight gradient, g = dYᵀ·X at the kept blocks: both operands become feature-major chunks of 256
 //   samples; threads own groups of block-rows and walk the columns in windows of 256 features (the
 //   window's rows of X stay in L2, the group's rows of dY in L1); each block is cut into tiles of
 //   eight entries (1×8, 2×4, 4×2 or 8×1) whose dot products share their loads, the sums kept in

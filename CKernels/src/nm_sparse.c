@@ -16,9 +16,11 @@
 //   panel rows, 16 KiB, in L1) each column walks its kept entries through the transposed index,
 //   two entries in flight (two sets of sums, added when the row block ends: a fixed order).
 // Weight gradient, g(r, c) = Σ_b dY[b, r]·X[b, c] at the kept slots: both operands become
-//   feature-major chunks of 128 samples; threads own blocks of rows; eight slots of a row are
+//   feature-major chunks of 256 samples; threads own blocks of rows; eight slots of a row are
 //   eight dot products over the chunk, the sums kept in vector lanes (one dY load per eight FMAs)
-//   and reduced once per chunk. After the last chunk the eight slots take their optimizer step.
+//   and reduced once per chunk. The sums of 64 slots × 64 rows are staged, then written row by
+//   row; after the last chunk those slots take their optimizer step, so g, the weights and the
+//   state are walked in contiguous runs.
 #include "sparse_panels.h"
 #include <stdlib.h>
 #include <string.h>
