@@ -69,6 +69,8 @@ struct BenchSpmm: ParsableCommand {
             let x = Tensor.uniform([batch, inFeatures], -1, 1, rng: &g)
             let dy = Tensor.uniform([batch, outFeatures], -1, 1, rng: &g)
             let bias = layer.bias!.value
+            // the weight gradient in the format's layout (no dense scatter timed)
+            let gk = FloatStorage(count: c.stateCount), dys = FloatStorage(dy.scalars), xs = FloatStorage(x.scalars)
             // PruneKit's dense GEMM on the same shape (no mask: the dense baseline) and the compressed
             // kernels, interleaved so a drifting machine slows both alike
             let dense = try Linear(weight: layer.weight.value, bias: bias)
@@ -78,7 +80,7 @@ struct BenchSpmm: ParsableCommand {
                 { _ = try c.forward(x, bias: bias) },
                 { _ = try dense.backward(dy, needInputGradient: true) },
                 { _ = try c.inputGradient(dy) },
-                { _ = try c.weightGradient(dy: dy, x: x) },
+                { try c.weightGradient(dy: dys, x: xs, batch: batch, step: nil, grad: gk, features: false) },
             ])
             let (td, ts, tdb, tsi, tsw) = (t[0], t[1], t[2], t[3], t[4])
             let flops = 2 * Double(batch) * Double(inFeatures) * Double(outFeatures)
