@@ -145,7 +145,7 @@ final class StructuredSparseTests: XCTestCase {
                 XCTAssertEqual(p.bwd(false, 0, batch, dy, ldy, &dxR, ldx), PK_OK)
                 XCTAssertEqual(p.refGrad(0, batch, dy, ldy, x, ldx, &gR), PK_OK)
                 let tol: Float = 2e-6 * Float(max(cols, rows, batch)).squareRoot()
-                try forEachISA { isa in
+                forEachISA { isa in
                     var outs: [[[Float]]] = []
                     for t in [1, 2] {
                         var y = [Float](repeating: .nan, count: batch * ldy), dx = [Float](repeating: .nan, count: batch * ldx)
