@@ -8,8 +8,9 @@
 // row once and multiplies it by the RT weights of the column (a dense micro-GEMM per block, each
 // panel load shared by RT FMAs). RT = 8, 4, 2 or 1 rows as br allows; with one row the columns
 // alternate between two sets of sums (added at the end) so enough FMAs are in flight.
-// Input gradient, dXᵀ = Wᵀ · dYᵀ: the same micro-kernel over block-columns (the transposed index),
-//   reading each block transposed.
+// Input gradient, dXᵀ = Wᵀ · dYᵀ: Wᵀ is block-sparse with W's block-columns as its block-rows (the
+//   transposed index); its blocks, W's blocks transposed, are gathered once into that order and the
+//   forward runs on them.
 // Weight gradient, g = dYᵀ·X at the kept blocks: both operands become feature-major chunks of 256
 //   samples; threads own groups of block-rows and walk the columns in windows of 256 features (the
 //   window's rows of X stay in L2, the group's rows of dY in L1); each block is cut into tiles of
@@ -128,15 +129,15 @@ pk_status pk_bsr_unpack_f32(const pk_bsr *A, float *W, int64_t ldw, uint8_t *M, 
 
 // ---- micro-kernels, one body per ISA (vector type VT of VW floats)
 
-// acc (RT rows × NVB vectors, row stride 32) := (first ? 0 : acc) + Σ over the nb blocks e (block number ids[e], or j0 + e
-// when ids is NULL) Σ_k<kl w(i, k) · P[(xr[e]·kl + k)·32 + v], w(i, k) = val[j·bsz + woff + i·si + k·sk].
-typedef void (*bs_tile_fn)(int64_t nb, const int32_t *ids, int64_t j0, const int32_t *xr, const float *val, int64_t bsz,
-                           int64_t woff, int64_t si, int64_t sk, int64_t kl, const float *P, float *acc, int first);
+// acc (RT rows × NVB vectors, row stride 32) := (first ? 0 : acc) + Σ over the nb blocks j = j0 + e
+// Σ_k<kl w(i, k) · P[(xr[e]·kl + k)·32 + v], w(i, k) = val[j·bsz + woff + i·si + k·sk].
+typedef void (*bs_tile_fn)(int64_t nb, int64_t j0, const int32_t *xr, const float *val, int64_t bsz, int64_t woff,
+                           int64_t si, int64_t sk, int64_t kl, const float *P, float *acc, int first);
 
 #define BS_TILE_BODY(NAME, TARGET, VT, VW, SPLAT, RT, NVB, SETS)                                              \
-    TARGET static PK_ALWAYS_INLINE void NAME(int64_t nb, const int32_t *ids, int64_t j0, const int32_t *xr, const float *val,   \
-                            int64_t bsz, int64_t woff, int64_t si, int64_t sk, int64_t kl, const float *P,     \
-                            float *acc, int first) {                                                           \
+    TARGET static PK_ALWAYS_INLINE void NAME(int64_t nb, int64_t j0, const int32_t *xr, const float *val, int64_t bsz, \
+                                             int64_t woff, int64_t si, int64_t sk, int64_t kl, const float *P, \
+                                             float *acc, int first) {                                          \
         VT a[SETS][RT][NVB];                                                                                   \
         for (int s = 0; s < SETS; s++)                                                                         \
             for (int i = 0; i < RT; i++)                                                                       \
@@ -144,7 +145,7 @@ typedef void (*bs_tile_fn)(int64_t nb, const int32_t *ids, int64_t j0, const int
                     a[s][i][v] = s > 0 || first ? (VT){0} : *(const VT *)(acc + i * PK_SP_NR + v * VW);        \
         for (int64_t e = 0; e < nb; e++) {                                                                     \
             /* blocks × columns of the block (SETS at a time) × the tile's rows */                            \
-            const float *w = val + (ids ? ids[e] : j0 + e) * bsz + woff;                                       \
+            const float *w = val + (j0 + e) * bsz + woff;                                                      \
             const float *xb = P + (int64_t)xr[e] * kl * PK_SP_NR;                                              \
             int64_t k = 0;                                                                                     \
             for (; k + SETS <= kl; k += SETS)                                                                  \
@@ -176,11 +177,10 @@ typedef void (*bs_tile_fn)(int64_t nb, const int32_t *ids, int64_t j0, const int
 // A tile kernel: the body with its strides and block width fixed (KL, SI, SK constants for the common
 // block shapes, so the block's loop unrolls with constant offsets) or left to the arguments.
 #define BS_TILE_FN(NAME, TARGET, BODY, KL, SI, SK)                                                             \
-    TARGET static void NAME(int64_t nb, const int32_t *ids, int64_t j0, const int32_t *xr, const float *val,   \
-                            int64_t bsz, int64_t woff, int64_t si, int64_t sk, int64_t kl, const float *P,     \
-                            float *acc, int first) {                                                           \
+    TARGET static void NAME(int64_t nb, int64_t j0, const int32_t *xr, const float *val, int64_t bsz, int64_t woff, \
+                            int64_t si, int64_t sk, int64_t kl, const float *P, float *acc, int first) {       \
         (void)si; (void)sk; (void)kl;                                                                          \
-        BODY(nb, ids, j0, xr, val, bsz, woff, SI, SK, KL, P, acc, first);                                      \
+        BODY(nb, j0, xr, val, bsz, woff, SI, SK, KL, P, acc, first);                                           \
     }
 
 // out[a·C + c] := Σ over n samples (a multiple of VW) of dy[a·ld + ·] · x[c·ld + ·], a < A, c < C, A·C = 8
@@ -207,9 +207,9 @@ typedef void (*bs_dot_fn)(const float *dy, const float *x, int64_t ld, int64_t c
 
 #define BS_NOTARGET
 // Per ISA: tile bodies of RT = 8, 4, 2, 1 rows (NVB vectors each, at most 12 sums on AVX2 and 16 with
-// 32 registers; one row alternates two sets of sums), their generic kernels, kernels for the forward
-// (rows of a block: KL = bc, SI = bc, SK = 1) and the input gradient (columns of a block: KL = br,
-// SI = 1, SK = bc) of the 4×4, 8×8, 16×1 and 1×16 blocks, and the dot kernels of the weight gradient.
+// 32 registers; one row alternates two sets of sums), their generic kernels, kernels for the rows of
+// the 4×4, 8×8, 16×1 and 1×16 blocks (KL = bc, SI = bc, SK = 1), and the dot kernels of the weight
+// gradient.
 #define BS_KERNELS(ISA, TARGET, VT, VW, SPLAT, HSUM, R8, N8, N4, N2, N1)                                        \
     BS_TILE_BODY(bs_body_##ISA##_8, TARGET, VT, VW, SPLAT, R8, N8, 1)                                          \
     BS_TILE_BODY(bs_body_##ISA##_4, TARGET, VT, VW, SPLAT, 4, N4, 1)                                           \
@@ -223,10 +223,6 @@ typedef void (*bs_dot_fn)(const float *dy, const float *x, int64_t ld, int64_t c
     BS_TILE_FN(bs_fwd_##ISA##_8x8, TARGET, bs_body_##ISA##_##R8, 8, 8, 1)                                      \
     BS_TILE_FN(bs_fwd_##ISA##_16x1, TARGET, bs_body_##ISA##_##R8, 1, 1, 1)                                     \
     BS_TILE_FN(bs_fwd_##ISA##_1x16, TARGET, bs_body_##ISA##_1, 16, 16, 1)                                      \
-    BS_TILE_FN(bs_bwd_##ISA##_4x4, TARGET, bs_body_##ISA##_4, 4, 1, 4)                                         \
-    BS_TILE_FN(bs_bwd_##ISA##_8x8, TARGET, bs_body_##ISA##_##R8, 8, 1, 8)                                      \
-    BS_TILE_FN(bs_bwd_##ISA##_16x1, TARGET, bs_body_##ISA##_1, 16, 1, 1)                                       \
-    BS_TILE_FN(bs_bwd_##ISA##_1x16, TARGET, bs_body_##ISA##_##R8, 1, 1, 16)                                    \
     BS_DOT_BODY(bs_dot_##ISA##_1x8, TARGET, VT, VW, HSUM, 1, 8)                                                \
     BS_DOT_BODY(bs_dot_##ISA##_2x4, TARGET, VT, VW, HSUM, 2, 4)                                                \
     BS_DOT_BODY(bs_dot_##ISA##_4x2, TARGET, VT, VW, HSUM, 4, 2)                                                \
@@ -236,35 +232,32 @@ BS_KERNELS(avx2, PK_TARGET_AVX2, pk_v8, 8, PK_SPLAT8, PK_SP_HSUM8_V8, 4, 2, 2, 4
 BS_KERNELS(avx512, PK_TARGET_AVX512, pk_v16, 16, PK_SPLAT16, PK_SP_HSUM8_V16, 8, 2, 2, 2, 2)
 BS_KERNELS(portable, BS_NOTARGET, pk_v16, 16, PK_SPLAT16, PK_SP_HSUM8_V16, 8, 2, 2, 2, 2)
 
-// The tile kernel for the products of a br × bc block (trans: the input gradient, whose tiles are
-// columns of the blocks) and the dot kernel of its weight gradient, for the active ISA.
+// The tile kernel for the products of a br × bc block and the dot kernel of its weight gradient, for
+// the active ISA.
 // rt: rows per tile; nvb: vectors per tile; a, c: the dot tile.
 typedef struct { bs_tile_fn tile; int rt, nvb, vw; } bs_tile_pick;
 typedef struct { bs_dot_fn dot; int a, c; } bs_dot_pick;
 
 #define BS_PICK_ISA(ISA, R8, N8, N4, N2, N1)                                                                   \
-    static bs_tile_pick bs_pick_##ISA(int trans, int64_t br, int64_t bc, int vw) {                             \
-        const int64_t rows = trans ? bc : br;                                                                  \
-        if (br == 4 && bc == 4) return (bs_tile_pick){trans ? bs_bwd_##ISA##_4x4 : bs_fwd_##ISA##_4x4, 4, N4, vw}; \
-        if (br == 8 && bc == 8) return (bs_tile_pick){trans ? bs_bwd_##ISA##_8x8 : bs_fwd_##ISA##_8x8, R8, N8, vw}; \
-        if (br == 16 && bc == 1)                                                                               \
-            return trans ? (bs_tile_pick){bs_bwd_##ISA##_16x1, 1, N1, vw} : (bs_tile_pick){bs_fwd_##ISA##_16x1, R8, N8, vw}; \
-        if (br == 1 && bc == 16)                                                                               \
-            return trans ? (bs_tile_pick){bs_bwd_##ISA##_1x16, R8, N8, vw} : (bs_tile_pick){bs_fwd_##ISA##_1x16, 1, N1, vw}; \
-        if (rows % R8 == 0) return (bs_tile_pick){bs_tile_##ISA##_8, R8, N8, vw};                              \
-        if (rows % 4 == 0) return (bs_tile_pick){bs_tile_##ISA##_4, 4, N4, vw};                                \
-        if (rows % 2 == 0) return (bs_tile_pick){bs_tile_##ISA##_2, 2, N2, vw};                                \
+    static bs_tile_pick bs_pick_##ISA(int64_t br, int64_t bc, int vw) {                                        \
+        if (br == 4 && bc == 4) return (bs_tile_pick){bs_fwd_##ISA##_4x4, 4, N4, vw};                          \
+        if (br == 8 && bc == 8) return (bs_tile_pick){bs_fwd_##ISA##_8x8, R8, N8, vw};                         \
+        if (br == 16 && bc == 1) return (bs_tile_pick){bs_fwd_##ISA##_16x1, R8, N8, vw};                       \
+        if (br == 1 && bc == 16) return (bs_tile_pick){bs_fwd_##ISA##_1x16, 1, N1, vw};                        \
+        if (br % R8 == 0) return (bs_tile_pick){bs_tile_##ISA##_8, R8, N8, vw};                                \
+        if (br % 4 == 0) return (bs_tile_pick){bs_tile_##ISA##_4, 4, N4, vw};                                  \
+        if (br % 2 == 0) return (bs_tile_pick){bs_tile_##ISA##_2, 2, N2, vw};                                  \
         return (bs_tile_pick){bs_tile_##ISA##_1, 1, N1, vw};                                                   \
     }
 BS_PICK_ISA(avx2, 4, 2, 2, 4, 4)
 BS_PICK_ISA(avx512, 8, 2, 2, 2, 2)
 BS_PICK_ISA(portable, 8, 2, 2, 2, 2)
 
-static bs_tile_pick bs_pick_tile(int trans, int64_t br, int64_t bc) {
+static bs_tile_pick bs_pick_tile(int64_t br, int64_t bc) {
     switch (pk_active_isa()) {
-    case PK_ISA_AVX512: return bs_pick_avx512(trans, br, bc, 16);
-    case PK_ISA_AVX2: return bs_pick_avx2(trans, br, bc, 8);
-    default: return bs_pick_portable(trans, br, bc, 16);
+    case PK_ISA_AVX512: return bs_pick_avx512(br, bc, 16);
+    case PK_ISA_AVX2: return bs_pick_avx2(br, bc, 8);
+    default: return bs_pick_portable(br, bc, 16);
     }
 }
 
@@ -289,89 +282,109 @@ static pk_status bsr_check(const pk_bsr *A) {
     return A->nblocks < 0 ? PK_ERR_SHAPE : PK_OK;
 }
 
-// ---- forward and input gradient: one driver, the block read straight or transposed
+// ---- forward and input gradient
 
 typedef struct {
     const pk_bsr *A;
     bs_tile_pick k;
     const float *P, *bias;
-    int64_t B, nin, nout; // features of the product's input and output
-    int trans, out_fm;
+    int64_t B;
+    int out_fm;
     float *Y;
     int64_t ldy;
 } bs_prod_ctx;
 
 static void bs_prod_range(void *v, int64_t q0, int64_t q1) {
-    // groups [q0, q1) of block lines (block-rows, or block-columns when trans): panels × blocks of
-    // BS_KC reduction features × lines × tiles
+    // groups [q0, q1) of block-rows: panels × blocks of BS_KC input features × block-rows × tiles
     const bs_prod_ctx *c = v;
     const pk_bsr *A = c->A;
-    const int64_t bl = c->trans ? A->bc : A->br, kl = c->trans ? A->br : A->bc, per = PK_MAX(1, BS_ROWS / bl);
-    const int64_t nl = c->nout / bl, nred = c->nin / kl, kcl = PK_MAX(1, BS_KC / kl);
-    const int64_t np = (c->B + PK_SP_NR - 1) / PK_SP_NR, bsz = A->br * A->bc;
-    const int64_t *start = c->trans ? A->tptr : A->ptr;
-    const int32_t *xr = c->trans ? A->trow : A->bcol;
-    float T[BS_TMAX * PK_SP_NR] __attribute__((aligned(64))); // per·bl ≤ max(BS_ROWS, bl) ≤ BS_TMAX rows
+    const int64_t br = A->br, bc = A->bc, per = PK_MAX(1, BS_ROWS / br), nl = A->rows / br, nred = A->cols / bc;
+    const int64_t kcl = PK_MAX(1, BS_KC / bc), np = (c->B + PK_SP_NR - 1) / PK_SP_NR, bsz = br * bc;
+    float T[BS_TMAX * PK_SP_NR] __attribute__((aligned(64))); // per·br ≤ max(BS_ROWS, br) ≤ BS_TMAX rows
     int64_t cur[BS_ROWS];
     for (int64_t p = 0; p < np; p++) {
-        const float *P = c->P + p * c->nin * PK_SP_NR;
+        const float *P = c->P + p * A->cols * PK_SP_NR;
         for (int64_t q = q0; q < q1; q++) {
             const int64_t l0 = q * per, l1 = PK_MIN(nl, l0 + per);
             if (nred == 0) memset(T, 0, sizeof T);
-            for (int64_t l = l0; l < l1; l++) cur[l - l0] = start[l];
+            for (int64_t l = l0; l < l1; l++) cur[l - l0] = A->ptr[l];
             for (int64_t k0 = 0; k0 < nred; k0 += kcl)
                 for (int64_t l = l0; l < l1; l++) {
-                    // the line's blocks whose reduction index lies in [k0, k0 + kcl)
+                    // the block-row's blocks whose block-column lies in [k0, k0 + kcl)
                     const int64_t e0 = cur[l - l0];
                     int64_t e1 = e0;
-                    while (e1 < start[l + 1] && xr[e1] < k0 + kcl) e1++;
+                    while (e1 < A->ptr[l + 1] && A->bcol[e1] < k0 + kcl) e1++;
                     cur[l - l0] = e1;
                     if (e1 == e0 && k0 > 0) continue;
-                    for (int64_t i = 0; i < bl; i += c->k.rt)
-                        for (int64_t v0 = 0; v0 < PK_SP_NR / c->k.vw; v0 += c->k.nvb) {
-                            float *acc = T + ((l - l0) * bl + i) * PK_SP_NR + v0 * c->k.vw;
-                            if (c->trans)
-                                c->k.tile(e1 - e0, A->tblk + e0, 0, xr + e0, A->val, bsz, i, 1, A->bc, kl, P + v0 * c->k.vw, acc,
-                                          k0 == 0);
-                            else
-                                c->k.tile(e1 - e0, NULL, e0, xr + e0, A->val, bsz, i * A->bc, A->bc, 1, kl, P + v0 * c->k.vw,
-                                          acc, k0 == 0);
-                        }
+                    for (int64_t i = 0; i < br; i += c->k.rt)
+                        for (int64_t v0 = 0; v0 < PK_SP_NR / c->k.vw; v0 += c->k.nvb)
+                            c->k.tile(e1 - e0, e0, A->bcol + e0, A->val, bsz, i * bc, bc, 1, bc, P + v0 * c->k.vw,
+                                      T + ((l - l0) * br + i) * PK_SP_NR + v0 * c->k.vw, k0 == 0);
                 }
-            pk_sp_store_tile(T, (l1 - l0) * bl, PK_MIN(PK_SP_NR, c->B - p * PK_SP_NR), l0 * bl, p * PK_SP_NR, c->bias,
+            pk_sp_store_tile(T, (l1 - l0) * br, PK_MIN(PK_SP_NR, c->B - p * PK_SP_NR), l0 * br, p * PK_SP_NR, c->bias,
                              c->out_fm, c->Y, c->ldy);
         }
     }
 }
 
-static pk_status bs_product(const pk_bsr *A, int trans, int layout, int64_t B, const float *X, int64_t ldx,
-                            const float *bias, float *Y, int64_t ldy) {
+// Y := X·Aᵀ (+ bias) for a block-sparse A whose forward arrays (ptr, bcol, val) are set.
+static pk_status bs_product(const pk_bsr *A, int layout, int64_t B, const float *X, int64_t ldx, const float *bias,
+                            float *Y, int64_t ldy) {
+    const int in_fm = layout & PK_LAYOUT_X_FEATURES, out_fm = (layout & PK_LAYOUT_Y_FEATURES) != 0;
+    if (pk_overlaps(X, pk_sp_act_span(in_fm, B, A->cols, ldx), Y, pk_sp_act_span(out_fm, B, A->rows, ldy))) return PK_ERR_ALIAS;
+    const float *P = pk_sp_panels(PK_SP_SLOT_A, in_fm, B, A->cols, X, ldx, PK_SP_NR);
+    if (!P) return PK_ERR_NOMEM;
+    bs_prod_ctx c = {A, bs_pick_tile(A->br, A->bc), P, bias, B, out_fm, Y, ldy};
+    const int64_t per = PK_MAX(1, BS_ROWS / A->br);
+    pk_parallel_for((A->rows / A->br + per - 1) / per, 1, bs_prod_range, &c);
+    return PK_OK;
+}
+
+static pk_status bs_args(const pk_bsr *A, int layout, int64_t B, int64_t nin, int64_t nout, const float *X, int64_t ldx,
+                         float *Y, int64_t ldy) {
     pk_status st = bsr_check(A);
     if (st != PK_OK) return st;
-    const int64_t nin = trans ? A->rows : A->cols, nout = trans ? A->cols : A->rows;
     if ((st = pk_sp_layout_check(layout, B, nin, nout, ldx, ldy)) != PK_OK) return st;
     if (B == 0 || nout == 0) return PK_OK;
     if (!Y || !A->ptr || !A->tptr || (nin > 0 && !X)) return PK_ERR_NULL;
     if (A->nblocks > 0 && (!A->bcol || !A->val || !A->tblk || !A->trow)) return PK_ERR_NULL;
-    const int in_fm = layout & PK_LAYOUT_X_FEATURES, out_fm = (layout & PK_LAYOUT_Y_FEATURES) != 0;
-    if (pk_overlaps(X, pk_sp_act_span(in_fm, B, nin, ldx), Y, pk_sp_act_span(out_fm, B, nout, ldy))) return PK_ERR_ALIAS;
-    const float *P = pk_sp_panels(PK_SP_SLOT_A, in_fm, B, nin, X, ldx, PK_SP_NR);
-    if (!P) return PK_ERR_NOMEM;
-    const int64_t bl = trans ? A->bc : A->br;
-    bs_prod_ctx c = {A, bs_pick_tile(trans, A->br, A->bc), P, bias, B, nin, nout, trans, out_fm, Y, ldy};
-    const int64_t per = PK_MAX(1, BS_ROWS / bl);
-    pk_parallel_for((nout / bl + per - 1) / per, 1, bs_prod_range, &c);
     return PK_OK;
 }
 
 pk_status pk_bsr_forward_f32(const pk_bsr *A, int layout, int64_t B, const float *X, int64_t ldx, const float *bias,
                              float *Y, int64_t ldy) {
-    return bs_product(A, 0, layout, B, X, ldx, bias, Y, ldy);
+    pk_status st = bs_args(A, layout, B, A ? A->cols : 0, A ? A->rows : 0, X, ldx, Y, ldy);
+    if (st != PK_OK || B == 0 || A->rows == 0) return st;
+    return bs_product(A, layout, B, X, ldx, bias, Y, ldy);
+}
+
+typedef struct { const pk_bsr *A; float *tv; } bs_transpose_ctx;
+
+static void bs_transpose_range(void *v, int64_t e0, int64_t e1) {
+    // entries [e0, e1) of the transposed index: block tblk[e] transposed (bc × br) into tv[e]
+    const bs_transpose_ctx *c = v;
+    const int64_t br = c->A->br, bc = c->A->bc;
+    for (int64_t e = e0; e < e1; e++) {
+        const float *w = c->A->val + (int64_t)c->A->tblk[e] * br * bc;
+        float *t = c->tv + e * br * bc;
+        for (int64_t a = 0; a < bc; a++)
+            for (int64_t b = 0; b < br; b++) t[a * br + b] = w[b * bc + a];
+    }
 }
 
 pk_status pk_bsr_input_grad_f32(const pk_bsr *A, int layout, int64_t B, const float *dY, int64_t lddy, float *dX,
                                 int64_t lddx) {
-    return bs_product(A, 1, layout, B, dY, lddy, NULL, dX, lddx);
+    pk_status st = bs_args(A, layout, B, A ? A->rows : 0, A ? A->cols : 0, dY, lddy, dX, lddx);
+    if (st != PK_OK || B == 0 || A->cols == 0) return st;
+    // Wᵀ is block-sparse too: its block-rows are W's block-columns (the transposed index), its blocks
+    // W's blocks transposed, gathered once into that order so the forward kernels stream them
+    const int64_t count = A->nblocks * A->br * A->bc;
+    float *tv = pk_scratch(PK_SP_SLOT_B, (size_t)PK_MAX(count, 1) * sizeof(float));
+    if (!tv) return PK_ERR_NOMEM;
+    bs_transpose_ctx tc = {A, tv};
+    pk_parallel_for(A->nblocks, 256, bs_transpose_range, &tc);
+    const pk_bsr T = {A->cols, A->rows, A->bc, A->br, A->nblocks, A->tptr, A->trow, tv, A->ptr, A->bcol, A->bcol};
+    return bs_product(&T, layout, B, dY, lddy, NULL, dX, lddx);
 }
 
 // ---- weight gradient fused with the update
