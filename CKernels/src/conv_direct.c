@@ -165,7 +165,7 @@ static void dc_forward_range(void *v, int64_t b, int64_t e) {
 static pk_status dc_forward(const dc_geom *g, int64_t N, const float *x, const float *w, const uint8_t *mask, int flip,
                             const float *scale, const float *shift, int relu, float *y) {
     const int64_t T = g->KH * g->KW;
-    float *wp = pk_scratch(14, (size_t)(g->nob * g->C * T * DC_OB) * 4);
+    float *wp = pk_scratch(18, (size_t)(g->nob * g->C * T * DC_OB) * 4);
     if (!wp) return PK_ERR_NOMEM;
     dc_pack_weights(g, w, mask, flip, wp);
     pk_status status = PK_OK;

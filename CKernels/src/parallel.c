@@ -220,7 +220,7 @@ void pk_parallel_for(int64_t n, int64_t grain, pk_range_fn fn, void *ctx) {
 }
 
 // ---- scratch
-#define PK_SCRATCH_SLOTS 15
+#define PK_SCRATCH_SLOTS 19
 static __thread void *scratch_ptr[PK_SCRATCH_SLOTS];
 static __thread size_t scratch_size[PK_SCRATCH_SLOTS];
 

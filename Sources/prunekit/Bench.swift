@@ -57,6 +57,24 @@ func medianSeconds(_ repeats: Int, _ body: () throws -> Void) rethrows -> Double
     return times[times.count / 2]
 }
 
+/// Median wall times of several bodies timed side by side: each warmed up as in `medianSeconds`,
+/// then `repeats` rounds that run every body once, in order.
+func interleavedMedians(_ repeats: Int, _ bodies: [() throws -> Void]) throws -> [Double] {
+    for body in bodies {
+        let warm = DispatchTime.now().uptimeNanoseconds
+        repeat { try body() } while DispatchTime.now().uptimeNanoseconds - warm < 100_000_000
+    }
+    var times = [[Double]](repeating: [], count: bodies.count)
+    for _ in 0..<repeats {
+        for (i, body) in bodies.enumerated() {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            try body()
+            times[i].append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
+        }
+    }
+    return times.map { $0.sorted()[$0.count / 2] }
+}
+
 struct BenchGemm: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gemm", abstract: "Masked GEMM Y = X·(W ⊙ M)ᵀ + b, next to OpenBLAS's dense SGEMM in the same run.")
@@ -102,13 +120,25 @@ struct BenchStep: ParsableCommand {
     @OptionGroup var shape: ShapeOptions
     @Option(help: "Optimizer: adam, adamw or sgd.") var optimizer: String = "adam"
     @Flag(help: "Unfused: materialise dW, then a separate optimizer pass.") var unfused = false
-    @Option(help: "Weight execution: automatic (the measured crossover decides), dense or sparse.")
+    @Option(help: "Weight execution: automatic (the measured crossover decides), dense, sparse, or a format (csr, 2:4, block:4x4, …).")
     var execution: ExecutionChoice = .automatic
+    @Option(help: "Mask: unstructured (random at --sparsity), N:M such as 2:4, or block:RxC (blocks by norm at --sparsity).")
+    var structure: String = "unstructured"
+
+    func validate() throws {
+        guard CompressedFormat(structure) != nil else { throw ValidationError("--structure must be unstructured, N:M or block:RxC") }
+    }
 
     func run() throws {
         try guarded {
             try shape.threadOption.apply()
-            let l = try shape.layer()
+            let format = CompressedFormat(structure)!
+            let l = try format == .csr ? shape.layer() : {
+                var g = SeededGenerator(seed: 1)
+                let l = try Linear(shape.inFeatures, shape.outFeatures, rng: &g)
+                try pruneForBench(l, format, sparsity: shape.sparsity)
+                return l
+            }()
             l.execution = execution.value
             let x = shape.input()
             var g = SeededGenerator(seed: 3)
@@ -123,7 +153,8 @@ struct BenchStep: ParsableCommand {
             let params = l.parameters
             var result: [String: Any] = [
                 "op": "masked_linear_step", "optimizer": optimizer, "fused": !unfused,
-                "path": l.weight.compressed != nil ? "sparse" : "dense-masked", "crossover_density": SparseCrossover.density,
+                "path": l.weight.compressed.map { "\($0.format)" } ?? "dense-masked", "crossover_density": SparseCrossover.density,
+                "structure": structure, "execution": "\(execution.value)",
                 "memory_bytes": params.reduce(0) { $0 + $1.residentBytes } + opt.stateBytes,
                 "batch": shape.batch, "in": shape.inFeatures, "out": shape.outFeatures, "sparsity": shape.sparsity,
                 "median_seconds": t, "gflops": 3 * shape.flops / t / 1e9, "threads": Runtime.threads, "isa": Runtime.isa,

@@ -2,16 +2,17 @@ import ArgumentParser
 import Foundation
 import PruneKit
 
-/// --execution values.
-enum ExecutionChoice: String, ExpressibleByArgument, CaseIterable {
-    case automatic, dense, sparse
-    var value: Execution {
-        switch self {
-        case .automatic: return .automatic
-        case .dense: return .dense
-        case .sparse: return .sparse
-        }
+/// --execution values: automatic, dense, sparse, or a compressed format (csr, 2:4, block:4x4, …).
+struct ExecutionChoice: ExpressibleByArgument {
+    let value: Execution
+    init(_ value: Execution) { self.value = value }
+    init?(argument: String) {
+        guard let e = Execution(argument) else { return nil }
+        value = e
     }
+    static let automatic = ExecutionChoice(.automatic)
+    var defaultValueDescription: String { value.description }
+    static var allValueStrings: [String] { ["automatic", "dense", "sparse", "csr", "2:4", "1:4", "2:8", "block:4x4", "block:8x8"] }
 }
 
 /// --layout values.
@@ -26,58 +27,78 @@ enum LayoutChoice: String, ExpressibleByArgument, CaseIterable {
     }
 }
 
+/// Prunes a benchmark layer with the structure of `format`: a random mask at `sparsity` (CSR),
+/// magnitude N:M, or blocks by norm at `sparsity`.
+func pruneForBench(_ layer: Linear, _ format: CompressedFormat, sparsity: Double) throws {
+    switch format {
+    case .csr: try Prune.randomUnstructured(layer.weight, amount: .fraction(sparsity), seed: 2)
+    case let .nm(n, m): try Prune.nm(layer.weight, n: n, m: m)
+    case let .block(r, c): try Prune.block([layer.weight], blockRows: r, blockCols: c, amount: .fraction(sparsity))
+    }
+}
+
 struct BenchSpmm: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spmm",
-        abstract: "Sparse Linear forward Y = X·Wᵀ on the compressed kept entries, next to PruneKit's dense GEMM on the same shape.")
+        abstract: "Compressed Linear forward Y = X·Wᵀ + b (and its backward) next to PruneKit's dense GEMM on the same shape, timed side by side.")
     @OptionGroup var shape: ShapeOptions
-    @Option(help: "unstructured (random), block (4×4 blocks by norm) or N:M such as 2:4 (--sparsity ignored).")
+    @Option(help: """
+        unstructured (random mask at --sparsity, CSR), N:M such as 2:4, 1:4, 2:8 (magnitude, packed N:M; \
+        --sparsity ignored) or block:RxC such as block:4x4, block:16x1 (blocks by norm at --sparsity). \
+        "block" alone is block:4x4.
+        """)
     var structure: String = "unstructured"
 
-    func validate() throws {
-        guard ["unstructured", "block"].contains(structure) || nm != nil else {
-            throw ValidationError("--structure must be unstructured, block or N:M (for example 2:4)")
-        }
-    }
+    var format: CompressedFormat? { CompressedFormat(structure == "block" ? "block:4x4" : structure) }
 
-    var nm: (Int, Int)? {
-        let parts = structure.split(separator: ":").compactMap { Int($0) }
-        guard parts.count == 2, parts[1] >= 1, parts[0] >= 0, parts[0] <= parts[1] else { return nil }
-        return (parts[0], parts[1])
+    func validate() throws {
+        guard format != nil else {
+            throw ValidationError("--structure must be unstructured, N:M (for example 2:4) or block:RxC (for example block:4x4)")
+        }
     }
 
     func run() throws {
         try guarded {
             try shape.threadOption.apply()
-            let (batch, inFeatures, outFeatures, sparsity, repeats) = (shape.batch, shape.inFeatures, shape.outFeatures,
-                                                                       shape.sparsity, shape.repeats)
+            let (batch, inFeatures, outFeatures, sparsity) = (shape.batch, shape.inFeatures, shape.outFeatures, shape.sparsity)
             var g = SeededGenerator(seed: 1)
             let layer = try Linear(inFeatures, outFeatures, rng: &g)
-            switch structure {
-            case "unstructured": try Prune.randomUnstructured(layer.weight, amount: .fraction(sparsity), seed: 2)
-            case "block": try Prune.block([layer.weight], blockRows: 4, blockCols: 4, amount: .fraction(sparsity))
-            default: try Prune.nm(layer.weight, n: nm!.0, m: nm!.1)
-            }
+            let format = format!
+            try pruneForBench(layer, format, sparsity: sparsity)
+            let c = try format.compress(layer.weight.value, mask: layer.weight.mask)
             let x = Tensor.uniform([batch, inFeatures], -1, 1, rng: &g)
             let dy = Tensor.uniform([batch, outFeatures], -1, 1, rng: &g)
-            // PruneKit's dense GEMM on the same shape (no mask: the dense baseline), then the sparse path
-            let dense = try Linear(weight: layer.weight.value, bias: layer.bias!.value)
+            let bias = layer.bias!.value
+            // the weight gradient in the format's layout (no dense scatter timed)
+            let gk = FloatStorage(count: c.stateCount), dys = FloatStorage(dy.scalars), xs = FloatStorage(x.scalars)
+            // PruneKit's dense GEMM on the same shape (no mask: the dense baseline) and the compressed
+            // kernels, interleaved so a drifting machine slows both alike
+            let dense = try Linear(weight: layer.weight.value, bias: bias)
             dense.execution = .dense
-            let td = try medianSeconds(repeats) { _ = try dense.forward(x, training: false) }
-            layer.execution = .sparse
-            let ts = try medianSeconds(repeats) { _ = try layer.forward(x, training: false) }
-            _ = try layer.forward(x, training: true)
-            let tb = try medianSeconds(repeats) { _ = try layer.backward(dy, needInputGradient: true) }
-            let nnz = layer.weight.compressed!.nnz
+            let t = try interleavedMedians(shape.repeats, [
+                { _ = try dense.forward(x, training: true) }, // (keeps x for the backward timed next)
+                { _ = try c.forward(x, bias: bias) },
+                { _ = try dense.backward(dy, needInputGradient: true) },
+                { _ = try c.inputGradient(dy) },
+                { try c.weightGradient(dy: dys, x: xs, batch: batch, step: nil, grad: gk, features: false) },
+            ])
+            let (td, ts, tdb, tsi, tsw) = (t[0], t[1], t[2], t[3], t[4])
             let flops = 2 * Double(batch) * Double(inFeatures) * Double(outFeatures)
+            let actual = 2 * Double(batch) * Double(c.nnz)
             var result: [String: Any] = [
-                "op": "spmm_forward", "structure": structure, "batch": batch, "in": inFeatures, "out": outFeatures,
-                "sparsity": 1 - Double(nnz) / Double(inFeatures * outFeatures), "nnz": nnz,
+                "op": "compressed_linear_forward", "structure": structure, "format": "\(format)", "batch": batch,
+                "in": inFeatures, "out": outFeatures, "sparsity": 1 - Double(c.nnz) / Double(inFeatures * outFeatures),
+                "nnz": c.nnz, "bytes_per_kept_weight": c.bytesPerKeptWeight,
                 "median_seconds": ts, "dense_median_seconds": td, "speedup": td / ts,
-                "sparse_gflops": 2 * Double(batch) * Double(nnz) / ts / 1e9, "dense_gflops": flops / td / 1e9,
-                "backward_median_seconds": tb, "crossover_density": SparseCrossover.density,
-                "threads": Runtime.threads, "isa": Runtime.isa]
-            if shape.peakSeconds > 0 { result["peak_gflops"] = Runtime.measurePeakGFLOPS(threads: Runtime.threads, seconds: shape.peakSeconds) }
+                "effective_gflops": flops / ts / 1e9, "actual_gflops": actual / ts / 1e9, "dense_gflops": flops / td / 1e9,
+                "input_grad_median_seconds": tsi, "weight_grad_median_seconds": tsw,
+                "dense_backward_median_seconds": tdb, "backward_speedup": tdb / (tsi + tsw),
+                "crossover_density": SparseCrossover.density, "threads": Runtime.threads, "isa": Runtime.isa]
+            if shape.peakSeconds > 0 {
+                let peak = Runtime.measurePeakGFLOPS(threads: Runtime.threads, seconds: shape.peakSeconds)
+                result["peak_gflops"] = peak
+                result["actual_fraction_of_peak"] = peak > 0 ? actual / ts / 1e9 / peak : 0
+            }
             report(result, json: shape.json)
         }
     }

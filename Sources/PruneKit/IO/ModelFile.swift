@@ -5,9 +5,12 @@ import Foundation
 /// Three layouts are read and written: plain (`fc1.weight` with zeros in place, plus
 /// `fc1.weight_mask` when PruneKit keeps the mask), PyTorch's pruned form (`fc1.weight_orig` +
 /// `fc1.weight_mask`, as torch.nn.utils.prune leaves a state_dict) and compressed: each pruned
-/// weight as compressed sparse rows over its first dimension, `fc1.weight.crow_indices` and
-/// `fc1.weight.col_indices` (I32) and `fc1.weight.values` (F32), its shape in the metadata
-/// (`fc1.weight.shape`), ready for torch.sparse_csr_tensor. The architecture is recorded in the
+/// weight (viewed as its first dimension × the rest) in the compressed format it runs in, or the
+/// first structured format its mask allows, its shape and format in the metadata (`fc1.weight.shape`,
+/// `fc1.weight.format`): CSR as `fc1.weight.crow_indices`, `.col_indices` (I32) and `.values` (F32),
+/// ready for torch.sparse_csr_tensor; blocks as the same three arrays with values blocks × br × bc,
+/// ready for torch.sparse_bsr_tensor; packed N:M as `.values` (F32) and `.nm_indices` (U8: the
+/// column within each group of m, 0x80 on padding slots). The architecture is recorded in the
 /// metadata (`prunekit.arch`).
 public enum ModelFile {
     public enum Layout: String, Sendable { case plain, pytorchPruned, compressed }
@@ -49,33 +52,43 @@ public enum ModelFile {
             return
         }
         var tensors: [String: Tensor] = [:], integers: [String: (shape: [Int], values: [Int32])] = [:]
+        var bytes: [String: (shape: [Int], values: [UInt8])] = [:]
         for (name, b) in model.namedBuffers { tensors[name] = b.value }
         for (name, p) in model.namedParameters {
             guard p.isPruned, p.shape.count >= 2 else { tensors[name] = p.value; continue }
-            let rows = p.shape[0]
-            let c = try p.compressed ?? SparseMatrix(weight: p.value.reshaped([rows, p.count / rows]), mask: p.mask.map {
-                Mask(shape: [rows, p.count / rows], storage: $0.storage)
-            })
-            let (crow, col, values) = c.csrArrays
-            integers[name + ".crow_indices"] = ([crow.count], crow)
-            integers[name + ".col_indices"] = ([col.count], col)
-            tensors[name + ".values"] = try Tensor(shape: [values.count], scalars: values)
+            // the form the parameter runs in, else the first structured format its mask allows, else CSR
+            let c: any CompressedWeight
+            if let pc = p.compressed { c = pc } else {
+                let rows = p.shape[0], cols = p.count / rows, mask = p.effectiveMask
+                let format = try CompressedFormat.allowed(by: mask.storage, rows: rows, cols: cols).first ?? .csr
+                c = try format.compress(p.value.reshaped([rows, cols]), mask: Mask(shape: [rows, cols], storage: mask.storage))
+            }
+            let a = c.fileArrays
+            for (suffix, f) in a.floats { tensors[name + suffix] = try Tensor(shape: f.shape, scalars: f.values) }
+            for (suffix, i) in a.integers { integers[name + suffix] = i }
+            for (suffix, b) in a.bytes { bytes[name + suffix] = b }
             meta[name + ".shape"] = p.shape.map(String.init).joined(separator: ",")
+            meta[name + ".format"] = "\(c.format)"
         }
         meta["prunekit.layout"] = "compressed"
-        try SafeTensors.write(tensors, integers: integers, metadata: meta, to: path)
+        try SafeTensors.write(tensors, integers: integers, bytes: bytes, metadata: meta, to: path)
     }
 
-    /// Turns the compressed entries of a file back into dense tensors and masks (validated).
+    /// Turns the compressed entries of a file back into dense tensors and masks (validated). A
+    /// weight's format is its `<name>.format` metadata (CSR when absent, as files before it).
     static func expandCompressed(_ tensors: [String: Tensor], _ integers: [String: [Int64]], _ meta: [String: String]) throws -> [String: Tensor] {
         var out = tensors
         for key in tensors.keys where key.hasSuffix(".values") {
             let name = String(key.dropLast(".values".count))
             func bad(_ why: String) -> IOError { IOError(file: name, reason: "compressed weight: \(why)") }
-            guard let crow = integers[name + ".crow_indices"], let col = integers[name + ".col_indices"],
-                  let shape = meta[name + ".shape"].map({ $0.split(separator: ",").compactMap { Int($0) } }),
-                  shape.count >= 2, shape.allSatisfy({ $0 > 0 }) else { throw bad("needs crow_indices, col_indices and a shape") }
-            let values = tensors[key]!.scalars, rows = shape[0]
+            let format: CompressedFormat
+            if let f = meta[name + ".format"] {
+                guard let parsed = CompressedFormat(f) else { throw bad("unknown format '\(f)'") }
+                format = parsed
+            } else { format = .csr }
+            guard let shape = meta[name + ".shape"].map({ $0.split(separator: ",").compactMap { Int($0) } }),
+                  shape.count >= 2, shape.allSatisfy({ $0 > 0 }) else { throw bad("needs a shape") }
+            let rows = shape[0]
             var cols = 1
             for d in shape.dropFirst() {
                 let (p, o) = cols.multipliedReportingOverflow(by: d)
@@ -83,22 +96,15 @@ public enum ModelFile {
                 cols = p
             }
             guard rows <= Int(Int32.max) / max(cols, 1) else { throw bad("shape \(shape) is too large") }
-            guard crow.count == rows + 1, crow.first == 0, crow.last == Int64(values.count), col.count == values.count
-            else { throw bad("index sizes do not match \(shape) and \(values.count) values") }
-            for r in 0..<rows where !(crow[r] <= crow[r + 1]) { throw bad("crow_indices decrease at row \(r)") }
-            var dense = [Float](repeating: 0, count: rows * cols), kept = [Bool](repeating: false, count: rows * cols)
-            for r in 0..<rows {
-                var last = -1
-                for j in Int(crow[r])..<Int(crow[r + 1]) {
-                    let c = Int(col[j])
-                    guard c > last, c < cols else { throw bad("column \(c) in row \(r) out of order or range") }
-                    last = c
-                    dense[r * cols + c] = values[j]
-                    kept[r * cols + c] = true
-                }
+            var floats: [String: [Float]] = [:], ints: [String: [Int64]] = [:]
+            for suffix in format.fileSuffixes {
+                if let i = integers[name + suffix] { ints[suffix] = i } else if let t = tensors[name + suffix] { floats[suffix] = t.scalars }
             }
-            out[key] = nil
-            for suffix in [".crow_indices", ".col_indices"] { out[name + suffix] = nil }
+            let (dense, kept): ([Float], [Bool])
+            do { (dense, kept) = try format.expand(rows: rows, cols: cols, floats: floats, integers: ints) } catch let e as StructureError {
+                throw bad("\(format): \(e.rule)")
+            }
+            for suffix in format.fileSuffixes { out[name + suffix] = nil }
             out[name] = try Tensor(shape: shape, scalars: dense)
             out[name + "_mask"] = try Tensor(shape: shape, scalars: kept.map { $0 ? 1 : 0 })
         }

@@ -145,20 +145,21 @@ public enum SafeTensors {
     }
 
     /// Serialises tensors as F32 (names sorted, data in that order) with string metadata.
-    /// Integer tensors (`integers`: name → shape and values) are written as I32.
+    /// Integer tensors (`integers`: name → shape and values) are written as I32, `bytes` as U8.
     public static func encode(_ tensors: [String: Tensor], integers: [String: (shape: [Int], values: [Int32])] = [:],
+                              bytes: [String: (shape: [Int], values: [UInt8])] = [:],
                               metadata: [String: String] = [:]) throws -> Data {
         var header: [String: Any] = [:]
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         var offset = 0
-        if let both = tensors.keys.first(where: { integers[$0] != nil }) { throw IOError(file: both, reason: "name used twice") }
-        let names = (Array(tensors.keys) + Array(integers.keys)).sorted()
+        let names = (Array(tensors.keys) + Array(integers.keys) + Array(bytes.keys)).sorted()
+        if let twice = zip(names, names.dropFirst()).first(where: { $0.0 == $0.1 }) { throw IOError(file: twice.0, reason: "name used twice") }
         for name in names {
-            let (shape, count, dtype) = tensors[name].map { ($0.shape, $0.count, "F32") }
-                ?? (integers[name]!.shape, integers[name]!.values.count, "I32")
+            let (shape, count, dtype, size) = tensors[name].map { ($0.shape, $0.count, "F32", 4) }
+                ?? integers[name].map { ($0.shape, $0.values.count, "I32", 4) } ?? (bytes[name]!.shape, bytes[name]!.values.count, "U8", 1)
             guard shape.reduce(1, *) == count else { throw TensorError.countMismatch(shape: shape, count: count) }
-            header[name] = ["dtype": dtype, "shape": shape, "data_offsets": [offset, offset + 4 * count]] as [String: Any]
-            offset += 4 * count
+            header[name] = ["dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size * count]] as [String: Any]
+            offset += size * count
         }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
         while json.count % 8 != 0 { json.append(0x20) } // pad with spaces, as the reference writer does
@@ -168,6 +169,7 @@ public enum SafeTensors {
         out.append(json)
         for name in names {
             if let t = tensors[name] { out.append(Bytes.littleEndianData(t.storage)); continue }
+            if let b = bytes[name] { out.append(contentsOf: b.values); continue }
             for v in integers[name]!.values { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
         }
         return out
@@ -175,8 +177,9 @@ public enum SafeTensors {
 
     /// Writes atomically: a temporary file in the same folder, flushed, then renamed over `path`.
     public static func write(_ tensors: [String: Tensor], integers: [String: (shape: [Int], values: [Int32])] = [:],
+                             bytes: [String: (shape: [Int], values: [UInt8])] = [:],
                              metadata: [String: String] = [:], to path: String) throws {
-        try AtomicFile.write(try encode(tensors, integers: integers, metadata: metadata), to: path)
+        try AtomicFile.write(try encode(tensors, integers: integers, bytes: bytes, metadata: metadata), to: path)
     }
 }
 

@@ -1,27 +1,90 @@
 import Foundation
 
-/// The weight density (fraction of entries kept) at or below which sparse execution is faster than
-/// the dense-masked GEMM on this CPU, measured once per process: a 512 × 512 layer on a batch of 64,
-/// dense against sparse at two densities, sparse time fitted as a line in the density, the result
-/// rounded down to a multiple of 0.05. Both paths agree within rounding, not bit for bit: set
-/// PRUNEKIT_SPARSE_CROSSOVER (a number in [0, 1]) to fix the choice across runs and machines.
+/// Which execution is fastest for a pruned weight on this CPU, measured once per process on a
+/// 512 × 512 layer with a batch of 64 (best of five runs each): the dense-masked GEMM, CSR at
+/// densities 0.1 and 0.5 (its time a line in the density), each block shape at densities 0.1 and
+/// 0.5 when a mask first allows it, and each N:M pattern at its own density (its time does not
+/// depend on how many slots are padding). `density` is CSR's crossover as before: the density at or
+/// below which CSR beats dense, rounded down to a multiple of 0.05.
+///
+/// Formats agree with dense within rounding, not bit for bit: set PRUNEKIT_SPARSE_CROSSOVER (a
+/// number in [0, 1]) to fix the choice across runs and machines without measuring: CSR at or below
+/// that density, a structured format whenever the mask allows one and keeps at most half.
 public enum SparseCrossover {
-    public static var density: Double { measured.density }
+    public static var density: Double { csr.density }
     /// The measurement behind `density` (seconds), for reports.
-    public static var measurement: (dense: Double, sparseAt10: Double, sparseAt50: Double, density: Double) { measured }
+    public static var measurement: (dense: Double, sparseAt10: Double, sparseAt50: Double, density: Double) { csr }
 
-    private static let measured: (dense: Double, sparseAt10: Double, sparseAt50: Double, density: Double) = {
-        if let s = ProcessInfo.processInfo.environment["PRUNEKIT_SPARSE_CROSSOVER"], let d = Double(s), d >= 0, d <= 1 {
-            return (0, 0, 0, d)
+    private static let fixed: Double? = {
+        guard let s = ProcessInfo.processInfo.environment["PRUNEKIT_SPARSE_CROSSOVER"], let d = Double(s), d >= 0, d <= 1 else {
+            return nil
         }
-        return (try? measure()) ?? (0, 0, 0, 0.3)
+        return d
     }()
 
-    private static func measure() throws -> (Double, Double, Double, Double) {
+    private static let csr: (dense: Double, sparseAt10: Double, sparseAt50: Double, density: Double) = {
+        if let d = fixed { return (0, 0, 0, d) }
+        guard let t = try? (dense: bench.denseSeconds(), at10: bench.seconds(.csr, keep: 0.1), at50: bench.seconds(.csr, keep: 0.5))
+        else { return (0, 0, 0, 0.3) }
+        let slope = (t.at50 - t.at10) / 0.4, at0 = t.at10 - 0.1 * slope
+        let d = slope > 0 ? min(1, max(0, (t.dense - at0) / slope)) : 1
+        // rounded down to a multiple of 0.05, so timing noise rarely moves a layer across it
+        return (t.dense, t.at10, t.at50, (d * 20).rounded(.down) / 20)
+    }()
+
+    /// The fastest of `formats` for a weight of this density, or nil when dense is faster (only
+    /// when `allowDense`; otherwise the fastest format). CSR counts as faster than dense at or below
+    /// `density`, so a mask without structure is decided exactly as before.
+    public static func choose(density d: Double, among formats: [CompressedFormat], allowDense: Bool) -> CompressedFormat? {
+        if let fixedDensity = fixed {
+            if let f = formats.first(where: { $0 != .csr && d <= 0.5 }) { return f }
+            return !allowDense || d <= fixedDensity ? .csr : nil
+        }
+        var best: (format: CompressedFormat, seconds: Double)? = nil
+        for f in formats {
+            guard let t = predicted(f, density: d) else { continue }
+            if best == nil || t < best!.seconds { best = (f, t) }
+        }
+        guard let best else { return allowDense ? nil : .csr }
+        if !allowDense { return best.format }
+        if best.format == .csr { return d <= density ? .csr : nil }
+        return best.seconds < bench.denseSecondsCached ? best.format : (d <= density ? .csr : nil)
+    }
+
+    /// The predicted time of `format` at density d on the reference layer (nil when it cannot be measured).
+    static func predicted(_ format: CompressedFormat, density d: Double) -> Double? {
+        switch format {
+        case .csr:
+            let m = csr
+            guard m.dense > 0 else { return nil }
+            return m.sparseAt10 + (d - 0.1) * (m.sparseAt50 - m.sparseAt10) / 0.4
+        case .nm:
+            return bench.cached(format) { try [bench.seconds(format, keep: 1)] }?.first
+        case .block:
+            guard let t = bench.cached(format, { try [bench.seconds(format, keep: 0.1), bench.seconds(format, keep: 0.5)] }) else {
+                return nil
+            }
+            return t[0] + (d - 0.1) * (t[1] - t[0]) / 0.4
+        }
+    }
+
+    /// The reference layer and the measurements made so far (thread-safe).
+    private static let bench = Bench()
+
+    private final class Bench: @unchecked Sendable {
         let n = 512, batch = 64
-        var rng = SeededGenerator(seed: 7)
-        let w = Tensor.uniform([n, n], -1, 1, rng: &rng), x = Tensor.uniform([batch, n], -1, 1, rng: &rng)
-        let y = FloatStorage(count: batch * n)
+        let w: Tensor, x: Tensor, y: FloatStorage
+        private let lock = NSLock()
+        private var times: [CompressedFormat: [Double]] = [:]
+        private var dense: Double?
+
+        init() {
+            var rng = SeededGenerator(seed: 7)
+            w = Tensor.uniform([n, n], -1, 1, rng: &rng)
+            x = Tensor.uniform([batch, n], -1, 1, rng: &rng)
+            y = FloatStorage(count: batch * n)
+        }
+
         func best(_ body: () throws -> Void) rethrows -> Double {
             var t = Double.infinity
             for _ in 0..<5 {
@@ -31,19 +94,48 @@ public enum SparseCrossover {
             }
             return t
         }
-        let dense = try best {
-            try Kernels.linearForward(m: batch, n: n, k: n, x: x.storage, w: w.storage, mask: nil, bias: nil, y: y)
+
+        func denseSeconds() throws -> Double {
+            try best { try Kernels.linearForward(m: batch, n: n, k: n, x: x.storage, w: w.storage, mask: nil, bias: nil, y: y) }
         }
-        func sparse(_ keep: Double) throws -> Double {
+
+        var denseSecondsCached: Double {
+            lock.lock()
+            defer { lock.unlock() }
+            if let d = dense { return d }
+            let d = (try? denseSeconds()) ?? 0
+            dense = d
+            return d
+        }
+
+        /// Forward time of `format` with a mask of its structure keeping about `keep` (N:M: its pattern).
+        func seconds(_ format: CompressedFormat, keep: Double) throws -> Double {
             var g = SeededGenerator(seed: 8)
-            let kept = (0..<(n * n)).map { _ in Double.random(in: 0..<1, using: &g) < keep }
-            let c = try SparseMatrix(weight: w, mask: Mask(shape: [n, n], kept: kept))
-            return try best { try c.forward(x.storage, batch: batch, bias: nil, into: y) }
+            var kept = [Bool](repeating: false, count: n * n)
+            switch format {
+            case .csr:
+                for i in 0..<(n * n) { kept[i] = Double(g.nextUnitFloat()) < keep }
+            case let .nm(nn, m):
+                for i in 0..<(n * n) { kept[i] = (i % n) % m < nn }
+            case let .block(r, c):
+                for i in 0..<(n / r) {
+                    for j in 0..<(n / c) where Double(g.nextUnitFloat()) < keep {
+                        for a in 0..<r { for b in 0..<c { kept[(i * r + a) * n + j * c + b] = true } }
+                    }
+                }
+            }
+            let cw = try format.compress(w, mask: Mask(shape: [n, n], kept: kept))
+            return try best { try cw.forward(x.storage, batch: batch, bias: nil, into: y, features: false) }
         }
-        let s10 = try sparse(0.1), s50 = try sparse(0.5)
-        let slope = (s50 - s10) / 0.4, at0 = s10 - 0.1 * slope
-        let d = slope > 0 ? min(1, max(0, (dense - at0) / slope)) : 1
-        // rounded down to a multiple of 0.05, so timing noise rarely moves a layer across it
-        return (dense, s10, s50, (d * 20).rounded(.down) / 20)
+
+        /// The measurements of `format`, made by `measure` on first use (nil when that fails).
+        func cached(_ format: CompressedFormat, _ measure: () throws -> [Double]) -> [Double]? {
+            lock.lock()
+            defer { lock.unlock() }
+            if let t = times[format] { return t }
+            guard let t = try? measure() else { return nil }
+            times[format] = t
+            return t
+        }
     }
 }

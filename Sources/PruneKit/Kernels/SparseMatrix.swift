@@ -4,13 +4,15 @@ internal import CPruneKernels
 /// compressed sparse rows plus a transposed index, so that the forward product (x·Wᵀ), the input
 /// gradient (dy·W) and the weight gradient at kept entries all run from this one form. `values` is
 /// the live weight: optimizer steps update it in place, with optimizer state of the same size.
-public final class SparseMatrix: @unchecked Sendable {
+public final class SparseMatrix: CompressedWeight, @unchecked Sendable {
+    public var format: CompressedFormat { .csr }
     public let rows: Int
     public let cols: Int
     /// Number of kept entries.
     public let nnz: Int
     /// The kept weights, row by row (columns increasing).
-    let values: FloatStorage
+    public let values: FloatStorage
+    public var stateCount: Int { nnz }
     private let ptr: AlignedStorage<Int64>, tptr: AlignedStorage<Int64>
     private let idx: AlignedStorage<Int32>, tidx: AlignedStorage<Int32>, tperm: AlignedStorage<Int32>
 
@@ -52,6 +54,19 @@ public final class SparseMatrix: @unchecked Sendable {
 
     /// The kept weights as a flat array (row-major order of the kept entries).
     public var keptValues: [Float] { values.toArray() }
+
+    public func forward(_ x: FloatStorage, batch: Int, bias: FloatStorage?, into y: FloatStorage, features: Bool) throws {
+        try product(trans: false, features: features, x, batch: batch, bias: bias, into: y)
+    }
+
+    public func inputGradient(_ dy: FloatStorage, batch: Int, into dx: FloatStorage, features: Bool) throws {
+        try product(trans: true, features: features, dy, batch: batch, bias: nil, into: dx)
+    }
+
+    public func weightGradient(dy: FloatStorage, x: FloatStorage, batch: Int, step: UpdateStep?, grad: FloatStorage?,
+                               features: Bool) throws {
+        try sampledGradient(features: features, dy: dy, x: x, batch: batch, step: step, grad: grad)
+    }
 
     /// y (b × rows) = x (b × cols) · Wᵀ + bias.
     func forward(_ x: FloatStorage, batch: Int, bias: FloatStorage?, into y: FloatStorage) throws {
@@ -116,6 +131,41 @@ public final class SparseMatrix: @unchecked Sendable {
 }
 
 extension SparseMatrix {
+    /// torch.sparse_csr_tensor's arrays: ".crow_indices", ".col_indices" (I32) and ".values".
+    public var fileArrays: CompressedArrays {
+        let (crow, col, v) = csrArrays
+        var a = CompressedArrays()
+        a.integers[".crow_indices"] = ([crow.count], crow)
+        a.integers[".col_indices"] = ([col.count], col)
+        a.floats[".values"] = ([v.count], v)
+        return a
+    }
+
+    /// The dense weight and mask from CSR arrays, validated (sizes, monotone rows, columns in range
+    /// and increasing within a row).
+    static func expand(rows: Int, cols: Int, floats: [String: [Float]], integers: [String: [Int64]]) throws
+        -> (weight: [Float], kept: [Bool]) {
+        guard let crow = integers[".crow_indices"], let col = integers[".col_indices"], let values = floats[".values"] else {
+            throw StructureError(rule: "needs crow_indices, col_indices and values")
+        }
+        guard crow.count == rows + 1, crow.first == 0, crow.last == Int64(values.count), col.count == values.count else {
+            throw StructureError(rule: "index sizes do not match \(rows)×\(cols) and \(values.count) values")
+        }
+        for r in 0..<rows where !(crow[r] <= crow[r + 1]) { throw StructureError(rule: "crow_indices decrease at row \(r)") }
+        var dense = [Float](repeating: 0, count: rows * cols), kept = [Bool](repeating: false, count: rows * cols)
+        for r in 0..<rows {
+            var last = -1
+            for j in Int(crow[r])..<Int(crow[r + 1]) {
+                let c = Int(col[j])
+                guard c > last, c < cols else { throw StructureError(rule: "column \(c) in row \(r) out of order or range") }
+                last = c
+                dense[r * cols + c] = values[j]
+                kept[r * cols + c] = true
+            }
+        }
+        return (dense, kept)
+    }
+
     /// The compressed-sparse-row arrays (PyTorch's crow_indices, col_indices, values).
     public var csrArrays: (crow: [Int32], col: [Int32], values: [Float]) {
         ((0...rows).map { Int32(ptr.base[$0]) }, (0..<nnz).map { idx.base[$0] }, values.toArray())
@@ -123,7 +173,7 @@ extension SparseMatrix {
 
     /// The entries of a dense array (rows × cols) at this matrix's kept positions, in its order
     /// (optimizer state following a parameter into compressed form).
-    func gather(_ dense: FloatStorage) -> FloatStorage {
+    public func gather(_ dense: FloatStorage) -> FloatStorage {
         precondition(dense.count == rows * cols)
         let out = FloatStorage(count: nnz)
         for r in 0..<rows {
@@ -133,7 +183,7 @@ extension SparseMatrix {
     }
 
     /// The mask of the kept positions.
-    func keptMask() -> Mask {
+    public func keptMask() -> Mask {
         let m = ByteStorage(count: rows * cols)
         for r in 0..<rows {
             for j in Int(ptr.base[r])..<Int(ptr.base[r + 1]) { m.base[r * cols + Int(idx.base[j])] = 1 }
@@ -142,7 +192,7 @@ extension SparseMatrix {
     }
 
     /// A dense array (rows × cols, zeros elsewhere) from entries in this matrix's order.
-    func scatter(_ kept: FloatStorage) -> FloatStorage {
+    public func scatter(_ kept: FloatStorage) -> FloatStorage {
         precondition(kept.count == nnz)
         let out = FloatStorage(count: rows * cols)
         for r in 0..<rows {

@@ -1,7 +1,8 @@
 /// One optimizer step for one parameter, as the kernels apply it: the rule, its hyper-parameters,
 /// the parameter's state buffers and the step number. Built by the optimizers; applied either by a
 /// plain update kernel after backward, or fused into the weight-gradient kernel during backward.
-struct UpdateStep {
+/// Opaque outside the package (compressed formats receive it and hand it to their kernels).
+public struct UpdateStep {
     enum Kind { case sgd, adam }
     var kind: Kind
     var learningRate: Float

@@ -174,13 +174,13 @@ public final class Conv2d: Layer {
         let (n, h, w) = (original.shape[0], original.shape[2], original.shape[3])
         let (oh, ow) = outputSize(h + 2 * padding, w + 2 * padding)
         let y = Tensor(uninitialized: [n, outChannels, oh, ow])
-        if let c = try execution.prepare(weight) {
+        if let c = try execution.prepare(weight, layer: summary) {
             // im2col columns (K × N·OH·OW, padding folded in) times the compressed weight, then back to NCHW
             let np = n * oh * ow
             let cols = FloatStorage(uninitializedCount: patch * np), yt = FloatStorage(uninitializedCount: outChannels * np)
             try Kernels.im2colPadded(n: n, c: inChannels, h: h, w: w, kernel: kernelSize, stride: stride, padding: padding,
                                      dilation: dilation, x: original.storage, cols: cols)
-            try c.forwardFeatures(cols, batch: np, bias: bias?.value.storage, into: yt)
+            try c.forward(cols, batch: np, bias: bias?.value.storage, into: yt, features: true)
             try Kernels.nchwToCnhw(n: outChannels, c: n, p: oh * ow, x: yt, y: y.storage)
             input = training ? original : nil
             inputPadding = padding
@@ -241,7 +241,7 @@ public final class Conv2d: Layer {
             var dx: Tensor? = nil
             if needInputGradient {
                 let dcols = FloatStorage(uninitializedCount: patch * np), t = Tensor(uninitialized: x.shape)
-                try c.inputGradientFeatures(dyt, batch: np, into: dcols)
+                try c.inputGradient(dyt, batch: np, into: dcols, features: true)
                 try Kernels.col2imPadded(n: n, c: inChannels, h: h, w: w, kernel: kernelSize, stride: stride,
                                          padding: inputPadding, dilation: dilation, dcols: dcols, dx: t.storage)
                 dx = t
@@ -252,11 +252,11 @@ public final class Conv2d: Layer {
                 bias.grad = db
             }
             if let step = weight.takePendingStep() {
-                try c.weightGradientFeatures(dyt: dyt, xt: cols, batch: np, step: step, grad: nil)
+                try c.weightGradient(dy: dyt, x: cols, batch: np, step: step, grad: nil, features: true)
                 weight.touch()
             } else {
-                let g = FloatStorage(uninitializedCount: c.nnz)
-                try c.weightGradientFeatures(dyt: dyt, xt: cols, batch: np, step: nil, grad: g)
+                let g = FloatStorage(uninitializedCount: c.stateCount)
+                try c.weightGradient(dy: dyt, x: cols, batch: np, step: nil, grad: g, features: true)
                 weight.compressedGrad = g
             }
             return dx

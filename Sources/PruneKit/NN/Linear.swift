@@ -52,8 +52,8 @@ public final class Linear: Layer {
         }
         let m = x.shape[0]
         let y = Tensor(uninitialized: [m, outFeatures])
-        if let c = try execution.prepare(weight) {
-            try c.forward(x.storage, batch: m, bias: bias?.value.storage, into: y.storage)
+        if let c = try execution.prepare(weight, layer: summary) {
+            try c.forward(x.storage, batch: m, bias: bias?.value.storage, into: y.storage, features: false)
         } else {
             try Kernels.linearForward(m: m, n: outFeatures, k: inFeatures, x: x.storage, w: weight.value.storage,
                                       mask: weight.maskStorage, bias: bias?.value.storage, y: y.storage)
@@ -77,19 +77,19 @@ public final class Linear: Layer {
         // dX = dY·(W ⊙ M) first: a fused optimizer step below changes W
         var dx: Tensor? = nil
         if let c = weight.compressed {
-            // sparse form: dX = dY·W and dW at the kept entries (fused with the step when armed)
+            // compressed form: dX = dY·W and dW at the kept entries (fused with the step when armed)
             if needInputGradient {
                 let t = Tensor(uninitialized: [m, inFeatures])
-                try c.inputGradient(dy.storage, batch: m, into: t.storage)
+                try c.inputGradient(dy.storage, batch: m, into: t.storage, features: false)
                 dx = t
             }
             try biasGradient(dy, m)
             if let step = weight.takePendingStep() {
-                try c.weightGradient(dy: dy.storage, x: x.storage, batch: m, step: step, grad: nil)
+                try c.weightGradient(dy: dy.storage, x: x.storage, batch: m, step: step, grad: nil, features: false)
                 weight.touch()
             } else {
-                let g = FloatStorage(uninitializedCount: c.nnz)
-                try c.weightGradient(dy: dy.storage, x: x.storage, batch: m, step: nil, grad: g)
+                let g = FloatStorage(uninitializedCount: c.stateCount)
+                try c.weightGradient(dy: dy.storage, x: x.storage, batch: m, step: nil, grad: g, features: false)
                 weight.compressedGrad = g
             }
             return dx

@@ -35,9 +35,10 @@ public final class Parameter: @unchecked Sendable {
     private(set) var version = 0
     /// Marks the compressed values or gradient as changed.
     func touch() { version &+= 1 }
-    /// The kept entries only (sparse execution), or nil in dense form. See `compress()`.
-    public private(set) var compressed: SparseMatrix? { didSet { touch(); valueView = nil; gradView = nil } }
-    /// The gradient at the kept entries, in the compressed form's order (compressed form only).
+    /// The compressed form (sparse execution: CSR, packed N:M or block-sparse), or nil in dense form.
+    /// See `compress(as:)`.
+    public private(set) var compressed: (any CompressedWeight)? { didSet { touch(); valueView = nil; gradView = nil } }
+    /// The gradient in the compressed form's order (`stateCount` entries; compressed form only).
     var compressedGrad: FloatStorage? { didSet { touch() } }
     /// The pruning mask; nil means nothing is pruned. A compressed parameter does not store it: it
     /// is rebuilt from the compressed form's kept positions on each read.
@@ -47,6 +48,8 @@ public final class Parameter: @unchecked Sendable {
     }
     private var storedMask: Mask?
     private var compressedFromMask = false
+    /// The format `Execution` chose for the current mask or compressed form (see `preferredFormat`).
+    var formatChoice: (key: ObjectIdentifier, allowDense: Bool, format: CompressedFormat?)?
     /// Whether pruning policies consider this parameter (weights yes, biases no by default).
     public let isPrunable: Bool
     /// Whether training updates it. A fixed parameter (BERT's embedding tables) gets no gradient:
@@ -75,7 +78,7 @@ public final class Parameter: @unchecked Sendable {
         guard newValue.isFinite else { throw TensorError.nonFinite("the value assigned to a parameter of shape \(shape)") }
         let masked = try mask.map { try newValue.masked(by: $0) } ?? newValue
         if let c = compressed {
-            compressed = try SparseMatrix(weight: masked, mask: compressedFromMask ? Mask(shape: shape, storage: c.keptMask().storage) : nil)
+            compressed = try c.format.compress(masked, mask: compressedFromMask ? Mask(shape: shape, storage: c.keptMask().storage) : nil)
         } else {
             value = masked
         }
@@ -100,18 +103,28 @@ public final class Parameter: @unchecked Sendable {
 
     /// Sets the gradient to zero.
     public func zeroGrad() {
-        if let c = compressed { compressedGrad = FloatStorage(count: c.nnz) } else { grad = Tensor(zeroed: shape) }
+        if let c = compressed { compressedGrad = FloatStorage(count: c.stateCount) } else { grad = Tensor(zeroed: shape) }
     }
 
     // MARK: compressed form (sparse execution)
 
-    /// Stores only the kept entries (a 2-D weight): the dense value and gradient are released, layers
-    /// run sparse kernels on the compressed form, and optimizers keep state for kept entries only.
-    /// `value`, `mask` and export still see the dense view. Optimizer state already held for this
-    /// parameter follows the change at the optimizer's next step (`adaptState`).
-    public func compress() throws {
-        guard compressed == nil else { return }
-        let c = try SparseMatrix(weight: stored, mask: storedMask)
+    /// Stores only the kept entries in `format` (CSR by default; a weight of rank above 2 is viewed as
+    /// shape[0] × the rest): the dense value and gradient are released, layers run that format's
+    /// kernels, and optimizers keep state in its layout. `value`, `mask` and export still see the
+    /// dense view. Optimizer state already held for this parameter follows the change at the
+    /// optimizer's next step (`adaptState`). A parameter already compressed in another format is
+    /// converted. Throws `StructureError` (nothing changes) when the mask lacks the format's structure.
+    public func compress(as format: CompressedFormat = .csr) throws {
+        if let c = compressed {
+            if c.format == format { return }
+            // convert: build the new form from the dense view before giving up the old one
+            let (w, m) = try c.dense()
+            let next = try format.compress(w.reshaped(shape), mask: compressedFromMask ? Mask(shape: shape, storage: m.storage) : nil)
+            compressed = next
+            compressedGrad = nil
+            return
+        }
+        let c = try format.compress(stored, mask: storedMask)
         compressed = c
         compressedFromMask = storedMask != nil
         storedMask = nil
@@ -143,15 +156,15 @@ public final class Parameter: @unchecked Sendable {
     }
     private var keptCache: (ObjectIdentifier, Double)?
 
-    /// Number of entries an optimizer keeps state for: the kept entries when compressed.
-    var stateCount: Int { compressed?.nnz ?? count }
+    /// Number of entries an optimizer keeps state for: the compressed form's when compressed.
+    var stateCount: Int { compressed?.stateCount ?? count }
 
     /// Optimizer state `s`, laid out for `layout` (a compressed form, or nil for the dense layout),
     /// brought to the parameter's current form: scattered out of the old compressed form, gathered
     /// into the current one. Zeros when `s` does not fit `layout` (a state of another parameter).
-    func adaptState(_ s: FloatStorage, from layout: SparseMatrix?) -> FloatStorage {
+    func adaptState(_ s: FloatStorage, from layout: (any CompressedWeight)?) -> FloatStorage {
         if layout === compressed && s.count == stateCount { return s }
-        guard s.count == (layout?.nnz ?? count), layout.map({ $0.rows * $0.cols == count }) ?? true else {
+        guard s.count == (layout?.stateCount ?? count), layout.map({ $0.rows * $0.cols == count }) ?? true else {
             return FloatStorage(count: stateCount)
         }
         let dense = layout.map { $0.scatter(s) } ?? s
@@ -159,8 +172,8 @@ public final class Parameter: @unchecked Sendable {
     }
 
     /// Optimizer state laid out for `layout`, as a dense copy (zeros at pruned entries) for checkpoints.
-    func denseState(_ s: FloatStorage, from layout: SparseMatrix?) -> FloatStorage {
-        if let c = layout, s.count == c.nnz { return c.scatter(s) }
+    func denseState(_ s: FloatStorage, from layout: (any CompressedWeight)?) -> FloatStorage {
+        if let c = layout, s.count == c.stateCount { return c.scatter(s) }
         return s.count == count ? s.copy() : FloatStorage(count: count)
     }
 

@@ -32,7 +32,7 @@ extension Optimizer {
             if let c = p.compressed {
                 // compressed form: the gradient and state hold the kept entries only
                 guard let g = p.compressedGrad else { continue }
-                try Kernels.applyUpdate(u, mask: nil, grad: g, weight: c.values)
+                try c.applyStep(u, grad: g)
                 p.touch()
                 continue
             }
@@ -65,7 +65,7 @@ public final class SGD: Optimizer {
     public let weightDecay: Float
     public let nesterov: Bool
     /// Velocity per parameter, with the compressed form it is laid out for (nil: dense).
-    private var velocity: [ObjectIdentifier: (v: FloatStorage, layout: SparseMatrix?)] = [:]
+    private var velocity: [ObjectIdentifier: (v: FloatStorage, layout: (any CompressedWeight)?)] = [:]
     public var stateBytes: Int { velocity.values.reduce(0) { $0 + $1.v.count * 4 } }
 
     public init(learningRate: Float, momentum: Float = 0, weightDecay: Float = 0, nesterov: Bool = false) throws {
@@ -105,7 +105,7 @@ public final class SGD: Optimizer {
 
     public func importState(_ parameters: [(name: String, parameter: Parameter)], tensors: [String: Tensor], metadata: [String: String]) throws {
         guard metadata["optim.kind"] == "sgd" else { throw OptimizerError.invalidHyperparameter("checkpoint holds \(metadata["optim.kind"] ?? "no") optimizer state, not sgd") }
-        var next: [ObjectIdentifier: (v: FloatStorage, layout: SparseMatrix?)] = [:]
+        var next: [ObjectIdentifier: (v: FloatStorage, layout: (any CompressedWeight)?)] = [:]
         for (n, p) in parameters {
             if let v = tensors["optim.\(n).velocity"] { try v.expectShape(p.shape); next[ObjectIdentifier(p)] = (p.adaptState(v.storage.copy(), from: nil), p.compressed) }
         }
@@ -122,7 +122,7 @@ public class Adam: Optimizer {
     public let weightDecay: Float
     let decoupled: Bool
     /// Moments and step count per parameter, with the compressed form they are laid out for (nil: dense).
-    private var state: [ObjectIdentifier: (m: FloatStorage, v: FloatStorage, t: Int, layout: SparseMatrix?)] = [:]
+    private var state: [ObjectIdentifier: (m: FloatStorage, v: FloatStorage, t: Int, layout: (any CompressedWeight)?)] = [:]
     public var stateBytes: Int { state.values.reduce(0) { $0 + ($1.m.count + $1.v.count) * 4 } }
 
     public convenience init(learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999,
@@ -176,7 +176,7 @@ public class Adam: Optimizer {
         guard metadata["optim.kind"] == kind else {
             throw OptimizerError.invalidHyperparameter("checkpoint holds \(metadata["optim.kind"] ?? "no") optimizer state, not \(kind)")
         }
-        var next: [ObjectIdentifier: (m: FloatStorage, v: FloatStorage, t: Int, layout: SparseMatrix?)] = [:]
+        var next: [ObjectIdentifier: (m: FloatStorage, v: FloatStorage, t: Int, layout: (any CompressedWeight)?)] = [:]
         for (n, p) in parameters {
             guard let m = tensors["optim.\(n).m"], let v = tensors["optim.\(n).v"], let t = metadata["optim.\(n).t"].flatMap(Int.init) else { continue }
             try m.expectShape(p.shape)
