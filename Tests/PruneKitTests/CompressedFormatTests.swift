@@ -82,7 +82,7 @@ final class CompressedFormatTests: XCTestCase {
         for format in [CompressedFormat.nm(n: 2, m: 4), .block(rows: 4, cols: 4)] {
             var rng = TestRNG(171)
             var g = SeededGenerator(seed: 12)
-            let dense = Conv2d(4, 8, kernelSize: 3, stride: 1, rng: &g) // 8 × 36
+            let dense = try Conv2d(4, 8, kernelSize: 3, stride: 1, rng: &g) // 8 × 36
             let packed = try Conv2d(weight: dense.weight.value, bias: dense.bias!.value, stride: 1)
             let mask = try Mask(shape: dense.weight.shape, kept: structured(format, 8, 36, keep: 0.4, &rng))
             try dense.weight.setMask(mask)
