@@ -22,6 +22,7 @@
 #include <string.h>
 
 #define BS_ROWS 32     // output rows per thread group (forward) / input columns (input gradient)
+#define BS_AHEAD 2     // blocks ahead whose panel rows are prefetched
 #define BS_KC 4096     // reduction features per block of the products (their panel rows, ≤ 512 KiB, in L2)
 #define BS_TMAX 64     // the most rows of a tile: br, bc ≤ 64
 #define BS_WROWS 64    // rows per thread group of the weight gradient
@@ -147,6 +148,12 @@ typedef void (*bs_tile_fn)(int64_t nb, int64_t j0, const int32_t *xr, const floa
             /* blocks × columns of the block (SETS at a time) × the tile's rows */                            \
             const float *w = val + (j0 + e) * bsz + woff;                                                      \
             const float *xb = P + (int64_t)xr[e] * kl * PK_SP_NR;                                              \
+            if (kl <= 8 && e + BS_AHEAD < nb) {                                                                \
+                /* the few panel rows of a block BS_AHEAD on: scattered, no prefetcher predicts them */      \
+                /* (a wide block's rows are one long run, which the hardware prefetcher follows) */         \
+                const float *xn = P + (int64_t)xr[e + BS_AHEAD] * kl * PK_SP_NR;                              \
+                for (int64_t kk = 0; kk < kl; kk++) __builtin_prefetch(xn + kk * PK_SP_NR);                    \
+            }                                                                                                  \
             int64_t k = 0;                                                                                     \
             for (; k + SETS <= kl; k += SETS)                                                                  \
                 for (int s = 0; s < SETS; s++) {                                                               \
