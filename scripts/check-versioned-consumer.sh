@@ -43,7 +43,7 @@ guard y1 == y2, worst < 1e-4 else { print("consumer FAILED: worst error \(worst)
 func convStep(_ threads: Int) throws -> [Float] {
     Runtime.threads = threads
     var r = SeededGenerator(seed: 3)
-    let conv = Conv2d(1, 8, kernelSize: 3, rng: &r)
+    let conv = try Conv2d(1, 8, kernelSize: 3, rng: &r)
     let x = Tensor.uniform([400, 1, 28, 28], -1, 1, rng: &r)
     let y = try conv.forward(x, training: true)
     let opt = try Adam()
