@@ -274,6 +274,25 @@ final class SparseTests: XCTestCase {
         XCTAssertEqual(layer.weight.compressed != nil, layer.weight.keptFraction <= d)
     }
 
+    /// A mask that keeps every entry (what surgery leaves on a layer it made smaller) allows every
+    /// block shape, but nothing is pruned: `.automatic` must run the dense GEMM, never a block or CSR
+    /// form doing the same work plus its indexing. A regression: resnet18 after channel surgery ran
+    /// every convolution in 4×4 blocks at density 1, 2.6× slower than dense.
+    func testAutomaticExecutionKeepsFullMasksDense() throws {
+        var g = SeededGenerator(seed: 10)
+        let layer = try Linear(64, 32, rng: &g)
+        try layer.weight.setMask(Mask(ones: [32, 64]))
+        let conv = try Conv2d(8, 16, kernelSize: 3, padding: 1, rng: &g)
+        try conv.weight.setMask(Mask(ones: [16, 8, 3, 3]))
+        _ = try layer(Tensor.uniform([4, 64], -1, 1, rng: &g))
+        _ = try conv.forward(Tensor.uniform([2, 8, 6, 6], -1, 1, rng: &g), training: false)
+        XCTAssertNil(layer.weight.compressed, "a full mask runs dense")
+        XCTAssertNil(conv.weight.compressed, "a full mask runs dense")
+        for f in [CompressedFormat.csr, .block(4, 4), .block(8, 8), .block(16, 1)] {
+            XCTAssertNil(SparseCrossover.choose(density: 1, among: [f], allowDense: true), "\(f) at density 1")
+        }
+    }
+
     func testCompressedExportRoundTripAndValidation() throws {
         let m = Model.mlp(seed: 3)
         try ModelPruner.prune(m, PruningRequest(method: .l1, scope: .global, amount: 0.9))

@@ -3,8 +3,9 @@ import Foundation
 /// Which execution is fastest for a pruned weight on this CPU, measured once per process on a
 /// 512 × 512 layer with a batch of 64 (best of five runs each): the dense-masked GEMM, CSR at
 /// densities 0.1 and 0.5 (its time a line in the density), each block shape at densities 0.1 and
-/// 0.5 when a mask first allows it, and each N:M pattern at its own density (its time does not
-/// depend on how many slots are padding). `density` is CSR's crossover as before: the density at or
+/// 0.5 and 0.9 when a mask first allows it (its time piecewise linear between them), and each N:M
+/// pattern at its own density (its time does not depend on how many slots are padding). A weight
+/// whose mask keeps every entry runs dense under `.automatic`: no format has anything to skip. `density` is CSR's crossover as before: the density at or
 /// below which CSR beats dense, rounded down to a multiple of 0.05.
 ///
 /// Formats agree with dense within rounding, not bit for bit: set PRUNEKIT_SPARSE_CROSSOVER (a
@@ -36,6 +37,9 @@ public enum SparseCrossover {
     /// when `allowDense`; otherwise the fastest format). CSR counts as faster than dense at or below
     /// `density`, so a mask without structure is decided exactly as before.
     public static func choose(density d: Double, among formats: [CompressedFormat], allowDense: Bool) -> CompressedFormat? {
+        // nothing pruned: every compressed form does the dense work plus its indexing (a block
+        // format's line, extrapolated from sparse measurements, can undercut dense here)
+        if allowDense && d >= 1 { return nil }
         if let fixedDensity = fixed {
             if let f = formats.first(where: { $0 != .csr && d <= 0.5 }) { return f }
             return !allowDense || d <= fixedDensity ? .csr : nil
@@ -61,10 +65,12 @@ public enum SparseCrossover {
         case .nm:
             return bench.cached(format) { try [bench.seconds(format, keep: 1)] }?.first
         case .block:
-            guard let t = bench.cached(format, { try [bench.seconds(format, keep: 0.1), bench.seconds(format, keep: 0.5)] }) else {
-                return nil
-            }
-            return t[0] + (d - 0.1) * (t[1] - t[0]) / 0.4
+            guard let t = bench.cached(format, {
+                try [bench.seconds(format, keep: 0.1), bench.seconds(format, keep: 0.5), bench.seconds(format, keep: 0.9)]
+            }) else { return nil }
+            // piecewise linear through the three measurements, extended past the ends by the
+            // nearest segment
+            return d <= 0.5 ? t[0] + (d - 0.1) * (t[1] - t[0]) / 0.4 : t[1] + (d - 0.5) * (t[2] - t[1]) / 0.4
         }
     }
 
