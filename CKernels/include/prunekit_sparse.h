@@ -228,6 +228,33 @@ pk_status pk_ref_bsr_input_grad_f32(const pk_bsr *A, int layout, int64_t B, cons
 pk_status pk_ref_bsr_weight_grad_f32(const pk_bsr *A, int layout, int64_t B, const float *dY, int64_t lddy,
                                      const float *X, int64_t ldx, float *g);
 
+// ------------------------------------------------------------------------------------------------
+// Sparse direct convolution at inference (src/conv_sparse.c; reference src/ref/conv_sparse_ref.c)
+
+/// pk_conv2d_sparse_forward_f32 — y := act(scale ⊙ conv(x̃, W) + shift) with the pruned weight W
+///           given by its kept entries only: A is CSR over OC rows × C·KH·KW columns (column
+///           c·KH·KW + a·KW + b, as a Conv2d's OC × C × KH × KW weight flattens). Stride s, zero
+///           padding p, dilation d exactly as pk_conv2d_dilated_forward_f32; scale and shift per output
+///           channel or NULL (1 and 0); relu != 0 ⇒ act = max(·, 0). y write-only.
+/// Shapes    x N×C×H×W (unpadded), y N×OC×OH×OW with OC = A->rows, OH = (H + 2p − d·(KH−1) − 1)/s + 1
+///           (OW alike).
+/// Method    direct, no column matrix: each image copied once into s² phase planes per channel
+///           (padding folded in), so every kept entry is one shift on a flat output grid; the kept
+///           entries of an output channel accumulate 32 outputs in registers. Inference only (no
+///           backward; training keeps im2col + pk_spmm_layout_f32).
+/// Edges     N == 0 or A->rows == 0 ⇒ PK_OK, nothing read; nnz == 0 ⇒ y = act(shift).
+/// Threads   tasks = (image, block of output channels); every output summed by one task in the row's
+///           entry order: identical bits for any thread count.
+/// Errors    PK_ERR_SHAPE (A->cols != C·KH·KW, a window wider than the padded image, s, d < 1, p < 0),
+///           PK_ERR_NULL, PK_ERR_ALIAS (x and y overlap), PK_ERR_NOMEM. Reference
+///           pk_ref_conv2d_sparse_forward_f32 (src/ref/conv_sparse_ref.c).
+pk_status pk_conv2d_sparse_forward_f32(const pk_csr *A, int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH,
+                                       int64_t KW, int64_t s, int64_t p, int64_t d, int relu, const float *x,
+                                       const float *scale, const float *shift, float *y);
+pk_status pk_ref_conv2d_sparse_forward_f32(const pk_csr *A, int64_t N, int64_t C, int64_t H, int64_t W, int64_t KH,
+                                           int64_t KW, int64_t s, int64_t p, int64_t d, int relu, const float *x,
+                                           const float *scale, const float *shift, float *y);
+
 #ifdef __cplusplus
 }
 #endif

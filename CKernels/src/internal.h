@@ -18,7 +18,7 @@ void pk_fp_restore(unsigned saved);
 // 64-byte aligned per-calling-thread scratch, grown on demand and reused (no allocation once warm).
 // slot selects one of a few independent buffers (0/1 GEMM packs, 2 loss, 3 split-K, 4-7 convolution,
 // 8 fused-update C, 9 transformer backward, 10/11 sparse transposes, 12 sparse gradient, 13 transposed values,
-// 14-17 structured sparse kernels: sparse_panels.h, 18 direct-convolution weights). Returns NULL on allocation failure.
+// 14-17 structured sparse kernels: sparse_panels.h, 18 direct-convolution weights and sparse-convolution offsets). Returns NULL on allocation failure.
 void *pk_scratch(int slot, size_t bytes);
 
 // Overlap test of two byte ranges.

@@ -249,26 +249,54 @@ enum SparsityReportLite {
 
 struct BenchInfer: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "infer", abstract: "Inference time of saved models on the Fashion-MNIST test set (forward passes only).")
-    @Option(name: .customLong("model-file"), parsing: .upToNextOption, help: "Model files (compared in one run).") var modelFiles: [String]
+        commandName: "infer",
+        abstract: "Inference time of saved models (PruneKit model files or .onnx) on the Fashion-MNIST test set or on --input arrays (forward passes only).")
+    @Option(name: .customLong("model-file"), parsing: .upToNextOption,
+            help: "Model files compared in one run: PruneKit model files, or ONNX files (.onnx; their zero weights are masked, so --execution can run them sparsely).")
+    var modelFiles: [String]
+    @Option(help: "Inputs: a float32 .npy array [N, ...] in the models' input format (default: the Fashion-MNIST test images).")
+    var input: String?
     @Option(help: "Batch size.") var batch: Int = 1000
     @Option(name: .customLong("repeat"), help: "Timed repeats (median reported).") var repeats: Int = 15
-    @Option(help: "Time the first N test images only (large models).") var limit: Int?
+    @Option(help: "Time the first N inputs only (large models).") var limit: Int?
+    @Option(help: "Pruned weights of Linear and Conv2d layers: automatic (the measured crossover decides), dense, sparse (the fastest format the mask allows), or a format (csr, 2:4, block:4x4, …).")
+    var execution: ExecutionChoice = .automatic
     @Flag(help: "Print one JSON object.") var json = false
     @OptionGroup var dataOption: DataOption
     @OptionGroup var threadOption: ThreadOption
 
+    func validate() throws {
+        guard !modelFiles.isEmpty else { throw ValidationError("give at least one --model-file") }
+        guard repeats >= 1, batch >= 1, (limit ?? 1) >= 1 else { throw ValidationError("--repeat, --batch and --limit must be at least 1") }
+        if let input, !input.hasSuffix(".npy") { throw ValidationError("--input \(input): expected a .npy file") }
+    }
+
+    /// The model in `path` and its metadata; an ONNX file's zero weights become masks (the file
+    /// stores pruned weights as zeros in place).
+    static func load(_ path: String) throws -> (model: Model, metadata: [String: String]) {
+        guard path.lowercased().hasSuffix(".onnx") else { return try ModelFile.load(path) }
+        let onnx = try ONNXModel.load(path)
+        _ = try onnx.model.maskZeroWeights()
+        return (onnx.model, onnx.metadata)
+    }
+
     func run() throws {
         try guarded {
             try threadOption.apply()
-            guard repeats >= 1, batch >= 1, (limit ?? 1) >= 1 else { throw ValidationError("--repeat, --batch and --limit must be at least 1") }
-            let loaded = try modelFiles.map { try ModelFile.load($0) }
+            let loaded = try modelFiles.map { try Self.load($0) }
             let models = loaded.map(\.model)
-            // timing only: the first file's input contract (or the default) prepares the test images
-            let contract = try loaded.first.flatMap { try InputNormalization.recorded(in: $0.metadata, file: modelFiles[0]) }
-            let all = try FashionMNIST.load(directory: dataOption.data, train: false, normalization: contract ?? .defaultContract)
-            let test = try limit.map { try all.prefix($0) } ?? all
-            let batches = try stride(from: 0, to: test.count, by: batch).map { try test.images.rows($0, min(batch, test.count - $0)) }
+            for m in models { m.setExecution(execution.value) }
+            let images: Tensor
+            if let input {
+                images = try NPY.read(input)
+                guard images.rank >= 1, images.shape[0] >= 1 else { throw IOError(file: input, reason: "shape \(images.shape) holds no rows") }
+            } else {
+                // timing only: the first file's input contract (or the default) prepares the test images
+                let contract = try loaded.first.flatMap { try InputNormalization.recorded(in: $0.metadata, file: modelFiles[0]) }
+                images = try FashionMNIST.load(directory: dataOption.data, train: false, normalization: contract ?? .defaultContract).images
+            }
+            let count = min(limit ?? images.shape[0], images.shape[0])
+            let batches = try stride(from: 0, to: count, by: batch).map { try images.rows($0, min(batch, count - $0)) }
             var times = [[Double]](repeating: [], count: models.count)
             // interleaved so drifting machine speed affects every model alike
             for _ in 0..<(repeats + 2) {
@@ -279,11 +307,18 @@ struct BenchInfer: ParsableCommand {
                 }
             }
             let med = times.map { Array($0.dropFirst(2)).sorted()[repeats / 2] }
-            let rows: [[String: Any]] = zip(modelFiles, zip(models, med)).map { f, mt in
-                ["model_file": f, "parameters": mt.0.parameterCount, "median_seconds": mt.1,
-                 "images_per_second": Double(test.count) / mt.1, "speedup_vs_first": med[0] / mt.1]
+            let rows: [[String: Any]] = models.indices.map { i in
+                let weights = models[i].network.namedLayers.compactMap { ($0.layer as? Linear)?.weight ?? ($0.layer as? Conv2d)?.weight }
+                return ["model_file": modelFiles[i], "parameters": models[i].parameterCount, "median_seconds": med[i],
+                        "images_per_second": Double(count) / med[i], "speedup_vs_first": med[0] / med[i],
+                        "runs_seconds": Array(times[i].dropFirst(2)),
+                        "sparse_layers": weights.filter { $0.compressed != nil }.count, "weight_layers": weights.count,
+                        "formats": Dictionary(weights.compactMap { $0.compressed.map { "\($0.format)" } }.map { ($0, 1) }, uniquingKeysWith: +)]
             }
-            if json { printJSON(["batch": batch, "threads": Runtime.threads, "models": rows]) } else {
+            if json {
+                printJSON(["batch": batch, "images": count, "threads": Runtime.threads, "isa": Runtime.isa,
+                           "execution": "\(execution.value)", "models": rows])
+            } else {
                 for r in rows { print(r) }
             }
         }

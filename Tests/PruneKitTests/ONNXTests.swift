@@ -367,6 +367,36 @@ final class ONNXTests: XCTestCase {
         XCTAssertEqual(r.err.split(separator: "\n").count, 1, r.err)
     }
 
+    /// `bench infer` times ONNX files side by side on --input arrays; an unstructured-pruned file runs
+    /// sparsely with --execution sparse (its zeros become masks) and densely with --execution dense.
+    func testBenchInferTimesONNXFilesDenseAndSparse() throws {
+        let dir = NSTemporaryDirectory() + "pk-bench-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let src = try fixture("onnx_resnet18"), pruned = dir + "/u.onnx"
+        var r = try runPrunekit(["prune", "--model-file", src, "--structure", "unstructured", "--amount", "0.9", "--out", pruned])
+        XCTAssertEqual(r.status, 0, r.err)
+        let x = try XCTUnwrap(try SafeTensors.read(try fixture("onnx_resnet18_io", "safetensors")).tensors["x"])
+        try NPY.write(x, to: dir + "/x.npy")
+        for (execution, sparseLayers) in [("sparse", true), ("dense", false)] {
+            r = try runPrunekit(["bench", "infer", "--model-file", src, pruned, "--input", dir + "/x.npy", "--batch", "2",
+                                 "--repeat", "1", "--execution", execution, "--json"])
+            XCTAssertEqual(r.status, 0, r.err)
+            let o = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any])
+            let rows = try XCTUnwrap(o["models"] as? [[String: Any]])
+            XCTAssertEqual(rows.count, 2)
+            XCTAssertEqual(o["images"] as? Int, x.shape[0])
+            for row in rows { XCTAssertGreaterThan(row["images_per_second"] as? Double ?? 0, 0) }
+            let weights = try XCTUnwrap(rows[1]["weight_layers"] as? Int), sparse = try XCTUnwrap(rows[1]["sparse_layers"] as? Int)
+            XCTAssertGreaterThan(weights, 0)
+            XCTAssertEqual(sparse, sparseLayers ? weights : 0, "\(execution): every pruned layer sparse, or none")
+        }
+        // a missing --input: one line
+        r = try runPrunekit(["bench", "infer", "--model-file", src, "--input", dir + "/missing.npy", "--repeat", "1"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertEqual(r.err.split(separator: "\n").count, 1, r.err)
+    }
+
     // MARK: - imported graphs under the dependency-aware pruner (issue 15 part 3 builds on this)
 
     /// The dependency graph traces imported networks like built-in ones (MobileNetV3's

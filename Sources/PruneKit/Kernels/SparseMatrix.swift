@@ -103,6 +103,17 @@ public final class SparseMatrix: CompressedWeight, @unchecked Sendable {
         try sampledGradient(features: true, dy: dyt, x: xt, batch: batch, step: step, grad: grad)
     }
 
+    /// y (n × rows × OH × OW) := act(scale ⊙ conv(x̃, W) + shift) for an unpadded NCHW input x, this
+    /// matrix being a convolution's weight (rows = output channels, cols = c·kernel·kernel): the
+    /// sparse direct convolution, no column matrix (inference; training keeps im2col for backward).
+    func convolutionForward(n: Int, c: Int, h: Int, w: Int, kernel k: Int, stride: Int, padding: Int, dilation: Int,
+                            relu: Bool, x: FloatStorage, scale: FloatStorage?, shift: FloatStorage?, into y: FloatStorage) throws {
+        var a = csr
+        try Kernels.check(pk_conv2d_sparse_forward_f32(&a, Int64(n), Int64(c), Int64(h), Int64(w), Int64(k), Int64(k),
+                                                       Int64(stride), Int64(padding), Int64(dilation), relu ? 1 : 0, x.base,
+                                                       Kernels.ptr(scale), Kernels.ptr(shift), y.base), "conv2d_sparse_forward")
+    }
+
     private func product(trans: Bool, features: Bool, _ x: FloatStorage, batch: Int, bias: FloatStorage?,
                          into y: FloatStorage) throws {
         var a = csr

@@ -175,7 +175,22 @@ public final class Conv2d: Layer {
         let (oh, ow) = outputSize(h + 2 * padding, w + 2 * padding)
         let y = Tensor(uninitialized: [n, outChannels, oh, ow])
         if let c = try execution.prepare(weight, layer: summary) {
-            // im2col columns (K × N·OH·OW, padding folded in) times the compressed weight, then back to NCHW
+            if !training, let csr = c as? SparseMatrix {
+                // inference in CSR: the sparse direct convolution (no column matrix), a linked BatchNorm
+                // folded in as on the dense path
+                columns = nil
+                let folded = try foldedAffine(training: false)
+                try csr.convolutionForward(n: n, c: inChannels, h: h, w: w, kernel: kernelSize, stride: stride, padding: padding,
+                                           dilation: dilation, relu: false, x: original.storage, scale: folded?.scale,
+                                           shift: folded?.shift ?? bias?.value.storage, into: y.storage)
+                input = nil
+                inputPadding = padding
+                if folded != nil { foldedOutput = y.storage }
+                if let h = forwardHooks, !h.isEmpty { try h.run(input: original, output: y) }
+                return y
+            }
+            // training, and the structured formats: im2col columns (K × N·OH·OW, padding folded in)
+            // times the compressed weight, then back to NCHW; backward reuses the columns
             let np = n * oh * ow
             let cols = FloatStorage(uninitializedCount: patch * np), yt = FloatStorage(uninitializedCount: outChannels * np)
             try Kernels.im2colPadded(n: n, c: inChannels, h: h, w: w, kernel: kernelSize, stride: stride, padding: padding,
