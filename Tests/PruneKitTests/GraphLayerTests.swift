@@ -337,6 +337,50 @@ final class GraphLayerTests: XCTestCase {
         XCTAssertTrue(c6.foldedNorm === b2, "Graph.replace links the new convolution")
     }
 
+    /// A residual Add read only by a ReLU runs both as one pass at inference (pk_add_relu_f32); the
+    /// result equals the separate passes bit for bit. An Add with a second reader is not fused, and
+    /// replacing either layer of a pair (here the BatchNorm and the ReLU, while the old objects stay
+    /// alive) drops the link, so the old layer's effect never leaks into the new one's place.
+    func testResidualAddAndReLUFuseAtInference() throws {
+        var g = SeededGenerator(seed: 21)
+        let a = try Linear(6, 5, rng: &g), b = try Linear(6, 5, rng: &g), head = try Linear(5, 3, rng: &g)
+        let relu = ReLU(), add = Add()
+        let graph = try Graph([("a", a, [Graph.inputName]), ("b", b, [Graph.inputName]), ("add", add, ["a", "b"]),
+                               ("relu", relu, ["add"]), ("head", head, ["relu"])])
+        XCTAssertTrue(add.foldedActivation === relu, "Add → its only reader ReLU is linked")
+        let x = Tensor.uniform([7, 6], -1, 1, rng: &g)
+        // the reference: the same layers run one by one, the sum and max(·, 0) written out here
+        let ya = try a.forward(x, training: false).scalars, yb = try b.forward(x, training: false).scalars
+        let hidden = try Tensor(shape: [7, 5], scalars: zip(ya, yb).map { max($0 + $1, 0) })
+        let expected = try head.forward(hidden, training: false).scalars
+        XCTAssertEqual(try graph.forward(x, training: false).scalars, expected, "fused = separate passes, bitwise")
+        XCTAssertEqual(try graph.forward(x, training: true).scalars, expected, "training runs them separately")
+        // the ReLU replaced while the old one lives on: the sum must reach the head unrectified
+        try graph.replace("relu", with: Identity())
+        XCTAssertNil(add.foldedActivation)
+        let raw = try Tensor(shape: [7, 5], scalars: zip(ya, yb).map { $0 + $1 })
+        XCTAssertEqual(try graph.forward(x, training: false).scalars, try head.forward(raw, training: false).scalars)
+        _ = relu
+        // a second reader of the sum: no fusion, both readers see the plain sum
+        let add2 = Add(), relu2 = ReLU()
+        let shared = try Graph([("a", a, [Graph.inputName]), ("b", b, [Graph.inputName]), ("add", add2, ["a", "b"]),
+                                ("relu", relu2, ["add"]), ("skip", Add(), ["relu", "add"])])
+        XCTAssertNil(add2.foldedActivation)
+        let sum = zip(ya, yb).map { $0 + $1 }
+        XCTAssertEqual(try shared.forward(x, training: false).scalars, sum.map { max($0, 0) + $0 })
+        // a BatchNorm replaced by Identity while the old one lives on: its affine no longer applies
+        let conv = try Conv2d(2, 3, kernelSize: 3, padding: 1, rng: &g), bn = try BatchNorm(3)
+        bn.runningMean.value = try Tensor(shape: [3], scalars: [0.5, -0.5, 1])
+        let cg = try Graph([("conv", conv, [Graph.inputName]), ("bn", bn, ["conv"]), ("relu", ReLU(), ["bn"])])
+        XCTAssertTrue(conv.foldedNorm === bn)
+        try cg.replace("bn", with: Identity())
+        XCTAssertNil(conv.foldedNorm)
+        let xi = Tensor.uniform([2, 2, 5, 5], -1, 1, rng: &g)
+        let plain = try conv.forward(xi, training: false).scalars.map { max($0, 0) }
+        XCTAssertEqual(try cg.forward(xi, training: false).scalars, plain)
+        _ = bn
+    }
+
     func testDropout() throws {
         var g = SeededGenerator(seed: 12)
         let d = try Dropout(0.3, seed: 4)

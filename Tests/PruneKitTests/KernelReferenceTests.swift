@@ -20,6 +20,36 @@ final class KernelReferenceTests: XCTestCase {
         XCTAssertEqual(d1.map(\.bitPattern), d2.map(\.bitPattern))
     }
 
+    /// The fused residual add + ReLU of inference against its reference and against the two passes it
+    /// replaces (axpby, then ReLU): bitwise, NaN kept, in place on either input, 1 and 2 threads,
+    /// lengths around the parallel grain.
+    func testAddReLUMatchesReferenceAndTheTwoPasses() {
+        var rng = TestRNG(11)
+        let saved = pk_get_num_threads()
+        defer { pk_set_num_threads(saved) }
+        for n in [0, 1, 7, 32_768, 100_003] {
+            var x = rng.floats(n), y = rng.floats(n)
+            if n > 3 { x[3] = .nan; y[2] = .infinity; x[1] = -.infinity }
+            var ref = [Float](repeating: 0, count: n), sum = ref, twoPass = ref
+            XCTAssertEqual(pk_ref_add_relu_f32(Int64(n), x, y, &ref), PK_OK)
+            XCTAssertEqual(pk_axpby_f32(Int64(n), 1, x, 1, y, &sum), PK_OK)
+            XCTAssertEqual(pk_relu_forward_f32(Int64(n), sum, &twoPass), PK_OK)
+            XCTAssertEqual(ref.map(\.bitPattern), twoPass.map(\.bitPattern), "reference = axpby + ReLU, n \(n)")
+            for threads in [1, 2] {
+                pk_set_num_threads(Int32(threads))
+                var out = [Float](repeating: -1, count: n)
+                XCTAssertEqual(pk_add_relu_f32(Int64(n), x, y, &out), PK_OK)
+                XCTAssertEqual(out.map(\.bitPattern), ref.map(\.bitPattern), "n \(n), \(threads) threads")
+                var inPlace = x
+                XCTAssertEqual(inPlace.withUnsafeMutableBufferPointer { pk_add_relu_f32(Int64(n), $0.baseAddress, y, $0.baseAddress) }, PK_OK)
+                XCTAssertEqual(inPlace.map(\.bitPattern), ref.map(\.bitPattern), "in place, n \(n)")
+            }
+        }
+        var one: Float = 0
+        XCTAssertEqual(pk_add_relu_f32(-1, nil, nil, nil), PK_ERR_SHAPE)
+        XCTAssertEqual(pk_add_relu_f32(1, nil, [1], &one), PK_ERR_NULL)
+    }
+
     func testSumRowsMatchesReference() {
         var rng = TestRNG(2)
         for (m, n) in [(0, 5), (1, 1), (7, 300), (513, 33)] {

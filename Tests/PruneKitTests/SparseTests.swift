@@ -288,7 +288,7 @@ final class SparseTests: XCTestCase {
         _ = try conv.forward(Tensor.uniform([2, 8, 6, 6], -1, 1, rng: &g), training: false)
         XCTAssertNil(layer.weight.compressed, "a full mask runs dense")
         XCTAssertNil(conv.weight.compressed, "a full mask runs dense")
-        for f in [CompressedFormat.csr, .block(4, 4), .block(8, 8), .block(16, 1)] {
+        for f in [CompressedFormat.csr, .block(rows: 4, cols: 4), .block(rows: 8, cols: 8), .block(rows: 16, cols: 1)] {
             XCTAssertNil(SparseCrossover.choose(density: 1, among: [f], allowDense: true), "\(f) at density 1")
         }
     }

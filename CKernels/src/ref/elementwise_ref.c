@@ -1,6 +1,16 @@
 // Naive references of the element-wise kernels.
 #include "prunekit_kernels.h"
 
+pk_status pk_ref_add_relu_f32(int64_t n, const float *x, const float *y, float *out) {
+    if (n < 0) return PK_ERR_SHAPE;
+    if (n > 0 && (!x || !y || !out)) return PK_ERR_NULL;
+    for (int64_t i = 0; i < n; i++) {
+        float t = x[i] + y[i];
+        out[i] = t != t ? t : (t > 0.0f ? t : 0.0f);
+    }
+    return PK_OK;
+}
+
 pk_status pk_ref_relu_forward_f32(int64_t n, const float *x, float *y) {
     if (n < 0) return PK_ERR_SHAPE;
     if (n > 0 && (!x || !y)) return PK_ERR_NULL;

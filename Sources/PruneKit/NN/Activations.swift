@@ -1,10 +1,17 @@
 /// max(x, 0), element-wise.
 public final class ReLU: Layer {
     private var output: Tensor?
+    /// The residual Add this ReLU is fused into at inference (linked by the containing graph).
+    weak var foldSource: Add?
     public init() {}
     public var summary: String { "ReLU" }
 
     public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
+        if !training, let add = foldSource, add.takeActivatedOutput(x, by: self) {
+            // the Add already rectified its sum
+            output = nil
+            return x
+        }
         let y = Tensor(uninitialized: x.shape)
         try Kernels.reluForward(n: x.count, x: x.storage, y: y.storage)
         output = training ? y : nil

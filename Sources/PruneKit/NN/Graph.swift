@@ -17,6 +17,11 @@ extension MergeLayer {
 /// Element-wise sum of inputs of one shape (the join of a residual block).
 public final class Add: MergeLayer {
     private var shapes: [[Int]]?
+    /// The ReLU that alone reads this sum, linked by the containing graph: at inference the sum and
+    /// the ReLU run as one pass here, and the ReLU passes the result through (see `ReLU`).
+    weak var foldedActivation: ReLU?
+    /// The output last produced with the ReLU applied, until that ReLU takes it.
+    private var activatedOutput: FloatStorage?
     public init() {}
     public var summary: String { "Add" }
 
@@ -24,6 +29,14 @@ public final class Add: MergeLayer {
         guard let first = inputs.first else { throw LayerError.badInput(layer: summary, expected: "at least one input", got: []) }
         for x in inputs.dropFirst() where x.shape != first.shape {
             throw LayerError.badInput(layer: summary, expected: "\(first.shape) like its first input", got: x.shape)
+        }
+        activatedOutput = nil
+        if !training, inputs.count == 2, let act = foldedActivation, act.foldSource === self {
+            let y = Tensor(uninitialized: first.shape)
+            try Kernels.addRelu(x: inputs[0].storage, y: inputs[1].storage, out: y.storage)
+            activatedOutput = y.storage
+            shapes = nil
+            return y
         }
         var y = first
         if inputs.count > 1 {
@@ -33,6 +46,14 @@ public final class Add: MergeLayer {
         }
         shapes = training ? inputs.map(\.shape) : nil
         return y
+    }
+
+    /// Whether `x` is the output this sum just produced with `act` applied (then `act` passes it
+    /// through); each such output is handed over once.
+    func takeActivatedOutput(_ x: Tensor, by act: ReLU) -> Bool {
+        guard foldedActivation === act, let s = activatedOutput, s === x.storage else { return false }
+        activatedOutput = nil
+        return true
     }
 
     public func backward(_ dy: Tensor, needInputGradients: [Bool]) throws -> [Tensor?] {
@@ -190,14 +211,24 @@ public final class Graph: Layer {
     }
 
     /// Links every convolution whose output only a BatchNorm reads (one reader, not the graph's output)
-    /// to that BatchNorm, so inference folds the normalisation into the convolution (see `Conv2d`).
+    /// to that BatchNorm, so inference folds the normalisation into the convolution (see `Conv2d`),
+    /// and every two-input Add whose sum only a ReLU reads to that ReLU, so inference adds and
+    /// rectifies in one pass. Links of layers no longer in such a pair are dropped first.
     private func linkFoldableNorms() {
         var readers = [Int](repeating: 0, count: nodes.count)
         for s in sources { for i in s where i >= 0 { readers[i] += 1 } }
+        for node in nodes {
+            (node.layer as? Add)?.foldedActivation = nil
+            (node.layer as? Conv2d)?.foldedNorm = nil
+        }
         for (k, node) in nodes.enumerated() {
-            guard let bn = node.layer as? BatchNorm, sources[k].count == 1, let s = sources[k].first, s >= 0,
-                  readers[s] == 1, nodes[s].name != output, let conv = nodes[s].layer as? Conv2d else { continue }
-            conv.foldNorm(bn)
+            guard sources[k].count == 1, let s = sources[k].first, s >= 0, readers[s] == 1, nodes[s].name != output else { continue }
+            if let bn = node.layer as? BatchNorm, let conv = nodes[s].layer as? Conv2d {
+                conv.foldNorm(bn)
+            } else if let relu = node.layer as? ReLU, let add = nodes[s].layer as? Add, sources[s].count == 2 {
+                add.foldedActivation = relu
+                relu.foldSource = add
+            }
         }
     }
 

@@ -11,8 +11,10 @@ public final class Sequential: Layer {
     }
 
     /// Links each convolution directly followed by a BatchNorm (which alone reads its output) to it,
-    /// so inference folds the normalisation into the convolution (see `Conv2d`).
+    /// so inference folds the normalisation into the convolution (see `Conv2d`). A convolution no
+    /// longer followed by its BatchNorm (one of them replaced) loses its link.
     private func linkFoldableNorms() {
+        for (_, layer) in layers { (layer as? Conv2d)?.foldedNorm = nil }
         for i in layers.indices.dropLast() {
             if let conv = layers[i].layer as? Conv2d, let bn = layers[i + 1].layer as? BatchNorm { conv.foldNorm(bn) }
         }
