@@ -8,6 +8,9 @@ Models (torch.onnx.export(model, x, path, opset_version=17, dynamo=False), eval 
 - resnet18:   torchvision resnet18(num_classes=10), conv1 = 3×3 stride 1 with 1 input channel, maxpool =
               Identity, every width divided by 16 (4/8/16/32 channels); BatchNorms randomised. The
               exporter folds each BatchNorm into its Conv.
+- resnet50:   torchvision resnet50(num_classes=10) with its full stem (Conv 7×7 stride 2 padding 3 on 3
+              channels, MaxPool 3×3 stride 2 padding 1) and bottleneck blocks, every width divided by 16
+              (stem 4 channels, bottlenecks 4-32 wide, 16-128 out), 3×32×32; BatchNorms randomised.
 - mobilenetv2: torchvision mobilenet_v2(width_mult=0.25) with a shortened block list, a 1-channel
               stride-1 stem and a 64-channel last convolution (Clip as ReLU6, depthwise convolutions).
 - mobilenetv3: torchvision mobilenet_v3_small(width_mult=0.25) with its first 6 blocks, a 64-wide
@@ -118,6 +121,15 @@ def resnet18():
     m.maxpool = nn.Identity()
     narrow(m, 16)
     randomise_batchnorm(m, (1, 16, 16))
+    return m
+
+
+def resnet50():
+    torch.manual_seed(7)
+    m = torchvision.models.resnet50(num_classes=10)
+    narrow(m, 16)
+    m.conv1 = nn.Conv2d(3, 4, 7, 2, 3, bias=False)  # narrow() keeps inputs of 1 only
+    randomise_batchnorm(m, (3, 32, 32))
     return m
 
 
@@ -293,6 +305,7 @@ def main():
     os.makedirs(FX, exist_ok=True)
     export("mlp", mlp(), (20,), batch=3)
     export("resnet18", resnet18(), (1, 16, 16))
+    export("resnet50", resnet50(), (3, 32, 32))
     export("mobilenetv2", mobilenetv2(), (1, 16, 16))
     export("mobilenetv3", mobilenetv3(), (1, 32, 32))
     export("densenet", densenet(), (1, 16, 16))

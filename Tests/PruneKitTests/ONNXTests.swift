@@ -53,6 +53,17 @@ final class ONNXTests: XCTestCase {
         XCTAssertEqual(k.last, "Linear")
     }
 
+    /// torchvision's resnet50 (narrowed 16×): the full 7×7 stride-2 stem with its 3×3 stride-2 padded
+    /// max pool, and bottleneck blocks (1×1 → 3×3 → 1×1, ×4 expansion, projections on every stage).
+    func testNarrowResNet50WithBottlenecksAndFullStemMatchesOnnxRuntime() throws {
+        let (m, _) = try checkAgainstOnnxRuntime("resnet50")
+        let k = kinds(m)
+        XCTAssertEqual(k.filter { $0 == "Conv2d" }.count, 53, "1 stem + 16 blocks × 3 + 4 downsample projections")
+        XCTAssertEqual(k.filter { $0 == "Add" }.count, 16, "one join per bottleneck block")
+        XCTAssertEqual(k.filter { $0 == "MaxPool2d" }.count, 1, "the stem's max pool")
+        XCTAssertEqual(k.last, "Linear")
+    }
+
     func testMobileNetV2WithDepthwiseConvsAndReLU6MatchesOnnxRuntime() throws {
         let (m, _) = try checkAgainstOnnxRuntime("mobilenetv2")
         let convs = (m.model.network as! Graph).nodes.compactMap { $0.layer as? Conv2d }
@@ -403,7 +414,7 @@ final class ONNXTests: XCTestCase {
     /// squeeze-excitation gates couple their channels like a residual add): 50% of the channels by
     /// L1, then physical removal computes what the masked model did.
     func testImportedGraphsPruneByChannelsAndRemovalKeepsTheMaskedFunction() throws {
-        for name in ["mlp", "resnet18", "mobilenetv2", "mobilenetv3", "densenet", "dilated"] {
+        for name in ["mlp", "resnet18", "resnet50", "mobilenetv2", "mobilenetv3", "densenet", "dilated"] {
             let m = try ONNXModel.load(try fixture("onnx_\(name)")).model
             let x = try XCTUnwrap(try SafeTensors.read(try fixture("onnx_\(name)_io", "safetensors")).tensors["x"])
             let dense = try m.forward(x)
