@@ -36,7 +36,7 @@ import torchvision
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 FX = os.path.join(ROOT, "Tests", "PruneKitTests", "Fixtures", "onnx")
-FIXTURES = ["mlp", "resnet18", "resnet50", "mobilenetv2", "mobilenetv3", "densenet", "dilated", "handmade"]
+FIXTURES = ["mlp", "resnet18", "resnet50", "mobilenetv2", "mobilenetv3", "mobilenetv3_opset13", "densenet", "dilated", "handmade"]
 failures = []
 
 

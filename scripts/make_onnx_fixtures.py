@@ -15,6 +15,8 @@ Models (torch.onnx.export(model, x, path, opset_version=17, dynamo=False), eval 
               stride-1 stem and a 64-channel last convolution (Clip as ReLU6, depthwise convolutions).
 - mobilenetv3: torchvision mobilenet_v3_small(width_mult=0.25) with its first 6 blocks, a 64-wide
               classifier and a 1-channel stem (HardSwish, HardSigmoid, squeeze-excitation Mul).
+- mobilenetv3_opset13: the same network exported at opset 13, which has no HardSwish: PyTorch writes
+              x · HardSigmoid(x), a Mul of two equal shapes.
 - densenet:   a DenseNet-style network: pre-activation BatchNorm-ReLU-Conv layers whose outputs are
               concatenated, a transition (1×1 conv, AveragePool), MaxPool, GlobalAveragePool,
               Reshape to [-1, C] and Gemm.
@@ -89,11 +91,11 @@ def save_io(name, path, x):
     print(f"{name}: {os.path.getsize(path)} bytes, output {y.shape}, scale {np.abs(y).max():.3f}")
 
 
-def export(name, model, shape, batch=2, **kw):
+def export(name, model, shape, batch=2, opset=17, **kw):
     model.eval()
     x = torch.randn(batch, *shape)
     path = os.path.join(FX, f"onnx_{name}.onnx")
-    torch.onnx.export(model, x, path, opset_version=17, dynamo=False, input_names=["x"], output_names=["y"], **kw)
+    torch.onnx.export(model, x, path, opset_version=opset, dynamo=False, input_names=["x"], output_names=["y"], **kw)
     onnx.checker.check_model(onnx.load(path))
     save_io(name, path, x.numpy())
     return path
@@ -308,6 +310,7 @@ def main():
     export("resnet50", resnet50(), (3, 32, 32))
     export("mobilenetv2", mobilenetv2(), (1, 16, 16))
     export("mobilenetv3", mobilenetv3(), (1, 32, 32))
+    export("mobilenetv3_opset13", mobilenetv3(), (1, 32, 32), opset=13)
     export("densenet", densenet(), (1, 16, 16))
     export("dilated", dilated(), (3, 32, 32))
     handmade()

@@ -75,6 +75,14 @@ final class ONNXTests: XCTestCase {
         XCTAssertTrue(kinds(m).contains("ChannelScale"), "the squeeze-excitation Mul")
     }
 
+    /// Opset 13 has no HardSwish: PyTorch exports x · HardSigmoid(x), a Mul of two equal shapes,
+    /// which runs as an element-by-element ChannelScale.
+    func testMobileNetV3AtOpset13WithHardSwishAsMulMatchesOnnxRuntime() throws {
+        let (m, _) = try checkAgainstOnnxRuntime("mobilenetv3_opset13")
+        XCTAssertEqual(m.opset, 13)
+        XCTAssertGreaterThan(kinds(m).filter { $0 == "ChannelScale" }.count, 3, "squeeze-excitation gates and x · HardSigmoid(x)")
+    }
+
     func testDenseNetStyleConcatNetworkMatchesOnnxRuntime() throws {
         let (m, _) = try checkAgainstOnnxRuntime("densenet")
         let k = kinds(m)
@@ -132,10 +140,20 @@ final class ONNXTests: XCTestCase {
         }
     }
 
-    /// ChannelScale's gradients (both inputs) against finite differences.
+    /// ChannelScale's gradients (both inputs) against finite differences, with a per-channel gate and
+    /// with a gate of x's own shape (an element-by-element product).
     func testChannelScaleGradientsMatchFiniteDifferences() throws {
+        try checkChannelScaleGradients(gateShape: [2, 3, 1, 1])
+        try checkChannelScaleGradients(gateShape: [2, 3, 2, 2])
+        let layer = ChannelScale()
         var rng = SeededGenerator(seed: 8)
-        let x = Tensor.uniform([2, 3, 2, 2], -1, 1, rng: &rng), g = Tensor.uniform([2, 3, 1, 1], -1, 1, rng: &rng)
+        let x = Tensor.uniform([2, 3, 2, 2], -1, 1, rng: &rng), g = Tensor.uniform([2, 3, 2, 2], -1, 1, rng: &rng)
+        XCTAssertEqual(try layer.forward([x, g], training: false).scalars, zip(x.scalars, g.scalars).map { $0 * $1 }, "x ⊙ g")
+    }
+
+    func checkChannelScaleGradients(gateShape: [Int]) throws {
+        var rng = SeededGenerator(seed: 8)
+        let x = Tensor.uniform([2, 3, 2, 2], -1, 1, rng: &rng), g = Tensor.uniform(gateShape, -1, 1, rng: &rng)
         let dy = Tensor.uniform([2, 3, 2, 2], -1, 1, rng: &rng)
         let layer = ChannelScale()
         func loss(_ a: Tensor, _ b: Tensor) throws -> Double {
@@ -414,7 +432,7 @@ final class ONNXTests: XCTestCase {
     /// squeeze-excitation gates couple their channels like a residual add): 50% of the channels by
     /// L1, then physical removal computes what the masked model did.
     func testImportedGraphsPruneByChannelsAndRemovalKeepsTheMaskedFunction() throws {
-        for name in ["mlp", "resnet18", "resnet50", "mobilenetv2", "mobilenetv3", "densenet", "dilated"] {
+        for name in ["mlp", "resnet18", "resnet50", "mobilenetv2", "mobilenetv3", "mobilenetv3_opset13", "densenet", "dilated"] {
             let m = try ONNXModel.load(try fixture("onnx_\(name)")).model
             let x = try XCTUnwrap(try SafeTensors.read(try fixture("onnx_\(name)_io", "safetensors")).tensors["x"])
             let dense = try m.forward(x)

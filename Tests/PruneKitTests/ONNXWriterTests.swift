@@ -8,7 +8,7 @@ import XCTest
 /// one line and write nothing. (scripts/check_onnx_export.py runs onnx.checker and onnxruntime on
 /// the same kind of files.)
 final class ONNXWriterTests: XCTestCase {
-    let models = ["mlp", "resnet18", "resnet50", "mobilenetv2", "mobilenetv3", "densenet", "dilated", "handmade"]
+    let models = ["mlp", "resnet18", "resnet50", "mobilenetv2", "mobilenetv3", "mobilenetv3_opset13", "densenet", "dilated", "handmade"]
 
     func fixture(_ name: String, _ ext: String = "onnx") throws -> String {
         try XCTUnwrap(Bundle.module.url(forResource: name, withExtension: ext, subdirectory: ONNXTests.folder), name).path

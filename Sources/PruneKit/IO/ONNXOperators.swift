@@ -206,7 +206,11 @@ extension ONNXImporter {
               case let .tensor(sa, la, pa) = a, case let .tensor(sb, lb, pb) = b else {
             throw c.fail("Mul is supported only between two computed tensors (a channel gate times a feature map)")
         }
-        // x [C, H, W] times a gate [C, 1, 1], in either order
+        // x [C, H, W] times a gate [C, 1, 1], in either order, or two equal shapes element by element
+        // (HardSwish as x · HardSigmoid(x) before opset 14)
+        if la == lb, pa == pb {
+            return .tensor(source: add(ChannelScale(), [sa, sb], n), logical: la, physical: pa)
+        }
         func isGate(_ l: [Int], of x: [Int]) -> Bool { l.count == x.count && l.count >= 2 && l[0] == x[0] && l.dropFirst().allSatisfy { $0 == 1 } }
         if isGate(lb, of: la), la != lb {
             return .tensor(source: add(ChannelScale(), [sa, sb], n), logical: la, physical: pa)
@@ -214,7 +218,7 @@ extension ONNXImporter {
         if isGate(la, of: lb), la != lb {
             return .tensor(source: add(ChannelScale(), [sb, sa], n), logical: lb, physical: pb)
         }
-        throw c.fail("Mul of shapes \(la) and \(lb) is not supported (only a per-channel gate [C, 1, 1] times [C, H, W])")
+        throw c.fail("Mul of shapes \(la) and \(lb) is not supported (only a per-channel gate [C, 1, 1] times [C, H, W], or two equal shapes)")
     }
 
     mutating func concat(_ n: Onnx_NodeProto, _ c: NodeContext) throws -> Value {

@@ -1,6 +1,9 @@
 /// Scales every channel of an input by a per-example gate: y[n, c, …] = x[n, c, …] · g[n, c]
-/// (the multiply of a squeeze-and-excitation block, ONNX's Mul of N×C×H×W by N×C×1×1).
-/// Inputs, in order: x of shape N×C×… and the gate g of shape N×C (or N×C×1×…×1).
+/// (the multiply of a squeeze-and-excitation block, ONNX's Mul of N×C×H×W by N×C×1×1), or, when
+/// the gate has x's own shape, multiplies element by element: y = x ⊙ g (ONNX's Mul of two equal
+/// shapes, e.g. HardSwish as x · HardSigmoid(x), which is how opset 13 exports it). Either way
+/// channel c of x, of g and of y go together (the dependency graph's `.scale` rule).
+/// Inputs, in order: x of shape N×C×… and the gate g of shape N×C (or N×C×1×…×1), or of x's shape.
 ///
 /// The loops run in Swift: the gate multiplies once per element, a small fraction of the
 /// convolutions around it.
@@ -15,9 +18,12 @@ public final class ChannelScale: MergeLayer {
                                       got: inputs.first?.shape ?? [])
         }
         let x = inputs[0], g = inputs[1]
+        // element by element: every element its own "row" of one
+        if g.shape == x.shape { return (x, g, x.count, 1) }
         let rows = x.shape[0] * x.shape[1]
         guard g.rank >= 2, g.shape[0] == x.shape[0], g.shape[1] == x.shape[1], g.count == rows else {
-            throw LayerError.badInput(layer: summary, expected: "a gate of shape [\(x.shape[0]), \(x.shape[1])] (trailing 1s allowed)",
+            throw LayerError.badInput(layer: summary,
+                                      expected: "a gate of shape [\(x.shape[0]), \(x.shape[1])] (trailing 1s allowed) or \(x.shape)",
                                       got: g.shape)
         }
         return (x, g, rows, x.shape.dropFirst(2).reduce(1, *))
@@ -41,7 +47,7 @@ public final class ChannelScale: MergeLayer {
         guard needInputGradients.count == 2 else {
             throw LayerError.badInput(layer: summary, expected: "2 gradient flags", got: [needInputGradients.count])
         }
-        let rows = g.count, inner = x.shape.dropFirst(2).reduce(1, *)
+        let rows = g.count, inner = x.count / max(g.count, 1)
         var dx: Tensor? = nil, dg: Tensor? = nil
         if needInputGradients[0] {
             let t = Tensor(uninitialized: x.shape)
