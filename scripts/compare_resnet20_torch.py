@@ -8,6 +8,8 @@ Recipe (both sides, 2 threads, inputs (x/255 − 0.2860)/0.3530):
   3. pruned: the trained model with 50 % of the channels of every group removed by L1 magnitude
      (Torch-Pruning 1.6's MagnitudePruner p=1 / prunekit prune --structure channels --scope layer),
      classifier excluded, then fine-tuned as the control.
+  With --kd the pruned model's fine-tuning distils from the dense model of step 1 (loss
+  0.5·CE + 0.5·T²·KL at T = 2, `prunekit finetune --teacher`'s defaults) on both sides.
 Reports test accuracy after each step, training samples/s, and the parameters and MACs.
 
 PyTorch's ResNet-20 here is He et al.'s CIFAR network as PruneKit builds it: 3×3 stem of 16
@@ -15,7 +17,7 @@ channels (no bias) + BatchNorm + ReLU, three stages of three basic blocks (16, 3
 stride 2 at the start of stages 2 and 3) with 1×1 projection + BatchNorm shortcuts where the shape
 changes, global average pooling, Linear(64, 10).
 
-Usage: python scripts/compare_resnet20_torch.py --prunekit .build/release/prunekit [--epochs 2 --ft-epochs 2]
+Usage: python scripts/compare_resnet20_torch.py --prunekit .build/release/prunekit [--epochs 2 --ft-epochs 2] [--kd]
        (needs torch, torch-pruning; Debian's dataset-fashion-mnist)
 """
 import argparse, gzip, json, math, os, struct, subprocess, tempfile, time
@@ -69,8 +71,17 @@ class ResNet20(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
-def train(m, x, y, epochs, lr, cosine, seed=0):
+def kd_loss(logits, teacher_logits, labels, alpha=0.5, temperature=2.0):
+    """PruneKit's Distillation (Hinton et al.): α·CE + (1 − α)·T²·KL(softmax(t/T) ‖ softmax(s/T)), batch mean."""
+    t = temperature
+    kl = F.kl_div(F.log_softmax(logits / t, 1), F.softmax(teacher_logits / t, 1), reduction="batchmean")
+    return alpha * F.cross_entropy(logits, labels) + (1 - alpha) * t * t * kl
+
+
+def train(m, x, y, epochs, lr, cosine, seed=0, teacher=None):
     opt = torch.optim.Adam(m.parameters(), lr=lr)
+    if teacher is not None:
+        teacher.eval()
     g = torch.Generator().manual_seed(seed)
     steps, total = 0, epochs * math.ceil(len(y) / 128)
     m.train()
@@ -83,7 +94,12 @@ def train(m, x, y, epochs, lr, cosine, seed=0):
                     group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * steps / total))
             b = order[i:i + 128]
             opt.zero_grad()
-            F.cross_entropy(m(x[b]), y[b]).backward()
+            if teacher is None:
+                F.cross_entropy(m(x[b]), y[b]).backward()
+            else:
+                with torch.no_grad():
+                    tl = teacher(x[b])
+                kd_loss(m(x[b]), tl, y[b]).backward()
             opt.step()
             steps += 1
     return epochs * len(y) / (time.perf_counter() - t0)
@@ -101,6 +117,9 @@ def main():
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--ft-epochs", type=int, default=2)
     ap.add_argument("--skip-torch", action="store_true")
+    ap.add_argument("--kd", action="store_true",
+                    help="fine-tune the pruned model with distillation from the dense one (alpha 0.5, T 2: "
+                         "`prunekit finetune --teacher`'s defaults) on both sides; the control fine-tunes without")
     args = ap.parse_args()
     torch.set_num_threads(2)
     out = {}
@@ -123,7 +142,11 @@ def main():
                                   ignored_layers=[m.fc]).step()
         macs1, params1 = tp.utils.count_ops_and_params(m, ex)
         one_shot = accuracy(m, xte, yte)
-        ft_sps = train(m, xtr, ytr, args.ft_epochs, 3e-3, True)
+        teacher = None
+        if args.kd:
+            teacher = ResNet20()
+            teacher.load_state_dict(state)
+        ft_sps = train(m, xtr, ytr, args.ft_epochs, 3e-3, True, teacher=teacher)
         out["torch"] = {"dense": dense, "control": accuracy(control, xte, yte), "pruned_one_shot": one_shot,
                         "pruned_finetuned": accuracy(m, xte, yte), "train_samples_per_second": sps,
                         "pruned_finetune_samples_per_second": ft_sps, "macs": [macs0, macs1], "params": [params0, params1]}
@@ -139,8 +162,9 @@ def main():
                     "--out", f"{d}/control.safetensors")
             p = run("prune", "--model-file", f"{d}/dense.safetensors", "--structure", "channels", "--scope", "layer",
                     "--amount", "0.5", "--surgery", "--out", f"{d}/pruned.safetensors")
+            kd = ["--teacher", f"{d}/dense.safetensors"] if args.kd else []
             f = run("finetune", "--model-file", f"{d}/pruned.safetensors", "--epochs", str(args.ft_epochs),
-                    "--out", f"{d}/tuned.safetensors")
+                    *kd, "--out", f"{d}/tuned.safetensors")
             out["prunekit"] = {"dense": t["test_accuracy"], "control": c["test_accuracy"], "pruned_one_shot": p["test_accuracy"],
                                "pruned_finetuned": f["test_accuracy"], "train_samples_per_second": t["samples_per_second"],
                                "pruned_finetune_samples_per_second": f["samples_per_second"],
