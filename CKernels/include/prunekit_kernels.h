@@ -145,6 +145,9 @@ pk_status pk_relu_backward_f32(int64_t n, const float *y, const float *dy, float
 pk_status pk_sum_rows_f32(int64_t m, int64_t n, float beta, const float *X, int64_t ldx, float *out);
 /// pk_axpby_f32 — out[i] := alpha·x[i] + beta·y[i]. out may equal x or y.
 pk_status pk_axpby_f32(int64_t n, float alpha, const float *x, float beta, const float *y, float *out);
+/// pk_mul_f32 — out[i] := x[i]·y[i] (an element-by-element product, e.g. x · HardSigmoid(x)). out may
+/// equal x or y. Reference pk_ref_mul_f32.
+pk_status pk_mul_f32(int64_t n, const float *x, const float *y, float *out);
 /// pk_add_relu_f32 — out[i] := max(x[i] + y[i], 0), NaN kept (a residual add and the ReLU after it in
 /// one pass, as inference runs them). out may equal x or y. Reference pk_ref_add_relu_f32.
 pk_status pk_add_relu_f32(int64_t n, const float *x, const float *y, float *out);
@@ -435,6 +438,7 @@ pk_status pk_ref_linear_forward_f32(int64_t m, int64_t n, int64_t k,
                                     const uint8_t *M, int64_t ldm, const float *bias,
                                     float *Y, int64_t ldy);
 pk_status pk_ref_gemm_f32(const pk_gemm_desc *d);
+pk_status pk_ref_mul_f32(int64_t n, const float *x, const float *y, float *out);
 pk_status pk_ref_add_relu_f32(int64_t n, const float *x, const float *y, float *out);
 pk_status pk_ref_relu_forward_f32(int64_t n, const float *x, float *y);
 pk_status pk_ref_relu_backward_f32(int64_t n, const float *y, const float *dy, float *dx);

@@ -177,6 +177,23 @@ pk_status pk_axpby_f32(int64_t n, float alpha, const float *x, float beta, const
     return PK_OK;
 }
 
+static void mul_range(void *v, int64_t b, int64_t e) {
+    // n elements: out = x · y
+    const axpby_ctx *c = v;
+    for (int64_t i = b; i < e; i++) c->out[i] = c->x[i] * c->y[i];
+}
+
+pk_status pk_mul_f32(int64_t n, const float *x, const float *y, float *out) {
+    if (n < 0) return PK_ERR_SHAPE;
+    if (n == 0) return PK_OK;
+    if (!x || !y || !out) return PK_ERR_NULL;
+    size_t nb = (size_t)n * 4;
+    if ((out != x && pk_overlaps(out, nb, x, nb)) || (out != y && pk_overlaps(out, nb, y, nb))) return PK_ERR_ALIAS;
+    axpby_ctx c = {1.0f, 1.0f, x, y, out};
+    pk_parallel_for(n, 1 << 15, mul_range, &c);
+    return PK_OK;
+}
+
 static void add_relu_range(void *v, int64_t b, int64_t e) {
     // n elements: out = max(x + y, 0); NaN stays NaN (as relu_fwd_range on the sum)
     const axpby_ctx *c = v;

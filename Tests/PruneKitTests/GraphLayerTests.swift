@@ -355,6 +355,10 @@ final class GraphLayerTests: XCTestCase {
         let expected = try head.forward(hidden, training: false).scalars
         XCTAssertEqual(try graph.forward(x, training: false).scalars, expected, "fused = separate passes, bitwise")
         XCTAssertEqual(try graph.forward(x, training: true).scalars, expected, "training runs them separately")
+        // the linked Add itself rectifies at inference (the fused path ran), and not in training
+        let sa = try a.forward(x, training: false), sb = try b.forward(x, training: false)
+        XCTAssertEqual(try add.forward([sa, sb], training: false).scalars, zip(ya, yb).map { max($0 + $1, 0) })
+        XCTAssertEqual(try add.forward([sa, sb], training: true).scalars, zip(ya, yb).map { $0 + $1 })
         // the ReLU replaced while the old one lives on: the sum must reach the head unrectified
         try graph.replace("relu", with: Identity())
         XCTAssertNil(add.foldedActivation)

@@ -50,6 +50,29 @@ final class KernelReferenceTests: XCTestCase {
         XCTAssertEqual(pk_add_relu_f32(1, nil, [1], &one), PK_ERR_NULL)
     }
 
+    /// The element-by-element product against its reference: bitwise, in place, 1 and 2 threads.
+    func testMulMatchesReference() {
+        var rng = TestRNG(12)
+        let saved = pk_get_num_threads()
+        defer { pk_set_num_threads(saved) }
+        for n in [0, 1, 33, 100_003] {
+            let x = rng.floats(n), y = rng.floats(n)
+            var ref = [Float](repeating: 0, count: n)
+            XCTAssertEqual(pk_ref_mul_f32(Int64(n), x, y, &ref), PK_OK)
+            XCTAssertEqual(ref, zip(x, y).map { $0 * $1 }, "reference, n \(n)")
+            for threads in [1, 2] {
+                pk_set_num_threads(Int32(threads))
+                var out = [Float](repeating: -1, count: n)
+                XCTAssertEqual(pk_mul_f32(Int64(n), x, y, &out), PK_OK)
+                XCTAssertEqual(out.map(\.bitPattern), ref.map(\.bitPattern), "n \(n), \(threads) threads")
+                var inPlace = y
+                XCTAssertEqual(inPlace.withUnsafeMutableBufferPointer { pk_mul_f32(Int64(n), x, $0.baseAddress, $0.baseAddress) }, PK_OK)
+                XCTAssertEqual(inPlace.map(\.bitPattern), ref.map(\.bitPattern), "in place, n \(n)")
+            }
+        }
+        XCTAssertEqual(pk_mul_f32(-1, nil, nil, nil), PK_ERR_SHAPE)
+    }
+
     func testSumRowsMatchesReference() {
         var rng = TestRNG(2)
         for (m, n) in [(0, 5), (1, 1), (7, 300), (513, 33)] {

@@ -1,6 +1,13 @@
 // Naive references of the element-wise kernels.
 #include "prunekit_kernels.h"
 
+pk_status pk_ref_mul_f32(int64_t n, const float *x, const float *y, float *out) {
+    if (n < 0) return PK_ERR_SHAPE;
+    if (n > 0 && (!x || !y || !out)) return PK_ERR_NULL;
+    for (int64_t i = 0; i < n; i++) out[i] = x[i] * y[i];
+    return PK_OK;
+}
+
 pk_status pk_ref_add_relu_f32(int64_t n, const float *x, const float *y, float *out) {
     if (n < 0) return PK_ERR_SHAPE;
     if (n > 0 && (!x || !y || !out)) return PK_ERR_NULL;

@@ -223,6 +223,11 @@ enum Kernels {
         try check(pk_axpby_f32(Int64(x.count), alpha, x.base, beta, y.base, out.base), "axpby")
     }
 
+    /// out = x ⊙ y (element by element).
+    static func mul(x: FloatStorage, y: FloatStorage, out: FloatStorage) throws {
+        try check(pk_mul_f32(Int64(x.count), x.base, y.base, out.base), "mul")
+    }
+
     /// out = max(x + y, 0) in one pass (a residual add and its ReLU at inference).
     static func addRelu(x: FloatStorage, y: FloatStorage, out: FloatStorage) throws {
         try check(pk_add_relu_f32(Int64(x.count), x.base, y.base, out.base), "add_relu")

@@ -5,8 +5,8 @@
 /// channel c of x, of g and of y go together (the dependency graph's `.scale` rule).
 /// Inputs, in order: x of shape N×C×… and the gate g of shape N×C (or N×C×1×…×1), or of x's shape.
 ///
-/// The loops run in Swift: the gate multiplies once per element, a small fraction of the
-/// convolutions around it.
+/// The element-by-element product runs in C (`pk_mul_f32`); the per-channel gate's loops run in
+/// Swift: the gate multiplies once per element, a small fraction of the convolutions around it.
 public final class ChannelScale: MergeLayer {
     private var cache: (x: Tensor, g: Tensor)?
     public init() {}
@@ -32,12 +32,16 @@ public final class ChannelScale: MergeLayer {
     public func forward(_ inputs: [Tensor], training: Bool) throws -> Tensor {
         let (x, g, rows, inner) = try check(inputs)
         let y = Tensor(uninitialized: x.shape)
+        cache = training ? (x, g) : nil
+        if g.count == x.count {
+            try Kernels.mul(x: x.storage, y: g.storage, out: y.storage)
+            return y
+        }
         // rows = N·C gates, each scaling `inner` consecutive elements
         for r in 0..<rows {
             let s = g.storage[r]
             for j in r * inner..<(r + 1) * inner { y.storage[j] = x.storage[j] * s }
         }
-        cache = training ? (x, g) : nil
         return y
     }
 
@@ -49,6 +53,12 @@ public final class ChannelScale: MergeLayer {
         }
         let rows = g.count, inner = x.count / max(g.count, 1)
         var dx: Tensor? = nil, dg: Tensor? = nil
+        if g.count == x.count {
+            // element by element: ∂L/∂x = ∂L/∂y ⊙ g, ∂L/∂g = ∂L/∂y ⊙ x
+            if needInputGradients[0] { dx = Tensor(uninitialized: x.shape); try Kernels.mul(x: dy.storage, y: g.storage, out: dx!.storage) }
+            if needInputGradients[1] { dg = Tensor(uninitialized: g.shape); try Kernels.mul(x: dy.storage, y: x.storage, out: dg!.storage) }
+            return [dx, dg]
+        }
         if needInputGradients[0] {
             let t = Tensor(uninitialized: x.shape)
             // ∂L/∂x = ∂L/∂y · g, broadcast over each row of `inner` elements
