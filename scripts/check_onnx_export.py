@@ -113,6 +113,20 @@ def issue14_resnet18():
     return m
 
 
+def torch_pruning_half(model, ex):
+    """Torch-Pruning's reference for issue 14's resnet18: a copy of `model` with 50 % of the channels of
+    every group removed by L1 (MagnitudePruner p=1, pruning_ratio=0.5, fc ignored). Returns the
+    pruned copy and (macs, params) before and after, as Torch-Pruning counts them."""
+    import torch_pruning as tp
+    tpm = issue14_resnet18()
+    tpm.load_state_dict(model.state_dict())
+    tpm.eval()
+    before = tp.utils.count_ops_and_params(tpm, ex)
+    tp.pruner.MagnitudePruner(tpm, ex, importance=tp.importance.MagnitudeImportance(p=1), pruning_ratio=0.5,
+                              ignored_layers=[tpm.fc]).step()
+    return tpm, before, tp.utils.count_ops_and_params(tpm, ex)
+
+
 def randomise_batchnorm(m, shape):
     m.train()
     with torch.no_grad():
@@ -191,14 +205,7 @@ def main():
     prune_and_check(args.prunekit, "resnet18", src, x, d, "unstructured")
     try:
         import torch_pruning as tp
-        tpm = issue14_resnet18()
-        tpm.load_state_dict(model.state_dict())
-        tpm.eval()
-        ex = torch.randn(1, 1, 28, 28)
-        macs0, params0 = tp.utils.count_ops_and_params(tpm, ex)
-        tp.pruner.MagnitudePruner(tpm, ex, importance=tp.importance.MagnitudeImportance(p=1), pruning_ratio=0.5,
-                                  ignored_layers=[tpm.fc]).step()
-        macs1, params1 = tp.utils.count_ops_and_params(tpm, ex)
+        _, (macs0, params0), (macs1, params1) = torch_pruning_half(model, torch.randn(1, 1, 28, 28))
         ratio = report["macs_after"] / macs1
         print(f"  Torch-Pruning {tp.__version__}: MACs {int(macs0)} → {int(macs1)}, params {int(params0)} → {int(params1)}; "
               f"PruneKit/Torch-Pruning MACs after = {ratio:.4f}")

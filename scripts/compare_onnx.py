@@ -51,6 +51,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from check_onnx_export import issue14_resnet18, torch_pruning_half  # noqa: E402  (the same network and reference)
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 DATA = "/usr/share/datasets/fashion-mnist"
 MEAN, STD = 0.2860, 0.3530
@@ -131,13 +134,6 @@ def agree(binary, path, x, d, what):
 # speed: resnet18
 
 
-def issue14_resnet18():
-    m = torchvision.models.resnet18(num_classes=10)
-    m.conv1 = nn.Conv2d(1, 64, 3, 1, 1, bias=False)
-    m.maxpool = nn.Identity()
-    return m
-
-
 def ort_times(sessions, batches, repeats):
     """Per-run seconds of each session over all batches, interleaved, after two warm-up runs."""
     name = sessions[0].get_inputs()[0].name
@@ -174,14 +170,8 @@ def speed(args, d):
     print(f"  unstructured 90 %: sparsity {rep_u['sparsity']:.4f} of the prunable weights")
 
     import torch_pruning as tp
-    tpm = issue14_resnet18()
-    tpm.load_state_dict(model.state_dict())
-    tpm.eval()
     ex = torch.randn(1, 1, 28, 28)
-    macs0, params0 = tp.utils.count_ops_and_params(tpm, ex)
-    tp.pruner.MagnitudePruner(tpm, ex, importance=tp.importance.MagnitudeImportance(p=1), pruning_ratio=0.5,
-                              ignored_layers=[tpm.fc]).step()
-    macs1, params1 = tp.utils.count_ops_and_params(tpm, ex)
+    tpm, (macs0, params0), (macs1, params1) = torch_pruning_half(model, ex)
     mac_ratio = rep_ch["macs_after"] / macs1
     # control: Torch-Pruning's pruned model exported the same way (what onnxruntime makes of the
     # same channel counts when they come from PyTorch)
