@@ -56,14 +56,11 @@ struct ResNetBuilder {
         return try BatchNorm(c)
     }
 
-    /// A convolution and the BatchNorm that alone reads its output, linked so that inference folds the
-    /// normalisation into the convolution's epilogue.
+    /// A convolution and the BatchNorm that alone reads its output. The Graph or Sequential that holds
+    /// the pair links them, so inference folds the normalisation into the convolution's epilogue.
     func convNorm(_ convName: String, _ normName: String, _ i: Int, _ o: Int, _ k: Int, stride: Int,
                   _ g: inout SeededGenerator) throws -> (Conv2d, BatchNorm) {
-        let c = try conv(convName, i, o, k, stride: stride, &g)
-        let n = try norm(normName, o)
-        c.foldNorm(n)
-        return (c, n)
+        (try conv(convName, i, o, k, stride: stride, &g), try norm(normName, o))
     }
 
     func build(_ g: inout SeededGenerator) throws -> Model {
