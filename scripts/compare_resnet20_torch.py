@@ -18,6 +18,7 @@ stride 2 at the start of stages 2 and 3) with 1×1 projection + BatchNorm shortc
 changes, global average pooling, Linear(64, 10).
 
 Usage: python scripts/compare_resnet20_torch.py --prunekit .build/release/prunekit [--epochs 2 --ft-epochs 2] [--kd]
+       [--seed S]
        (needs torch, torch-pruning; Debian's dataset-fashion-mnist)
 """
 import argparse, gzip, json, math, os, struct, subprocess, tempfile, time
@@ -117,6 +118,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--ft-epochs", type=int, default=2)
     ap.add_argument("--skip-torch", action="store_true")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="seed of both sides: torch.manual_seed and prunekit's --seed (initialisation, shuffling)")
     ap.add_argument("--kd", action="store_true",
                     help="fine-tune the pruned model with distillation from the dense one (alpha 0.5, T 2: "
                          "`prunekit finetune --teacher`'s defaults) on both sides; the control fine-tunes without")
@@ -124,17 +127,17 @@ def main():
     torch.set_num_threads(2)
     out = {}
     if not args.skip_torch:
-        torch.manual_seed(0)
+        torch.manual_seed(args.seed)
         norm = lambda a: (torch.from_numpy(a.astype(np.float32)) / 255 - 0.2860) / 0.3530
         xtr, ytr = norm(idx("train-images-idx3-ubyte")).reshape(-1, 1, 28, 28), torch.from_numpy(idx("train-labels-idx1-ubyte").astype(np.int64))
         xte, yte = norm(idx("t10k-images-idx3-ubyte")).reshape(-1, 1, 28, 28), torch.from_numpy(idx("t10k-labels-idx1-ubyte").astype(np.int64))
         m = ResNet20()
-        sps = train(m, xtr, ytr, args.epochs, 1e-3, False)
+        sps = train(m, xtr, ytr, args.epochs, 1e-3, False, seed=args.seed)
         dense = accuracy(m, xte, yte)
         state = {k: v.clone() for k, v in m.state_dict().items()}
         control = ResNet20()
         control.load_state_dict(state)
-        train(control, xtr, ytr, args.ft_epochs, 3e-3, True)
+        train(control, xtr, ytr, args.ft_epochs, 3e-3, True, seed=args.seed)
         ex = torch.randn(1, 1, 28, 28)
         macs0, params0 = tp.utils.count_ops_and_params(m, ex)
         m.eval()
@@ -146,7 +149,7 @@ def main():
         if args.kd:
             teacher = ResNet20()
             teacher.load_state_dict(state)
-        ft_sps = train(m, xtr, ytr, args.ft_epochs, 3e-3, True, teacher=teacher)
+        ft_sps = train(m, xtr, ytr, args.ft_epochs, 3e-3, True, seed=args.seed, teacher=teacher)
         out["torch"] = {"dense": dense, "control": accuracy(control, xte, yte), "pruned_one_shot": one_shot,
                         "pruned_finetuned": accuracy(m, xte, yte), "train_samples_per_second": sps,
                         "pruned_finetune_samples_per_second": ft_sps, "macs": [macs0, macs1], "params": [params0, params1]}
@@ -154,7 +157,8 @@ def main():
     if args.prunekit:
         with tempfile.TemporaryDirectory() as d:
             def run(*a):
-                r = subprocess.run([args.prunekit, *a, "--threads", "2", "--json"], check=True, capture_output=True, text=True)
+                r = subprocess.run([args.prunekit, *a, "--threads", "2", "--seed", str(args.seed), "--json"], check=True,
+                                   capture_output=True, text=True)
                 return json.loads(r.stdout)
             t = run("train", "--model", "resnet20", "--epochs", str(args.epochs), "--batch", "128", "--lr", "1e-3",
                     "--out", f"{d}/dense.safetensors")

@@ -87,18 +87,21 @@ static void dc_pack_weights(const dc_geom *g, const float *w, const uint8_t *mas
 
 // One register tile: out[r][0..DC_QB) = Σ over c and taps, for output block ob and positions q0...
 // DC_OB × DC_NV accumulators plus DC_NV input vectors and one broadcast weight fit the 16 registers.
-PK_TARGET_AVX2 static void dc_tile(const dc_geom *g, const float *xp, const float *wp, int64_t ob, int64_t q0,
-                                   float *out, int64_t ldo) {
+// The body is inlined into a 3×3 version (taps unrolled: no loop overhead between the 12-FMA groups,
+// about a fifth of the tile's time on Zen 3) and a general one.
+PK_TARGET_AVX2 static inline __attribute__((always_inline)) void
+dc_tile_body(const dc_geom *g, const float *xp, const float *wp, int64_t ob, int64_t q0, float *out, int64_t ldo,
+             const int64_t KH, const int64_t KW) {
     __m256 acc[DC_OB][DC_NV];
     for (int r = 0; r < DC_OB; r++)
         for (int v = 0; v < DC_NV; v++) acc[r][v] = _mm256_setzero_ps();
-    const int64_t T = g->KH * g->KW;
+    const int64_t T = KH * KW;
     for (int64_t c = 0; c < g->C; c++) {
         const float *xb = xp + c * g->plane + q0;
         const float *wc = wp + (ob * g->C + c) * T * DC_OB;
-        for (int64_t a = 0; a < g->KH; a++) {
+        for (int64_t a = 0; a < KH; a++) {
             const float *xr = xb + a * g->Wp;
-            for (int64_t b = 0; b < g->KW; b++, wc += DC_OB) {
+            for (int64_t b = 0; b < KW; b++, wc += DC_OB) {
                 __m256 xv[DC_NV];
                 for (int v = 0; v < DC_NV; v++) xv[v] = _mm256_loadu_ps(xr + b + 8 * v);
                 for (int r = 0; r < DC_OB; r++) {
@@ -110,6 +113,22 @@ PK_TARGET_AVX2 static void dc_tile(const dc_geom *g, const float *xp, const floa
     }
     for (int r = 0; r < DC_OB; r++)
         for (int v = 0; v < DC_NV; v++) _mm256_storeu_ps(out + r * ldo + 8 * v, acc[r][v]);
+}
+
+PK_TARGET_AVX2 static void dc_tile_3x3(const dc_geom *g, const float *xp, const float *wp, int64_t ob, int64_t q0,
+                                       float *out, int64_t ldo) {
+    dc_tile_body(g, xp, wp, ob, q0, out, ldo, 3, 3);
+}
+
+PK_TARGET_AVX2 static void dc_tile_any(const dc_geom *g, const float *xp, const float *wp, int64_t ob, int64_t q0,
+                                       float *out, int64_t ldo) {
+    dc_tile_body(g, xp, wp, ob, q0, out, ldo, g->KH, g->KW);
+}
+
+static inline void dc_tile(const dc_geom *g, const float *xp, const float *wp, int64_t ob, int64_t q0, float *out,
+                           int64_t ldo) {
+    if (g->KH == 3 && g->KW == 3) dc_tile_3x3(g, xp, wp, ob, q0, out, ldo);
+    else dc_tile_any(g, xp, wp, ob, q0, out, ldo);
 }
 
 // Forward of one padded image xp into y (OC × OH × OW) through out (DC_OB × Lr scratch per block):
