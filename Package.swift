@@ -35,6 +35,9 @@ let package = Package(
     name: "PruneKit",
     products: [
         .library(name: "PruneKit", targets: ["PruneKit"]),
+        // the C kernels' own API (prunekit_kernels.h), for kernel benchmarks and callers that want the
+        // kernels without the Swift layers
+        .library(name: "CPruneKernels", targets: ["CPruneKernels"]),
         .executable(name: "prunekit", targets: ["prunekit"]),
     ],
     dependencies: [

@@ -16,9 +16,11 @@ let package = Package(
             name: "KernelBenchmarks",
             dependencies: [
                 .product(name: "PruneKit", package: "PruneKit"),
+                .product(name: "CPruneKernels", package: "PruneKit"),
                 .product(name: "Benchmark", package: "benchmark"),
             ],
             path: "Benchmarks/KernelBenchmarks",
+            swiftSettings: [.swiftLanguageMode(.v5)],
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
     ]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is missing, proves the versioned-dependency build, then
-# runs the whole test suite (XCTest, then the swift-testing property tests). Reuses .build between runs.
+# runs the whole test suite (XCTest, then the swift-testing property tests), then a smoke run of the
+# benchmark suites. Reuses .build and Benchmarks/.build between runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -21,4 +22,8 @@ grep -qE "✘ Test run with" .build/test-output.txt && status=1
 grep -qE "✔ Test run with [1-9][0-9]* tests?" .build/test-output.txt || status=1
 grep -E "^\s*Executed [0-9]+ tests" .build/test-output.txt | tail -1
 grep -E "Test run with [0-9]+ tests?" .build/test-output.txt | tail -1
+# the package-benchmark suites (Benchmarks/) build and every benchmark runs one iteration: a smoke
+# run (PRUNEKIT_BENCH_SMOKE=1), not a timed test; a suite that fails to build, crashes, or would
+# time one-time work fails it (scripts/bench-smoke.sh)
+bash scripts/bench-smoke.sh || status=1
 exit $status
