@@ -2,13 +2,18 @@
 """`prunekit bench` against the package-benchmark suites, on every shape both measure (issue 21).
 
 Runs the CLI's benchmarks (medians of --repeat runs after a warm-up) and the matching suite
-benchmarks (p50 of their samples, exported as JMH JSON), then prints each pair's medians and their
+benchmarks (p50 of their samples, from package-benchmark's markdown output), then prints each pair's medians and their
 ratio. A ratio outside [0.87, 1.15] is marked: BENCHMARKS.md explains the ones that stay there.
 Run on a quiet machine, nothing else timed at the same time.
 
+With --spread it instead runs every suite benchmark and prints, per benchmark, p0, p50 and p100 of
+the wall-clock samples: a one-time cost paid in every sample raises p0 with p50 (and p50 above the
+CLI's median); one paid in the first sample only raises p100.
+
 Usage: python3 scripts/compare_bench_suites.py [--prunekit .build/release/prunekit] [--repeat 9] [--markdown]
+       python3 scripts/compare_bench_suites.py --spread [--filter REGEX]
 """
-import argparse, glob, json, os, subprocess, sys, tempfile
+import argparse, json, os, subprocess, sys
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
@@ -22,12 +27,59 @@ def pct(s):
     return f"{round(s * 100)}%"
 
 
+def run_suites(regex):
+    """{benchmark name: (p0, p50, p100) wall-clock seconds} of the suite benchmarks matching regex
+    (package-benchmark's markdown output, times in μs)."""
+    out = subprocess.run(["swift", "package", "--disable-sandbox", "benchmark", "--filter", regex, "--metric", "wallClock",
+                          "--time-units", "microseconds", "--format", "markdown", "--no-progress"], check=True,
+                         cwd=os.path.join(ROOT, "Benchmarks"), capture_output=True, text=True).stdout
+    res, name = {}, None
+    for line in out.splitlines():
+        if line.startswith("### "):
+            name = line[4:].strip()
+        elif name and line.startswith("| Time (wall clock)"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            unit = cells[0].split("(")[2].split(")")[0]
+            scale = {"μs": 1e-6, "us": 1e-6, "ms": 1e-3, "ns": 1e-9, "s": 1.0}[unit]
+            v = [float(c.replace(",", "")) * scale for c in cells[1:8]]  # p0 p25 p50 p75 p90 p99 p100
+            res[name] = (v[0], v[2], v[6])
+            name = None
+    return res
+
+
+def machine():
+    cpu = open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].split(":")[1].strip()
+    return f"# {cpu}, {os.cpu_count()} cores, load {' '.join(open('/proc/loadavg').read().split()[:3])}"
+
+
+def spread(regex, markdown):
+    res = run_suites(regex)
+    print(machine())
+    within = 0
+    if markdown:
+        print("| suite benchmark | p0 (ms) | p50 (ms) | p100 (ms) | p50 ÷ p0 | p100 ÷ p50 |")
+        print("|---|---|---|---|---|---|")
+    for name in sorted(res):
+        p0, p50, p100 = res[name]
+        r = p50 / p0 if p0 > 0 else float("nan")
+        within += r <= 1.2
+        if markdown:
+            print(f"| {name} | {p0 * 1e3:.3f} | {p50 * 1e3:.3f} | {p100 * 1e3:.3f} | {r:.2f} | {p100 / p50:.2f} |")
+        else:
+            print(f"{name:70s} p0 {p0 * 1e3:9.3f}  p50 {p50 * 1e3:9.3f}  p100 {p100 * 1e3:9.3f} ms  p50/p0 {r:.2f}")
+    print(f"{within} of {len(res)} benchmarks have p50 within 20% of p0")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--prunekit", default=os.path.join(ROOT, ".build", "release", "prunekit"))
     ap.add_argument("--repeat", type=int, default=9)
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--spread", action="store_true")
+    ap.add_argument("--filter", default=".*")
     a = ap.parse_args()
+    if a.spread:
+        return spread(a.filter, a.markdown)
     rep = ["--repeat", str(a.repeat)]
     pairs = []  # (suite benchmark name, what, CLI seconds)
     for (b, i, o) in [(128, 784, 300), (256, 1024, 1024), (256, 4096, 4096)]:
@@ -55,28 +107,17 @@ def main():
         r = cli(a.prunekit, ["bench", "topk", "--weights", "10000000", "--tensors", str(tensors), "--amount", "0.5"] + rep)
         pairs.append((f"select.global 50% of 10M weights in {tensors} tensors", "bench topk", r["median_seconds"]))
 
-    # the suites, filtered to exactly these names, p50 wall clock from the JMH export
+    # the suites, filtered to exactly these names: p50 of their wall-clock samples
     names = sorted({p[0] for p in pairs})
     regex = "^(" + "|".join(n.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.") for n in names) + ")$"
-    with tempfile.TemporaryDirectory() as d:
-        subprocess.run(["swift", "package", "--disable-sandbox", "benchmark", "--filter", regex, "--metric", "wallClock",
-                        "--format", "jmh", "--path", d, "--no-progress"], check=True, cwd=os.path.join(ROOT, "Benchmarks"),
-                       stdout=subprocess.DEVNULL)
-        suite = {}
-        for f in glob.glob(os.path.join(d, "*.json")):
-            for e in json.load(open(f)):
-                name = e["benchmark"].split(".", 1)[1] if e["benchmark"].startswith("KernelBenchmarks.") else e["benchmark"]
-                pm = e["primaryMetric"]
-                # scores in μs
-                suite[name] = (pm["scorePercentiles"]["50.0"] * 1e-6, pm["scorePercentiles"]["0.0"] * 1e-6)
+    suite = run_suites(regex)
     rows = []
     for name, what, t in pairs:
-        p50, p0 = suite.get(name, (None, None))
+        p0, p50, _ = suite.get(name, (None, None, None))
         ratio = p50 / t if p50 else None
         flag = "" if ratio and 0.87 <= ratio <= 1.15 else "  <-- outside 15%"
         rows.append((name, what, t, p50, p0, ratio, flag))
-    cpu = open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].split(":")[1].strip()
-    print(f"# {cpu}, {os.cpu_count()} cores, load {open('/proc/loadavg').read().split()[:3]}")
+    print(machine())
     if a.markdown:
         print("| suite benchmark | prunekit | prunekit median (ms) | suite p50 (ms) | suite p0 (ms) | suite ÷ CLI |")
         print("|---|---|---|---|---|---|")
