@@ -4,6 +4,7 @@
 //   SelectionBenchmarks   global top-k, N:M and block selection
 //   ConvBenchmarks        convolution forward and backward
 //   TransformerBenchmarks attention, LayerNorm, GELU (forward and backward), the encoder forward
+//   LayerBenchmarks       BatchNorm, pooling, activations, add + ReLU, cross-entropy, Adam, sparse conv, SparseGPT
 //   TrainingBenchmarks    a whole training step of the Fashion-MNIST models
 // Each reports wall-clock and CPU time and a rate (MFLOP/s or MB/s) to hold against the machine's
 // peak. One-time work never lands in a sample (see Support.swift). Run from this folder:
@@ -16,5 +17,6 @@ let benchmarks: @Sendable () -> Void = {
     selectionBenchmarks()
     convBenchmarks()
     transformerBenchmarks()
+    layerBenchmarks()
     trainingBenchmarks()
 }
