@@ -69,17 +69,20 @@ struct BenchSpmm: ParsableCommand {
             let x = Tensor.uniform([batch, inFeatures], -1, 1, rng: &g)
             let dy = Tensor.uniform([batch, outFeatures], -1, 1, rng: &g)
             let bias = layer.bias!.value
-            // the weight gradient in the format's layout (no dense scatter timed)
+            // the weight gradient in the format's layout (no dense scatter timed); outputs allocated once,
+            // so that only the kernels are timed (as in the package-benchmark suites)
             let gk = FloatStorage(count: c.stateCount), dys = FloatStorage(dy.scalars), xs = FloatStorage(x.scalars)
+            let ys = FloatStorage(count: batch * outFeatures), dxs = FloatStorage(count: batch * inFeatures)
+            let bs = FloatStorage(bias.scalars)
             // PruneKit's dense GEMM on the same shape (no mask: the dense baseline) and the compressed
             // kernels, interleaved so a drifting machine slows both alike
             let dense = try Linear(weight: layer.weight.value, bias: bias)
             dense.execution = .dense
             let t = try interleavedMedians(shape.repeats, [
                 { _ = try dense.forward(x, training: true) }, // (keeps x for the backward timed next)
-                { _ = try c.forward(x, bias: bias) },
+                { try c.forward(xs, batch: batch, bias: bs, into: ys, features: false) },
                 { _ = try dense.backward(dy, needInputGradient: true) },
-                { _ = try c.inputGradient(dy) },
+                { try c.inputGradient(dys, batch: batch, into: dxs, features: false) },
                 { try c.weightGradient(dy: dys, x: xs, batch: batch, step: nil, grad: gk, features: false) },
             ])
             let (td, ts, tdb, tsi, tsw) = (t[0], t[1], t[2], t[3], t[4])
