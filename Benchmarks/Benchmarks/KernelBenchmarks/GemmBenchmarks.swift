@@ -1,5 +1,6 @@
-// Masked GEMM, the C kernels alone: the forward product, both backward products and OpenBLAS's
-// dense SGEMM on the same shape (the same-machine anchor). Shapes: LeNet's first layer, a square
+// Masked GEMM: the forward product and both backward products (C kernels alone), the weight
+// gradient fused with Adam's step (the masked Linear's fused update), and OpenBLAS's dense SGEMM on
+// the same shape (the same-machine anchor). Shapes: LeNet's first layer, a square
 // layer, and a large layer, dense (sparsity 0%) and with a random 90% mask (still the dense-masked
 // kernels: the mask is applied while packing).
 import Benchmark
@@ -41,6 +42,24 @@ func gemmBenchmarks() {
                     try check(pk_gemm_masked_tn_f32(Int64(o), Int64(i), Int64(b), 1, dy.pointer, Int64(o), x.pointer, Int64(i),
                                                     m?.pointer, Int64(i), 0, dw.pointer, Int64(i)))
                     _ = (dy, x, dw, m)
+                })
+            }
+        }
+        for s in [0.0, 0.9] {
+            benchmark("gemm.fusedUpdate(adam) B\(b) \(i)→\(o) sparsity \(percent(s))", .flops(flops)) {
+                // the third backward product: dW = dYᵀX ⊙ M fused with Adam's step on W (the masked Linear's
+                // backward without dX, the step armed; the bias's step is unfused and tiny)
+                var g = SeededGenerator(seed: 1)
+                let l = try Linear(i, o, rng: &g)
+                l.execution = .dense
+                if s > 0 { try Prune.randomUnstructured(l.weight, amount: .fraction(s), seed: 2) }
+                let x = Tensor.uniform([b, i], -1, 1, rng: &g), dy = Tensor.uniform([b, o], -1, 1, rng: &g)
+                let opt = try Adam()
+                _ = try l.forward(x, training: true)
+                return Timed(call: {
+                    opt.prepareFusedStep(l.parameters)
+                    _ = try l.backward(dy, needInputGradient: false)
+                    try opt.step(l.parameters)
                 })
             }
         }

@@ -1,5 +1,5 @@
 // PruneKit's package-benchmark suites, one file per kernel family:
-//   GemmBenchmarks        masked GEMM: forward, input and weight gradients; OpenBLAS's SGEMM beside
+//   GemmBenchmarks        masked GEMM: forward, input and weight gradients, fused update; OpenBLAS's SGEMM beside
 //   FormatBenchmarks      CSR, N:M and block-sparse kernels; Linear forward, fused update, step; compression
 //   SelectionBenchmarks   global top-k, N:M and block selection
 //   ConvBenchmarks        convolution forward and backward
