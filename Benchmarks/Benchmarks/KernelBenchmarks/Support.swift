@@ -63,7 +63,11 @@ func benchmark(_ name: String, _ work: Work, setup: @escaping () throws -> Timed
         warmupIterations: smoke ? 0 : 1,
         maxDuration: smoke ? .milliseconds(1) : .seconds(2),
         maxIterations: smoke ? 1 : 200)
-    Benchmark(name, configuration: configuration, closure: { (bench: Benchmark, timed: Timed) in
+    // package-benchmark keeps a benchmark's setup state for the life of the process: the holder is
+    // emptied in teardown, so one benchmark's buffers are freed before the next one's are built
+    let holder = Holder()
+    Benchmark(name, configuration: configuration, closure: { (bench: Benchmark, _: Holder) in
+        guard let timed = holder.timed else { return fail(bench, "\(name): no setup state") }
         if let left = timed.pending() {
             fail(bench, "\(name): \(left) is still pending when the measurement starts, so a sample would time it")
             return
@@ -84,17 +88,25 @@ func benchmark(_ name: String, _ work: Work, setup: @escaping () throws -> Timed
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
         let calls = Double(bench.scaledIterations.count)
         bench.measurement(rate, Int((amount * calls / max(seconds, 1e-9) / 1e6).rounded()))
-    }, setup: { () throws -> Timed in
+    }, setup: { () throws -> Holder in
         do {
             let timed = try setup()
             try timed.before()
             try timed.call() // compression, packing caches, the crossover, first-touch allocations
-            return timed
+            holder.timed = timed
+            return holder
         } catch {
             fail(nil, "\(name): setup: \(error)")
             throw error
         }
+    }, teardown: {
+        holder.timed = nil
     })
+}
+
+/// The operation a benchmark times, between its setup and its teardown.
+final class Holder: @unchecked Sendable {
+    var timed: Timed?
 }
 
 /// A float buffer for the C kernels, filled with uniform values in [-1, 1).
