@@ -17,7 +17,7 @@ if ! swift build -c release --package-path Benchmarks > "$log" 2>&1; then
 fi
 bin=$(swift build -c release --package-path Benchmarks --show-bin-path)/KernelBenchmarks
 if ! PRUNEKIT_BENCH_SMOKE=1 "$bin" >> "$log" 2>&1; then
-    grep -E "benchmark failed|rror" "$log" | tail -20
+    grep -E "benchmark failed|error|Error" "$log" | tail -20
     echo "benchmark smoke run: FAILED (see $log)"
     exit 1
 fi

@@ -166,15 +166,22 @@ static void axpby_range(void *v, int64_t b, int64_t e) {
     for (int64_t i = b; i < e; i++) c->out[i] = c->a * c->x[i] + c->b * c->y[i];
 }
 
-pk_status pk_axpby_f32(int64_t n, float alpha, const float *x, float beta, const float *y, float *out) {
+// The checks every two-input element-wise kernel shares (shape, NULL, partial aliasing: out may be
+// x or y exactly), then `range` over n elements in parallel.
+static pk_status binary_op(int64_t n, float alpha, const float *x, float beta, const float *y, float *out,
+                           void (*range)(void *, int64_t, int64_t)) {
     if (n < 0) return PK_ERR_SHAPE;
     if (n == 0) return PK_OK;
     if (!x || !y || !out) return PK_ERR_NULL;
     size_t nb = (size_t)n * 4;
     if ((out != x && pk_overlaps(out, nb, x, nb)) || (out != y && pk_overlaps(out, nb, y, nb))) return PK_ERR_ALIAS;
     axpby_ctx c = {alpha, beta, x, y, out};
-    pk_parallel_for(n, 1 << 15, axpby_range, &c);
+    pk_parallel_for(n, 1 << 15, range, &c);
     return PK_OK;
+}
+
+pk_status pk_axpby_f32(int64_t n, float alpha, const float *x, float beta, const float *y, float *out) {
+    return binary_op(n, alpha, x, beta, y, out, axpby_range);
 }
 
 static void mul_range(void *v, int64_t b, int64_t e) {
@@ -184,14 +191,7 @@ static void mul_range(void *v, int64_t b, int64_t e) {
 }
 
 pk_status pk_mul_f32(int64_t n, const float *x, const float *y, float *out) {
-    if (n < 0) return PK_ERR_SHAPE;
-    if (n == 0) return PK_OK;
-    if (!x || !y || !out) return PK_ERR_NULL;
-    size_t nb = (size_t)n * 4;
-    if ((out != x && pk_overlaps(out, nb, x, nb)) || (out != y && pk_overlaps(out, nb, y, nb))) return PK_ERR_ALIAS;
-    axpby_ctx c = {1.0f, 1.0f, x, y, out};
-    pk_parallel_for(n, 1 << 15, mul_range, &c);
-    return PK_OK;
+    return binary_op(n, 1.0f, x, 1.0f, y, out, mul_range);
 }
 
 static void add_relu_range(void *v, int64_t b, int64_t e) {
@@ -204,12 +204,5 @@ static void add_relu_range(void *v, int64_t b, int64_t e) {
 }
 
 pk_status pk_add_relu_f32(int64_t n, const float *x, const float *y, float *out) {
-    if (n < 0) return PK_ERR_SHAPE;
-    if (n == 0) return PK_OK;
-    if (!x || !y || !out) return PK_ERR_NULL;
-    size_t nb = (size_t)n * 4;
-    if ((out != x && pk_overlaps(out, nb, x, nb)) || (out != y && pk_overlaps(out, nb, y, nb))) return PK_ERR_ALIAS;
-    axpby_ctx c = {1.0f, 1.0f, x, y, out};
-    pk_parallel_for(n, 1 << 15, add_relu_range, &c);
-    return PK_OK;
+    return binary_op(n, 1.0f, x, 1.0f, y, out, add_relu_range);
 }

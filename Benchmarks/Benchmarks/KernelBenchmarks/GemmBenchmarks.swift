@@ -47,20 +47,10 @@ func gemmBenchmarks() {
         }
         for s in [0.0, 0.9] {
             benchmark("gemm.fusedUpdate(adam) B\(b) \(i)→\(o) sparsity \(percent(s))", .flops(flops)) {
-                // the third backward product: dW = dYᵀX ⊙ M fused with Adam's step on W (the masked Linear's
-                // backward without dX, the step armed; the bias's step is unfused and tiny)
-                var g = SeededGenerator(seed: 1)
-                let l = try Linear(i, o, rng: &g)
+                // the third backward product: dW = dYᵀX ⊙ M fused with Adam's step on W (dense-masked)
+                let l = try prunedLinear(i, o, structure: s > 0 ? "unstructured" : "dense", sparsity: s)
                 l.execution = .dense
-                if s > 0 { try Prune.randomUnstructured(l.weight, amount: .fraction(s), seed: 2) }
-                let x = Tensor.uniform([b, i], -1, 1, rng: &g), dy = Tensor.uniform([b, o], -1, 1, rng: &g)
-                let opt = try Adam()
-                _ = try l.forward(x, training: true)
-                return Timed(call: {
-                    opt.prepareFusedStep(l.parameters)
-                    _ = try l.backward(dy, needInputGradient: false)
-                    try opt.step(l.parameters)
-                })
+                return try fusedUpdate(l, batch: b)
             }
         }
         benchmark("openblas.sgemm B\(b) \(i)→\(o)", .flops(flops)) {

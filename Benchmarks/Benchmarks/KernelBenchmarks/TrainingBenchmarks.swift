@@ -8,7 +8,11 @@ import PruneKit
 
 func trainingBenchmarks() {
     for (arch, b) in [("mlp", 128), ("cnn", 64), ("resnet20", 32)] {
-        let macs = Double((try? DependencyGraph(Model.make(arch, seed: 1)).macs) ?? 0)
+        guard let count = try? DependencyGraph(Model.make(arch, seed: 1)).macs else {
+            fail(nil, "train.step(adam) \(arch): the model's multiply-accumulates could not be counted")
+            continue
+        }
+        let macs = Double(count)
         for sparsity in [0.0, 0.9] {
             benchmark("train.step(adam) \(arch) B\(b) sparsity \(percent(sparsity))", .flops(6 * macs * Double(b))) {
                 let model = try Model.make(arch, seed: 1)
