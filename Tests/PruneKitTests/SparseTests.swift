@@ -293,6 +293,39 @@ final class SparseTests: XCTestCase {
         }
     }
 
+    /// `.automatic` decides a convolution's training form on the convolution's own training path
+    /// (im2col, compressed product, input and weight gradients), its inference form on the product
+    /// alone; switching between them keeps the values, and every form computes what dense does.
+    func testAutomaticConvolutionChoosesTrainingFormOnItsOwnPath() throws {
+        var g = SeededGenerator(seed: 11)
+        let conv = try Conv2d(16, 16, kernelSize: 3, padding: 1, rng: &g)
+        let kept = (0..<conv.weight.count).map { _ in g.nextUnitFloat() < 0.1 }
+        try conv.weight.setMask(Mask(shape: conv.weight.shape, kept: kept))
+        let twin = try Conv2d(weight: conv.weight.value, bias: conv.bias!.value, padding: 1)
+        try twin.weight.setMask(conv.weight.mask!)
+        twin.execution = .dense
+        let x = Tensor.uniform([4, 16, 8, 8], -1, 1, rng: &g), dy = Tensor.uniform([4, 16, 8, 8], -1, 1, rng: &g)
+        let density = conv.weight.keptFraction
+        let allowed = try CompressedFormat.allowed(by: conv.weight.effectiveMask.storage, rows: 16, cols: 16 * 9)
+        let trainingChoice = ConvolutionTrainingCrossover.choose(density: density, among: allowed, allowDense: true)
+        let inferenceChoice = SparseCrossover.choose(density: density, among: allowed, allowDense: true)
+        for round in 0..<2 {
+            let y = try conv.forward(x, training: true), yRef = try twin.forward(x, training: true)
+            XCTAssertEqual(conv.weight.compressed?.format, trainingChoice, "training form, round \(round)")
+            assertClose(y.scalars, yRef.scalars, rtol: 1e-4, atol: 1e-5, "training forward, round \(round)")
+            let dx = try conv.backward(dy, needInputGradient: true)!, dxRef = try twin.backward(dy, needInputGradient: true)!
+            assertClose(dx.scalars, dxRef.scalars, rtol: 1e-4, atol: 1e-4, "input gradient, round \(round)")
+            assertClose(conv.weight.grad.scalars, twin.weight.grad.scalars, rtol: 1e-4, atol: 1e-3, "weight gradient, round \(round)")
+            let z = try conv.forward(x, training: false), zRef = try twin.forward(x, training: false)
+            XCTAssertEqual(conv.weight.compressed?.format, inferenceChoice, "inference form, round \(round)")
+            assertClose(z.scalars, zRef.scalars, rtol: 1e-4, atol: 1e-5, "inference forward, round \(round)")
+            XCTAssertEqual(conv.weight.value.scalars, twin.weight.value.scalars, "values kept across the switch")
+            XCTAssertEqual(conv.weight.mask?.kept, kept, "mask kept across the switch")
+        }
+        // the measurements behind the choice exist and are positive
+        XCTAssertGreaterThan(ConvolutionTrainingCrossover.predicted(.csr, density: 0.1) ?? 0, 0)
+    }
+
     func testCompressedExportRoundTripAndValidation() throws {
         let m = Model.mlp(seed: 3)
         try ModelPruner.prune(m, PruningRequest(method: .l1, scope: .global, amount: 0.9))

@@ -16,7 +16,8 @@ public enum SparseCrossover {
     /// The measurement behind `density` (seconds), for reports.
     public static var measurement: (dense: Double, sparseAt10: Double, sparseAt50: Double, density: Double) { csr }
 
-    private static let fixed: Double? = {
+    /// PRUNEKIT_SPARSE_CROSSOVER when set to a number in [0, 1].
+    static let fixed: Double? = {
         guard let s = ProcessInfo.processInfo.environment["PRUNEKIT_SPARSE_CROSSOVER"], let d = Double(s), d >= 0, d <= 1 else {
             return nil
         }

@@ -174,7 +174,7 @@ public final class Conv2d: Layer {
         let (n, h, w) = (original.shape[0], original.shape[2], original.shape[3])
         let (oh, ow) = outputSize(h + 2 * padding, w + 2 * padding)
         let y = Tensor(uninitialized: [n, outChannels, oh, ow])
-        if let c = try execution.prepare(weight, layer: summary) {
+        if let c = try execution.prepare(weight, layer: summary, path: training ? .convolutionTraining : .product) {
             if !training, let csr = c as? SparseMatrix {
                 // inference in CSR: the sparse direct convolution (no column matrix), a linked BatchNorm
                 // folded in as on the dense path

@@ -49,7 +49,7 @@ public final class Parameter: @unchecked Sendable {
     private var storedMask: Mask?
     private var compressedFromMask = false
     /// The format `Execution` chose for the current mask or compressed form (see `preferredFormat`).
-    var formatChoice: (key: ObjectIdentifier, allowDense: Bool, format: CompressedFormat?)?
+    var formatChoice: (key: ObjectIdentifier, allowDense: Bool, path: ExecutionPath, format: CompressedFormat?)?
     /// Whether pruning policies consider this parameter (weights yes, biases no by default).
     public let isPrunable: Bool
     /// Whether training updates it. A fixed parameter (BERT's embedding tables) gets no gradient:
