@@ -39,6 +39,13 @@ let package = Package(
         // kernels without the Swift layers
         .library(name: "CPruneKernels", targets: ["CPruneKernels"]),
         .executable(name: "prunekit", targets: ["prunekit"]),
+        // data-parallel training over Open MPI (libopenmpi-dev); only what depends on it needs MPI
+        .library(name: "PruneKitMPI", targets: ["PruneKitMPI"]),
+    ],
+    traits: [
+        // `swift build --traits MPI`: the prunekit command runs data-parallel under mpirun
+        // (scripts/prunekit-mpi). Off by default: the library and the plain prunekit need no MPI.
+        .trait(name: "MPI", description: "prunekit train and finetune run data-parallel under mpirun (Open MPI)"),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -65,9 +72,13 @@ let package = Package(
             path: "Sources/PruneKit",
             exclude: ["IO/ONNXProto/onnx_subset.proto"]
         ),
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev"])]),
+        .target(name: "PruneKitMPI", dependencies: ["PruneKit", "CMPI"], path: "Sources/PruneKitMPI"),
         .executableTarget(
             name: "prunekit",
-            dependencies: ["PruneKit", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["PruneKit", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .target(name: "PruneKitMPI", condition: .when(traits: ["MPI"]))],
             path: "Sources/prunekit"
         ),
         .testTarget(

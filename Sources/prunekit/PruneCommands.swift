@@ -196,7 +196,6 @@ struct FineTune: ParsableCommand {
             }
             let train = try FashionMNIST.load(directory: dataOption.data, train: true, normalization: contract)
             let test = try FashionMNIST.load(directory: dataOption.data, train: false, normalization: contract)
-            let bar = ProgressBar(label: "finetune")
             let opt = try Adam(learningRate: lr)
             model.setExecution(execution.value)
             let settings = ["finetune.input": modelFile, "finetune.epochs": "\(epochs)", "finetune.lr": "\(lr)",
@@ -204,21 +203,29 @@ struct FineTune: ParsableCommand {
                             "finetune.cosine": "\(!constantLr)", "finetune.kd": "\(kdAlpha),\(kdTemperature)"]
                 .merging(contract.metadata) { a, _ in a }
             let position = try resumeIfAsked(resume, checkpoint, settings: settings, model: &model, optimizer: opt)
+            let dp = try Parallel.context()
+            try dp?.checkAgreement(model: model, settings: settings.merging(["threads": "\(Runtime.threads)", "data": dataOption.data,
+                                                                             "execution": "\(execution.value)"]) { a, _ in a })
+            let bar = ProgressBar(label: "finetune", enabled: Parallel.isWriter)
             let r = try FineTuner.fineTune(model, data: train,
                                            config: FineTuneConfig(epochs: epochs, learningRate: lr, batchSize: batch, seed: seed,
                                                                   cosineDecay: !constantLr,
-                                                                  distillation: Distillation(alpha: kdAlpha, temperature: kdTemperature)),
+                                                                  distillation: Distillation(alpha: kdAlpha, temperature: kdTemperature),
+                                                                  dataParallel: dp),
                                            teacher: teacherModel, optimizer: opt,
                                            checkpoint: checkpoint.map { CheckpointPolicy(path: $0, everySteps: checkpointEvery, settings: settings) },
                                            resumeFrom: position, progress: bar.update)
+            guard Parallel.isWriter else { return } // rank 0 evaluates, writes and reports
             let (acc, loss) = try Trainer.evaluate(model, data: test)
             try ModelFile.save(model, to: out, layout: layout.value, extraMetadata: meta.carried(with: contract))
             let sp = SparsityReport(model: model).sparsity
             if json {
-                printJSON(["model_file": out, "normalize": "\(contract)", "epochs": epochs, "test_accuracy": acc, "test_loss": loss, "sparsity": sp,
+                var o: [String: Any] = ["model_file": out, "normalize": "\(contract)", "epochs": epochs, "test_accuracy": acc, "test_loss": loss, "sparsity": sp,
                            "sparse_layers": model.parameters.filter { $0.compressed != nil }.count,
                            "memory_bytes": model.parameters.reduce(0) { $0 + $1.residentBytes } + opt.stateBytes,
-                           "train_seconds": r.trainSeconds, "samples_per_second": r.samplesPerSecond])
+                           "train_seconds": r.trainSeconds, "samples_per_second": r.samplesPerSecond]
+                if let dp { o.merge(dataParallelReport(dp)) { a, _ in a } }
+                printJSON(o)
             } else {
                 print(String(format: "test accuracy %.4f, sparsity %.2f%%; saved %@", acc, 100 * sp, out))
             }

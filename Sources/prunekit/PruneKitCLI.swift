@@ -50,6 +50,7 @@ func printJSON(_ object: [String: Any]) {
 func guarded(_ body: () throws -> Void) throws {
     do { try body() } catch let e as ExitCode { throw e } catch {
         FileHandle.standardError.write(Data("prunekit: error: \(error)\n".utf8))
+        Parallel.abortJob(code: 1)
         throw ExitCode(1)
     }
 }
@@ -193,23 +194,28 @@ struct Train: ParsableCommand {
                             "train.optimizer": optimizer, "train.seed": "\(seed)", "train.limit": "\(limit ?? -1)"]
                 .merging(contract.metadata) { a, _ in a }
             let position = try resumeIfAsked(resume, checkpoint, settings: settings, model: &m, optimizer: opt)
+            let dp = try Parallel.context()
+            try dp?.checkAgreement(model: m, settings: settings.merging(["threads": "\(Runtime.threads)", "data": dataOption.data]) { a, _ in a })
             if profile { (m.network as? Sequential)?.profile = LayerProfile() }
-            let bar = ProgressBar(label: "train")
+            let bar = ProgressBar(label: "train", enabled: Parallel.isWriter)
             let r = try Trainer.train(m, data: train, optimizer: opt,
-                                      config: TrainingConfig(epochs: epochs, batchSize: batch, seed: seed),
+                                      config: TrainingConfig(epochs: epochs, batchSize: batch, seed: seed, dataParallel: dp),
                                       checkpoint: checkpoint.map { CheckpointPolicy(path: $0, everySteps: checkpointEvery, settings: settings) },
                                       resumeFrom: position, progress: bar.update)
             if let p = (m.network as? Sequential)?.profile {
                 FileHandle.standardError.write(Data((p.table + "\n").utf8))
                 (m.network as? Sequential)?.profile = nil
             }
+            guard Parallel.isWriter else { return } // rank 0 evaluates, writes and reports
             let (acc, loss) = try Trainer.evaluate(m, data: test)
             try ModelFile.save(m, to: out, extraMetadata: contract.metadata.merging(["prunekit.seed": "\(seed)"]) { a, _ in a })
             if json {
-                printJSON(["model": model, "normalize": "\(contract)", "epochs": epochs, "batch": batch, "lr": Double(lr), "optimizer": optimizer,
+                var o: [String: Any] = ["model": model, "normalize": "\(contract)", "epochs": epochs, "batch": batch, "lr": Double(lr), "optimizer": optimizer,
                            "seed": seed, "threads": Runtime.threads, "test_accuracy": acc, "test_loss": loss,
                            "train_seconds": r.trainSeconds, "samples_per_second": r.samplesPerSecond,
-                           "final_train_loss": Double(r.finalLoss), "out": out, "sparsity": SparsityReport(model: m).sparsity])
+                           "final_train_loss": Double(r.finalLoss), "out": out, "sparsity": SparsityReport(model: m).sparsity]
+                if let dp { o.merge(dataParallelReport(dp)) { a, _ in a } }
+                printJSON(o)
             } else {
                 print(String(format: "test accuracy %.4f (loss %.4f); %.1f s, %.0f samples/s on %d threads; saved %@",
                              acc, loss, r.trainSeconds, r.samplesPerSecond, Runtime.threads, out))

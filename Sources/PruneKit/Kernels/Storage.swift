@@ -69,7 +69,43 @@ public final class AlignedStorage<Element: BitwiseCopyable>: @unchecked Sendable
         (base + to).update(from: other.base + from, count: n)
     }
 
-    /// Sets every element to `value`.
+    /// Calls `body` with the elements' memory (for transports such as MPI that read or write buffers
+    /// in place); the pointer must not escape `body`.
+    public func withUnsafeMutableBufferPointer<R>(_ body: (UnsafeMutableBufferPointer<Element>) throws -> R) rethrows -> R {
+        try body(UnsafeMutableBufferPointer(start: base, count: count))
+    }
+
+    /// Copies the elements at the nonzero positions of `mask` (same count) into `self[at...]`, in
+    /// order; returns how many were copied.
+    func gatherKept(from x: AlignedStorage<Element>, mask: ByteStorage, at start: Int) -> Int {
+        precondition(x.count == mask.count, "gatherKept: mask and values differ in count")
+        var j = start
+        for i in 0..<x.count where mask.base[i] != 0 {
+            precondition(j < count, "gatherKept: destination too small")
+            base[j] = x.base[i]
+            j += 1
+        }
+        return j - start
+    }
+
+    /// The inverse of `gatherKept`: the elements of `from[at...]` go, in order, to the nonzero
+    /// positions of `mask` in `self`; the other positions become `zero`. Returns how many were read.
+    func scatterKept(from src: AlignedStorage<Element>, mask: ByteStorage, at start: Int, zero: Element) -> Int {
+        precondition(count == mask.count, "scatterKept: mask and values differ in count")
+        var j = start
+        for i in 0..<count {
+            if mask.base[i] != 0 {
+                precondition(j < src.count, "scatterKept: source too small")
+                base[i] = src.base[j]
+                j += 1
+            } else {
+                base[i] = zero
+            }
+        }
+        return j - start
+    }
+
+
     @_specialize(where Element == Float)
     @_specialize(where Element == UInt8)
     public func fill(_ value: Element) { base.update(repeating: value, count: count) }

@@ -12,8 +12,11 @@ public struct FineTuneConfig: Sendable {
     public var seed: UInt64
     public var cosineDecay: Bool
     public var distillation: Distillation
+    /// Data-parallel fine-tuning over several processes (see `TrainingConfig.dataParallel`).
+    public var dataParallel: DataParallel?
     public init(epochs: Int = 2, learningRate: Float = 3e-3, batchSize: Int = 128, seed: UInt64 = 0,
-                cosineDecay: Bool = true, distillation: Distillation = Distillation()) {
+                cosineDecay: Bool = true, distillation: Distillation = Distillation(), dataParallel: DataParallel? = nil) {
+        self.dataParallel = dataParallel
         self.epochs = epochs
         self.learningRate = learningRate
         self.batchSize = batchSize
@@ -31,7 +34,8 @@ public enum FineTuner {
         let opt = try optimizer ?? Adam(learningRate: config.learningRate)
         let schedule = config.cosineDecay ? LearningRateSchedule.cosine(peak: config.learningRate) : nil
         return try Trainer.train(model, data: data, optimizer: opt,
-                                 config: TrainingConfig(epochs: config.epochs, batchSize: config.batchSize, seed: config.seed),
+                                 config: TrainingConfig(epochs: config.epochs, batchSize: config.batchSize, seed: config.seed,
+                                                        dataParallel: config.dataParallel),
                                  learningRateSchedule: schedule, teacher: teacher, distillation: config.distillation,
                                  checkpoint: checkpoint, resumeFrom: resumeFrom, progress: progress)
     }

@@ -6,13 +6,17 @@ public final class ProgressBar {
     private let interactive: Bool
     private var lastDraw = Date.distantPast
     private let label: String
+    private let enabled: Bool
 
-    public init(label: String = "train", interactive: Bool? = nil) {
+    /// `enabled` false prints nothing (the ranks of a data-parallel run other than rank 0).
+    public init(label: String = "train", interactive: Bool? = nil, enabled: Bool = true) {
         self.label = label
         self.interactive = interactive ?? (isatty(STDERR_FILENO) != 0)
+        self.enabled = enabled
     }
 
     public func update(_ p: BatchProgress) {
+        guard enabled else { return }
         if interactive {
             let now = Date()
             guard p.epochDone || now.timeIntervalSince(lastDraw) > 0.1 else { return }

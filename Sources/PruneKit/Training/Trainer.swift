@@ -24,11 +24,15 @@ public struct TrainingConfig: Sendable {
     /// Fuse each weight's optimizer step into its gradient kernel (no gradient buffers). Turn off
     /// when gradients must be inspected after backward (e.g. Taylor importance).
     public var fusedUpdates: Bool
-    public init(epochs: Int, batchSize: Int = 128, seed: UInt64 = 0, fusedUpdates: Bool = true) {
+    /// Data-parallel training over several processes (nil: this process alone). `batchSize` stays
+    /// the global batch: each rank takes its shard of it.
+    public var dataParallel: DataParallel?
+    public init(epochs: Int, batchSize: Int = 128, seed: UInt64 = 0, fusedUpdates: Bool = true, dataParallel: DataParallel? = nil) {
         self.epochs = epochs
         self.batchSize = batchSize
         self.seed = seed
         self.fusedUpdates = fusedUpdates
+        self.dataParallel = dataParallel
     }
 }
 
@@ -126,7 +130,8 @@ public enum Trainer {
             (firstEpoch, skip, step) = (r.epoch, r.batch, r.step)
         }
         func save(_ epoch: Int, _ batch: Int, _ state: [UInt64]) throws {
-            guard let c = checkpoint else { return }
+            // every rank holds the same model and optimizer state: rank 0 writes
+            guard let c = checkpoint, (config.dataParallel?.rank ?? 0) == 0 else { return }
             try Checkpoint.save(model: model, optimizer: optimizer,
                                 position: TrainingPosition(epoch: epoch, batch: batch, step: step, samplerState: state),
                                 settings: c.settings, to: c.path)
@@ -139,11 +144,33 @@ public enum Trainer {
                 if epoch == firstEpoch && bi < skip { continue }
                 let idx = Array(slice)
                 if let sched = learningRateSchedule { optimizer.learningRate = sched(step, totalSteps) }
-                let output = try model.network.forward(try input(idx), training: true)
-                let (l, grad) = try loss(output, idx)
-                guard l.isFinite else { throw TrainingError.nonFiniteLoss(epoch: epoch + 1, batch: bi + 1, loss: l) }
-                if config.fusedUpdates { optimizer.prepareFusedStep(params) }
-                _ = try model.network.backward(grad, needInputGradient: false)
+                var l: Float
+                if let dp = config.dataParallel {
+                    // this rank's shard; its mean-loss gradient weighted by the shard's share of the
+                    // global batch, so that the sum over ranks is the global batch's mean gradient
+                    let mine = dp.shard(idx)
+                    var lossSum = 0.0
+                    if mine.isEmpty {
+                        for p in params { p.zeroGrad() }
+                    } else {
+                        let output = try model.network.forward(try input(mine), training: true)
+                        let (shardLoss, grad) = try loss(output, mine)
+                        let share = Float(mine.count) / Float(idx.count)
+                        let g = grad.storage.copy()
+                        g.update { _, v in v * share }
+                        _ = try model.network.backward(try Tensor(shape: grad.shape, storage: g), needInputGradient: false)
+                        lossSum = Double(shardLoss) * Double(mine.count)
+                    }
+                    l = Float(try dp.reduce(params, buffers: model.namedBuffers.map(\.buffer), lossSum: lossSum) / Double(idx.count))
+                    guard l.isFinite else { throw TrainingError.nonFiniteLoss(epoch: epoch + 1, batch: bi + 1, loss: l) }
+                } else {
+                    let output = try model.network.forward(try input(idx), training: true)
+                    let (shardLoss, grad) = try loss(output, idx)
+                    l = shardLoss
+                    guard l.isFinite else { throw TrainingError.nonFiniteLoss(epoch: epoch + 1, batch: bi + 1, loss: l) }
+                    if config.fusedUpdates { optimizer.prepareFusedStep(params) }
+                    _ = try model.network.backward(grad, needInputGradient: false)
+                }
                 try optimizer.step(params)
                 step += 1
                 try stepHook?(step)
