@@ -39,7 +39,7 @@ let package = Package(
         // kernels without the Swift layers
         .library(name: "CPruneKernels", targets: ["CPruneKernels"]),
         .executable(name: "prunekit", targets: ["prunekit"]),
-        // data-parallel training over Open MPI (libopenmpi-dev); only what depends on it needs MPI
+        // data-parallel training over Open MPI (libopenmpi-dev), with the MPI trait on
         .library(name: "PruneKitMPI", targets: ["PruneKitMPI"]),
     ],
     traits: [
@@ -74,7 +74,9 @@ let package = Package(
         ),
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
                        providers: [.apt(["libopenmpi-dev"])]),
-        .target(name: "PruneKitMPI", dependencies: ["PruneKit", "CMPI"], path: "Sources/PruneKitMPI"),
+        // empty unless the MPI trait is on, so that `swift build` of the whole package needs no MPI
+        .target(name: "PruneKitMPI", dependencies: ["PruneKit", .target(name: "CMPI", condition: .when(traits: ["MPI"]))],
+                path: "Sources/PruneKitMPI"),
         .executableTarget(
             name: "prunekit",
             dependencies: ["PruneKit", .product(name: "ArgumentParser", package: "swift-argument-parser"),

