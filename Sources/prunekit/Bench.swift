@@ -5,7 +5,7 @@ import PruneKit
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks of the kernels (medians of repeated runs; figures, never pass/fail).",
-        subcommands: [BenchGemm.self, BenchStep.self, BenchSpmm.self, BenchTopK.self, BenchInfer.self])
+        subcommands: [BenchGemm.self, BenchStep.self, BenchSpmm.self, BenchTopK.self, BenchInfer.self, BenchAllreduce.self])
 }
 
 struct ShapeOptions: ParsableArguments {

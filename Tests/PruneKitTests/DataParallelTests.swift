@@ -201,3 +201,124 @@ final class MPITests: XCTestCase {
         }
     }
 }
+
+/// A `Collective` of threads in one process (tests): ranks meet at a barrier, each adds its vector
+/// into the shared sum in rank order.
+final class ThreadCollective: Collective {
+    final class Group: @unchecked Sendable {
+        let size: Int
+        let cond = NSCondition()
+        var arrived = 0, generation = 0
+        var slots: [[Float]]
+        init(size: Int) {
+            self.size = size
+            slots = Array(repeating: [], count: size)
+        }
+        /// Every rank's contribution, once all have arrived.
+        func exchange(_ rank: Int, _ v: [Float]) -> [[Float]] {
+            cond.lock()
+            defer { cond.unlock() }
+            let gen = generation
+            slots[rank] = v
+            arrived += 1
+            if arrived == size {
+                arrived = 0
+                generation += 1
+                cond.broadcast()
+            } else {
+                while generation == gen { cond.wait() }
+            }
+            let all = slots
+            // second barrier: nobody overwrites a slot before everyone has read them
+            let gen2 = generation
+            arrived += 1
+            if arrived == size {
+                arrived = 0
+                generation += 1
+                cond.broadcast()
+            } else {
+                while generation == gen2 { cond.wait() }
+            }
+            return all
+        }
+    }
+    let rank: Int, size: Int
+    let group: Group
+    init(rank: Int, group: Group) {
+        self.rank = rank
+        self.size = group.size
+        self.group = group
+    }
+    func sumInRankOrder(_ values: FloatStorage) throws {
+        let all = group.exchange(rank, values.toArray())
+        for i in 0..<values.count {
+            var s = all[0][i]
+            for r in 1..<size { s += all[r][i] }
+            values[i] = s
+        }
+    }
+    func allGather(_ bytes: [UInt8]) throws -> [[UInt8]] {
+        group.exchange(rank, bytes.map(Float.init)).map { $0.map { UInt8($0) } }
+    }
+}
+
+/// Synchronised BatchNorm: ranks holding shards of a batch compute what one BatchNorm computes on
+/// the whole batch (outputs, running statistics, input gradients; γ and β gradients summed).
+final class SyncBatchNormTests: XCTestCase {
+    func testShardsMatchTheWholeBatch() throws {
+        var g = SeededGenerator(seed: 5)
+        let (n, c, h) = (7, 3, 5)
+        // an offset mean, so that the combination of the ranks' statistics is exercised
+        let x = Tensor.uniform([n, c, h, h], 2, 4, rng: &g), dy = Tensor.uniform([n, c, h, h], -1, 1, rng: &g)
+        let gamma = Tensor.uniform([c], 0.5, 1.5, rng: &g), beta = Tensor.uniform([c], -1, 1, rng: &g)
+        func layer() throws -> BatchNorm {
+            let bn = try BatchNorm(c)
+            try bn.weight!.assign(gamma)
+            try bn.bias!.assign(beta)
+            return bn
+        }
+        let whole = try layer()
+        let y = try whole.forward(x, training: true)
+        let dx = try whole.backward(dy, needInputGradient: true)!
+        for size in [2, 3] {
+            let group = ThreadCollective.Group(size: size)
+            let per = x.count / n
+            final class Rank: @unchecked Sendable {
+                let bn: BatchNorm, x: Tensor, dy: Tensor, coll: ThreadCollective
+                var out: (y: [Float], dx: [Float], dg: [Float], db: [Float], rm: [Float], rv: [Float])?
+                init(bn: BatchNorm, x: Tensor, dy: Tensor, coll: ThreadCollective) { (self.bn, self.x, self.dy, self.coll) = (bn, x, dy, coll) }
+                func run() throws {
+                    bn.synchronization = BatchNorm.StatisticsSync(rank: coll.rank, size: coll.size) { [coll] in try coll.sumInRankOrder($0) }
+                    let ys = try bn.forward(x, training: true)
+                    let dxs = try bn.backward(dy, needInputGradient: true)!
+                    out = (ys.scalars, dxs.scalars, bn.weight!.grad.scalars, bn.bias!.grad.scalars,
+                           bn.runningMean.value.scalars, bn.runningVar.value.scalars)
+                }
+            }
+            let ranks = try (0..<size).map { r -> Rank in
+                let range = DataParallel.shard(count: n, rank: r, size: size)
+                let xs = try Tensor(shape: [range.count, c, h, h], scalars: Array(x.scalars[(range.lowerBound * per)..<(range.upperBound * per)]))
+                let ds = try Tensor(shape: [range.count, c, h, h], scalars: Array(dy.scalars[(range.lowerBound * per)..<(range.upperBound * per)]))
+                return Rank(bn: try layer(), x: xs, dy: ds, coll: ThreadCollective(rank: r, group: group))
+            }
+            // one thread per rank (a pool narrower than the ranks would leave one waiting forever)
+            let done = DispatchGroup()
+            for r in ranks {
+                done.enter()
+                Thread { try! r.run(); done.leave() }.start()
+            }
+            done.wait()
+            let results = ranks.map(\.out)
+            let all = results.map { $0! }
+            assertClose(all.flatMap(\.y), y.scalars, rtol: 1e-5, atol: 1e-5, "\(size) ranks: outputs")
+            assertClose(all.flatMap(\.dx), dx.scalars, rtol: 1e-6, atol: 1e-7, "\(size) ranks: input gradients")
+            let dg = (0..<c).map { ch in all.reduce(Float(0)) { $0 + $1.dg[ch] } }, db = (0..<c).map { ch in all.reduce(Float(0)) { $0 + $1.db[ch] } }
+            assertClose(dg, whole.weight!.grad.scalars, rtol: 1e-4, atol: 1e-4, "\(size) ranks: γ gradient")
+            assertClose(db, whole.bias!.grad.scalars, rtol: 1e-4, atol: 1e-4, "\(size) ranks: β gradient")
+            for r in all {
+                assertClose(r.rm, whole.runningMean.value.scalars, rtol: 1e-6, atol: 1e-6, "\(size) ranks: running mean")
+                assertClose(r.rv, whole.runningVar.value.scalars, rtol: 1e-5, atol: 1e-6, "\(size) ranks: running variance")
+            }
+        }
+    }
+}

@@ -11,6 +11,73 @@ extension Kernels {
                   "batchnorm")
     }
 
+    /// Per-channel sums over N×C×S in double: Σx, or Σ(x − center)² when `center` is given.
+    static func channelSums(n: Int, c: Int, s: Int, x: FloatStorage, center: [Double]?) throws -> [Double] {
+        guard x.count == n * c * s, center.map({ $0.count == c }) ?? true else {
+            throw KernelError(kernel: "channel sums", status: -1, message: "sizes do not match")
+        }
+        var out = [Double](repeating: 0, count: c)
+        for ch in 0..<c {
+            var t = 0.0
+            for i in 0..<n {
+                let p = x.base + (i * c + ch) * s
+                if let m = center?[ch] {
+                    for j in 0..<s { let d = Double(p[j]) - m; t += d * d }
+                } else {
+                    for j in 0..<s { t += Double(p[j]) }
+                }
+            }
+            out[ch] = t
+        }
+        return out
+    }
+
+    /// BatchNorm's per-channel Σ dy·x̂ (first c entries) and Σ dy (next c) in double, x̂ = (x − mean)·invstd
+    /// in float as the backward kernel forms it.
+    static func channelGradientSums(n: Int, c: Int, s: Int, x: FloatStorage, dy: FloatStorage, mean: FloatStorage,
+                                    invstd: FloatStorage) throws -> [Double] {
+        guard x.count == n * c * s, dy.count == x.count, mean.count >= c, invstd.count >= c else {
+            throw KernelError(kernel: "batchnorm gradient sums", status: -1, message: "sizes do not match")
+        }
+        var out = [Double](repeating: 0, count: 2 * c)
+        for ch in 0..<c {
+            let mu = mean.base[ch], inv = invstd.base[ch]
+            var sdy = 0.0, sdyx = 0.0
+            for i in 0..<n {
+                let o = (i * c + ch) * s
+                let p = x.base + o, d = dy.base + o
+                for j in 0..<s {
+                    sdy += Double(d[j])
+                    sdyx += Double(d[j]) * Double((p[j] - mu) * inv)
+                }
+            }
+            out[ch] = sdyx
+            out[c + ch] = sdy
+        }
+        return out
+    }
+
+    /// BatchNorm's training input gradient from the global batch's sums (synchronised BatchNorm):
+    /// dx = γ·invstd·(dy − Σdy/count − x̂·Σdy·x̂/count), x̂ = (x − mean)·invstd, with `sums` holding
+    /// Σdy·x̂ per channel then Σdy per channel, over all ranks; float arithmetic as the kernel's.
+    static func batchNormInputGradient(n: Int, c: Int, s: Int, x: FloatStorage, dy: FloatStorage, gamma: FloatStorage?,
+                                       mean: FloatStorage, invstd: FloatStorage, sums: [Double], count: Int,
+                                       dx: FloatStorage) throws {
+        guard x.count == n * c * s, dy.count == x.count, dx.count == x.count, sums.count == 2 * c, mean.count >= c,
+              invstd.count >= c, count > 0, gamma.map({ $0.count >= c }) ?? true else {
+            throw KernelError(kernel: "batchnorm input gradient", status: -1, message: "sizes do not match")
+        }
+        for ch in 0..<c {
+            let mu = mean.base[ch], inv = invstd.base[ch], k = (gamma?.base[ch] ?? 1) * inv
+            let a = Float(sums[c + ch] / Double(count)), b = Float(sums[ch] / Double(count))
+            for i in 0..<n {
+                let o = (i * c + ch) * s
+                let p = x.base + o, d = dy.base + o, q = dx.base + o
+                for j in 0..<s { q[j] = k * (d[j] - a - (p[j] - mu) * inv * b) }
+            }
+        }
+    }
+
     static func batchNormBackward(n: Int, c: Int, s: Int, x: FloatStorage, gamma: FloatStorage?, saveMean: FloatStorage,
                                   saveInvstd: FloatStorage, dy: FloatStorage, training: Bool, dx: FloatStorage?,
                                   dgamma: FloatStorage?, dbeta: FloatStorage?) throws {

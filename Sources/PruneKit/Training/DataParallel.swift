@@ -21,9 +21,9 @@ public protocol Collective: AnyObject {
 /// gradients are summed over the ranks before one optimizer step, and every rank applies the same
 /// step, so the model stays identical everywhere. Pruned weights exchange their kept entries only
 /// (compressed layers their compressed gradient, dense-masked ones the entries their mask keeps);
-/// unpruned weights and biases go whole. BatchNorm running statistics are averaged over the ranks
-/// after every step (each rank normalises with its own shard's batch statistics, as PyTorch's DDP
-/// does without SyncBatchNorm).
+/// unpruned weights and biases go whole. BatchNorm layers normalise with the global batch's
+/// statistics (PyTorch's SyncBatchNorm, `BatchNorm.synchronization`), so the ranks together compute
+/// what one process computes on the whole batch, running statistics included.
 ///
 /// Set it on `TrainingConfig.dataParallel`. Fused optimizer steps are turned off (the step needs
 /// the summed gradient).
@@ -31,7 +31,7 @@ public final class DataParallel: @unchecked Sendable {
     public let collective: any Collective
     public var rank: Int { collective.rank }
     public var size: Int { collective.size }
-    /// Floats carried by the last exchange (gradients, buffers and the loss), and what a dense
+    /// Floats carried by the last gradient exchange (gradients and the loss), and what a dense
     /// all-reduce of every trainable parameter's full gradient (DDP's) would carry.
     public private(set) var lastExchangeFloats = 0, lastDenseFloats = 0
     /// Totals over the run: exchanges and floats exchanged.
@@ -89,15 +89,14 @@ public final class DataParallel: @unchecked Sendable {
     }
 
     /// Sums this rank's gradients of `params` (each already scaled by its shard's share of the
-    /// global batch) and its loss sum over the ranks; averages the model's buffers. Afterwards
-    /// every rank holds the global batch's mean gradient. Returns the global loss sum.
-    func reduce(_ params: [Parameter], buffers: [Buffer], lossSum: Double) throws -> Double {
+    /// global batch) and its loss sum over the ranks. Afterwards every rank holds the global
+    /// batch's mean gradient. Returns the global loss sum.
+    func reduce(_ params: [Parameter], lossSum: Double) throws -> Double {
         var total = 1, dense = 0
         for p in params {
             total += payload(p)
             dense += p.count
         }
-        for b in buffers { total += b.value.count }
         let buf = FloatStorage(count: total)
         var at = 0
         for p in params {
@@ -111,10 +110,6 @@ public final class DataParallel: @unchecked Sendable {
                 buf.copyElements(from: p.grad.storage, at: 0, to: at, count: p.count)
                 at += p.count
             }
-        }
-        for b in buffers {
-            buf.copyElements(from: b.value.storage, at: 0, to: at, count: b.value.count)
-            at += b.value.count
         }
         buf[at] = Float(lossSum)
         try collective.sumInRankOrder(buf)
@@ -136,16 +131,8 @@ public final class DataParallel: @unchecked Sendable {
                 at += p.count
             }
         }
-        let inverse = 1 / Float(size)
-        for b in buffers {
-            let v = Tensor(zeroed: b.value.shape)
-            v.storage.copyElements(from: buf, at: at, to: 0, count: v.count)
-            v.storage.update { _, x in x * inverse }
-            b.value = v
-            at += v.count
-        }
         lastExchangeFloats = total
-        lastDenseFloats = dense + buffers.reduce(0) { $0 + $1.value.count } + 1
+        lastDenseFloats = dense + 1
         exchanges += 1
         exchangedFloats += total
         return Double(buf[at])

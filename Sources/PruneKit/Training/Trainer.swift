@@ -136,6 +136,13 @@ public enum Trainer {
                                 position: TrainingPosition(epoch: epoch, batch: batch, step: step, samplerState: state),
                                 settings: c.settings, to: c.path)
         }
+        // data-parallel: BatchNorm statistics over the global batch (SyncBatchNorm), restored after
+        let norms = config.dataParallel.map { _ in model.network.namedLayers.compactMap { $0.layer as? BatchNorm } } ?? []
+        if let dp = config.dataParallel {
+            let sync = BatchNorm.StatisticsSync(rank: dp.rank, size: dp.size) { try dp.collective.sumInRankOrder($0) }
+            for bn in norms { bn.synchronization = sync }
+        }
+        defer { for bn in norms { bn.synchronization = nil } }
         for epoch in firstEpoch..<config.epochs {
             let epochState = order.rngState
             let batches = order.epoch()
@@ -149,6 +156,10 @@ public enum Trainer {
                     // this rank's shard; its mean-loss gradient weighted by the shard's share of the
                     // global batch, so that the sum over ranks is the global batch's mean gradient
                     let mine = dp.shard(idx)
+                    if !norms.isEmpty && idx.count < dp.size {
+                        // every rank must take part in the BatchNorm statistics
+                        throw TrainingError.badSetting("a batch of \(idx.count) examples cannot be split over \(dp.size) ranks in a model with BatchNorm layers: use a batch size (and a data set size) whose last batch has at least one example per rank")
+                    }
                     var lossSum = 0.0
                     if mine.isEmpty {
                         for p in params { p.zeroGrad() }
@@ -161,7 +172,7 @@ public enum Trainer {
                         _ = try model.network.backward(try Tensor(shape: grad.shape, storage: g), needInputGradient: false)
                         lossSum = Double(shardLoss) * Double(mine.count)
                     }
-                    l = Float(try dp.reduce(params, buffers: model.namedBuffers.map(\.buffer), lossSum: lossSum) / Double(idx.count))
+                    l = Float(try dp.reduce(params, lossSum: lossSum) / Double(idx.count))
                     guard l.isFinite else { throw TrainingError.nonFiniteLoss(epoch: epoch + 1, batch: bi + 1, loss: l) }
                 } else {
                     let output = try model.network.forward(try input(idx), training: true)
