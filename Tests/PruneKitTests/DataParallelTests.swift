@@ -322,3 +322,72 @@ final class SyncBatchNormTests: XCTestCase {
         }
     }
 }
+
+/// Data-parallel training through `Trainer` with thread ranks: the same weights as one process on
+/// the whole batch, for a model without BatchNorm and for ResNet-20 (synchronised BatchNorm).
+final class ThreadDataParallelTests: XCTestCase {
+    /// ‖a − b‖ / ‖b‖.
+    private func relative(_ a: Tensor, _ b: Tensor) -> Double {
+        let x = a.scalars, y = b.scalars
+        var d = 0.0, n = 0.0
+        for j in x.indices { d += Double(x[j] - y[j]) * Double(x[j] - y[j]); n += Double(y[j]) * Double(y[j]) }
+        return (d / max(n, 1e-30)).squareRoot()
+    }
+
+    /// N thread ranks through `Trainer` (two Adam steps): every rank holds the same weights. Without
+    /// BatchNorm they match one rank and one process within 1e-5. With BatchNorm (ResNet-20), one
+    /// rank already differs from one process by rounding alone (SyncBatchNorm adds the same sums in
+    /// another order), and Adam turns that into large relative differences in the parameters
+    /// BatchNorm makes nearly scale- or shift-invariant (their gradients are sums that almost
+    /// cancel): N ranks must stay no further from one rank than that.
+    func testThreadRanksTrainLikeOneProcess() throws {
+        var g = SeededGenerator(seed: 21)
+        let count = 48
+        let images = Tensor.uniform([count, 784], -1, 1, rng: &g)
+        let data = try LabeledImages(images: images, labels: (0..<count).map { _ in Int32(g.nextUnitFloat() * 10) % 10 })
+        for arch in ["mlp", "cnn", "resnet20"] {
+            @Sendable func train(_ dp: DataParallel?) throws -> [Tensor] {
+                let m = try Model.make(arch, seed: 3)
+                _ = try Trainer.train(m, data: data, optimizer: try Adam(learningRate: 1e-3),
+                                      config: TrainingConfig(epochs: 1, batchSize: 24, seed: 1, dataParallel: dp))
+                return m.parameters.map(\.value)
+            }
+            func ranks(_ size: Int) -> [[Tensor]] {
+                let group = ThreadCollective.Group(size: size)
+                final class Box: @unchecked Sendable { var out: [[Tensor]] = []; let lock = NSLock() }
+                let box = Box()
+                box.out = Array(repeating: [], count: size)
+                let done = DispatchGroup()
+                for r in 0..<size {
+                    done.enter()
+                    Thread {
+                        let w = try! train(DataParallel(ThreadCollective(rank: r, group: group)))
+                        box.lock.lock(); box.out[r] = w; box.lock.unlock()
+                        done.leave()
+                    }.start()
+                }
+                done.wait()
+                return box.out
+            }
+            let plain = try withThreads(1) { try train(nil) }
+            let one = ranks(1)[0]
+            var worstPlain = 0.0
+            for (a, b) in zip(one, plain) { worstPlain = max(worstPlain, relative(a, b)) }
+            if arch != "resnet20" { XCTAssertLessThan(worstPlain, 1e-5, "\(arch): one rank against one process") }
+            for size in [2, 3] {
+                let out = ranks(size)
+                for r in 1..<size { XCTAssertEqual(out[r], out[0], "\(arch), \(size) ranks: rank \(r) holds other weights") }
+                var worst = 0.0
+                for (a, b) in zip(out[0], one) { worst = max(worst, relative(a, b)) }
+                if arch == "resnet20" {
+                    // no further from one rank than one rank is from one process (the same sums in
+                    // another order)
+                    XCTAssertLessThanOrEqual(worst, worstPlain, "\(arch), \(size) ranks against one rank")
+                } else {
+                    XCTAssertLessThan(worst, 1e-5, "\(arch), \(size) ranks against one rank")
+                }
+                print("data-parallel \(arch): \(size) ranks vs one rank \(worst); one rank vs one process \(worstPlain)")
+            }
+        }
+    }
+}
