@@ -43,25 +43,34 @@ public final class MPICollective: Collective {
         exit(code)
     }
 
+    /// Buffers kept between calls (a training run sums vectors of one size every step).
+    private var send: FloatStorage?, recv: FloatStorage?, mine: FloatStorage?
+
     public func sumInRankOrder(_ values: FloatStorage) throws {
         guard size > 1 else { return }
         let n = values.count, chunk = (n + size - 1) / size
         guard chunk * size <= Int(Int32.max) else { throw MPIError(call: "sum (vector too long)", code: 0) }
-        let send = FloatStorage(count: chunk * size), recv = FloatStorage(count: chunk * size)
+        if send?.count != chunk * size {
+            send = FloatStorage(count: chunk * size)
+            recv = FloatStorage(count: chunk * size)
+            mine = FloatStorage(count: chunk)
+        }
+        let send = send!, recv = recv!, mine = mine!
         send.copyElements(from: values, at: 0, to: 0, count: n)
-        let mine = FloatStorage(count: chunk)
+        for i in n..<(chunk * size) { send[i] = 0 }
         try send.withUnsafeMutableBufferPointer { s in
             try recv.withUnsafeMutableBufferPointer { r in
                 let rc = pk_mpi_alltoall_f32(s.baseAddress, Int32(chunk), r.baseAddress)
                 guard rc == 0 else { throw MPIError(call: "MPI_Alltoall", code: rc) }
                 try mine.withUnsafeMutableBufferPointer { m in
-                    // rank order: copy from rank 0, then add ranks 1, 2, … one after another
-                    for i in 0..<chunk { m[i] = r[i] }
+                    // rank order: rank 0's copy, then ranks 1, 2, … added one after another
+                    guard let mp = m.baseAddress, let rp = r.baseAddress else { return }
+                    mp.update(from: rp, count: chunk)
                     for src in 1..<size {
-                        let base = src * chunk
-                        for i in 0..<chunk { m[i] += r[base + i] }
+                        let other = rp + src * chunk
+                        for i in 0..<chunk { mp[i] += other[i] }
                     }
-                    let rc2 = pk_mpi_allgather_f32(m.baseAddress, Int32(chunk), s.baseAddress)
+                    let rc2 = pk_mpi_allgather_f32(mp, Int32(chunk), s.baseAddress)
                     guard rc2 == 0 else { throw MPIError(call: "MPI_Allgather", code: rc2) }
                 }
             }

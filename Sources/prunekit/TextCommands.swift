@@ -136,15 +136,22 @@ func distilSentenceEncoder(model: String, teacher: String, input: String, epochs
     let (student, tokenizer) = try SentenceEncoderFolder.load(model)
     let (dense, _) = try SentenceEncoderFolder.load(teacher)
     let sentences = try readLines(input)
-    let bar = ProgressBar(label: "distil")
+    let bar = ProgressBar(label: "distil", enabled: Parallel.isWriter)
     try student.model.maskZeroWeights() // the prune command saves masked weights as zeros: they stay masked
+    let dp = try Parallel.context()
+    try dp?.checkAgreement(model: student.model, settings: [
+        "model": model, "teacher": teacher, "input": input, "sentences": "\(sentences.count)", "epochs": "\(epochs)", "batch": "\(batch)",
+        "lr": "\(lr)", "loss": loss.rawValue, "seed": "\(seed)", "cosine": "\(cosine)", "token-weight": "\(tokenWeight)",
+        "threads": "\(Runtime.threads)"])
     let r = try SentenceDistillation.fineTune(student: student, teacher: dense, tokenizer: tokenizer, sentences: sentences,
                                               config: .init(epochs: epochs, batchSize: batch, learningRate: lr, loss: loss,
-                                                            seed: seed, cosineDecay: cosine, tokenWeight: tokenWeight),
+                                                            seed: seed, cosineDecay: cosine, tokenWeight: tokenWeight, dataParallel: dp),
                                               progress: bar.update)
+    guard Parallel.isWriter else { return } // rank 0 writes and reports
     try SentenceEncoderFolder.save(student, to: out, copyingFrom: model,
                                    metadata: ["prunekit.finetuned": "\(loss.rawValue) token weight \(tokenWeight) \(epochs) epochs lr \(lr) from \(model)"])
-    let o: [String: Any] = ["model": out, "epochs": epochs, "epoch_losses": r.epochLosses, "train_seconds": r.seconds,
+    var o: [String: Any] = ["model": out, "epochs": epochs, "epoch_losses": r.epochLosses, "train_seconds": r.seconds,
                             "sentences_per_second": Double(sentences.count * epochs) / max(r.seconds, 1e-9)]
+    if let dp { o.merge(dataParallelReport(dp)) { a, _ in a } }
     if json { printJSON(o) } else { for k in o.keys.sorted() { print("\(k): \(o[k]!)") } }
 }

@@ -191,6 +191,39 @@ final class MPITests: XCTestCase {
                        "resumed on 2 ranks: bitwise the uninterrupted run")
     }
 
+    /// Sentence-encoder distillation on 2 ranks: the whole model within 1e-5 of one process and the
+    /// same losses; only kept entries travel. (Single tensors whose true gradient is zero, such as
+    /// the attention key biases, carry only rounding, which Adam amplifies: the whole-model norm
+    /// is the measure here.)
+    func testSentenceDistillationOnTwoRanks() throws {
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let teacher = ProcessInfo.processInfo.environment["PRUNEKIT_MINILM"] ?? repo.appendingPathComponent("models/all-MiniLM-L6-v2").path
+        guard FileManager.default.fileExists(atPath: teacher + "/model.safetensors") else {
+            throw XCTSkip("no MiniLM model in \(teacher): run scripts/get-minilm.sh")
+        }
+        let sentences = (0..<32).map { "sentence number \($0) is about \(["cats", "trains", "rain", "music"][$0 % 4]) and more" }
+        try sentences.joined(separator: "\n").write(toFile: dir + "/s.txt", atomically: true, encoding: .utf8)
+        let pruned = try runPrunekit(["prune", "--model", teacher, "--method", "l1", "--structure", "unstructured", "--amount", "0.9",
+                                      "--out", dir + "/student"])
+        XCTAssertEqual(pruned.status, 0, pruned.err)
+        let args = ["finetune", "--model", dir + "/student", "--teacher", teacher, "--input", dir + "/s.txt", "--epochs", "1",
+                    "--batch", "8", "--threads", "1", "--json"]
+        let one = try runPrunekit(args + ["--out", dir + "/d1"])
+        XCTAssertEqual(one.status, 0, one.err)
+        let two = try mpirun(2, args + ["--out", dir + "/d2"])
+        XCTAssertEqual(two.status, 0, two.err)
+        let a = try json(one.out), b = try json(two.out)
+        XCTAssertEqual((b["epoch_losses"] as! [Double])[0], (a["epoch_losses"] as! [Double])[0], accuracy: 1e-6)
+        XCTAssertLessThanOrEqual(b["exchange_ratio_to_dense"] as! Double, 0.15)
+        let x = try SafeTensors.read(dir + "/d2/model.safetensors").tensors, y = try SafeTensors.read(dir + "/d1/model.safetensors").tensors
+        var d = 0.0, n = 0.0
+        for (name, t) in y {
+            let u = try XCTUnwrap(x[name], name).scalars, v = t.scalars
+            for i in v.indices { d += Double(u[i] - v[i]) * Double(u[i] - v[i]); n += Double(v[i]) * Double(v[i]) }
+        }
+        XCTAssertLessThan((d / n).squareRoot(), 1e-5, "2 ranks against one process, whole model")
+    }
+
     /// Process ids whose command line contains `text`.
     private func processes(containing text: String) -> [pid_t] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []

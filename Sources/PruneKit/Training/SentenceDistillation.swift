@@ -19,10 +19,14 @@ public enum SentenceDistillation {
         public var cosineDecay: Bool
         /// Weight of the token-row term (0: embeddings only).
         public var tokenWeight: Float
+        /// Data-parallel distillation over several processes (see `TrainingConfig.dataParallel`):
+        /// each rank takes its shard of every batch of sentences.
+        public var dataParallel: DataParallel?
         public init(epochs: Int = 2, batchSize: Int = 32, learningRate: Float = 1e-4, loss: Loss = .cosine, seed: UInt64 = 0,
-                    cosineDecay: Bool = true, tokenWeight: Float = 0) {
+                    cosineDecay: Bool = true, tokenWeight: Float = 0, dataParallel: DataParallel? = nil) {
             (self.epochs, self.batchSize, self.learningRate, self.loss, self.seed, self.cosineDecay, self.tokenWeight) =
                 (epochs, batchSize, learningRate, loss, seed, cosineDecay, tokenWeight)
+            self.dataParallel = dataParallel
         }
     }
 
@@ -59,7 +63,8 @@ public enum SentenceDistillation {
         var padded: (ids: [[Int32]], mask: [[Float]]) = ([], [])
         let r = try Trainer.fit(
             student.model, parameters: student.linears.flatMap(\.parameters), count: sentences.count, order: &order, optimizer: opt,
-            config: TrainingConfig(epochs: config.epochs, batchSize: config.batchSize, seed: config.seed),
+            config: TrainingConfig(epochs: config.epochs, batchSize: config.batchSize, seed: config.seed,
+                                   dataParallel: config.dataParallel),
             learningRateSchedule: config.cosineDecay ? LearningRateSchedule.cosine(peak: config.learningRate) : nil,
             input: { idx in
                 padded = tokenizer.pad(idx.map { encoded[$0] })
