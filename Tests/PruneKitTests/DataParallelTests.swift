@@ -367,7 +367,8 @@ final class ThreadDataParallelTests: XCTestCase {
         return (d / max(n, 1e-30)).squareRoot()
     }
 
-    /// N thread ranks through `Trainer` (two Adam steps): every rank holds the same weights. Without
+    /// N thread ranks through `Trainer` (two Adam steps, half of every weight pruned): every rank
+    /// holds the same weights, and every rank's masks are the ones pruned. Without
     /// BatchNorm they match one rank and one process within 1e-5. With BatchNorm (ResNet-20), one
     /// rank already differs from one process by rounding alone (SyncBatchNorm adds the same sums in
     /// another order), and Adam turns that into large relative differences in the parameters
@@ -379,10 +380,21 @@ final class ThreadDataParallelTests: XCTestCase {
         let images = Tensor.uniform([count, 784], -1, 1, rng: &g)
         let data = try LabeledImages(images: images, labels: (0..<count).map { _ in Int32(g.nextUnitFloat() * 10) % 10 })
         for arch in ["mlp", "cnn", "resnet20"] {
-            @Sendable func train(_ dp: DataParallel?) throws -> [Tensor] {
+            // half of every weight pruned (the same random masks everywhere): masks must survive as they are
+            @Sendable func pruned() throws -> Model {
                 let m = try Model.make(arch, seed: 3)
+                for (k, p) in m.parameters.enumerated() where p.isPrunable {
+                    try Prune.randomUnstructured(p, amount: .fraction(0.5), seed: UInt64(k + 1))
+                }
+                return m
+            }
+            let masks = try pruned().parameters.map { $0.mask?.kept }
+            @Sendable func train(_ dp: DataParallel?) throws -> [Tensor] {
+                let m = try pruned()
                 _ = try Trainer.train(m, data: data, optimizer: try Adam(learningRate: 1e-3),
                                       config: TrainingConfig(epochs: 1, batchSize: 24, seed: 1, dataParallel: dp))
+                // masks as the ranks hold them after training, checked against the masks pruned
+                guard m.parameters.map({ $0.mask?.kept }) == masks else { throw TrainingError.badSetting("a mask changed") }
                 return m.parameters.map(\.value)
             }
             func ranks(_ size: Int) -> [[Tensor]] {
@@ -394,7 +406,7 @@ final class ThreadDataParallelTests: XCTestCase {
                 for r in 0..<size {
                     done.enter()
                     Thread {
-                        let w = try! train(DataParallel(ThreadCollective(rank: r, group: group)))
+                        let w = (try? train(DataParallel(ThreadCollective(rank: r, group: group)))) ?? [] // empty: it failed
                         box.lock.lock(); box.out[r] = w; box.lock.unlock()
                         done.leave()
                     }.start()
@@ -404,11 +416,13 @@ final class ThreadDataParallelTests: XCTestCase {
             }
             let plain = try withThreads(1) { try train(nil) }
             let one = ranks(1)[0]
+            XCTAssertEqual(one.count, plain.count, "\(arch): one rank failed or changed a mask")
             var worstPlain = 0.0
             for (a, b) in zip(one, plain) { worstPlain = max(worstPlain, relative(a, b)) }
             if arch != "resnet20" { XCTAssertLessThan(worstPlain, 1e-5, "\(arch): one rank against one process") }
             for size in [2, 3] {
                 let out = ranks(size)
+                for r in 0..<size { XCTAssertEqual(out[r].count, one.count, "\(arch), \(size) ranks: rank \(r) failed or changed a mask") }
                 for r in 1..<size { XCTAssertEqual(out[r], out[0], "\(arch), \(size) ranks: rank \(r) holds other weights") }
                 var worst = 0.0
                 for (a, b) in zip(out[0], one) { worst = max(worst, relative(a, b)) }
