@@ -10,43 +10,14 @@ be held to 1e-5 per tensor on this model either.
 
     /opt/torchenv/bin/python scripts/dp_rounding_torch.py
 """
+import os
+import sys
+
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-
-class Block(nn.Module):
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.down = None
-        if stride != 1 or cin != cout:
-            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
-        return F.relu(y + (self.down(x) if self.down is not None else x))
-
-
-class ResNet20(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 16, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
-        layers, c = [], 16
-        for i, w in enumerate([16, 32, 64]):
-            for b in range(3):
-                layers.append(Block(c, w, 2 if b == 0 and i > 0 else 1))
-                c = w
-        self.layers = nn.Sequential(*layers)
-        self.fc = nn.Linear(64, 10)
-
-    def forward(self, x):
-        x = self.layers(F.relu(self.bn1(self.conv1(x))))
-        return self.fc(x.mean((2, 3)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare_resnet20_torch import ResNet20  # the same network as the accuracy comparison
 
 
 def run(reverse):

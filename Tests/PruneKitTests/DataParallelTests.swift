@@ -62,22 +62,13 @@ final class MPITests: XCTestCase {
 
     /// mpirun with `ranks` processes of `args` (or one argument list per rank).
     private func mpirun(_ ranks: Int, _ args: [String], perRank: [[String]]? = nil) throws -> (status: Int32, out: String, err: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
         var a = ["--allow-run-as-root", "--oversubscribe"]
         if let perRank {
             for (i, r) in perRank.enumerated() { a += (i > 0 ? [":"] : []) + ["-np", "1", binary] + r }
         } else {
             a += ["-np", "\(ranks)", binary] + args
         }
-        p.arguments = a
-        let o = Pipe(), e = Pipe()
-        p.standardOutput = o
-        p.standardError = e
-        try p.run()
-        let out = o.fileHandleForReading.readDataToEndOfFile(), err = e.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+        return try runProcess("/usr/bin/mpirun", a)
     }
 
     private func json(_ text: String) throws -> [String: Any] {

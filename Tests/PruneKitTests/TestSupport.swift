@@ -76,8 +76,13 @@ func runPrunekit(_ args: [String]) throws -> (status: Int32, out: String, err: S
         XCTFail("prunekit binary not found at \(prunekitBinary)")
         throw CocoaError(.fileNoSuchFile)
     }
+    return try runProcess(prunekitBinary, args)
+}
+
+/// Runs `executable` with `args`; returns its status, stdout and stderr.
+func runProcess(_ executable: String, _ args: [String]) throws -> (status: Int32, out: String, err: String) {
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: prunekitBinary)
+    p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = args
     let o = Pipe(), e = Pipe()
     p.standardOutput = o

@@ -75,6 +75,26 @@ public enum SparseCrossover {
         }
     }
 
+    /// A rows × cols mask with `format`'s structure keeping about `keep` of the entries (random
+    /// entries, random whole blocks, or N:M's own pattern), for the reference measurements.
+    static func referenceMask(_ format: CompressedFormat, rows: Int, cols: Int, keep: Double,
+                              rng g: inout SeededGenerator) -> [Bool] {
+        var kept = [Bool](repeating: false, count: rows * cols)
+        switch format {
+        case .csr:
+            for i in 0..<(rows * cols) { kept[i] = Double(g.nextUnitFloat()) < keep }
+        case let .nm(n, m):
+            for i in 0..<(rows * cols) { kept[i] = (i % cols) % m < n }
+        case let .block(r, c):
+            for i in 0..<(rows / r) {
+                for j in 0..<(cols / c) where Double(g.nextUnitFloat()) < keep {
+                    for a in 0..<r { for b in 0..<c { kept[(i * r + a) * cols + j * c + b] = true } }
+                }
+            }
+        }
+        return kept
+    }
+
     /// The reference layer and the measurements made so far (thread-safe).
     private static let bench = Bench()
 
@@ -118,19 +138,7 @@ public enum SparseCrossover {
         /// Forward time of `format` with a mask of its structure keeping about `keep` (N:M: its pattern).
         func seconds(_ format: CompressedFormat, keep: Double) throws -> Double {
             var g = SeededGenerator(seed: 8)
-            var kept = [Bool](repeating: false, count: n * n)
-            switch format {
-            case .csr:
-                for i in 0..<(n * n) { kept[i] = Double(g.nextUnitFloat()) < keep }
-            case let .nm(nn, m):
-                for i in 0..<(n * n) { kept[i] = (i % n) % m < nn }
-            case let .block(r, c):
-                for i in 0..<(n / r) {
-                    for j in 0..<(n / c) where Double(g.nextUnitFloat()) < keep {
-                        for a in 0..<r { for b in 0..<c { kept[(i * r + a) * n + j * c + b] = true } }
-                    }
-                }
-            }
+            let kept = SparseCrossover.referenceMask(format, rows: n, cols: n, keep: keep, rng: &g)
             let cw = try format.compress(w, mask: Mask(shape: [n, n], kept: kept))
             return try best { try cw.forward(x.storage, batch: batch, bias: nil, into: y, features: false) }
         }

@@ -159,21 +159,10 @@ enum ConvolutionTrainingCrossover {
             var g = SeededGenerator(seed: 9)
             let conv = try Conv2d(channels, channels, kernelSize: 3, padding: 1, rng: &g)
             let rows = channels, cols = channels * 9
-            var kept = [Bool](repeating: format == nil, count: rows * cols)
-            switch format {
-            case nil: break
-            case .csr:
-                for i in 0..<(rows * cols) { kept[i] = Double(g.nextUnitFloat()) < keep }
-            case let .nm(n, m):
-                for i in 0..<(rows * cols) { kept[i] = (i % cols) % m < n }
-            case let .block(r, c):
-                for i in 0..<(rows / r) {
-                    for j in 0..<(cols / c) where Double(g.nextUnitFloat()) < keep {
-                        for a in 0..<r { for b in 0..<c { kept[(i * r + a) * cols + j * c + b] = true } }
-                    }
-                }
+            if let format {
+                let kept = SparseCrossover.referenceMask(format, rows: rows, cols: cols, keep: keep, rng: &g)
+                try conv.weight.setMask(Mask(shape: conv.weight.shape, kept: kept))
             }
-            if format != nil { try conv.weight.setMask(Mask(shape: conv.weight.shape, kept: kept)) }
             conv.execution = format.map { .format($0) } ?? .dense
             let x = Tensor.uniform([batch, channels, size, size], -1, 1, rng: &g)
             let dy = Tensor.uniform([batch, channels, size, size], -1, 1, rng: &g)
