@@ -132,9 +132,11 @@ pk_status pk_pad2d_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, co
 pk_status pk_crop2d_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t p, const float *x, float *y);
 
 /// Activation kinds of pk_activation_forward_f32 / pk_activation_backward_f32.
-enum { PK_ACT_SIGMOID = 1, PK_ACT_SILU = 2, PK_ACT_HARDSWISH = 3, PK_ACT_HARDSIGMOID = 4, PK_ACT_TANH = 5, PK_ACT_RELU6 = 6 };
+enum { PK_ACT_SIGMOID = 1, PK_ACT_SILU = 2, PK_ACT_HARDSWISH = 3, PK_ACT_HARDSIGMOID = 4, PK_ACT_TANH = 5, PK_ACT_RELU6 = 6,
+       PK_ACT_GELU_TANH = 7 };
 /// pk_activation_forward_f32 — y := f(x) element-wise: sigmoid, SiLU x·σ(x), hard-swish x·relu6(x+3)/6,
-///           hard-sigmoid relu6(x+3)/6, tanh, relu6 = min(max(x, 0), 6). y may equal x. Errors PK_ERR_ARG for an unknown kind.
+///           hard-sigmoid relu6(x+3)/6, tanh, relu6 = min(max(x, 0), 6), GELU's tanh form
+///           x/2·(1 + tanh(√(2/π)(x + 0.044715x³))). y may equal x. Errors PK_ERR_ARG for an unknown kind.
 ///           Reference pk_ref_activation_forward_f32 (double precision).
 pk_status pk_activation_forward_f32(int64_t n, int kind, const float *x, float *y);
 /// pk_activation_backward_f32 — dx := dy · f'(x), x the forward input (PyTorch's one-sided choices at

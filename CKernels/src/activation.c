@@ -1,12 +1,16 @@
-// Smooth and piecewise activations (sigmoid, SiLU, hard-swish, hard-sigmoid, tanh, relu6) and their
-// derivatives, element-wise, in parallel chunks. Formulas as PyTorch's: hardsigmoid(x) =
-// relu6(x + 3)/6, hardswish(x) = x·hardsigmoid(x).
+// Smooth and piecewise activations (sigmoid, SiLU, hard-swish, hard-sigmoid, tanh, relu6, GELU's tanh
+// form) and their derivatives, element-wise, in parallel chunks. Formulas as PyTorch's: hardsigmoid(x) =
+// relu6(x + 3)/6, hardswish(x) = x·hardsigmoid(x), gelu(x, approximate="tanh") =
+// x/2·(1 + tanh(√(2/π)·(x + 0.044715·x³))) (HuggingFace's gelu_new and gelu_pytorch_tanh).
 #include "internal.h"
 #include <math.h>
 
 typedef struct { int kind; const float *x, *dy; float *y, *dx; } act_ctx;
 
 static inline float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+#define GELU_K 0.7978845608028654f /* √(2/π) */
+#define GELU_C 0.044715f
 
 static void act_fwd_range(void *v, int64_t b, int64_t e) {
     const act_ctx *c = v;
@@ -19,6 +23,12 @@ static void act_fwd_range(void *v, int64_t b, int64_t e) {
     case PK_ACT_HARDSWISH: for (int64_t i = b; i < e; i++) y[i] = x[i] * (fminf(fmaxf(x[i] + 3.0f, 0.0f), 6.0f) / 6.0f); break;
     case PK_ACT_TANH: for (int64_t i = b; i < e; i++) y[i] = tanhf(x[i]); break;
     case PK_ACT_RELU6: for (int64_t i = b; i < e; i++) y[i] = fminf(fmaxf(x[i], 0.0f), 6.0f); break;
+    case PK_ACT_GELU_TANH:
+        for (int64_t i = b; i < e; i++) {
+            float v = x[i];
+            y[i] = 0.5f * v * (1.0f + tanhf(GELU_K * (v + GELU_C * v * v * v)));
+        }
+        break;
     }
 }
 
@@ -46,10 +56,16 @@ static void act_bwd_range(void *v, int64_t b, int64_t e) {
     case PK_ACT_RELU6:
         for (int64_t i = b; i < e; i++) dx[i] = (x[i] > 0.0f && x[i] < 6.0f) ? dy[i] : 0.0f;
         break;
+    case PK_ACT_GELU_TANH:
+        for (int64_t i = b; i < e; i++) {
+            float v = x[i], t = tanhf(GELU_K * (v + GELU_C * v * v * v));
+            dx[i] = dy[i] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * GELU_K * (1.0f + 3.0f * GELU_C * v * v));
+        }
+        break;
     }
 }
 
-static int act_kind_ok(int kind) { return kind >= PK_ACT_SIGMOID && kind <= PK_ACT_RELU6; }
+static int act_kind_ok(int kind) { return kind >= PK_ACT_SIGMOID && kind <= PK_ACT_GELU_TANH; }
 
 pk_status pk_activation_forward_f32(int64_t n, int kind, const float *x, float *y) {
     if (n < 0) return PK_ERR_SHAPE;

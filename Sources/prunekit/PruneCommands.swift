@@ -37,12 +37,13 @@ func importanceFor(_ method: PruningRequest.Method, model: Model, data: LabeledI
 struct PruneCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "prune", abstract: "Prune a saved model; masks are kept in the output file.")
     @Option(name: .customLong("model-file"), help: "Input model: a PruneKit model file (safetensors) or an ONNX file (.onnx, written back as --out P.onnx).") var modelFile: String?
-    @Option(help: "Sentence encoder folder (all-MiniLM-L6-v2) instead of --model-file; --out is then a folder.")
+    @Option(help: "Sentence encoder folder (a BERT-architecture model: all-MiniLM-L6-v2, BGE, E5, ...) instead of --model-file; --out is then a folder.")
     var model: String?
+    @OptionGroup var poolingOption: PoolingOption
     @Option(help: "Sentences (one per line) for wanda / taylor statistics and bias compensation, with --model.")
     var calibration: String?
     @Option(help: "Importance: l1, random, taylor or wanda; with --model also sparsegpt (unstructured, 2:4).") var method: String = "l1"
-    @Option(help: "Structure: unstructured, neurons, channels, N:M (e.g. 2:4), block (4x1) or RxC; with --model: heads, neurons, unstructured or 2:4.")
+    @Option(help: "Structure: unstructured, neurons, channels, N:M (e.g. 2:4), block (4x1) or RxC; with --model: heads, neurons, unstructured, N:M or block:RxC.")
     var structure: String = "unstructured"
     @Option(help: "Scope: layer or global (default global; with --model: heads global, neurons per block).") var scope: String?
     @Option(parsing: .unconditional, help: "Fraction of the remaining weights (0.9) or a count (1000).") var amount: String
@@ -70,7 +71,7 @@ struct PruneCommand: ParsableCommand {
                 try normalization.refuse("sentence encoders (--model)")
                 try pruneSentenceEncoder(model: model, structure: structure, method: method, amount: amount,
                                          calibration: calibration, scope: scope, compensation: compensation, seed: seed,
-                                         out: out, json: json)
+                                         pooling: poolingOption.parsed(), out: out, json: json)
                 return
             }
             let modelFile = modelFile!
@@ -130,6 +131,7 @@ struct FineTune: ParsableCommand {
     @Option(help: "ONNX models: test set (.npz or .safetensors with x and y) for accuracy before and after.") var testData: String?
     @Option(help: "Pruned sentence encoder folder (instead of --model-file): distilled from --teacher on --input.")
     var model: String?
+    @OptionGroup var poolingOption: PoolingOption
     @Option(help: "Sentences (one per line) for distilling a sentence encoder.") var input: String?
     @Option(name: .customLong("loss"), help: "Distillation loss for sentence encoders: cosine or mse.") var distillLoss: String = "cosine"
     @Option(help: "Sentence encoders: weight of the last-layer token-row term added to the embedding loss (0: embeddings only).")
@@ -173,7 +175,7 @@ struct FineTune: ParsableCommand {
                 guard let l = SentenceDistillation.Loss(rawValue: distillLoss) else { throw ValidationError("--loss must be cosine or mse") }
                 try distilSentenceEncoder(model: folder, teacher: teacher, input: input, epochs: epochs, batch: batch,
                                           lr: lr, loss: l, seed: seed, cosine: !constantLr, tokenWeight: tokenWeight,
-                                          out: out, json: json)
+                                          pooling: poolingOption.parsed(), out: out, json: json)
                 return
             }
             guard let modelFile else { return }

@@ -237,6 +237,7 @@ struct Eval: ParsableCommand {
         abstract: "Evaluate a saved model on the Fashion-MNIST test set, or a sentence encoder folder against its dense teacher.")
     @Option(name: .customLong("model-file"), help: "Model file (safetensors).") var modelFile: String?
     @Option(help: "Sentence encoder folder (instead of --model-file).") var model: String?
+    @OptionGroup var poolingOption: PoolingOption
     @Option(help: "Dense encoder folder to compare with (mean_cosine).") var teacher: String?
     @Option(help: "Sentences, one per line (with --model).") var input: String?
     @Option(parsing: .unconditional, help: "Sentences per batch (with --model).") var batch: Int = 32
@@ -256,7 +257,8 @@ struct Eval: ParsableCommand {
             try threadOption.apply()
             if let model, let input {
                 try normalization.refuse("sentence encoders (--model)")
-                try evalSentenceEncoder(model: model, teacher: teacher, input: input, batch: batch, json: json)
+                try evalSentenceEncoder(model: model, teacher: teacher, input: input, batch: batch, pooling: poolingOption.parsed(),
+                                        json: json)
                 return
             }
             let modelFile = modelFile!

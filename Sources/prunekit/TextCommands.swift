@@ -6,7 +6,8 @@ import PruneKit
 struct Embed: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Embed every line of a text file with a sentence-transformers model folder (all-MiniLM-L6-v2).")
-    @Option(help: "Model folder (config.json, model.safetensors, vocab.txt).") var model: String
+    @Option(help: "Model folder (config.json, model.safetensors, vocab.txt; modules.json for the pooling).") var model: String
+    @OptionGroup var poolingOption: PoolingOption
     @Option(help: "Text file: one sentence per line.") var input: String
     @Option(help: "Output file (.jsonl): {\"text\": ..., \"embedding\": [...]} per input line.") var output: String
     @Option(help: "Sentences per batch.") var batch: Int = 32
@@ -18,7 +19,7 @@ struct Embed: ParsableCommand {
     func run() throws {
         try guarded {
             try threadOption.apply()
-            let (encoder, tokenizer) = try SentenceEncoderFolder.load(model)
+            let (encoder, tokenizer) = try SentenceEncoderFolder.load(model, pooling: poolingOption.parsed())
             let lines = try readLines(input)
             let start = Date()
             let vectors = try encoder.embed(texts: lines, tokenizer: tokenizer, batch: batch)
@@ -39,6 +40,14 @@ struct Embed: ParsableCommand {
     }
 }
 
+/// `--pooling` for sentence encoder folders.
+struct PoolingOption: ParsableArguments {
+    @Option(help: "Sentence encoders: pooling mean, cls or max, optionally +normalize (e.g. cls+normalize); overrides the folder's modules.json and is needed for a plain BertModel folder without one.")
+    var pooling: String?
+
+    func parsed() throws -> SentencePooling? { try pooling.map { try SentencePooling(parsing: $0) } }
+}
+
 /// The lines of a UTF-8 text file (a trailing newline does not make an extra line).
 func readLines(_ path: String) throws -> [String] {
     guard let data = FileManager.default.contents(atPath: path) else { throw IOError(file: path, reason: "file not found") }
@@ -50,8 +59,8 @@ func readLines(_ path: String) throws -> [String] {
 
 /// `prunekit eval --model DIR --teacher DIR --input FILE`: agreement of a (pruned) encoder with the
 /// dense one, and its encoding throughput.
-func evalSentenceEncoder(model: String, teacher: String?, input: String, batch: Int, json: Bool) throws {
-    let (encoder, tokenizer) = try SentenceEncoderFolder.load(model)
+func evalSentenceEncoder(model: String, teacher: String?, input: String, batch: Int, pooling: SentencePooling?, json: Bool) throws {
+    let (encoder, tokenizer) = try SentenceEncoderFolder.load(model, pooling: pooling)
     let lines = try readLines(input)
     guard !lines.isEmpty else { throw IOError(file: input, reason: "no sentences") }
     _ = try encoder.embed(texts: Array(lines.prefix(batch)), tokenizer: tokenizer, batch: batch) // warm-up
@@ -62,7 +71,7 @@ func evalSentenceEncoder(model: String, teacher: String?, input: String, batch: 
                                  "sentences_per_second": Double(lines.count) / max(secs, 1e-9), "threads": Runtime.threads,
                                  "parameters": encoder.parameterCount]
     if let teacher {
-        let (dense, denseTok) = try SentenceEncoderFolder.load(teacher)
+        let (dense, denseTok) = try SentenceEncoderFolder.load(teacher, pooling: pooling)
         let theirs = try dense.embed(texts: lines, tokenizer: denseTok, batch: batch)
         let (mean, worst) = try SentenceDistillation.agreement(mine, theirs)
         result["teacher"] = teacher
@@ -72,19 +81,24 @@ func evalSentenceEncoder(model: String, teacher: String?, input: String, batch: 
     if json { printJSON(result) } else { for k in result.keys.sorted() { print("\(k): \(result[k]!)") } }
 }
 
-/// `prunekit prune --model DIR --structure heads|neurons|unstructured|2:4 --method l1|wanda|taylor|sparsegpt --amount A`.
-/// Unstructured and 2:4 with calibration sentences prune block by block (Wanda's order); heads and
-/// neurons are ranked on the dense model by the dependency graph and removed.
+/// `prunekit prune --model DIR --structure heads|neurons|unstructured|N:M|block:RxC --method l1|wanda|taylor|sparsegpt --amount A`.
+/// Unstructured and N:M with calibration sentences prune block by block (Wanda's order); heads and
+/// neurons are ranked on the dense model by the dependency graph and removed; blocks are ranked by
+/// the L2 norm of their entries' scores.
 func pruneSentenceEncoder(model: String, structure: String, method: String, amount: String, calibration: String?,
-                          scope: String?, compensation: String, seed: UInt64, out: String, json: Bool) throws {
+                          scope: String?, compensation: String, seed: UInt64, pooling: SentencePooling?, out: String, json: Bool) throws {
     let st: PruningRequest.Structure
     switch structure {
     case "heads": st = .heads
-    case "neurons": st = .neurons
-    case "unstructured": st = .unstructured
-    case "2:4": st = .nm(2, 4)
-    default: throw ValidationError("--structure must be heads, neurons, unstructured or 2:4 with --model")
+    default:
+        guard let s = try? PruningRequest.Structure(parsing: structure), s != .channels else {
+            throw ValidationError("--structure must be heads, neurons, unstructured, N:M (e.g. 2:4) or block:RxC with --model")
+        }
+        st = s
     }
+    var isBlock = false, isNM = false
+    if case .block = st { isBlock = true }
+    if case .nm = st { isNM = true }
     guard let me = PruningRequest.Method(rawValue: method), [.l1, .wanda, .taylor, .sparsegpt].contains(me) else {
         throw ValidationError("--method must be l1, wanda, taylor or sparsegpt with --model")
     }
@@ -102,17 +116,17 @@ func pruneSentenceEncoder(model: String, structure: String, method: String, amou
     default: throw ValidationError("--compensation must be auto, on or off")
     }
     if compensate == true && calibration == nil { throw ValidationError("--compensation on needs --calibration FILE") }
-    if sc != nil && !units { throw ValidationError("--scope applies to heads and neurons with --model") }
-    if me == .sparsegpt && units { throw ValidationError("--method sparsegpt prunes unstructured or 2:4 weights") }
+    if sc != nil && !units && !isBlock { throw ValidationError("--scope applies to heads, neurons and blocks with --model") }
+    if me == .sparsegpt && (units || isBlock) { throw ValidationError("--method sparsegpt prunes unstructured or N:M weights") }
     if me != .l1 && calibration == nil { throw ValidationError("--method \(method) needs --calibration FILE") }
-    let (encoder, tokenizer) = try SentenceEncoderFolder.load(model)
+    let (encoder, tokenizer) = try SentenceEncoderFolder.load(model, pooling: pooling)
     let sentences = try calibration.map(readLines)
     let before = encoder.parameterCount
     // heads compete across the encoder, neurons within each block, weights within each output row
-    let request = PruningRequest(method: me, structure: st, scope: sc ?? (st == .heads ? .global : units ? .layer : .row),
-                                 amount: .fraction(st == .nm(2, 4) ? 0.5 : a), seed: seed)
+    let request = PruningRequest(method: me, structure: st, scope: sc ?? (st == .heads ? .global : st == .unstructured ? .row : .layer),
+                                 amount: .fraction(isNM ? 0.5 : a), seed: seed)
     let start = Date()
-    if let sentences, !units, me != .taylor {
+    if let sentences, !units, !isBlock, me != .taylor {
         try encoder.pruneSequentially(request, tokenizer: tokenizer, sentences: sentences, compensate: compensate ?? true)
     } else {
         let cal = try sentences.map { try encoder.calibrate(tokenizer: tokenizer, sentences: $0, taylor: me == .taylor, seed: seed) }
@@ -131,10 +145,10 @@ func pruneSentenceEncoder(model: String, structure: String, method: String, amou
 
 /// `prunekit finetune --model DIR2 --teacher DIR --input FILE --epochs N --out DIR3`.
 func distilSentenceEncoder(model: String, teacher: String, input: String, epochs: Int, batch: Int, lr: Float,
-                           loss: SentenceDistillation.Loss, seed: UInt64, cosine: Bool, tokenWeight: Float, out: String,
-                           json: Bool) throws {
-    let (student, tokenizer) = try SentenceEncoderFolder.load(model)
-    let (dense, _) = try SentenceEncoderFolder.load(teacher)
+                           loss: SentenceDistillation.Loss, seed: UInt64, cosine: Bool, tokenWeight: Float, pooling: SentencePooling?,
+                           out: String, json: Bool) throws {
+    let (student, tokenizer) = try SentenceEncoderFolder.load(model, pooling: pooling)
+    let (dense, _) = try SentenceEncoderFolder.load(teacher, pooling: pooling)
     let sentences = try readLines(input)
     let bar = ProgressBar(label: "distil", enabled: Parallel.isWriter)
     try student.model.maskZeroWeights() // the prune command saves masked weights as zeros: they stay masked

@@ -108,7 +108,8 @@ func tinyEncoder(seed: UInt64) throws -> BertEncoder {
                                                             heads: heads, context: context),
                               attentionNorm: norm(), intermediate: lin(h, inter), output: lin(inter, h), outputNorm: norm())
     }
-    let config = BertConfig(hidden: h, layers: 2, heads: heads, intermediate: inter, vocab: 20, maxPositions: 16, layerNormEps: 1e-12)
+    let config = BertConfig(hidden: h, layers: 2, heads: heads, intermediate: inter, vocab: 20, maxPositions: 16, layerNormEps: 1e-12,
+                            typeVocab: 1)
     let word = Tensor.uniform([20, h], -1, 1, rng: &g), position = Tensor.uniform([16, h], -0.5, 0.5, rng: &g)
     let type0 = Tensor.uniform([1, h], -0.1, 0.1, rng: &g)
     let en = try norm()

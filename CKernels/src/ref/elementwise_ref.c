@@ -55,6 +55,7 @@ static double ref_act(int kind, double x) {
     case PK_ACT_HARDSIGMOID: return hs;
     case PK_ACT_HARDSWISH: return x * hs;
     case PK_ACT_RELU6: return fmin(fmax(x, 0), 6);
+    case PK_ACT_GELU_TANH: return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
     default: return tanh(x);
     }
 }
@@ -67,20 +68,24 @@ static double ref_act_grad(int kind, double x) {
     case PK_ACT_HARDSIGMOID: return (x > -3 && x < 3) ? 1.0 / 6 : 0;
     case PK_ACT_HARDSWISH: return x < -3 ? 0 : (x <= 3 ? (2 * x + 3) / 6 : 1);
     case PK_ACT_RELU6: return (x > 0 && x < 6) ? 1 : 0;
+    case PK_ACT_GELU_TANH: {
+        const double k = sqrt(2 / M_PI), u = tanh(k * (x + 0.044715 * x * x * x));
+        return 0.5 * (1 + u) + 0.5 * x * (1 - u * u) * k * (1 + 3 * 0.044715 * x * x);
+    }
     default: return 1 - t * t;
     }
 }
 
 pk_status pk_ref_activation_forward_f32(int64_t n, int kind, const float *x, float *y) {
     if (n < 0) return PK_ERR_SHAPE;
-    if (kind < PK_ACT_SIGMOID || kind > PK_ACT_RELU6) return PK_ERR_ARG;
+    if (kind < PK_ACT_SIGMOID || kind > PK_ACT_GELU_TANH) return PK_ERR_ARG;
     for (int64_t i = 0; i < n; i++) y[i] = (float)ref_act(kind, x[i]);
     return PK_OK;
 }
 
 pk_status pk_ref_activation_backward_f32(int64_t n, int kind, const float *x, const float *dy, float *dx) {
     if (n < 0) return PK_ERR_SHAPE;
-    if (kind < PK_ACT_SIGMOID || kind > PK_ACT_RELU6) return PK_ERR_ARG;
+    if (kind < PK_ACT_SIGMOID || kind > PK_ACT_GELU_TANH) return PK_ERR_ARG;
     for (int64_t i = 0; i < n; i++) dx[i] = (float)(dy[i] * ref_act_grad(kind, x[i]));
     return PK_OK;
 }

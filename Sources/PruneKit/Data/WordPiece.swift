@@ -1,17 +1,45 @@
 import Foundation
 
-/// BERT's uncased WordPiece tokenizer, as the `BertTokenizer` of all-MiniLM-L6-v2 behaves: clean
-/// the text (control characters dropped, whitespace normalised), space out CJK ideographs, lower
-/// case and strip accents (NFD, combining marks removed), split on whitespace and punctuation, then
-/// greedy longest-match WordPiece with the `##` continuation prefix (words over 100 characters
-/// become [UNK]). `encode` adds [CLS] … [SEP] and truncates; `batch` pads with an attention mask.
+/// BERT's WordPiece tokenizer, as HuggingFace's `BertTokenizerFast` behaves: clean the text
+/// (control characters dropped, whitespace normalised), space out CJK ideographs, strip accents
+/// (NFD, combining marks removed) and lower-case as `options` say, split on whitespace and
+/// punctuation, then greedy longest-match WordPiece with the `##` continuation prefix (words over
+/// 100 characters become the unknown token). `encode` adds [CLS] … [SEP] and truncates; `batch`
+/// pads with an attention mask.
 public struct WordPieceTokenizer: Sendable {
+    /// The normalisation options of tokenizer_config.json.
+    public struct Options: Sendable, Equatable {
+        /// Lower-case the text (`do_lower_case`).
+        public var lowercase: Bool
+        /// Strip accents (`strip_accents`; nil: when lower-casing, as BERT's tokenizers do).
+        public var stripAccents: Bool?
+        /// Space out CJK ideographs (`tokenize_chinese_chars`).
+        public var chineseCharacters: Bool
+        public init(lowercase: Bool = true, stripAccents: Bool? = nil, chineseCharacters: Bool = true) {
+            (self.lowercase, self.stripAccents, self.chineseCharacters) = (lowercase, stripAccents, chineseCharacters)
+        }
+        /// Uncased BERT's (all-MiniLM-L6-v2's): lower-case and strip accents.
+        public static let uncased = Options()
+        /// Cased BERT's: neither.
+        public static let cased = Options(lowercase: false)
+    }
+
+    /// The special tokens' strings (tokenizer_config.json's unk_token, cls_token, sep_token, pad_token).
+    public struct SpecialTokens: Sendable, Equatable {
+        public var unknown: String, cls: String, sep: String, pad: String
+        public init(unknown: String = "[UNK]", cls: String = "[CLS]", sep: String = "[SEP]", pad: String = "[PAD]") {
+            (self.unknown, self.cls, self.sep, self.pad) = (unknown, cls, sep, pad)
+        }
+    }
+
     public let vocabulary: [String: Int32]
     public let unknown: Int32, cls: Int32, sep: Int32, pad: Int32
     public let maxLength: Int
+    public let options: Options
 
     /// Reads `vocab.txt` (one token per line; the line number is its id).
-    public init(vocabularyFile path: String, maxLength: Int = 256) throws {
+    public init(vocabularyFile path: String, maxLength: Int = 256, options: Options = .uncased,
+                specialTokens: SpecialTokens = SpecialTokens()) throws {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw IOError(file: path, reason: "cannot read the vocabulary")
         }
@@ -20,20 +48,68 @@ public struct WordPieceTokenizer: Sendable {
             let token = line.hasSuffix("\r") ? String(line.dropLast()) : String(line)
             if !token.isEmpty && v[token] == nil { v[token] = Int32(i) }
         }
-        try self.init(vocabulary: v, maxLength: maxLength, source: path)
+        try self.init(vocabulary: v, maxLength: maxLength, source: path, options: options, specialTokens: specialTokens)
     }
 
-    public init(vocabulary: [String: Int32], maxLength: Int = 256, source: String = "vocabulary") throws {
-        guard let u = vocabulary["[UNK]"], let c = vocabulary["[CLS]"], let s = vocabulary["[SEP]"], let p = vocabulary["[PAD]"] else {
-            throw IOError(file: source, reason: "the vocabulary lacks [UNK], [CLS], [SEP] or [PAD]")
+    public init(vocabulary: [String: Int32], maxLength: Int = 256, source: String = "vocabulary", options: Options = .uncased,
+                specialTokens st: SpecialTokens = SpecialTokens()) throws {
+        guard let u = vocabulary[st.unknown], let c = vocabulary[st.cls], let s = vocabulary[st.sep], let p = vocabulary[st.pad] else {
+            throw IOError(file: source, reason: "the vocabulary lacks \(st.unknown), \(st.cls), \(st.sep) or \(st.pad)")
         }
-        guard maxLength >= 2 else { throw IOError(file: source, reason: "maximum length \(maxLength) leaves no room for [CLS] and [SEP]") }
+        guard maxLength >= 2 else { throw IOError(file: source, reason: "maximum length \(maxLength) leaves no room for \(st.cls) and \(st.sep)") }
         self.vocabulary = vocabulary
         (unknown, cls, sep, pad) = (u, c, s, p)
         self.maxLength = maxLength
+        self.options = options
     }
 
-    /// The basic tokens of `text` (cleaned, lower-cased, accents stripped, split on punctuation).
+    /// The tokenizer of a model folder: vocab.txt, with the options and special tokens of
+    /// tokenizer_config.json (else tokenizer.json's BertNormalizer, else uncased BERT's), and the
+    /// maximum length as sentence-transformers sets it: sentence_bert_config.json's `max_seq_length`,
+    /// else the smaller of `maxPositions` and `model_max_length`; never above `maxPositions`.
+    /// sentence_bert_config.json's `do_lower_case` lower-cases the text too.
+    public init(folder dir: String, maxPositions: Int) throws {
+        func object(_ name: String) throws -> [String: Any]? {
+            let path = dir + "/" + name
+            guard let data = FileManager.default.contents(atPath: path) else { return nil }
+            guard let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                throw IOError(file: path, reason: "not a JSON object")
+            }
+            return o
+        }
+        let tc = try object("tokenizer_config.json") ?? [:]
+        let normalizer = (try object("tokenizer.json"))?["normalizer"] as? [String: Any] ?? [:]
+        let st = try object("sentence_bert_config.json") ?? [:]
+        func flag(_ key: String, _ fast: String) -> Bool? {
+            if let v = tc[key] as? Bool { return v }
+            if normalizer["type"] as? String == "BertNormalizer", let v = normalizer[fast] as? Bool { return v }
+            return nil
+        }
+        var options = Options(lowercase: flag("do_lower_case", "lowercase") ?? true, stripAccents: flag("strip_accents", "strip_accents"),
+                              chineseCharacters: flag("tokenize_chinese_chars", "handle_chinese_chars") ?? true)
+        if st["do_lower_case"] as? Bool == true {
+            // sentence-transformers lower-cases the text before the tokenizer sees it (no accent stripping)
+            if !options.lowercase { options.stripAccents = options.stripAccents ?? false }
+            options.lowercase = true
+        }
+        func token(_ key: String, _ fallback: String) -> String {
+            if let s = tc[key] as? String { return s }
+            if let d = tc[key] as? [String: Any], let s = d["content"] as? String { return s }
+            return fallback
+        }
+        let special = SpecialTokens(unknown: token("unk_token", "[UNK]"), cls: token("cls_token", "[CLS]"), sep: token("sep_token", "[SEP]"),
+                                    pad: token("pad_token", "[PAD]"))
+        var maxLength = maxPositions
+        if let m = (st["max_seq_length"] as? NSNumber)?.intValue, m > 0 {
+            maxLength = min(m, maxPositions)
+        } else if let m = (tc["model_max_length"] as? NSNumber)?.doubleValue, m >= 2 {
+            maxLength = Int(min(m, Double(maxPositions)))
+        }
+        try self.init(vocabularyFile: dir + "/vocab.txt", maxLength: maxLength, options: options, specialTokens: special)
+    }
+
+    /// The basic tokens of `text`: cleaned, CJK spaced, accents stripped and lower-cased as the
+    /// options say, split on whitespace and punctuation.
     public func basicTokens(_ text: String) -> [String] {
         var spaced = String.UnicodeScalarView()
         for u in text.unicodeScalars {
@@ -45,17 +121,24 @@ public struct WordPieceTokenizer: Sendable {
             }
             let cat = u.properties.generalCategory
             if cat == .control || cat == .format || cat == .unassigned || cat == .privateUse || cat == .surrogate { continue }
-            if Self.isCJK(v) {
+            if options.chineseCharacters && Self.isCJK(v) {
                 spaced.append(" "); spaced.append(u); spaced.append(" ")
             } else {
                 spaced.append(u)
             }
         }
+        let strip = options.stripAccents ?? options.lowercase
         var out: [String] = []
-        for word in String(spaced).split(separator: " ") {
-            let lowered = word.lowercased().decomposedStringWithCanonicalMapping
+        for word in String(spaced).unicodeScalars.split(separator: " ") {
+            // HuggingFace's fast BertNormalizer strips accents first, then lower-cases
+            var scalars = String.UnicodeScalarView(word)
+            if strip {
+                scalars = String.UnicodeScalarView(String(scalars).decomposedStringWithCanonicalMapping.unicodeScalars
+                    .filter { $0.properties.generalCategory != .nonspacingMark })
+            }
+            let normal = options.lowercase ? String(scalars).lowercased() : String(scalars)
             var current = String.UnicodeScalarView()
-            for u in lowered.unicodeScalars where u.properties.generalCategory != .nonspacingMark {
+            for u in normal.unicodeScalars {
                 if Self.isPunctuation(u) {
                     if !current.isEmpty { out.append(String(current)); current = String.UnicodeScalarView() }
                     out.append(String(u))

@@ -104,9 +104,10 @@ public final class MaxPool2d: Layer {
 }
 
 /// Element-wise activations computed by C kernels: sigmoid, SiLU (swish), hard-swish, hard-sigmoid,
-/// tanh and ReLU6 (PyTorch's formulas), and GELU (erf form, as BERT's).
+/// tanh and ReLU6 (PyTorch's formulas), GELU (erf form, as BERT's) and GELU's tanh approximation
+/// (`geluTanh`: PyTorch's `approximate="tanh"`, HuggingFace's gelu_new / gelu_pytorch_tanh).
 public final class Activation: Layer {
-    public enum Kind: String, Sendable, CaseIterable { case sigmoid, silu, hardswish, hardsigmoid, tanh, relu6, gelu }
+    public enum Kind: String, Sendable, CaseIterable { case sigmoid, silu, hardswish, hardsigmoid, tanh, relu6, gelu, geluTanh }
     public let kind: Kind
     private var input: Tensor?
 
@@ -121,6 +122,7 @@ public final class Activation: Layer {
         case .hardsigmoid: return 4
         case .tanh: return 5
         case .relu6: return 6
+        case .geluTanh: return 7
         case .gelu: return 0
         }
     }

@@ -1,11 +1,51 @@
-/// Sizes of a BERT encoder (config.json of a HuggingFace BertModel).
+/// Sizes and options of a BERT encoder (config.json of a HuggingFace BertModel).
 public struct BertConfig: Sendable, Equatable {
     public var hidden: Int, layers: Int, heads: Int, intermediate: Int, vocab: Int, maxPositions: Int
     public var layerNormEps: Float
+    /// Rows of the token-type table (type_vocab_size); sentence encoders read row 0.
+    public var typeVocab: Int
+    /// The feed-forward activation (hidden_act).
+    public var activation: BertActivation
+    /// The padding id (pad_token_id).
+    public var padTokenID: Int
     public var headDim: Int { hidden / heads }
-    public init(hidden: Int, layers: Int, heads: Int, intermediate: Int, vocab: Int, maxPositions: Int, layerNormEps: Float) {
+    public init(hidden: Int, layers: Int, heads: Int, intermediate: Int, vocab: Int, maxPositions: Int, layerNormEps: Float,
+                typeVocab: Int = 2, activation: BertActivation = .gelu, padTokenID: Int = 0) {
         (self.hidden, self.layers, self.heads, self.intermediate, self.vocab, self.maxPositions, self.layerNormEps) =
             (hidden, layers, heads, intermediate, vocab, maxPositions, layerNormEps)
+        (self.typeVocab, self.activation, self.padTokenID) = (typeVocab, activation, padTokenID)
+    }
+}
+
+/// The feed-forward activations of BERT-architecture models, by their config.json `hidden_act`
+/// names: GELU's erf form ("gelu", "gelu_python"), its tanh form ("gelu_new", "gelu_pytorch_tanh",
+/// "gelu_fast"), "relu", SiLU ("silu", "swish"), "tanh" and "sigmoid".
+public enum BertActivation: String, Sendable, CaseIterable {
+    case gelu, geluTanh = "gelu_new", relu, silu, tanh, sigmoid
+
+    /// The activation a config.json `hidden_act` names, nil for one PruneKit does not implement.
+    public init?(huggingFaceName name: String) {
+        switch name {
+        case "gelu", "gelu_python": self = .gelu
+        case "gelu_new", "gelu_pytorch_tanh", "gelu_fast": self = .geluTanh
+        case "relu": self = .relu
+        case "silu", "swish": self = .silu
+        case "tanh": self = .tanh
+        case "sigmoid": self = .sigmoid
+        default: return nil
+        }
+    }
+
+    /// A new layer computing it.
+    public func layer() -> any Layer {
+        switch self {
+        case .gelu: return Activation(.gelu)
+        case .geluTanh: return Activation(.geluTanh)
+        case .relu: return ReLU()
+        case .silu: return Activation(.silu)
+        case .tanh: return Activation(.tanh)
+        case .sigmoid: return Activation(.sigmoid)
+        }
     }
 }
 
@@ -13,11 +53,12 @@ public struct BertConfig: Sendable, Equatable {
 ///
 /// ```
 /// embeddings (BertEmbeddings) → encoder.layer.0 … encoder.layer.N-1 (blocks) → tokens (Tap)
-///   → pooling (MeanPooling, L2-normalised)
+///   → pooling (TokenPooling: mean, [CLS] or max, L2-normalised or not)
 /// ```
 ///
 /// Each block is a `Graph` in BERT's post-norm order: attention (MultiHeadAttention) →
-/// attention_add (+ block input) → attention_norm (LayerNorm) → intermediate (Linear) → gelu →
+/// attention_add (+ block input) → attention_norm (LayerNorm) → intermediate (Linear) → activation (GELU
+/// for most models; `BertConfig.activation`) →
 /// output (Linear) → output_add (+ attention_norm) → output_norm (LayerNorm). The model is a
 /// `Model` like any other: pruning (dependency-aware heads and FFN neurons included), surgery,
 /// training and hooks see ordinary layers. Input: ids (B × T, whole numbers, padding id 0).
@@ -27,26 +68,34 @@ public final class BertEncoder {
     /// The shape and padding mask of the batch running through the model (shared by its layers).
     public let context: SequenceContext
 
-    /// A new encoder from its pieces (blocks from `BertEncoder.block`, built on `context`).
-    public init(config: BertConfig, embeddings: BertEmbeddings, blocks: [Graph], context: SequenceContext) throws {
+    /// A new encoder from its pieces (blocks from `BertEncoder.block`, built on `context`), pooling
+    /// its last block's token rows as `pooling` says.
+    public init(config: BertConfig, embeddings: BertEmbeddings, blocks: [Graph], context: SequenceContext,
+                pooling: SentencePooling = .meanNormalized) throws {
         guard embeddings.context === context else {
             throw GraphError("the embeddings write another sequence context than the encoder's")
+        }
+        let sizes = [(config.hidden, embeddings.hidden, "hidden"), (config.vocab, embeddings.vocabulary, "vocab"),
+                     (config.maxPositions, embeddings.positions, "maxPositions"), (config.typeVocab, embeddings.tokenType.value.shape[0], "typeVocab"),
+                     (config.layers, blocks.count, "layers")]
+        if let (want, got, name) = sizes.first(where: { $0.0 != $0.1 }) {
+            throw GraphError("the config's \(name) is \(want), the embeddings and blocks have \(got)")
         }
         self.config = config
         self.context = context
         let stack = Sequential([("layer", Sequential(blocks.enumerated().map { (String($0.offset), $0.element as any Layer) }))])
         let graph = try Graph([("embeddings", embeddings, [Graph.inputName]), ("encoder", stack, ["embeddings"]),
-                               ("tokens", Tap(), ["encoder"]), ("pooling", MeanPooling(normalize: true, context: context), ["tokens"])])
+                               ("tokens", Tap(), ["encoder"]), ("pooling", TokenPooling(pooling, context: context), ["tokens"])])
         model = Model(architecture: "bert", network: graph, inputShape: [8])
     }
 
     /// One post-norm encoder block as a graph (see the type's description).
     public static func block(attention: MultiHeadAttention, attentionNorm: LayerNorm, intermediate: Linear, output: Linear,
-                             outputNorm: LayerNorm) throws -> Graph {
+                             outputNorm: LayerNorm, activation: BertActivation = .gelu) throws -> Graph {
         try Graph([
             ("attention", attention, [Graph.inputName]), ("attention_add", Add(), ["attention", Graph.inputName]),
             ("attention_norm", attentionNorm, ["attention_add"]), ("intermediate", intermediate, ["attention_norm"]),
-            ("gelu", Activation(.gelu), ["intermediate"]), ("output", output, ["gelu"]),
+            ("activation", activation.layer(), ["intermediate"]), ("output", output, ["activation"]),
             ("output_add", Add(), ["output", "attention_norm"]), ("output_norm", outputNorm, ["output_add"]),
         ])
     }
@@ -54,6 +103,8 @@ public final class BertEncoder {
     var graph: Graph { model.network as! Graph }
     public var embeddings: BertEmbeddings { graph.node(named: "embeddings")!.layer as! BertEmbeddings }
     var tap: Tap { graph.node(named: "tokens")!.layer as! Tap }
+    /// How token rows become the sentence embedding.
+    public var pooling: SentencePooling { (graph.node(named: "pooling")!.layer as! TokenPooling).pooling }
     /// The encoder blocks, first to last (each a Graph; see `block`).
     public var blocks: [Graph] {
         let stack = (graph.node(named: "encoder")!.layer as! Sequential).child(named: "layer") as! Sequential
@@ -92,7 +143,7 @@ public final class BertEncoder {
         return try Tensor(shape: [b, t], scalars: ids.flatMap { $0.map(Float.init) })
     }
 
-    /// Sentence embeddings (B × hidden): mean of the real tokens' last-block rows, L2-normalised.
+    /// Sentence embeddings (B × hidden): the last block's token rows pooled as `pooling` says.
     public func embed(ids: [[Int32]], mask: [[Float]], training: Bool = false) throws -> Tensor {
         try embedWithTokens(ids: ids, mask: mask, training: training).embedding
     }
@@ -142,6 +193,14 @@ public final class BertEncoder {
     public var stateDict: [String: Tensor] {
         Dictionary(model.namedParameters.map { (Self.huggingFaceName($0.name), $0.parameter.value) }) { a, _ in a }
     }
+
+    /// The HuggingFace BertModel names of one block's tensors (after "encoder.layer.N.").
+    public static let huggingFaceBlockNames: [String] = ["attention.self.query", "attention.self.key", "attention.self.value",
+        "attention.output.dense", "attention.output.LayerNorm", "intermediate.dense", "output.dense", "output.LayerNorm"]
+        .flatMap { [$0 + ".weight", $0 + ".bias"] }
+    /// The HuggingFace BertModel names of the embedding tensors.
+    public static let huggingFaceEmbeddingNames: [String] = ["embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight",
+        "embeddings.token_type_embeddings.weight", "embeddings.LayerNorm.weight", "embeddings.LayerNorm.bias"]
 
     /// PruneKit's parameter name → HuggingFace BertModel's ("encoder.layer.0.attention.query.weight"
     /// → "encoder.layer.0.attention.self.query.weight"); other names are the same.

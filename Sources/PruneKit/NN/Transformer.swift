@@ -1,11 +1,11 @@
 /// The layers of a transformer encoder: token embeddings, layer normalisation, multi-head
-/// self-attention with a head mask, and masked mean pooling. Activations between them are token
+/// self-attention with a head mask, and token pooling (mean, [CLS] or max). Activations between them are token
 /// rows (B·T × features: sequence b's token t is row b·T + t), so Linear, GELU, Add and Dropout
 /// work on them unchanged; the layers that need to know where sequences start and which tokens are
 /// padding read one shared `SequenceContext`, which the embedding layer fills from its ids.
 
 /// The batch shape and padding mask of the sequences now running through an encoder: written by
-/// `BertEmbeddings.forward`, read by `MultiHeadAttention` and `MeanPooling` built with the same
+/// `BertEmbeddings.forward`, read by `MultiHeadAttention` and `TokenPooling` built with the same
 /// context. A context belongs to one model: two encoders never share one.
 public final class SequenceContext {
     public private(set) var batch = 0, length = 0
@@ -255,37 +255,144 @@ public final class MultiHeadAttention: Layer {
     }
 }
 
-/// Mean of each sequence's real token rows (B·T × n → B × n), then divided by its L2 norm when
-/// `normalize` (sentence-transformers' mean pooling + Normalize). Reads the `SequenceContext`.
-public final class MeanPooling: Layer {
-    public let normalize: Bool
-    public let context: SequenceContext
-    private var cache: (x: Tensor, mask: FloatStorage?, b: Int, t: Int)?
+/// How a sentence encoder turns its token rows into one vector per sentence: sentence-transformers'
+/// Pooling module (mean of the real tokens, the [CLS] token, or the feature-wise maximum over the
+/// real tokens) and whether a Normalize module divides the result by its L2 norm.
+public struct SentencePooling: Sendable, Equatable, CustomStringConvertible {
+    public enum Mode: String, Sendable, CaseIterable { case mean, cls, max }
+    public var mode: Mode
+    public var normalize: Bool
 
-    public init(normalize: Bool = true, context: SequenceContext) {
-        (self.normalize, self.context) = (normalize, context)
+    public init(_ mode: Mode, normalize: Bool) { (self.mode, self.normalize) = (mode, normalize) }
+
+    /// all-MiniLM-L6-v2's: mean pooling, L2-normalised.
+    public static let meanNormalized = SentencePooling(.mean, normalize: true)
+
+    /// "mean", "cls" or "max", optionally followed by "+normalize" (the CLI's `--pooling`).
+    public init(parsing text: String) throws {
+        var parts = text.split(separator: "+").map(String.init)
+        let normalize = parts.count == 2 && parts[1] == "normalize"
+        if normalize { parts.removeLast() }
+        guard parts.count == 1, let mode = Mode(rawValue: parts[0]) else {
+            throw IOError(file: "--pooling", reason: "'\(text)' is not mean, cls or max (optionally followed by +normalize)")
+        }
+        self.init(mode, normalize: normalize)
     }
 
-    public var summary: String { normalize ? "MeanPooling(L2-normalised)" : "MeanPooling" }
+    public var description: String { mode.rawValue + (normalize ? "+normalize" : "") }
+}
+
+/// One vector per sequence from its token rows (B·T × n → B × n), as `pooling` says: the mean of
+/// the real tokens (padding excluded, as sentence-transformers divides by the clamped token count),
+/// the first ([CLS]) token, or the feature-wise maximum over the real tokens (padding counts as
+/// −10⁹, as sentence-transformers fills it); then, when `pooling.normalize`, divided by the L2 norm
+/// (at least 10⁻¹², as torch's `F.normalize`). Reads the `SequenceContext`.
+public final class TokenPooling: Layer {
+    public let pooling: SentencePooling
+    public let context: SequenceContext
+    private var cache: (x: Tensor, mask: FloatStorage?, b: Int, t: Int, pooled: [Float], argmax: [Int32])?
+
+    public init(_ pooling: SentencePooling = .meanNormalized, context: SequenceContext) {
+        (self.pooling, self.context) = (pooling, context)
+    }
+
+    public var summary: String {
+        let name = ["mean": "MeanPooling", "cls": "CLSPooling", "max": "MaxPooling"][pooling.mode.rawValue]!
+        return pooling.normalize ? name + "(L2-normalised)" : name
+    }
 
     public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
         guard x.rank == 2 else { throw LayerError.badInput(layer: summary, expected: "token rows [B·T, n]", got: x.shape) }
         try context.expect(rows: x.shape[0], in: summary)
         let (b, t, n) = (context.batch, context.length, x.shape[1])
-        let y = Tensor(uninitialized: [b, n])
-        try Kernels.meanPool(b: b, t: t, n: n, x: x.storage, mask: context.mask, normalize: normalize, out: y.storage)
-        cache = training ? (x, context.mask, b, t) : nil
+        if pooling.mode == .mean {
+            // the C kernel, normalising or not
+            let y = Tensor(uninitialized: [b, n])
+            try Kernels.meanPool(b: b, t: t, n: n, x: x.storage, mask: context.mask, normalize: pooling.normalize, out: y.storage)
+            cache = training ? (x, context.mask, b, t, [], []) : nil
+            return y
+        }
+        let v = x.scalars, mask = context.mask?.toArray()
+        var p = [Float](repeating: 0, count: b * n), arg = [Int32](repeating: 0, count: pooling.mode == .max ? b * n : 0)
+        for s in 0..<b {
+            switch pooling.mode {
+            case .cls:
+                for j in 0..<n { p[s * n + j] = v[s * t * n + j] }
+            case .max:
+                for j in 0..<n { p[s * n + j] = -.infinity }
+                for k in 0..<t {
+                    let real = mask.map { $0[s * t + k] != 0 } ?? true
+                    for j in 0..<n {
+                        let e = real ? v[(s * t + k) * n + j] : -1e9
+                        if e > p[s * n + j] || k == 0 { p[s * n + j] = e; arg[s * n + j] = Int32(k) }
+                    }
+                }
+            case .mean: break
+            }
+        }
+        let y = try Tensor(shape: [b, n], scalars: pooling.normalize ? Self.normalized(p, rows: b, n: n) : p)
+        cache = training ? (x, context.mask, b, t, p, arg) : nil
         return y
+    }
+
+    /// Each row of `p` (rows × n) divided by max(‖row‖₂, 10⁻¹²).
+    static func normalized(_ p: [Float], rows: Int, n: Int) -> [Float] {
+        var out = p
+        for r in 0..<rows {
+            var ss: Double = 0
+            for j in 0..<n { ss += Double(p[r * n + j]) * Double(p[r * n + j]) }
+            let inv = Float(1 / max(ss.squareRoot(), 1e-12))
+            for j in 0..<n { out[r * n + j] = p[r * n + j] * inv }
+        }
+        return out
     }
 
     public func backward(_ dy: Tensor, needInputGradient: Bool) throws -> Tensor? {
         guard let c = cache else { throw LayerError.backwardBeforeForward(summary) }
-        guard normalize else { throw LayerError.unsupported("\(summary): backward is implemented for the L2-normalised pooling") }
-        try dy.expectShape([c.b, c.x.shape[1]])
+        let n = c.x.shape[1]
+        try dy.expectShape([c.b, n])
         guard needInputGradient else { return nil }
-        let dx = Tensor(uninitialized: c.x.shape)
-        try Kernels.meanPoolBackward(b: c.b, t: c.t, n: c.x.shape[1], x: c.x.storage, mask: c.mask, dout: dy.storage, dx: dx.storage)
-        return dx
+        if pooling.mode == .mean && pooling.normalize {
+            let dx = Tensor(uninitialized: c.x.shape)
+            try Kernels.meanPoolBackward(b: c.b, t: c.t, n: n, x: c.x.storage, mask: c.mask, dout: dy.storage, dx: dx.storage)
+            return dx
+        }
+        let pooled = c.pooled, mask = c.mask?.toArray() // pooled: cls and max only (the mean here is unnormalised)
+        var g = dy.scalars // ∂L/∂(pooled, before normalising)
+        if pooling.normalize {
+            for r in 0..<c.b {
+                var ss: Double = 0, dot: Double = 0
+                for j in 0..<n { ss += Double(pooled[r * n + j]) * Double(pooled[r * n + j]) }
+                let norm = max(ss.squareRoot(), 1e-12)
+                for j in 0..<n { dot += Double(pooled[r * n + j]) / norm * Double(g[r * n + j]) }
+                for j in 0..<n {
+                    // ∂(p/‖p‖) = (dy − y·(y·dy)) / ‖p‖ (the clamp's branch has gradient dy/ε, never met in practice)
+                    let y = Double(pooled[r * n + j]) / norm
+                    g[r * n + j] = Float((Double(g[r * n + j]) - y * dot) / norm)
+                }
+            }
+        }
+        var d = [Float](repeating: 0, count: c.b * c.t * n)
+        for s in 0..<c.b {
+            switch pooling.mode {
+            case .cls:
+                for j in 0..<n { d[s * c.t * n + j] = g[s * n + j] }
+            case .max:
+                for j in 0..<n {
+                    let k = Int(c.argmax[s * n + j])
+                    if mask.map({ $0[s * c.t + k] != 0 }) ?? true { d[(s * c.t + k) * n + j] = g[s * n + j] }
+                }
+            case .mean:
+                let count = mask.map { m in (0..<c.t).reduce(Float(0)) { $0 + m[s * c.t + $1] } } ?? Float(c.t)
+                let inv = 1 / max(count, 1e-9)
+                for k in 0..<c.t {
+                    let w = (mask?[s * c.t + k] ?? 1) * inv
+                    if w == 0 { continue }
+                    for j in 0..<n { d[(s * c.t + k) * n + j] = g[s * n + j] * w }
+                }
+            }
+        }
+        return try Tensor(shape: c.x.shape, scalars: d)
     }
 }
 

@@ -28,7 +28,8 @@ extension BertEncoder {
     }
 
     /// Prunes as `request` says. Heads and neurons are chosen on the dependency graph (every block
-    /// keeps at least one of each) and removed physically; unstructured and N:M weights are masked.
+    /// keeps at least one of each) and removed physically; unstructured, N:M and block weights are
+    /// masked (blocks ranked by the L2 norm of their entries' scores).
     /// Methods: l1, random, wanda (needs `calibration`), taylor (a calibration with `taylor: true`:
     /// squared mask gradients for heads and neurons, Σ|w·∂L/∂w| for weights). `compensate` (nil:
     /// the defaults above) needs a calibration. Returns what was removed (nil for masks).
@@ -36,8 +37,8 @@ extension BertEncoder {
     public func prune(_ request: PruningRequest, calibration: Calibration?, compensate: Bool? = nil) throws -> DependencyGraph.Removal? {
         let units = request.structure == .heads || request.structure == .neurons
         switch request.structure {
-        case .heads, .neurons, .unstructured, .nm: break
-        default: throw PruneError.unsupported("a BERT encoder prunes heads, neurons, unstructured or N:M weights, not \(request.structure)")
+        case .heads, .neurons, .unstructured, .nm, .block: break
+        default: throw PruneError.unsupported("a BERT encoder prunes heads, neurons, unstructured, N:M or block weights, not \(request.structure)")
         }
         if compensate == true && calibration == nil { throw PruneError.missingStatistics("bias compensation needs a calibration") }
         let compensation = (compensate ?? (request.structure != .neurons)) ? calibration?.statistics : nil

@@ -58,7 +58,7 @@ public final class DependencyGraph {
         switch layer {
         case is Linear, is Conv2d: return .producer
         case is BatchNorm, is ReLU, is Activation, is MaxPool2d, is AvgPool2d, is GlobalAvgPool2d, is Dropout, is Identity,
-             is MeanPooling, is Tap:
+             is TokenPooling, is Tap:
             return .elementwise
         case is LayerNorm, is BertEmbeddings: return .locked
         case is MultiHeadAttention: return .attention

@@ -27,7 +27,8 @@ public struct PruningRequest: Sendable, Equatable {
             }
         }
 
-        /// Parses "unstructured", "neurons", "channels", "N:M" (e.g. "2:4") or "block" / "RxC" blocks.
+        /// Parses "unstructured", "neurons", "channels", "N:M" (e.g. "2:4") or "block" / "RxC" /
+        /// "block:RxC" blocks.
         public init(parsing s: String) throws {
             switch s.lowercased() {
             case "unstructured": self = .unstructured
@@ -38,7 +39,7 @@ public struct PruningRequest: Sendable, Equatable {
             default:
                 let nm = s.split(separator: ":").compactMap { Int($0) }
                 if nm.count == 2 { self = .nm(nm[0], nm[1]); return }
-                let b = s.lowercased().replacingOccurrences(of: "block", with: "").split(separator: "x").compactMap { Int($0) }
+                let b = s.lowercased().replacingOccurrences(of: "block:", with: "").replacingOccurrences(of: "block", with: "").split(separator: "x").compactMap { Int($0) }
                 if b.count == 2 { self = .block(b[0], b[1]); return }
                 throw PruneError.invalidPattern("unknown structure '\(s)' (unstructured, neurons, channels, heads, N:M, block or RxC)")
             }
@@ -135,9 +136,9 @@ public enum ModelPruner {
         }
         var weightsOnly = false
         switch request.structure {
-        case .unstructured, .nm: weightsOnly = true
-        case .block, .neurons where model.isFlat, .channels where model.isFlat:
-            if compensation != nil { throw PruneError.unsupported("bias compensation is for unstructured, N:M and graph unit pruning") }
+        case .unstructured, .nm, .block: weightsOnly = true
+        case .neurons where model.isFlat, .channels where model.isFlat:
+            if compensation != nil { throw PruneError.unsupported("bias compensation is for unstructured, N:M, block and graph unit pruning") }
         default: break
         }
         let compensated = weightsOnly ? try compensation.map { try CompensatedWeights(model, statistics: $0) } : nil
@@ -154,8 +155,9 @@ public enum ModelPruner {
             try forEachLayer(weights) { try Prune.nm($0, n: n, m: m, importance: imp) }
             try compensated?.apply()
         case let .block(r, c):
-            if request.scope == .global { try Prune.block(weights, blockRows: r, blockCols: c, amount: request.amount) }
-            else { try forEachLayer(weights) { try Prune.block([$0], blockRows: r, blockCols: c, amount: request.amount) } }
+            if request.scope == .global { try Prune.block(weights, blockRows: r, blockCols: c, amount: request.amount, importance: imp) }
+            else { try forEachLayer(weights) { try Prune.block([$0], blockRows: r, blockCols: c, amount: request.amount, importance: imp) } }
+            try compensated?.apply()
         case .neurons where !model.isFlat, .channels where !model.isFlat, .heads:
             // graphs (residual joins, BatchNorm, concat, attention): coupled units, pruned by the
             // dependency graph

@@ -86,13 +86,16 @@ public enum Prune {
 
     /// Block pruning: the weight (viewed as rows × the rest) is cut into `blockRows`×`blockCols`
     /// blocks and the blocks with the smallest mean |w| are pruned whole. Layer or global scope.
-    public static func block(_ parameters: [Parameter], blockRows: Int, blockCols: Int, amount: Amount) throws {
+    public static func block(_ parameters: [Parameter], blockRows: Int, blockCols: Int, amount: Amount,
+                             importance: Importance = .magnitude) throws {
         guard blockRows >= 1, blockCols >= 1 else { throw PruneError.invalidPattern("block \(blockRows)×\(blockCols)") }
         var scores: [FloatStorage] = [], unitMasks: [ByteStorage] = []
-        for p in parameters {
-            guard p.value.isFinite else { throw PruneError.nonFiniteScores("weights of shape \(p.shape)") }
+        for (index, p) in parameters.enumerated() {
+            // a block's score is the L2 norm of its entries' scores (the weights' for magnitude)
+            let entry = try importance.scores(p, index) ?? p.value
+            guard entry.isFinite else { throw PruneError.nonFiniteScores("\(importance.name) scores of shape \(p.shape)") }
             let rows = p.shape[0], cols = p.count / max(rows, 1)
-            let s = try Kernels.blockNorms(rows: rows, cols: cols, bh: blockRows, bw: blockCols, x: p.value.storage,
+            let s = try Kernels.blockNorms(rows: rows, cols: cols, bh: blockRows, bw: blockCols, x: entry.storage,
                                            mask: p.maskStorage)
             // a block still counts while any of its entries is kept
             let kept = ByteStorage(count: s.count)

@@ -61,6 +61,7 @@ public enum SentenceDistillation {
             Array(byLength[$0..<min($0 + config.batchSize, byLength.count)])
         }, seed: config.seed)
         var padded: (ids: [[Int32]], mask: [[Float]]) = ([], [])
+        let unit = student.pooling.normalize && teacher.pooling.normalize
         let r = try Trainer.fit(
             student.model, parameters: student.linears.flatMap(\.parameters), count: sentences.count, order: &order, optimizer: opt,
             config: TrainingConfig(epochs: config.epochs, batchSize: config.batchSize, seed: config.seed,
@@ -77,10 +78,21 @@ public enum SentenceDistillation {
                 for (k, i) in idx.enumerated() {
                     let t = target[i]
                     switch config.loss {
-                    case .cosine: // both unit vectors: 1 − e·t, gradient −t (the projection is in the pooling backward)
+                    case .cosine where unit: // both unit vectors: 1 − e·t, gradient −t (the projection is in the pooling backward)
                         var dot = 0.0
                         for j in 0..<h { dot += Double(e[k * h + j]) * Double(t[j]); grad[k * h + j] = -t[j] / n }
                         loss += 1 - dot
+                    case .cosine: // unnormalised pooling: 1 − cos(e, t), gradient −(t/(‖e‖‖t‖) − cos·e/‖e‖²)
+                        var dot = 0.0, ee = 0.0, tt = 0.0
+                        for j in 0..<h {
+                            let a = Double(e[k * h + j]), b = Double(t[j])
+                            dot += a * b; ee += a * a; tt += b * b
+                        }
+                        let ne = max(ee.squareRoot(), 1e-12), nt = max(tt.squareRoot(), 1e-12), cos = dot / (ne * nt)
+                        for j in 0..<h {
+                            grad[k * h + j] = Float(-(Double(t[j]) / (ne * nt) - cos * Double(e[k * h + j]) / (ne * ne)) / Double(n))
+                        }
+                        loss += 1 - cos
                     case .mse:
                         for j in 0..<h {
                             let d = e[k * h + j] - t[j]
