@@ -31,6 +31,13 @@ if !asDependency && env["PRUNEKIT_KERNEL_O3"] != "0" {
     kernelCSettings.append(.unsafeFlags(["-O3"]))
 }
 
+// The documentation plugin (`swift package generate-documentation`, scripts/build-docs.sh) is a
+// development tool: only a root build resolves it, so consumers never fetch it.
+var developmentDependencies: [Package.Dependency] = []
+if !asDependency {
+    developmentDependencies.append(.package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"))
+}
+
 let package = Package(
     name: "PruneKit",
     products: [
@@ -54,7 +61,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         // tests only (property-based tests of the public API); consumers never resolve it
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
-    ],
+    ] + developmentDependencies,
     targets: [
         .target(
             name: "CPruneKernels",

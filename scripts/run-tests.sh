@@ -32,6 +32,9 @@ grep -qE "✘ Test run with" .build/test-output.txt && status=1
 grep -qE "✔ Test run with [1-9][0-9]* tests?" .build/test-output.txt || status=1
 grep -E "^\s*Executed [0-9]+ tests" .build/test-output.txt | tail -1
 grep -E "Test run with [0-9]+ tests?" .build/test-output.txt | tail -1
+# the DocC documentation: fails on a DocC warning (a broken link) or an undocumented public symbol
+# (with pipefail, a failing build-docs.sh fails the pipeline)
+bash scripts/build-docs.sh 2>&1 | grep -E "missing doc comment|documentation coverage|documentation build failed|error:|warning:" || status=1
 # the package-benchmark suites (Benchmarks/) build and every benchmark runs one iteration: a smoke
 # run (PRUNEKIT_BENCH_SMOKE=1), not a timed test; a suite that fails to build, crashes, or would
 # time one-time work fails it (scripts/bench-smoke.sh)

@@ -2,10 +2,14 @@ import Foundation
 
 /// Images (N×1×28×28 or N×784, normalised floats) with integer labels.
 public struct LabeledImages: Sendable {
+    /// The images, first dimension N (N×784 from `FashionMNIST.load`).
     public let images: Tensor
+    /// Class labels, one per image (0–9 from `FashionMNIST.load`).
     public let labels: [Int32]
+    /// Number of examples, N.
     public var count: Int { labels.count }
 
+    /// Throws `TensorError.shapeMismatch` unless the first dimension of `images` equals `labels.count`.
     public init(images: Tensor, labels: [Int32]) throws {
         guard images.rank >= 1, images.shape[0] == labels.count else {
             throw TensorError.shapeMismatch(expected: [labels.count], got: Array(images.shape.prefix(1)))
@@ -32,6 +36,7 @@ public enum FashionMNIST {
     public static let defaultDirectory = "/usr/share/datasets/fashion-mnist"
     /// Mean and standard deviation of the training pixels (scaled to [0, 1]).
     public static let mean: Float = 0.2860
+    /// Standard deviation of the training pixels (scaled to [0, 1]).
     public static let std: Float = 0.3530
 
     /// Loads the train or test split as N×784 images normalised by the input contract (by default
@@ -70,7 +75,9 @@ public enum FashionMNIST {
 
 /// Mini-batches over a dataset, reshuffled each epoch from a seeded generator.
 public struct BatchSampler {
+    /// Number of examples: batches hold indices in 0..<count.
     public let count: Int
+    /// Indices per batch (≥ 1); the last batch of an epoch may be shorter.
     public let batchSize: Int
     private var rng: SeededGenerator
 

@@ -2,14 +2,18 @@ import Foundation
 
 /// A data file that is missing, unreadable or malformed. The message names the file.
 public struct DataError: Error, CustomStringConvertible, Equatable {
+    /// The path, or the name passed to `IDXArray.decode` or `parse`.
     public let file: String
+    /// What is missing or malformed, without the file name.
     public let reason: String
     public var description: String { "\(file): \(reason)" }
 }
 
 /// An IDX array (the MNIST file format): unsigned bytes with its dimensions.
 public struct IDXArray: Sendable {
+    /// Sizes from the header, outermost first: 1 to 4 of them, each ≥ 1.
     public let dimensions: [Int]
+    /// The elements, row-major: exactly the product of `dimensions` bytes.
     public let bytes: Data
 
     /// Reads an IDX file, gzip-compressed (.gz) or not, validating magic number, dimensions and size.

@@ -14,11 +14,18 @@ import Foundation
 /// contracts are equal when they compute the same x (a `mean-std` with Fashion-MNIST's numbers is
 /// the default one, however it was spelled).
 public struct InputNormalization: Sendable, Equatable, CustomStringConvertible {
-    public enum Kind: String, Sendable, CaseIterable { case meanStd = "mean-std", unit, none }
+    /// Which formula applies, by the name files and commands use (`rawValue`): `meanStd` ("mean-std"),
+    /// x = (p/255 − mean) / std; `unit`, x = p/255; `none`, x = p.
+    public enum Kind: String, Sendable, CaseIterable {
+        /// x = (p/255 − mean) / std (spelled "mean-std"); x = p/255; x = p.
+        case meanStd = "mean-std", unit, none
+    }
 
+    /// Which formula applies; `mean` and `std` are 0 and 1 unless it is `meanStd`.
     public let kind: Kind
     /// Mean and standard deviation on the [0, 1] scale (0 and 1 for `unit` and `none`).
     public let mean: Float
+    /// Standard deviation on the [0, 1] scale: finite and > 0 (1 for `unit` and `none`).
     public let std: Float
 
     /// Fashion-MNIST's training-pixel statistics: PruneKit's default contract.
@@ -78,8 +85,11 @@ public struct InputNormalization: Sendable, Equatable, CustomStringConvertible {
 
     // MARK: metadata
 
+    /// Metadata key of the contract's name (a `Kind.rawValue`).
     public static let nameKey = "prunekit.input.normalize"
+    /// Metadata key of `mean`, as decimal text.
     public static let meanKey = "prunekit.input.mean"
+    /// Metadata key of `std`, as decimal text.
     public static let stdKey = "prunekit.input.std"
 
     /// The metadata entries that record this contract.
@@ -141,8 +151,11 @@ public struct InputNormalization: Sendable, Equatable, CustomStringConvertible {
 /// A bad input contract: an unknown name, a std that is not positive, malformed metadata, a request
 /// that contradicts a file.
 public struct InputContractError: Error, CustomStringConvertible, Sendable {
+    /// The file whose metadata is at fault; nil when the fault is in the caller's arguments.
     public let file: String?
+    /// What is wrong, without the file name.
     public let reason: String
+    /// `description` is "file: reason", or `reason` alone when `file` is nil.
     public init(file: String? = nil, _ reason: String) {
         self.file = file
         self.reason = reason

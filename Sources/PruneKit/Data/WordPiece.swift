@@ -15,6 +15,7 @@ public struct WordPieceTokenizer: Sendable {
         public var stripAccents: Bool?
         /// Space out CJK ideographs (`tokenize_chinese_chars`).
         public var chineseCharacters: Bool
+        /// Options as tokenizer_config.json gives them; the defaults are uncased BERT's.
         public init(lowercase: Bool = true, stripAccents: Bool? = nil, chineseCharacters: Bool = true) {
             (self.lowercase, self.stripAccents, self.chineseCharacters) = (lowercase, stripAccents, chineseCharacters)
         }
@@ -26,15 +27,21 @@ public struct WordPieceTokenizer: Sendable {
 
     /// The special tokens' strings (tokenizer_config.json's unk_token, cls_token, sep_token, pad_token).
     public struct SpecialTokens: Sendable, Equatable {
+        /// The strings of the unknown, classification, separator and padding tokens, as in the vocabulary.
         public var unknown: String, cls: String, sep: String, pad: String
+        /// Special tokens; the defaults are BERT's [UNK], [CLS], [SEP] and [PAD].
         public init(unknown: String = "[UNK]", cls: String = "[CLS]", sep: String = "[SEP]", pad: String = "[PAD]") {
             (self.unknown, self.cls, self.sep, self.pad) = (unknown, cls, sep, pad)
         }
     }
 
+    /// Token string → id.
     public let vocabulary: [String: Int32]
+    /// Ids of the unknown, classification ([CLS]), separator ([SEP]) and padding tokens.
     public let unknown: Int32, cls: Int32, sep: Int32, pad: Int32
+    /// Most ids `encode` returns, [CLS] and [SEP] included (at least 2).
     public let maxLength: Int
+    /// The normalisation applied before splitting.
     public let options: Options
 
     /// Reads `vocab.txt` (one token per line; the line number is its id).
@@ -51,6 +58,8 @@ public struct WordPieceTokenizer: Sendable {
         try self.init(vocabulary: v, maxLength: maxLength, source: path, options: options, specialTokens: specialTokens)
     }
 
+    /// A tokenizer over `vocabulary` (token → id). Throws `IOError`, naming `source`, when a special
+    /// token is missing from it or `maxLength` is below 2.
     public init(vocabulary: [String: Int32], maxLength: Int = 256, source: String = "vocabulary", options: Options = .uncased,
                 specialTokens st: SpecialTokens = SpecialTokens()) throws {
         guard let u = vocabulary[st.unknown], let c = vocabulary[st.cls], let s = vocabulary[st.sep], let p = vocabulary[st.pad] else {

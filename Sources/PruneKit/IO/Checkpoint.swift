@@ -5,11 +5,13 @@ import Foundation
 public struct TrainingPosition: Sendable, Equatable {
     /// Epoch in progress (0-based) and batches of it already done.
     public var epoch: Int
+    /// Batches of `epoch` already done: a resumed run skips that many.
     public var batch: Int
     /// Optimizer steps done in the whole run.
     public var step: Int
     /// The shuffling generator's state at the start of `epoch` (replays its order).
     public var samplerState: [UInt64]
+    /// `samplerState` is four words, as `BatchSampler.rngState` gives it.
     public init(epoch: Int, batch: Int, step: Int, samplerState: [UInt64]) {
         self.epoch = epoch
         self.batch = batch
@@ -22,6 +24,9 @@ public struct TrainingPosition: Sendable, Equatable {
 /// safetensors file, written to a temporary name, flushed and renamed into place — a run killed at
 /// any moment leaves the previous checkpoint intact.
 public enum Checkpoint {
+    /// Writes `model` (plain layout, masks included), the optimizer's state and `position` to `path`
+    /// atomically. `settings` go into the metadata, so a resume can check that they match. Throws
+    /// `IOError` when the file cannot be written.
     public static func save(model: Model, optimizer: any Optimizer, position: TrainingPosition,
                             settings: [String: String] = [:], to path: String) throws {
         var tensors = ModelFile.stateDict(model)
@@ -64,10 +69,13 @@ public enum Checkpoint {
 
 /// Periodic checkpoints of a training run, and the position to resume from.
 public struct CheckpointPolicy {
+    /// The checkpoint file; each save replaces it atomically.
     public var path: String
     /// Save after every `everySteps` optimizer steps and at the end of every epoch.
     public var everySteps: Int
+    /// Run settings stored in every checkpoint's metadata (see `Checkpoint.save`).
     public var settings: [String: String]
+    /// By default a save every 100 steps and no settings.
     public init(path: String, everySteps: Int = 100, settings: [String: String] = [:]) {
         self.path = path
         self.everySteps = everySteps

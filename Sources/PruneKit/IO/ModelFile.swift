@@ -13,7 +13,13 @@ import Foundation
 /// column within each group of m, 0x80 on padding slots). The architecture is recorded in the
 /// metadata (`prunekit.arch`).
 public enum ModelFile {
-    public enum Layout: String, Sendable { case plain, pytorchPruned, compressed }
+    /// How a pruned weight is stored: `plain` (`name` with zeros where pruned, plus `name_mask`),
+    /// `pytorchPruned` (`name_orig` plus `name_mask`, as torch.nn.utils.prune leaves them) or `compressed`
+    /// (the weight's compressed arrays, with its shape and format in the metadata).
+    public enum Layout: String, Sendable {
+        /// Zeros where pruned plus `name_mask`; `name_orig` plus `name_mask`; the compressed arrays.
+        case plain, pytorchPruned, compressed
+    }
 
     /// The tensors of a model under its state_dict names.
     public static func stateDict(_ model: Model, layout: Layout = .plain, includeMasks: Bool = true) -> [String: Tensor] {

@@ -5,6 +5,8 @@
 // 64 bytes and ended by a newline, then the data.
 import Foundation
 
+/// NumPy's .npy files: one C-order array after the "\x93NUMPY" magic and a Python-dict header.
+/// Reads little-endian float, integer and boolean dtypes; writes float32 (version 1).
 public enum NPY {
     /// Largest header accepted.
     public static let maxHeaderBytes = 1 << 16
@@ -26,7 +28,9 @@ public enum NPY {
     /// An array of any numeric dtype: its values as floats, and exactly as integers for integer
     /// and boolean dtypes.
     public struct NumericArray {
+        /// Dimensions, outermost first (empty for a scalar).
         public let shape: [Int]
+        /// The elements as Float, row-major: float64 values and integers beyond ±2^24 are rounded.
         public let values: Tensor
         /// nil for float arrays.
         public let integers: [Int64]?

@@ -5,6 +5,8 @@
 // against the file before it is used: a bad archive is one line naming the file and the member.
 import Foundation
 
+/// NumPy's .npz archives (np.savez, np.savez_compressed): a zip file of stored or deflated .npy
+/// members, read through its central directory with every offset, size and CRC-32 checked.
 public enum NPZ {
     /// Largest member accepted (uncompressed).
     public static let maxMemberBytes = 1 << 31
@@ -18,6 +20,8 @@ public enum NPZ {
         return try parse(data, name: path)
     }
 
+    /// The arrays in .npz bytes by name ("x" for the member "x.npy"); members not ending in ".npy"
+    /// are skipped. `name` names the bytes in errors. Throws `IOError`, one line naming the member at fault.
     public static func parse(_ data: Data, name: String) throws -> [String: NPY.NumericArray] {
         func fail(_ why: String) -> IOError { IOError(file: name, reason: why) }
         let b = [UInt8](data)

@@ -12,6 +12,7 @@ public struct ONNXModel {
     public let model: Model
     /// The graph input's and output's names in the file.
     public let inputName: String
+    /// The graph output's name in the file.
     public let outputName: String
     /// The default-domain opset the file declares (13...18).
     public let opset: Int
@@ -80,11 +81,14 @@ public struct ONNXModel {
 /// An ONNX file PruneKit cannot read: one line naming the file, the node or tensor, and what is
 /// wrong or missing.
 public struct ONNXError: Error, CustomStringConvertible, Equatable {
+    /// The path, or the name passed to `ONNXModel.parse`.
     public let file: String
     /// "node 'conv1' (Conv)", "initializer 'fc.weight'", "input 'x'", or nil for the whole file.
     public let subject: String?
+    /// What is wrong or missing, without the file or subject.
     public let reason: String
 
+    /// `description` is "file: subject: reason" (no subject when nil), on one line.
     public init(file: String, subject: String? = nil, reason: String) {
         self.file = file
         self.subject = subject

@@ -2,8 +2,11 @@ import Foundation
 
 /// A model or tensor file that cannot be read or written. The message names the file and the fault.
 public struct IOError: Error, CustomStringConvertible, Equatable {
+    /// The path at fault, or the tensor name or command-line option when the fault is there.
     public let file: String
+    /// What is wrong, without the file name.
     public let reason: String
+    /// `description` is "file: reason".
     public init(file: String, reason: String) { self.file = file; self.reason = reason }
     public var description: String { "\(file): \(reason)" }
 }
@@ -201,6 +204,8 @@ public enum AtomicFile {
         guard access(dir, W_OK) == 0 else { throw IOError(file: path, reason: "folder \(dir) is not writable") }
     }
 
+    /// Writes `data` to a temporary file in the folder of `path`, flushes it and renames it over `path`;
+    /// on failure the temporary file is removed. Throws `IOError`; `checkWritable` runs first.
     public static func write(_ data: Data, to path: String) throws {
         let url = URL(fileURLWithPath: path)
         let dir = url.deletingLastPathComponent().path

@@ -8,7 +8,9 @@ public final class BlockSparseMatrix: CompressedWeight, @unchecked Sendable {
     public var format: CompressedFormat { .block(rows: blockRows, cols: blockCols) }
     public let rows: Int
     public let cols: Int
+    /// Rows of every block: 1...64, a divisor of `rows`.
     public let blockRows: Int
+    /// Columns of every block: 1...64, a divisor of `cols`.
     public let blockCols: Int
     /// Kept blocks.
     public let blocks: Int

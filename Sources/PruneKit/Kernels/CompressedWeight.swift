@@ -90,8 +90,11 @@ extension CompressedFormat {
 /// this interface. `values` is the live weight (`stateCount` entries, updated in place by the
 /// optimizer); optimizer state for it has the same layout.
 public protocol CompressedWeight: AnyObject, Sendable {
+    /// The format, with its N:M or block sizes.
     var format: CompressedFormat { get }
+    /// Output dimension: a Linear's out features, a convolution's out channels.
     var rows: Int { get }
+    /// Input dimension: a Linear's in features, or the product of a convolution weight's other dimensions.
     var cols: Int { get }
     /// Kept entries.
     var nnz: Int { get }
@@ -127,9 +130,13 @@ public protocol CompressedWeight: AnyObject, Sendable {
 /// The arrays a model file stores for one compressed weight, keyed by the suffix appended to the
 /// parameter's name (".values", ".crow_indices", …): 32-bit floats, 32-bit integers and bytes.
 public struct CompressedArrays {
+    /// 32-bit float arrays (values) by suffix, each with its shape.
     public var floats: [String: (shape: [Int], values: [Float])] = [:]
+    /// 32-bit integer arrays (CSR and block indices) by suffix, each with its shape.
     public var integers: [String: (shape: [Int], values: [Int32])] = [:]
+    /// Byte arrays (N:M's `.nm_indices`) by suffix, each with its shape.
     public var bytes: [String: (shape: [Int], values: [UInt8])] = [:]
+    /// No arrays.
     public init() {}
 }
 

@@ -12,6 +12,8 @@ import Foundation
 /// number in [0, 1]) to fix the choice across runs and machines without measuring: CSR at or below
 /// that density, a structured format whenever the mask allows one and keeps at most half.
 public enum SparseCrossover {
+    /// The kept fraction at or below which CSR beats dense, rounded down to a multiple of 0.05; measured
+    /// on first use, PRUNEKIT_SPARSE_CROSSOVER when set, 0.3 when the measurement fails.
     public static var density: Double { csr.density }
     /// The measurement behind `density` (seconds), for reports.
     public static var measurement: (dense: Double, sparseAt10: Double, sparseAt50: Double, density: Double) { csr }

@@ -4,8 +4,11 @@ internal import CPruneKernels
 
 /// A C kernel returned a failure status. Seeing one means PruneKit passed it bad arguments.
 public struct KernelError: Error, CustomStringConvertible, Equatable {
+    /// The kernel's name without `pk_` and dtype suffix ("gemm_masked").
     public let kernel: String
+    /// The `pk_status` value returned: 1 (NULL pointer) to 6 (out of memory).
     public let status: Int
+    /// The C library's description of `status`.
     public let message: String
     public var description: String { "kernel \(kernel) failed: \(message) (status \(status))" }
 }

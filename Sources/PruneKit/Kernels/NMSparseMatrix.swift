@@ -4,8 +4,11 @@ internal import CPruneKernels
 /// (a group with more than N kept, a block partly pruned, an input dimension that is not a multiple
 /// of M, blocks that do not tile the weight). `layer` names the layer when a layer asked.
 public struct StructureError: Error, CustomStringConvertible, Equatable {
+    /// The layer that asked for the format; nil when no layer is named.
     public var layer: String?
+    /// The structure the weight lacks, one phrase.
     public let rule: String
+    /// `description` is "layer: rule", or `rule` alone when `layer` is nil.
     public init(layer: String? = nil, rule: String) { self.layer = layer; self.rule = rule }
     public var description: String { (layer.map { "\($0): " } ?? "") + rule }
     /// The same refusal, naming `layer`.
@@ -22,7 +25,9 @@ public final class NMSparseMatrix: CompressedWeight, @unchecked Sendable {
     public var format: CompressedFormat { .nm(n: n, m: m) }
     public let rows: Int
     public let cols: Int
+    /// Most kept entries per group: 1 ≤ n ≤ m.
     public let n: Int
+    /// Inputs per group: n ≤ m ≤ 127, a divisor of `cols`.
     public let m: Int
     /// Number of kept entries (padding excluded).
     public let nnz: Int

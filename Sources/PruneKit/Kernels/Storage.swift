@@ -54,6 +54,7 @@ public final class AlignedStorage<Element: BitwiseCopyable>: @unchecked Sendable
         return c
     }
 
+    /// The element at `i`; traps unless 0 ≤ i < count.
     public subscript(i: Int) -> Element {
         get { precondition(i >= 0 && i < count, "storage index out of range"); return base[i] }
         set { precondition(i >= 0 && i < count, "storage index out of range"); base[i] = newValue }
@@ -106,6 +107,7 @@ public final class AlignedStorage<Element: BitwiseCopyable>: @unchecked Sendable
     }
 
 
+    /// Sets every element to `value`.
     @_specialize(where Element == Float)
     @_specialize(where Element == UInt8)
     public func fill(_ value: Element) { base.update(repeating: value, count: count) }
@@ -123,8 +125,11 @@ public final class AlignedStorage<Element: BitwiseCopyable>: @unchecked Sendable
     }
 }
 
+/// Storage of 32-bit floats: tensor elements, weights, optimizer state.
 public typealias FloatStorage = AlignedStorage<Float>
+/// Storage of bytes: masks (nonzero keeps, 0 prunes) and byte indices.
 public typealias ByteStorage = AlignedStorage<UInt8>
+/// Storage of 32-bit integers: class labels and indices.
 public typealias Int32Storage = AlignedStorage<Int32>
 
 /// Keeps a bounded number of recently freed large buffers for reuse. Training allocates the same

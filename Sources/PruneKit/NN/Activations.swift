@@ -3,6 +3,7 @@ public final class ReLU: Layer {
     private var output: Tensor?
     /// The residual Add this ReLU is fused into at inference (linked by the containing graph).
     weak var foldSource: Add?
+    /// A ReLU layer (no parameters).
     public init() {}
     public var summary: String { "ReLU" }
 
@@ -31,6 +32,7 @@ public final class ReLU: Layer {
 /// Collapses every dimension after the first: N×C×H×W → N×(C·H·W) (PyTorch's order).
 public final class Flatten: Layer {
     private var inputShape: [Int]?
+    /// A Flatten layer (no parameters).
     public init() {}
     public var summary: String { "Flatten" }
 
@@ -49,8 +51,11 @@ public final class Flatten: Layer {
 /// k×k max pooling with stride s (default k) and implicit padding p that never wins (PyTorch's
 /// MaxPool2d(k, s, p) and ONNX's MaxPool, floor mode): the output is (H + 2p − k)/s + 1 high.
 public final class MaxPool2d: Layer {
+    /// Window side k (k × k windows).
     public let kernelSize: Int
+    /// Step s between windows, in both directions (the kernel size unless given).
     public let stride: Int
+    /// Implicit padding p on each side; padded positions never win the maximum.
     public let padding: Int
     private var indices: Int32Storage?
     private var inputShape: [Int] = []
@@ -107,10 +112,16 @@ public final class MaxPool2d: Layer {
 /// tanh and ReLU6 (PyTorch's formulas), GELU (erf form, as BERT's) and GELU's tanh approximation
 /// (`geluTanh`: PyTorch's `approximate="tanh"`, HuggingFace's gelu_new / gelu_pytorch_tanh).
 public final class Activation: Layer {
-    public enum Kind: String, Sendable, CaseIterable { case sigmoid, silu, hardswish, hardsigmoid, tanh, relu6, gelu, geluTanh }
+    /// Which function the layer computes; the raw value is the case name.
+    public enum Kind: String, Sendable, CaseIterable {
+        /// σ(x); x·σ(x); x·relu6(x+3)/6; relu6(x+3)/6; tanh(x); min(max(x, 0), 6); GELU (erf); GELU (tanh form).
+        case sigmoid, silu, hardswish, hardsigmoid, tanh, relu6, gelu, geluTanh
+    }
+    /// The function this layer computes.
     public let kind: Kind
     private var input: Tensor?
 
+    /// A layer computing `kind` element-wise.
     public init(_ kind: Kind) { self.kind = kind }
     public var summary: String { kind.rawValue.capitalized }
 
@@ -150,6 +161,7 @@ public final class Activation: Layer {
 
 /// y = x (torchvision's `maxpool = Identity()`, a placeholder left by surgery).
 public final class Identity: Layer {
+    /// An Identity layer (no parameters).
     public init() {}
     public var summary: String { "Identity" }
     public func forward(_ x: Tensor, training: Bool) throws -> Tensor { x }
@@ -159,11 +171,14 @@ public final class Identity: Layer {
 /// Inverted dropout: in training each value is zeroed with probability p and the rest scaled by
 /// 1/(1 − p); in evaluation y = x. The masks come from a seeded generator (same seed, same masks).
 public final class Dropout: Layer {
+    /// Probability p in [0, 1) that a value is zeroed in training.
     public let probability: Float
     private var rng: SeededGenerator
     private var keep: Tensor?
     private var passthrough = false
 
+    /// Dropout with probability p (throws `LayerError.badInput` unless 0 ≤ p < 1), its masks drawn from a
+    /// generator seeded with `seed`.
     public init(_ probability: Float, seed: UInt64 = 0) throws {
         guard probability >= 0, probability < 1 else {
             throw LayerError.badInput(layer: "Dropout(\(probability))", expected: "a probability in [0, 1)", got: [])

@@ -1,6 +1,10 @@
 /// Sizes and options of a BERT encoder (config.json of a HuggingFace BertModel).
 public struct BertConfig: Sendable, Equatable {
+    /// Sizes from config.json: hidden size (hidden_size), encoder blocks (num_hidden_layers), heads per
+    /// block (num_attention_heads), feed-forward width (intermediate_size), vocabulary size (vocab_size)
+    /// and the longest sequence (max_position_embeddings).
     public var hidden: Int, layers: Int, heads: Int, intermediate: Int, vocab: Int, maxPositions: Int
+    /// ε of every LayerNorm (layer_norm_eps).
     public var layerNormEps: Float
     /// Rows of the token-type table (type_vocab_size); sentence encoders read row 0.
     public var typeVocab: Int
@@ -8,7 +12,11 @@ public struct BertConfig: Sendable, Equatable {
     public var activation: BertActivation
     /// The padding id (pad_token_id).
     public var padTokenID: Int
+    /// Features per attention head: hidden / heads (integer division).
     public var headDim: Int { hidden / heads }
+    /// Sizes and options as config.json gives them; the defaults are BERT's (type_vocab_size 2, hidden_act
+    /// "gelu", pad_token_id 0). Nothing is checked here; `BertEncoder.init` compares hidden, vocab,
+    /// maxPositions, typeVocab and layers with its layers.
     public init(hidden: Int, layers: Int, heads: Int, intermediate: Int, vocab: Int, maxPositions: Int, layerNormEps: Float,
                 typeVocab: Int = 2, activation: BertActivation = .gelu, padTokenID: Int = 0) {
         (self.hidden, self.layers, self.heads, self.intermediate, self.vocab, self.maxPositions, self.layerNormEps) =
@@ -21,6 +29,8 @@ public struct BertConfig: Sendable, Equatable {
 /// names: GELU's erf form ("gelu", "gelu_python"), its tanh form ("gelu_new", "gelu_pytorch_tanh",
 /// "gelu_fast"), "relu", SiLU ("silu", "swish"), "tanh" and "sigmoid".
 public enum BertActivation: String, Sendable, CaseIterable {
+    /// The activations; the raw value is a config.json name for each ("gelu_new" for `geluTanh`, the case
+    /// name otherwise).
     case gelu, geluTanh = "gelu_new", relu, silu, tanh, sigmoid
 
     /// The activation a config.json `hidden_act` names, nil for one PruneKit does not implement.
@@ -63,7 +73,10 @@ public enum BertActivation: String, Sendable, CaseIterable {
 /// `Model` like any other: pruning (dependency-aware heads and FFN neurons included), surgery,
 /// training and hooks see ordinary layers. Input: ids (B × T, whole numbers, padding id 0).
 public final class BertEncoder {
+    /// The sizes and options given at construction; `heads` and `intermediateSizes` give the per-block
+    /// sizes after pruning.
     public let config: BertConfig
+    /// The whole network as a `Model` (architecture "bert", a `Graph`): what pruning, training and saving act on.
     public let model: Model
     /// The shape and padding mask of the batch running through the model (shared by its layers).
     public let context: SequenceContext
@@ -101,6 +114,7 @@ public final class BertEncoder {
     }
 
     var graph: Graph { model.network as! Graph }
+    /// The embedding layer (graph node "embeddings").
     public var embeddings: BertEmbeddings { graph.node(named: "embeddings")!.layer as! BertEmbeddings }
     var tap: Tap { graph.node(named: "tokens")!.layer as! Tap }
     /// How token rows become the sentence embedding.

@@ -9,6 +9,7 @@
 /// Swift: the gate multiplies once per element, a small fraction of the convolutions around it.
 public final class ChannelScale: MergeLayer {
     private var cache: (x: Tensor, g: Tensor)?
+    /// A ChannelScale layer (no parameters).
     public init() {}
     public var summary: String { "ChannelScale" }
 

@@ -11,10 +11,15 @@
 /// Either side falls back to the unfused computation whenever the link does not hold both ways, a
 /// hook observes either layer, or the BatchNorm receives any other tensor.
 public final class Conv2d: Layer {
+    /// Input channels (dimension 1 of the input).
     public let inChannels: Int
+    /// Output channels (filters).
     public let outChannels: Int
+    /// Kernel side k (square k × k kernels).
     public let kernelSize: Int
+    /// Step s between kernel positions, in both directions.
     public let stride: Int
+    /// Zero padding p on each side, in both directions.
     public let padding: Int
     /// Spacing of the kernel taps (1: adjacent); the window spans d·(k − 1) + 1 pixels.
     public let dilation: Int
@@ -22,7 +27,9 @@ public final class Conv2d: Layer {
     /// own group of inputs (depthwise when groups = in = out). Grouped convolutions run a direct
     /// kernel (dense execution only).
     public let groups: Int
+    /// The filters, out × in/groups × k × k; prunable.
     public let weight: Parameter
+    /// One value per output channel; nil when the layer has none. Never pruned.
     public let bias: Parameter?
     private var input: Tensor?
     /// Zero padding still to apply to `input` (0 when `input` is already padded: grouped path).
@@ -38,6 +45,9 @@ public final class Conv2d: Layer {
     /// Observers of each backward pass (Taylor importance of the channels this layer reads).
     public let backwardHooks: BackwardHooks? = BackwardHooks()
 
+    /// A convolution from `inChannels` to `outChannels` channels, weight and bias drawn from `rng` with
+    /// PyTorch's default init U(−1/√fan_in, 1/√fan_in), fan_in = in/groups·k·k. Throws
+    /// `LayerError.badInput` unless every size is ≥ 1 (padding ≥ 0) and `groups` divides both channel counts.
     public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0, dilation: Int = 1,
                 groups: Int = 1, bias: Bool = true, rng: inout SeededGenerator) throws {
         // sizes often come from files or a user's input: a bad one throws instead of trapping

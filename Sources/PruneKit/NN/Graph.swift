@@ -22,6 +22,7 @@ public final class Add: MergeLayer {
     weak var foldedActivation: ReLU?
     /// The output last produced with the ReLU applied, until that ReLU takes it.
     private var activatedOutput: FloatStorage?
+    /// An Add layer (no parameters).
     public init() {}
     public var summary: String { "Add" }
 
@@ -70,6 +71,7 @@ public final class Add: MergeLayer {
 /// Concatenation along the channel (feature) dimension 1: N×C₁×… , N×C₂×… → N×(C₁+C₂)×….
 public final class Concat: MergeLayer {
     private var shapes: [[Int]]?
+    /// A Concat layer (no parameters).
     public init() {}
     public var summary: String { "Concat(dim 1)" }
 
@@ -128,16 +130,22 @@ public final class Concat: MergeLayer {
 /// Parameters are named `node.name` ("conv1.weight"), so nested graphs give PyTorch-like dotted
 /// names. Backward sums the gradients of a node read by several others.
 public final class Graph: Layer {
+    /// The name ("input") by which nodes read the graph's input; no node may take it.
     public static let inputName = "input"
 
+    /// One node: its name, its layer, and the names of the nodes it reads.
     public struct Node {
+        /// Unique within the graph, without dots; the prefix of its layer's parameter names.
         public let name: String
+        /// The layer run at this node (used by no other node).
         public let layer: any Layer
+        /// The nodes it reads, in the order its layer takes them; `Graph.inputName` for the graph's input.
         public let inputs: [String]
     }
 
     /// The nodes in an order where every node comes after the nodes it reads.
     public private(set) var nodes: [Node]
+    /// The node whose result the graph returns (the last node given, unless named).
     public let output: String
     /// For each node, the indices of nodes (in `nodes`) it reads; -1 is the graph's input.
     private var sources: [[Int]] = []
@@ -338,5 +346,6 @@ public final class Graph: Layer {
 /// A graph that cannot be built: one line naming the node and the rule.
 public struct GraphError: Error, CustomStringConvertible, Equatable {
     public let description: String
+    /// An error with the one-line message `description`.
     public init(_ description: String) { self.description = description }
 }

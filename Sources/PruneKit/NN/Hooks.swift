@@ -18,6 +18,7 @@ struct HookStore<Hook> {
 /// Removes a registered hook (removing twice, or after the layer is gone, does nothing).
 public struct HookHandle {
     let removal: () -> Void
+    /// Removes the hook; does nothing when it is already removed or its list is gone.
     public func remove() { removal() }
 }
 
@@ -34,14 +35,18 @@ public class HookList<Hook> {
         return HookHandle { [weak self] in self?.store.remove(id: id) }
     }
 
+    /// True when no hook is registered.
     public var isEmpty: Bool { store.hooks.isEmpty }
+    /// Number of registered hooks.
     public var count: Int { store.hooks.count }
 }
 
 /// Forward hooks: each is called with the layer's input and output after every forward pass,
 /// training or not, in registration order.
 public final class ForwardHooks: HookList<(_ input: Tensor, _ output: Tensor) throws -> Void> {
+    /// Called with the layer's input and output; an error it throws propagates out of `forward`.
     public typealias Hook = (_ input: Tensor, _ output: Tensor) throws -> Void
+    /// An empty list.
     public override init() {}
 
     /// Calls every hook (layers call this at the end of `forward`).
@@ -54,7 +59,9 @@ public final class ForwardHooks: HookList<(_ input: Tensor, _ output: Tensor) th
 /// registration order. Layers with such hooks compute ∂L/∂input even when the caller does not
 /// need it.
 public final class BackwardHooks: HookList<(_ outputGradient: Tensor, _ inputGradient: Tensor) throws -> Void> {
+    /// Called with ∂L/∂output and ∂L/∂input; an error it throws propagates out of `backward`.
     public typealias Hook = (_ outputGradient: Tensor, _ inputGradient: Tensor) throws -> Void
+    /// An empty list.
     public override init() {}
 
     /// Calls every hook (layers call this at the end of `backward`).

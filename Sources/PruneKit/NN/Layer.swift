@@ -31,6 +31,7 @@ extension Layer {
     public var namedBuffers: [(name: String, buffer: Buffer)] { [] }
     public var forwardHooks: ForwardHooks? { nil }
     public var backwardHooks: BackwardHooks? { nil }
+    /// The parameters of `namedParameters`, in the same order, without their names.
     public var parameters: [Parameter] { namedParameters.map(\.parameter) }
 
     /// This layer and every layer below it, depth first, with dotted names relative to this one
@@ -48,17 +49,27 @@ extension Layer {
 /// Non-trained state of a layer (running statistics): saved and loaded with the parameters, never
 /// touched by an optimizer.
 public final class Buffer {
+    /// The current state; its layer updates it (BatchNorm in each training forward pass).
     public var value: Tensor
+    /// A buffer holding `value`.
     public init(_ value: Tensor) { self.value = value }
+    /// The shape of `value`.
     public var shape: [Int] { value.shape }
 }
 
 /// Errors from using a layer out of order or with inputs of the wrong shape.
 public enum LayerError: Error, CustomStringConvertible, Equatable {
+    /// `backward` was called on the layer (named by its summary) with nothing cached from a training
+    /// forward pass.
     case backwardBeforeForward(String)
+    /// A layer (by summary or type name) was given an input or setting it rejects: what it expected, and
+    /// the shape or values it got (empty when none apply).
     case badInput(layer: String, expected: String, got: [Int])
+    /// A hook was registered on a layer (named by its summary) that takes no hooks of that kind.
     case noHooks(String)
+    /// A class label outside 0..<classes, in row `row` of the batch.
     case badLabel(label: Int, row: Int, classes: Int)
+    /// An operation the layer does not support; the string is the whole message.
     case unsupported(String)
 
     public var description: String {

@@ -1,8 +1,12 @@
 /// Fully connected layer y = x·(W ⊙ M)ᵀ + b, W out×in (PyTorch's layout and init).
 public final class Linear: Layer {
+    /// Input features (columns of W).
     public let inFeatures: Int
+    /// Output features (rows of W).
     public let outFeatures: Int
+    /// W, out × in; prunable.
     public let weight: Parameter
+    /// b (out); nil when the layer has none. Never pruned.
     public let bias: Parameter?
     private var input: Tensor?
     /// Observers of each forward pass (calibration statistics are gathered through them).

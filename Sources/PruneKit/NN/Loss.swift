@@ -33,8 +33,12 @@ public enum SoftmaxCrossEntropy {
 /// Knowledge distillation (Hinton et al. 2015): loss = α·CE(student, labels) +
 /// (1 − α)·T²·KL(softmax(teacher/T) ‖ softmax(student/T)), averaged over the batch.
 public struct Distillation: Sendable {
+    /// Weight α of the cross-entropy with the labels, in [0, 1]; the distillation term gets 1 − α.
     public var alpha: Float
+    /// Softmax temperature T > 0 of the distillation term.
     public var temperature: Float
+    /// Distillation with weight α (default 0.5) and temperature T (default 2); `compute` throws
+    /// `LayerError.badInput` unless 0 ≤ α ≤ 1 and T > 0.
     public init(alpha: Float = 0.5, temperature: Float = 2) {
         self.alpha = alpha
         self.temperature = temperature

@@ -3,10 +3,12 @@
 public final class Model {
     /// "mlp", "cnn", or a user-defined name.
     public let architecture: String
+    /// The layers; batches reach them reshaped to N × `inputShape`.
     public let network: any Layer
     /// Shape of one example (without the batch dimension), e.g. [784] or [1, 28, 28].
     public let inputShape: [Int]
 
+    /// A model of `network` under the name `architecture`, taking examples of shape `inputShape`.
     public init(architecture: String, network: any Layer, inputShape: [Int]) {
         self.architecture = architecture
         self.network = network
@@ -15,6 +17,7 @@ public final class Model {
 
     /// Parameters with their full names ("fc1.weight").
     public var namedParameters: [(name: String, parameter: Parameter)] { network.namedParameters }
+    /// Every parameter, in `namedParameters` order.
     public var parameters: [Parameter] { network.parameters }
     /// Buffers (running statistics) with their full names ("bn1.running_mean").
     public var namedBuffers: [(name: String, buffer: Buffer)] { network.namedBuffers }
@@ -146,9 +149,13 @@ public final class Model {
 
 /// A model that cannot be built or does not match its weights.
 public enum ModelError: Error, CustomStringConvertible, Equatable {
+    /// The name is not one of `Model.architectures`.
     case unknownArchitecture(String)
+    /// A tensor the model needs (named by its state_dict name) is absent from the loaded set.
     case missingTensor(String)
+    /// A loaded tensor is neither a parameter nor a buffer of the model.
     case unexpectedTensor(String)
+    /// Tensor `name` has shape `got` where the model needs `expected` (−1: any size).
     case shapeMismatch(name: String, expected: [Int], got: [Int])
 
     public var description: String {

@@ -4,13 +4,21 @@
 /// normalise. weight (γ) and bias (β) are trained; running_mean, running_var and
 /// num_batches_tracked are buffers, saved under PyTorch's names.
 public final class BatchNorm: Layer {
+    /// Channels C (the size of dimension 1).
     public let features: Int
+    /// ε added to the variance before the square root.
     public let eps: Float
+    /// Weight of the batch statistic in each running update: running = (1 − momentum)·running + momentum·batch.
     public let momentum: Float
+    /// γ (C), initially ones; nil when the layer is not affine. Trained, never pruned.
     public let weight: Parameter?
+    /// β (C), initially zeros; nil when the layer is not affine. Trained, never pruned.
     public let bias: Parameter?
+    /// Running mean per channel (C): updated in training, used in evaluation (running_mean).
     public let runningMean: Buffer
+    /// Running unbiased variance per channel (C): updated in training, used in evaluation (running_var).
     public let runningVar: Buffer
+    /// Training forward passes so far, a scalar tensor (num_batches_tracked); saved, not used in the arithmetic.
     public let batchesTracked: Buffer
     public let forwardHooks: ForwardHooks? = ForwardHooks()
     private var cache: (x: Tensor, mean: FloatStorage, invstd: FloatStorage, training: Bool, count: Int)?
@@ -25,8 +33,12 @@ public final class BatchNorm: Layer {
     /// How a BatchNorm reaches the other ranks: this rank, their number, and a sum over them that
     /// every rank receives bitwise the same (`Collective.sumInRankOrder`).
     public struct StatisticsSync {
+        /// This process's rank (0..<size) and the number of ranks.
         public let rank: Int, size: Int
+        /// Replaces the storage's contents, on every rank, with their element-wise sum over all ranks;
+        /// throws when the exchange fails.
         public let sum: (FloatStorage) throws -> Void
+        /// Synchronisation as rank `rank` of `size`, exchanging through `sum`.
         public init(rank: Int, size: Int, sum: @escaping (FloatStorage) throws -> Void) {
             self.rank = rank
             self.size = size

@@ -56,6 +56,8 @@ public final class Parameter: @unchecked Sendable {
     /// its layer does not compute one, and `Model.trainableParameters` leaves it out.
     public let isTrainable: Bool
 
+    /// A dense parameter holding `value`, with no mask and a zero gradient; `prunable` and `trainable`
+    /// set `isPrunable` and `isTrainable` (a fixed parameter stores an empty gradient).
     public init(_ value: Tensor, prunable: Bool, trainable: Bool = true) {
         self.stored = value
         self.shape = value.shape
@@ -66,6 +68,7 @@ public final class Parameter: @unchecked Sendable {
 
     /// The parameter's (dense) shape; it never changes.
     public let shape: [Int]
+    /// Number of scalars in the dense shape.
     public var count: Int { shape.reduce(1, *) }
     /// True when a mask is attached.
     public var isPruned: Bool { compressed != nil ? compressedFromMask : storedMask != nil }

@@ -1,11 +1,16 @@
 /// Average pooling of N×C×H×W over k×k windows with stride (default k) and zero padding counted in
 /// the divisor (PyTorch's AvgPool2d defaults).
 public final class AvgPool2d: Layer {
+    /// Window side k (k × k windows).
     public let kernelSize: Int
+    /// Step between windows, in both directions (the kernel size unless given).
     public let stride: Int
+    /// Zero padding on each side, counted in the divisor.
     public let padding: Int
     private var inputShape: [Int]?
 
+    /// k × k average pooling with `stride` (default k) and `padding`. Throws `LayerError.badInput`
+    /// unless k ≥ 1, stride ≥ 1 and 0 ≤ 2·padding ≤ k.
     public init(_ kernelSize: Int, stride: Int? = nil, padding: Int = 0) throws {
         let s = stride ?? kernelSize
         guard kernelSize > 0, s > 0, padding >= 0, 2 * padding <= kernelSize else {
@@ -48,6 +53,7 @@ public final class AvgPool2d: Layer {
 /// followed by flatten).
 public final class GlobalAvgPool2d: Layer {
     private var inputShape: [Int]?
+    /// A GlobalAvgPool2d layer (no parameters).
     public init() {}
     public var summary: String { "GlobalAvgPool2d" }
 

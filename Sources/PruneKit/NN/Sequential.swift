@@ -1,10 +1,13 @@
 /// Layers applied in order. Each child has a name used for its parameters ("fc1.weight").
 public final class Sequential: Layer {
+    /// The children with their names, in the order they run.
     public private(set) var layers: [(name: String, layer: any Layer)]
 
     /// When set, forward and backward times are added up per child (see `LayerProfile`).
     public var profile: LayerProfile?
 
+    /// Runs `layers` (name, layer) in order. Each Conv2d directly followed by a BatchNorm is linked to it
+    /// so inference folds the normalisation into the convolution.
     public init(_ layers: [(String, any Layer)]) {
         self.layers = layers.map { (name: $0.0, layer: $0.1) }
         linkFoldableNorms()
@@ -67,9 +70,13 @@ public final class Sequential: Layer {
 
 /// Wall time spent in each child layer of a `Sequential`, forward and backward separately.
 public final class LayerProfile: @unchecked Sendable {
+    /// Child names in the order they were first timed.
     public private(set) var order: [String] = []
+    /// Total forward time per child name, in nanoseconds.
     public private(set) var forwardNanoseconds: [String: UInt64] = [:]
+    /// Total backward time per child name, in nanoseconds.
     public private(set) var backwardNanoseconds: [String: UInt64] = [:]
+    /// An empty profile; assign it to `Sequential.profile` to start timing.
     public init() {}
 
     func add(_ name: String, forward: Bool, nanoseconds: UInt64) {

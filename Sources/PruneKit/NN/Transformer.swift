@@ -8,6 +8,7 @@
 /// `BertEmbeddings.forward`, read by `MultiHeadAttention` and `TokenPooling` built with the same
 /// context. A context belongs to one model: two encoders never share one.
 public final class SequenceContext {
+    /// Sequences in the current batch (B) and tokens per sequence (T); 0 until the first forward or `set`.
     public private(set) var batch = 0, length = 0
     /// 1 for a real token, 0 for padding (B·T); nil when every token is real.
     public private(set) var mask: FloatStorage?
@@ -15,6 +16,7 @@ public final class SequenceContext {
     /// id (sentence-transformers passes the tokenizer's attention mask).
     public var pendingMask: [Float]?
 
+    /// An empty context (batch and length 0, no mask), filled by the first `BertEmbeddings.forward`.
     public init() {}
 
     /// Sets the shape and mask directly (running blocks on rows captured earlier).
@@ -38,12 +40,17 @@ public final class SequenceContext {
 /// Layer normalisation over the last dimension of rows × n: (x − mean)/√(var + ε)·γ + β, γ and β
 /// trained (statistics in double, biased variance, as PyTorch).
 public final class LayerNorm: Layer {
+    /// Size n of the normalised last dimension.
     public let features: Int
+    /// ε added to the variance before the square root.
     public let eps: Float
+    /// γ (initially ones) and β (initially zeros), n each; trained, never pruned.
     public let weight: Parameter, bias: Parameter
     private var input: Tensor?
     public let forwardHooks: ForwardHooks? = ForwardHooks()
 
+    /// γ = 1, β = 0 over `features` values. Throws `LayerError.badInput` unless features ≥ 1 and eps is
+    /// finite and ≥ 0.
     public init(_ features: Int, eps: Float = 1e-5) throws {
         guard features > 0, eps >= 0, eps.isFinite else {
             throw LayerError.badInput(layer: "LayerNorm", expected: "features ≥ 1 and a finite eps ≥ 0", got: [features])
@@ -101,10 +108,16 @@ public final class LayerNorm: Layer {
 /// the id is `padID`). The three tables are fixed (`isTrainable` false, no gradient); the
 /// LayerNorm's γ and β train. Parameter names are HuggingFace's (word_embeddings.weight, ...).
 public final class BertEmbeddings: Layer {
+    /// Rows of the word table (vocab), rows of the position table (the longest sequence T) and the
+    /// hidden size n.
     public let vocabulary: Int, positions: Int, hidden: Int
+    /// The id whose tokens are masked as padding when the context has no pending mask.
     public let padID: Int
+    /// The word (vocab × n), position (positions × n) and token-type (types × n) tables; fixed, never pruned.
     public let word: Parameter, position: Parameter, tokenType: Parameter
+    /// The LayerNorm applied to the summed embeddings.
     public let norm: LayerNorm
+    /// The context each forward pass fills with the batch shape and padding mask.
     public let context: SequenceContext
 
     /// Tables vocab × n, positions × n, types × n (row 0 is used), LayerNorm γ, β (n), ε.
@@ -168,16 +181,22 @@ public final class BertEmbeddings: Layer {
 /// the four Linear layers ("query", "key", "value", "output"); dependency-aware pruning removes
 /// heads as units (their d query, key and value rows and d output columns).
 public final class MultiHeadAttention: Layer {
+    /// The projections: query, key and value hidden → heads·d, output heads·d → hidden.
     public let query: Linear, key: Linear, value: Linear, output: Linear
+    /// Number of heads (after head pruning, the heads kept).
     public let heads: Int
+    /// Features per head, d = query.outFeatures / heads.
     public var headDim: Int { query.outFeatures / heads }
     /// Multiplies each head's output (1 on, 0 off).
     public var headMask: [Float]
+    /// The batch shape and padding mask of the token rows, written by the model's `BertEmbeddings`.
     public let context: SequenceContext
     public let forwardHooks: ForwardHooks? = ForwardHooks()
     private struct Cache { let q, k, v: Tensor; let b, t: Int; let mask: FloatStorage? }
     private var cache: Cache?
 
+    /// Attention over the given projections, every head on. Throws `LayerError.badInput` unless query,
+    /// key and value are each heads·d × hidden (heads ≥ 1 dividing their width) and `output` reads heads·d features.
     public init(query: Linear, key: Linear, value: Linear, output: Linear, heads: Int, context: SequenceContext) throws {
         let width = query.outFeatures, hidden = query.inFeatures
         guard heads > 0, width % heads == 0, key.outFeatures == width, value.outFeatures == width, key.inFeatures == hidden,
@@ -259,10 +278,18 @@ public final class MultiHeadAttention: Layer {
 /// Pooling module (mean of the real tokens, the [CLS] token, or the feature-wise maximum over the
 /// real tokens) and whether a Normalize module divides the result by its L2 norm.
 public struct SentencePooling: Sendable, Equatable, CustomStringConvertible {
-    public enum Mode: String, Sendable, CaseIterable { case mean, cls, max }
+    /// Which rows make the sentence vector: the mean of the real tokens, the first ([CLS]) token, or the
+    /// feature-wise maximum over the real tokens. The raw value is the case name (`--pooling`'s spelling).
+    public enum Mode: String, Sendable, CaseIterable {
+        /// Mean of the real tokens; the first ([CLS]) token; feature-wise maximum over the real tokens.
+        case mean, cls, max
+    }
+    /// How the token rows are reduced to one vector per sentence.
     public var mode: Mode
+    /// Whether the pooled vector is divided by its L2 norm.
     public var normalize: Bool
 
+    /// Pooling by `mode`, L2-normalised when `normalize`.
     public init(_ mode: Mode, normalize: Bool) { (self.mode, self.normalize) = (mode, normalize) }
 
     /// all-MiniLM-L6-v2's: mean pooling, L2-normalised.
@@ -288,10 +315,13 @@ public struct SentencePooling: Sendable, Equatable, CustomStringConvertible {
 /// −10⁹, as sentence-transformers fills it); then, when `pooling.normalize`, divided by the L2 norm
 /// (at least 10⁻¹², as torch's `F.normalize`). Reads the `SequenceContext`.
 public final class TokenPooling: Layer {
+    /// The pooling mode and whether the result is L2-normalised.
     public let pooling: SentencePooling
+    /// The batch shape and padding mask of the token rows this layer reads.
     public let context: SequenceContext
     private var cache: (x: Tensor, mask: FloatStorage?, b: Int, t: Int, pooled: [Float], argmax: [Int32])?
 
+    /// Pooling as `pooling` says (default: mean, L2-normalised) over token rows described by `context`.
     public init(_ pooling: SentencePooling = .meanNormalized, context: SequenceContext) {
         (self.pooling, self.context) = (pooling, context)
     }
@@ -401,9 +431,14 @@ public final class TokenPooling: Layer {
 /// to the gradient flowing back through it — a loss term on an intermediate activation
 /// (distillation of token rows) enters the one backward pass.
 public final class Tap: Layer {
+    /// The last forward pass's input (the output too), kept in training or while `keepsOutput`; nil
+    /// otherwise, and after `backward` or `forget`.
     public private(set) var output: Tensor?
+    /// Whether inference passes keep `output` too (default false).
     public var keepsOutput = false
+    /// A tensor of the output's shape added to ∂L/∂output in the next backward, then cleared; nil adds nothing.
     public var extraGradient: Tensor?
+    /// A tap keeping nothing yet: no output, no extra gradient.
     public init() {}
     public var summary: String { "Tap" }
 

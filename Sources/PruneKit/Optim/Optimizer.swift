@@ -51,6 +51,10 @@ extension Optimizer {
 
 /// Invalid optimizer settings.
 public enum OptimizerError: Error, CustomStringConvertible, Equatable {
+    /// Thrown for a setting outside its domain (for example a negative or non-finite learning rate,
+    /// momentum, weight decay or epsilon; a beta outside [0, 1); epochs below 0 or a batch below 1; a
+    /// resume position past the run), for a checkpoint that holds another optimizer's state, and by
+    /// `step` when a parameter changed form after `prepareFusedStep`. The string says which.
     case invalidHyperparameter(String)
     public var description: String {
         switch self { case let .invalidHyperparameter(s): return "invalid optimizer setting: \(s)" }
@@ -61,13 +65,18 @@ public enum OptimizerError: Error, CustomStringConvertible, Equatable {
 /// in PyTorch's formulation.
 public final class SGD: Optimizer {
     public var learningRate: Float
+    /// Velocity factor: v := momentum·v + g′, g′ the decayed gradient (0: no velocity is kept).
     public let momentum: Float
+    /// L2 coefficient added to the gradient: g′ = g + weightDecay·w.
     public let weightDecay: Float
+    /// Steps along g′ + momentum·v instead of v (Nesterov); no effect when momentum is 0.
     public let nesterov: Bool
     /// Velocity per parameter, with the compressed form it is laid out for (nil: dense).
     private var velocity: [ObjectIdentifier: (v: FloatStorage, layout: (any CompressedWeight)?)] = [:]
     public var stateBytes: Int { velocity.values.reduce(0) { $0 + $1.v.count * 4 } }
 
+    /// Throws `OptimizerError.invalidHyperparameter` when the learning rate, momentum or weight decay is
+    /// negative or not finite.
     public init(learningRate: Float, momentum: Float = 0, weightDecay: Float = 0, nesterov: Bool = false) throws {
         guard learningRate.isFinite, learningRate >= 0 else { throw OptimizerError.invalidHyperparameter("learning rate \(learningRate)") }
         guard momentum.isFinite, momentum >= 0 else { throw OptimizerError.invalidHyperparameter("momentum \(momentum)") }
@@ -116,15 +125,22 @@ public final class SGD: Optimizer {
 /// Adam (Kingma & Ba) with L2 weight decay added to the gradient, as torch.optim.Adam.
 public class Adam: Optimizer {
     public var learningRate: Float
+    /// Decay rate of the first-moment (gradient mean) estimate, in [0, 1).
     public let beta1: Float
+    /// Decay rate of the second-moment (squared gradient) estimate, in [0, 1).
     public let beta2: Float
+    /// Added to the bias-corrected √v in the step's denominator.
     public let epsilon: Float
+    /// Adam: an L2 term added to the gradient, g′ = g + weightDecay·w. AdamW: decoupled,
+    /// w −= lr·weightDecay·w before the step.
     public let weightDecay: Float
     let decoupled: Bool
     /// Moments and step count per parameter, with the compressed form they are laid out for (nil: dense).
     private var state: [ObjectIdentifier: (m: FloatStorage, v: FloatStorage, t: Int, layout: (any CompressedWeight)?)] = [:]
     public var stateBytes: Int { state.values.reduce(0) { $0 + ($1.m.count + $1.v.count) * 4 } }
 
+    /// Defaults are torch.optim.Adam's. Throws `OptimizerError.invalidHyperparameter` when the learning
+    /// rate, epsilon or weight decay is negative or not finite, or a beta is outside [0, 1).
     public convenience init(learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999,
                             epsilon: Float = 1e-8, weightDecay: Float = 0) throws {
         try self.init(learningRate, beta1, beta2, epsilon, weightDecay, decoupled: false)
@@ -200,6 +216,8 @@ public class Adam: Optimizer {
 
 /// AdamW (Loshchilov & Hutter): decoupled weight decay w ← w − lr·wd·w, as torch.optim.AdamW.
 public final class AdamW: Adam {
+    /// Defaults are torch.optim.AdamW's (weight decay 0.01). Throws `OptimizerError.invalidHyperparameter`
+    /// for the same settings as `Adam`'s initializer.
     public init(learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8,
                 weightDecay: Float = 0.01) throws {
         try super.init(learningRate, beta1, beta2, epsilon, weightDecay, decoupled: true)

@@ -8,6 +8,7 @@ public struct Calibration {
     public let weightTaylor: TaylorImportance?
     /// Squared mask gradients of the units of the model's dependency graph (nil without a loss).
     public let unitTaylor: DependencyGraph.UnitTaylor?
+    /// Number of examples run through the model.
     public let samples: Int
 
     /// Runs `samples` examples through `model`, one call of `input(i)` each (its result is the

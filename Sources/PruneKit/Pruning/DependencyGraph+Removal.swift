@@ -5,7 +5,9 @@ extension DependencyGraph {
     public struct Removal {
         /// Units removed per group, keyed by the group's producers joined with ", ".
         public let removedUnits: [String: Int]
+        /// The model's scalar parameter count before the removal.
         public let parametersBefore: Int
+        /// The count after it (`parametersBefore` when no unit was dead).
         public let parametersAfter: Int
     }
 

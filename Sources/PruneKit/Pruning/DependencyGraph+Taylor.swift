@@ -7,6 +7,7 @@ extension DependencyGraph {
     public final class UnitTaylor {
         /// Per group (keyed by its producers), per unit: Σ over batches of (∂L/∂m)².
         var sums: [String: [Double]] = [:]
+        /// Number of batches measured; scores are means over them.
         public private(set) var batches = 0
 
         func add(batch: [String: [Double]]) {

@@ -72,10 +72,15 @@ public final class DependencyGraph {
 
     /// One traced leaf layer.
     public struct Node {
+        /// Dotted path of the leaf in the model ("layer1.0.conv1"); empty when the network is this layer.
         public let name: String
+        /// The leaf layer itself (the model's object, not a copy).
         public let layer: any Layer
+        /// How the layer couples its input and output channels.
         public let rule: ChannelRule
+        /// Indices into `values` of what the layer reads (several for Add, Concat and ChannelScale).
         public let inputs: [Int]
+        /// Index into `values` of what the layer writes.
         public let output: Int
         /// Where the layer sits: its container and its place there (an index of a Sequential or a
         /// node name of a Graph); nil for a model whose network is this one layer.
@@ -84,17 +89,24 @@ public final class DependencyGraph {
 
     /// A traced activation: its shape for the traced batch of one.
     public struct Value {
+        /// The activation's shape in the trace; dimension 1 holds the channels.
         public let shape: [Int]
+        /// Size of dimension 1 (1 for a value of rank below 2).
         public var channels: Int { shape.count >= 2 ? shape[1] : 1 }
         /// Elements per channel (H·W for images, 1 for features).
         public var spatial: Int { shape.count >= 2 ? shape.dropFirst(2).reduce(1, *) : 1 }
     }
 
+    /// The traced model; pruning and removal through this graph change it in place.
     public let model: Model
+    /// The traced leaf layers, in execution order.
     public private(set) var nodes: [Node] = []
+    /// The traced activations, indexed by `Node.inputs` and `Node.output` (the model's input first), then
+    /// one [1, heads] value per attention layer whose channels are its heads.
     public private(set) var values: [Value] = []
     /// The values of the model's input and output.
     public private(set) var inputValue = 0
+    /// Index into `values` of the model's output.
     public private(set) var outputValue = 0
     /// First element of each value's channels in the union-find arrays.
     var offsets: [Int] = []
@@ -187,13 +199,20 @@ public final class DependencyGraph {
 
     /// One prunable channel across coupled layers: its elements (value, channel).
     public struct Unit {
+        /// The (value, channel) pairs that are this unit, `value` indexing `values`; a head is one channel of
+        /// its attention layer's head value.
         public let elements: [(value: Int, channel: Int)]
     }
 
     /// Coupled layers and the units they share.
     public struct Group {
         /// Channels (neurons, filters) or attention heads.
-        public enum Kind: Sendable { case channels, heads }
+        public enum Kind: Sendable {
+            /// `channels`: channels coupled across layers (neurons, filters); `heads`: the heads of one
+            /// attention layer.
+            case channels, heads
+        }
+        /// Whether the units are coupled channels or the heads of one attention layer.
         public let kind: Kind
         /// The units (in channel order of the first producer).
         public let units: [Unit]
@@ -203,6 +222,8 @@ public final class DependencyGraph {
         public let consumers: [String]
     }
 
+    /// Every prunable group: channel groups, ordered by the values they span, then one heads group per
+    /// attention layer in trace order.
     public private(set) var groups: [Group] = []
     /// Indexes from a value to the nodes around it: its producer, its depthwise convolution, the
     /// producers that read it.

@@ -4,12 +4,16 @@
 /// batches) and `wanda` (|w|·‖x‖ over a calibration set). Scores must be finite; higher means
 /// more important.
 public struct Importance {
+    /// Label in error messages ("l1", "random", "custom", "taylor", "wanda" for the built-in ones);
+    /// `ModelPruner.prune` checks it against the request's method.
     public let name: String
     /// Scores for the parameter at `index` of a pruning call, or nil for |w| itself (no copy).
     let scores: (Parameter, Int) throws -> Tensor?
     /// Compare |score| instead of the score.
     let useAbs: Bool
 
+    /// `scores(p, i)` returns the scores of `p`, the parameter at position `i` of the pruning call (same
+    /// shape as `p`), or nil to rank by |w|; with `useAbs` entries are ranked by |score|.
     public init(name: String, useAbs: Bool = false, scores: @escaping (Parameter, Int) throws -> Tensor?) {
         self.name = name
         self.useAbs = useAbs
@@ -52,9 +56,11 @@ public struct Importance {
 /// backward pass of a training run with `fusedUpdates: false` (the gradients must exist).
 public final class TaylorImportance {
     private var sums: [ObjectIdentifier: FloatStorage] = [:]
+    /// Number of `accumulate()` calls so far.
     public private(set) var batches = 0
     let parameters: [Parameter]
 
+    /// Zeroed sums for `parameters`; only these get scores.
     public init(parameters: [Parameter]) {
         self.parameters = parameters
         for p in parameters { sums[ObjectIdentifier(p)] = FloatStorage(count: p.count) }
@@ -104,8 +110,10 @@ public final class ActivationStatistics {
     private var energy: [ObjectIdentifier: (storage: FloatStorage, group: Int)] = [:]
     /// Σx per input feature and the rows seen, for Linear layers (means for bias compensation).
     private var sums: [ObjectIdentifier: (storage: FloatStorage, rows: Int)] = [:]
+    /// Examples seen by `collect` (the first dimension of each batch); `recording` does not count them.
     public private(set) var samples = 0
 
+    /// Empty statistics; `collect`, `calibrate` or `recording` fill them.
     public init() {}
 
     /// Runs `batches` through the model (inference) and records the input energies of every

@@ -1,7 +1,13 @@
 /// What to prune in a whole model: the importance, the structure, the scope and the amount.
 public struct PruningRequest: Sendable, Equatable {
     /// `sparsegpt` also updates the kept weights (it runs block by block: `pruneSequentially`).
-    public enum Method: String, Sendable, CaseIterable { case l1, random, taylor, wanda, sparsegpt }
+    public enum Method: String, Sendable, CaseIterable {
+        /// `l1`: |w|; `random`: uniform scores from `seed`; `taylor`: |w·∂L/∂w| over training batches
+        /// (or whole units' mask gradients); `wanda`: |w|·‖x‖₂ over a calibration pass; `sparsegpt`:
+        /// SparseGPT, through `ModelPruner.pruneSequentially` only.
+        case l1, random, taylor, wanda, sparsegpt
+    }
+    /// What is pruned: single weights, whole units (neurons, channels, heads), or N:M or block patterns.
     public enum Structure: Sendable, Equatable, CustomStringConvertible {
         /// single weights
         case unstructured
@@ -47,14 +53,24 @@ public struct PruningRequest: Sendable, Equatable {
     }
     /// Where pruned entries compete: within each layer (or group of coupled units), across the
     /// whole model, or (unstructured only) within each output row, as Wanda compares weights.
-    public enum Scope: String, Sendable, CaseIterable { case layer, global, row }
+    public enum Scope: String, Sendable, CaseIterable {
+        /// `layer`: each layer (or group of coupled units) loses `amount` of its own; `global`: one ranking
+        /// across the model; `row`: each output row of each weight loses `amount` (unstructured only).
+        case layer, global, row
+    }
 
+    /// The importance that ranks the entries (or units); the least important go first.
     public var method: Method
+    /// What is removed: single weights, whole units or a pattern.
     public var structure: Structure
+    /// Which entries compete with each other: per layer, across the model, or per output row.
     public var scope: Scope
+    /// A fraction or count of the entries (or units) still unpruned, in each comparison group of `scope`.
     public var amount: Amount
+    /// Seed of the `random` method's scores (unused by the other methods).
     public var seed: UInt64
 
+    /// Defaults: l1, unstructured, global scope, seed 0. Nothing is checked until a pruner runs.
     public init(method: Method = .l1, structure: Structure = .unstructured, scope: Scope = .global,
                 amount: Amount, seed: UInt64 = 0) {
         self.method = method

@@ -3,25 +3,40 @@ import Foundation
 /// Kept and pruned weights per layer and in total, the bytes they take, and the structure of the
 /// pruning (how many whole units — rows, channels — are gone).
 public struct SparsityReport: Codable, Sendable {
+    /// Counts of one prunable weight.
     public struct Layer: Codable, Sendable {
+        /// The weight's full parameter name.
         public let name: String
+        /// The weight's shape.
         public let shape: [Int]
+        /// Number of weights.
         public let total: Int
+        /// Weights that are nonzero and not masked.
         public let kept: Int
+        /// Weights masked or exactly 0: `total − kept`.
         public var pruned: Int { total - kept }
+        /// `pruned / total` (0 for an empty weight).
         public var sparsity: Double { total == 0 ? 0 : Double(total - kept) / Double(total) }
         /// Output units (dim 0) with every weight pruned.
         public let unitsRemoved: Int
+        /// Output units: the size of dimension 0.
         public let units: Int
         /// f32 bytes of the dense weight, and of the kept weights in a compressed (value + 32-bit index) form.
         public var denseBytes: Int { 4 * total }
+        /// 8 bytes per kept weight: its f32 value and a 32-bit index.
         public var compressedBytes: Int { 8 * kept }
+        /// "dense" when nothing is pruned, "structured (r/u units)" when every pruned weight lies in one of
+        /// the r removed units, "unstructured" otherwise.
         public let structure: String
     }
 
+    /// One entry per prunable weight, in the model's parameter order.
     public let layers: [Layer]
+    /// Weights over all layers.
     public var total: Int { layers.reduce(0) { $0 + $1.total } }
+    /// Kept weights over all layers.
     public var kept: Int { layers.reduce(0) { $0 + $1.kept } }
+    /// Pruned fraction over all layers (0 when there are no weights).
     public var sparsity: Double { total == 0 ? 0 : Double(total - kept) / Double(total) }
 
     /// The report of a model's prunable weights (a weight counts as pruned when it is exactly 0 or masked).

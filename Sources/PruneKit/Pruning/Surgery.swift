@@ -4,9 +4,14 @@
 /// emitted a constant (its bias through the activation); that constant's contribution is folded
 /// into the consumer's bias, so the smaller model computes the same outputs as the masked one.
 public enum Surgery {
+    /// What `removePrunedUnits` removed, and the parameter counts around it.
     public struct Result: Sendable {
+        /// Units removed, keyed by layer name (a flat Sequential) or by the group's producers joined with
+        /// ", " (a graph).
         public let removedUnits: [String: Int]
+        /// Scalar parameters of the input model.
         public let parametersBefore: Int
+        /// Scalar parameters of the returned model.
         public let parametersAfter: Int
     }
 

@@ -1,9 +1,11 @@
 /// A binary pruning mask: 1 keeps a weight, 0 prunes it. Same shape as the weight it masks.
 /// A value type with copy-on-write storage (one byte per entry).
 public struct Mask: Sendable, Equatable, CustomStringConvertible {
+    /// Dimensions, outermost first: the shape of the weight it masks.
     public private(set) var shape: [Int]
     var storage: ByteStorage
 
+    /// Number of entries, kept and pruned.
     public var count: Int { storage.count }
 
     /// All-ones mask (nothing pruned).
@@ -32,6 +34,7 @@ public struct Mask: Sendable, Equatable, CustomStringConvertible {
         self.storage = storage
     }
 
+    /// Copies the storage when another mask shares it, so that a write changes only this one.
     public mutating func makeUnique() {
         if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
     }

@@ -3,6 +3,7 @@
 public struct SeededGenerator: RandomNumberGenerator, Sendable {
     private var s: (UInt64, UInt64, UInt64, UInt64)
 
+    /// State from the first four SplitMix64 outputs for `seed`; every seed, 0 included, is valid.
     public init(seed: UInt64) {
         var x = seed
         func next() -> UInt64 {

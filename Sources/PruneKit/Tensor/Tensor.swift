@@ -8,6 +8,7 @@ public struct Tensor: Sendable, CustomStringConvertible {
 
     /// Number of elements.
     public var count: Int { storage.count }
+    /// Number of dimensions (0 for a scalar).
     public var rank: Int { shape.count }
 
     /// A tensor of `shape` filled with `value`.
@@ -38,7 +39,6 @@ public struct Tensor: Sendable, CustomStringConvertible {
         self.storage = FloatStorage(uninitializedCount: shape.reduce(1, *))
     }
 
-    /// A tensor with the given elements (row-major).
     /// Elements of `shape`; throws for a negative dimension or a product past what memory can address.
     public static func elementCount(_ shape: [Int]) throws -> Int {
         guard shape.allSatisfy({ $0 >= 0 }) else { throw TensorError.invalidShape(shape) }
@@ -51,6 +51,8 @@ public struct Tensor: Sendable, CustomStringConvertible {
         return n
     }
 
+    /// A copy of `scalars` (row-major) under `shape`. Throws `TensorError.countMismatch` unless the
+    /// counts agree, `invalidShape` or `tooLarge` for a bad shape.
     public init(shape: [Int], scalars: [Float]) throws {
         guard try Tensor.elementCount(shape) == scalars.count else {
             throw TensorError.countMismatch(shape: shape, count: scalars.count)

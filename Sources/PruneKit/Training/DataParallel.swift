@@ -28,8 +28,11 @@ public protocol Collective: AnyObject {
 /// Set it on `TrainingConfig.dataParallel`. Fused optimizer steps are turned off (the step needs
 /// the summed gradient).
 public final class DataParallel: @unchecked Sendable {
+    /// The transport the ranks exchange gradients and checks through.
     public let collective: any Collective
+    /// This process's rank, 0 ..< `size` (the collective's).
     public var rank: Int { collective.rank }
+    /// Number of ranks (the collective's).
     public var size: Int { collective.size }
     /// Floats carried by the last gradient exchange (gradients and the loss), and what a dense
     /// all-reduce of every trainable parameter's full gradient (DDP's) would carry.
@@ -37,6 +40,7 @@ public final class DataParallel: @unchecked Sendable {
     /// Totals over the run: exchanges and floats exchanged.
     public private(set) var exchanges = 0, exchangedFloats = 0
 
+    /// Data parallelism over `collective`; the initializer exchanges nothing.
     public init(_ collective: any Collective) {
         self.collective = collective
     }

@@ -6,14 +6,22 @@ import Foundation
 /// `teacher` (the dense model) the loss adds distillation from its logits (α = 0.5, T = 2); on this
 /// task it did not beat the plain recipe, so it is opt-in.
 public struct FineTuneConfig: Sendable {
+    /// Passes over the training data.
     public var epochs: Int
+    /// The new Adam's learning rate, and the cosine's peak when `cosineDecay`.
     public var learningRate: Float
+    /// Examples per batch (the global batch when data-parallel).
     public var batchSize: Int
+    /// Seed of the example shuffle.
     public var seed: UInt64
+    /// Decays the learning rate from `learningRate` to 0 on a cosine over all steps; false leaves the
+    /// optimizer's rate as it is.
     public var cosineDecay: Bool
+    /// Weight α and temperature T of the distillation loss; used only with a `teacher`.
     public var distillation: Distillation
     /// Data-parallel fine-tuning over several processes (see `TrainingConfig.dataParallel`).
     public var dataParallel: DataParallel?
+    /// Defaults: 2 epochs, learning rate 3e-3 on a cosine, batch 128, seed 0, α = 0.5, T = 2, one process.
     public init(epochs: Int = 2, learningRate: Float = 3e-3, batchSize: Int = 128, seed: UInt64 = 0,
                 cosineDecay: Bool = true, distillation: Distillation = Distillation(), dataParallel: DataParallel? = nil) {
         self.dataParallel = dataParallel
@@ -26,7 +34,11 @@ public struct FineTuneConfig: Sendable {
     }
 }
 
+/// Fine-tuning of a pruned image classifier with `FineTuneConfig`'s recipe.
 public enum FineTuner {
+    /// Fine-tunes `model` on `data` through `Trainer.train`, masks fixed. `optimizer` defaults to a new
+    /// `Adam` at `config.learningRate` (one passed in keeps its state); `teacher` adds logit distillation.
+    /// `checkpoint`, `resumeFrom`, `progress` and the errors thrown are those of `Trainer.fit`.
     public static func fineTune(_ model: Model, data: LabeledImages, config: FineTuneConfig = FineTuneConfig(),
                                 teacher: Model? = nil, optimizer: Adam? = nil, checkpoint: CheckpointPolicy? = nil,
                                 resumeFrom: TrainingPosition? = nil,

@@ -8,6 +8,10 @@ import Foundation
 /// the model sees (`InputNormalization.apply`: `none` keeps them as they are). `y` holds N integer
 /// class indices in [0, classes) (integral floats are accepted).
 public enum LabeledArrays {
+    /// Reads `path` (.npz or .safetensors, by its extension), checks it and applies `normalization` to
+    /// `x`; returns N examples of shape `inputShape`. Throws `IOError` naming the file when it cannot be
+    /// read, `x` or `y` is missing, `x` does not hold N × `inputShape` values or holds NaN or infinity, or
+    /// a label is not an integer in [0, `classes`).
     public static func load(_ path: String, inputShape: [Int], classes: Int,
                             normalization: InputNormalization) throws -> LabeledImages {
         func fail(_ why: String) -> IOError { IOError(file: path, reason: why) }

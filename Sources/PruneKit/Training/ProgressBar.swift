@@ -15,6 +15,8 @@ public final class ProgressBar {
         self.enabled = enabled
     }
 
+    /// Reports `p`: on a terminal, redraws the bar at most every 0.1 s and on an epoch's last batch (then
+    /// ends the line); otherwise writes one line per epoch. Prints nothing when disabled.
     public func update(_ p: BatchProgress) {
         guard enabled else { return }
         if interactive {

@@ -7,13 +7,24 @@ import Foundation
 /// teacher's (mean squared difference per real token and feature, times `tokenWeight`): far more
 /// signal per sentence than the pooled vector alone.
 public enum SentenceDistillation {
-    public enum Loss: String, Sendable, CaseIterable { case cosine, mse }
+    /// The embedding loss per sentence, averaged over the batch: 1 − cosine(student, teacher), or the
+    /// squared difference summed over features (`mse`).
+    public enum Loss: String, Sendable, CaseIterable {
+        /// 1 − cosine(student, teacher); the squared difference summed over features.
+        case cosine, mse
+    }
 
+    /// Settings of `fineTune`.
     public struct Config: Sendable {
+        /// Passes over the sentences (≥ 0).
         public var epochs: Int
+        /// Sentences per step (≥ 1).
         public var batchSize: Int
+        /// Adam's learning rate (> 0); the peak when `cosineDecay`.
         public var learningRate: Float
+        /// The loss between student and teacher embeddings.
         public var loss: Loss
+        /// Seed of the random order in which the batches are visited each epoch.
         public var seed: UInt64
         /// Cosine decay of the learning rate to 0 over the run.
         public var cosineDecay: Bool
@@ -22,6 +33,8 @@ public enum SentenceDistillation {
         /// Data-parallel distillation over several processes (see `TrainingConfig.dataParallel`):
         /// each rank takes its shard of every batch of sentences.
         public var dataParallel: DataParallel?
+        /// The defaults: 2 epochs, batches of 32, learning rate 1e-4 with cosine decay, cosine loss, seed 0,
+        /// no token-row term, one process.
         public init(epochs: Int = 2, batchSize: Int = 32, learningRate: Float = 1e-4, loss: Loss = .cosine, seed: UInt64 = 0,
                     cosineDecay: Bool = true, tokenWeight: Float = 0, dataParallel: DataParallel? = nil) {
             (self.epochs, self.batchSize, self.learningRate, self.loss, self.seed, self.cosineDecay, self.tokenWeight) =

@@ -5,6 +5,9 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
     /// The loss became NaN or infinite (non-finite inputs, a learning rate that diverges): the run
     /// stops there and nothing is saved.
     case nonFiniteLoss(epoch: Int, batch: Int, loss: Float)
+    /// Thrown for a setting or input the run cannot use, for example an evaluation batch size below 1, a
+    /// data-parallel batch with fewer examples than ranks in a model with BatchNorm, ranks whose models
+    /// or settings differ, or a student and teacher of different hidden sizes. The string is the message.
     case badSetting(String)
 
     public var description: String {
@@ -18,8 +21,11 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
 
 /// Settings of a training or fine-tuning run.
 public struct TrainingConfig: Sendable {
+    /// Passes over the data; at least 0.
     public var epochs: Int
+    /// Examples per batch (the global batch when data-parallel); at least 1.
     public var batchSize: Int
+    /// Seed of the example shuffle that `Trainer.train` builds (`fit` takes the order it is given).
     public var seed: UInt64
     /// Fuse each weight's optimizer step into its gradient kernel (no gradient buffers). Turn off
     /// when gradients must be inspected after backward (e.g. Taylor importance).
@@ -27,6 +33,7 @@ public struct TrainingConfig: Sendable {
     /// Data-parallel training over several processes (nil: this process alone). `batchSize` stays
     /// the global batch: each rank takes its shard of it.
     public var dataParallel: DataParallel?
+    /// Defaults: batch 128, seed 0, fused updates, one process. `Trainer.fit` checks epochs and batch size.
     public init(epochs: Int, batchSize: Int = 128, seed: UInt64 = 0, fusedUpdates: Bool = true, dataParallel: DataParallel? = nil) {
         self.epochs = epochs
         self.batchSize = batchSize
@@ -38,18 +45,28 @@ public struct TrainingConfig: Sendable {
 
 /// What a progress reporter is told after every batch.
 public struct BatchProgress: Sendable {
+    /// The epoch (from 1) of `epochs`, and the batch (from 1) of the `batches` of that epoch.
     public let epoch: Int, epochs: Int, batch: Int, batches: Int
+    /// The batch's mean loss (over the global batch when data-parallel).
     public let loss: Float
+    /// Examples trained on in this `fit` call, per second of `elapsed`.
     public let samplesPerSecond: Double
+    /// Wall-clock seconds since this `fit` call started (for a resumed run, since the resume).
     public let elapsed: Double
+    /// Whether this is the epoch's last batch.
     public let epochDone: Bool
 }
 
 /// Results of a run.
 public struct TrainingResult: Sendable {
+    /// The last batch's mean loss (NaN when no batch ran).
     public var finalLoss: Float
+    /// Wall-clock seconds of the `fit` call, checkpoint writes included.
     public var trainSeconds: Double
+    /// Examples trained on per second of `trainSeconds`.
     public var samplesPerSecond: Double
+    /// One entry per epoch this call ran: the batch losses weighted by batch size, summed, divided
+    /// by the example count.
     public var epochLosses: [Float]
 }
 
@@ -65,7 +82,10 @@ public enum LearningRateSchedule {
 /// The order in which a training run visits its examples: a list of batches (example indices) per
 /// epoch, from a generator whose state checkpoints save.
 public protocol BatchOrder {
+    /// Number of batches each `epoch()` returns (`fit` counts the schedule's steps with it).
     var batchesPerEpoch: Int { get }
+    /// The generator's state (four words): checkpoints save it, and `fit` sets it on resume to replay an
+    /// epoch's order.
     var rngState: [UInt64] { get set }
     /// The batches of the next epoch.
     mutating func epoch() -> [ArraySlice<Int>]
@@ -76,8 +96,10 @@ extension BatchSampler: BatchOrder {}
 /// Fixed batches (e.g. sentences of similar length, so padding stays small) visited in a new random
 /// order every epoch.
 public struct GroupedBatches: BatchOrder {
+    /// The batches, as example indices; every epoch visits each one once, whole.
     public let groups: [[Int]]
     private var rng: SeededGenerator
+    /// Uses `groups` as given (not split or checked); `seed` seeds the order they are visited in.
     public init(groups: [[Int]], seed: UInt64) {
         self.groups = groups
         rng = SeededGenerator(seed: seed)
