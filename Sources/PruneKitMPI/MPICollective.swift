@@ -6,7 +6,9 @@ import PruneKit
 
 /// An MPI failure, in words.
 public struct MPIError: Error, CustomStringConvertible {
+    /// The MPI function that failed (e.g. "MPI_Alltoall") and the error code it returned.
     public let call: String, code: Int32
+    /// "MPI <call> failed: " and Open MPI's text for the code.
     public var description: String {
         var text = [CChar](repeating: 0, count: 512)
         var len: Int32 = 0
@@ -20,6 +22,7 @@ public struct MPIError: Error, CustomStringConvertible {
 /// and the summed chunks are shared again (MPI_Allgather): every rank gets bitwise the same sum,
 /// and each rank sends and receives 2 (N − 1) / N of the vector, as a ring all-reduce does.
 public final class MPICollective: Collective {
+    /// This process's rank in MPI_COMM_WORLD (0 ..< size) and the number of ranks.
     public let rank: Int, size: Int
 
     /// Initialises MPI (once per process). Errors are reported to PruneKit instead of aborting.

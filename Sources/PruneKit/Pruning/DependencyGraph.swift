@@ -390,7 +390,8 @@ public final class DependencyGraph {
     /// (out × (in + 1 with a bias)),
     /// BatchNorm 2 per element, activations and average pooling 1 per element they read. (Torch-
     /// Pruning counts modules only: torchvision's MobileNetV2 pools with a function, which it leaves
-    /// out, 5,120 MACs of 23 M there.)
+    /// out, 5,120 MACs of 23 M there.) Shapes are those traced when the graph was built: after
+    /// `removePrunedUnits`, trace the smaller model again (`DependencyGraph(model).macs`).
     public var macs: Int {
         var total = 0
         func linear(_ l: Linear) -> Int { l.outFeatures * (l.inFeatures + (l.bias == nil ? 0 : 1)) }
