@@ -21,7 +21,7 @@ func randomEncoder(hidden h: Int = 384, layers: Int = 6, heads: Int = 12, interm
                               outputNorm: norm())
     }
     let config = BertConfig(hidden: h, layers: layers, heads: heads, intermediate: intermediate, vocab: vocab,
-                            maxPositions: positions, layerNormEps: 1e-12)
+                            maxPositions: positions, layerNormEps: 1e-12, typeVocab: 1)
     let en = try norm()
     let embeddings = try BertEmbeddings(word: Tensor.uniform([vocab, h], -0.1, 0.1, rng: &g),
                                         position: Tensor.uniform([positions, h], -0.1, 0.1, rng: &g),
