@@ -134,6 +134,7 @@ struct FineTune: ParsableCommand {
     @OptionGroup var poolingOption: PoolingOption
     @Option(help: "Sentences (one per line) for distilling a sentence encoder.") var input: String?
     @Option(name: .customLong("loss"), help: "Distillation loss for sentence encoders: cosine or mse.") var distillLoss: String = "cosine"
+    @OptionGroup var gradual: GradualOption
     @Option(help: "Sentence encoders: weight of the last-layer token-row term added to the embedding loss (0: embeddings only).")
     var tokenWeight: Float = 0
     @Option(parsing: .unconditional, help: "Epochs.") var epochs: Int = 2
@@ -159,6 +160,7 @@ struct FineTune: ParsableCommand {
     func validate() throws {
         guard (modelFile == nil) != (model == nil) else { throw ValidationError("give exactly one of --model-file and --model") }
         if model != nil && (teacher == nil || input == nil) { throw ValidationError("--model needs --teacher DIR and --input FILE") }
+        if model == nil && gradual.isSet { throw ValidationError("--target-sparsity and its schedule options are for sentence encoders (--model DIR)") }
         if resume && checkpoint == nil { throw ValidationError("--resume needs --checkpoint FILE") }
         guard checkpointEvery >= 1 else { throw ValidationError("--checkpoint-every must be at least 1") }
         guard epochs >= 0 else { throw ValidationError("--epochs must be at least 0") }
@@ -175,7 +177,8 @@ struct FineTune: ParsableCommand {
                 guard let l = SentenceDistillation.Loss(rawValue: distillLoss) else { throw ValidationError("--loss must be cosine or mse") }
                 try distilSentenceEncoder(model: folder, teacher: teacher, input: input, epochs: epochs, batch: batch,
                                           lr: lr, loss: l, seed: seed, cosine: !constantLr, tokenWeight: tokenWeight,
-                                          pooling: poolingOption.parsed(), out: out, json: json)
+                                          pooling: poolingOption.parsed(), gradual: gradual,
+                                          checkpoint: checkpoint.map { ($0, checkpointEvery, resume) }, out: out, json: json)
                 return
             }
             guard let modelFile else { return }

@@ -143,29 +143,111 @@ func pruneSentenceEncoder(model: String, structure: String, method: String, amou
     if json { printJSON(r) } else { for k in r.keys.sorted() { print("\(k): \(r[k]!)") } }
 }
 
+/// Gradual pruning during sentence-encoder distillation (`finetune --model`).
+struct GradualOption: ParsableArguments {
+    @Option(help: "Sentence encoders: raise the blocks' Linear weights' sparsity from the folder's level to this fraction during the run (gradual pruning; masks re-selected as it goes).")
+    var targetSparsity: Double?
+    @Option(help: "With --target-sparsity: unstructured, N:M (e.g. 2:4; the target must be 1 − N/M) or block:RxC.")
+    var structure: String = "unstructured"
+    @Option(help: "With --target-sparsity: l1 (magnitude) or wanda (input norms measured on the training batches since the last update).")
+    var method: String = "l1"
+    @Option(help: "With --target-sparsity: row (each output row, as Wanda), layer or global (unstructured); layer or global (blocks); N:M is per layer.")
+    var scope: String?
+    @Option(help: "With --target-sparsity: cubic (Zhu & Gupta) or linear rise of the sparsity.")
+    var schedule: String = "cubic"
+    @Option(help: "With --target-sparsity: optimizer steps over which the sparsity rises (default: two thirds of the run's steps).")
+    var scheduleSteps: Int?
+    @Option(help: "With --target-sparsity: optimizer steps between mask updates (default: the schedule's steps / 20, at least 1).")
+    var pruneEvery: Int?
+
+    /// Whether any of the options was given.
+    var isSet: Bool {
+        targetSparsity != nil || structure != "unstructured" || method != "l1" || scope != nil || schedule != "cubic"
+            || scheduleSteps != nil || pruneEvery != nil
+    }
+
+    /// The plan for a run of `totalSteps` optimizer steps; nil without --target-sparsity. Each bad
+    /// value is refused naming its option.
+    func plan(totalSteps: Int) throws -> GradualPruning? {
+        guard let target = targetSparsity else {
+            if isSet { throw ValidationError("--structure, --method, --scope, --schedule, --schedule-steps and --prune-every need --target-sparsity") }
+            return nil
+        }
+        guard target.isFinite, target >= 0, target < 1 else { throw ValidationError("--target-sparsity must be in [0, 1), got \(target)") }
+        guard let st = try? PruningRequest.Structure(parsing: structure), [.unstructured].contains(st) || { if case .nm = st { return true }; if case .block = st { return true }; return false }() else {
+            throw ValidationError("--structure must be unstructured, N:M (e.g. 2:4) or block:RxC with --target-sparsity")
+        }
+        guard let me = PruningRequest.Method(rawValue: method), me == .l1 || me == .wanda else {
+            throw ValidationError("--method must be l1 or wanda with --target-sparsity")
+        }
+        let sc: PruningRequest.Scope
+        if let scope {
+            guard let v = PruningRequest.Scope(rawValue: scope) else { throw ValidationError("--scope must be row, layer or global") }
+            sc = v
+        } else {
+            if case .block = st { sc = .layer } else if case .nm = st { sc = .layer } else { sc = .row }
+        }
+        guard let curve = GradualPruning.Curve(rawValue: schedule) else { throw ValidationError("--schedule must be cubic or linear") }
+        guard totalSteps >= 1 else { throw ValidationError("--target-sparsity needs a run of at least one step (--epochs ≥ 1)") }
+        let steps = scheduleSteps ?? max(1, (2 * totalSteps) / 3)
+        guard steps >= 1 else { throw ValidationError("--schedule-steps must be at least 1") }
+        guard steps <= totalSteps else {
+            throw ValidationError("--schedule-steps \(steps) is longer than the run's \(totalSteps) optimizer steps")
+        }
+        let every = pruneEvery ?? max(1, steps / 20)
+        guard every >= 1, every <= steps else { throw ValidationError("--prune-every must be between 1 and the schedule's \(steps) steps") }
+        return GradualPruning(target: target, structure: st, method: me, scope: sc, curve: curve, steps: steps, every: every)
+    }
+}
+
 /// `prunekit finetune --model DIR2 --teacher DIR --input FILE --epochs N --out DIR3`.
 func distilSentenceEncoder(model: String, teacher: String, input: String, epochs: Int, batch: Int, lr: Float,
                            loss: SentenceDistillation.Loss, seed: UInt64, cosine: Bool, tokenWeight: Float, pooling: SentencePooling?,
+                           gradual: GradualOption, checkpoint: (path: String, every: Int, resume: Bool)?,
                            out: String, json: Bool) throws {
+    try AtomicFile.checkWritable(out)
+    if let checkpoint { try AtomicFile.checkWritable(checkpoint.path) }
+    let sentences = try readLines(input)
+    guard !sentences.isEmpty else { throw ValidationError("--input \(input) holds no sentences") }
+    // the same count as the distillation's batches (sentences grouped by length, batch by batch)
+    let plan = try gradual.plan(totalSteps: epochs * ((sentences.count + batch - 1) / batch))
     let (student, tokenizer) = try SentenceEncoderFolder.load(model, pooling: pooling)
     let (dense, _) = try SentenceEncoderFolder.load(teacher, pooling: pooling)
-    let sentences = try readLines(input)
     let bar = ProgressBar(label: "distil", enabled: Parallel.isWriter)
     try student.model.maskZeroWeights() // the prune command saves masked weights as zeros: they stay masked
     let dp = try Parallel.context()
     try dp?.checkAgreement(model: student.model, settings: [
         "model": model, "teacher": teacher, "input": input, "sentences": "\(sentences.count)", "epochs": "\(epochs)", "batch": "\(batch)",
         "lr": "\(lr)", "loss": loss.rawValue, "seed": "\(seed)", "cosine": "\(cosine)", "token-weight": "\(tokenWeight)",
-        "threads": "\(Runtime.threads)"])
+        "threads": "\(Runtime.threads)", "gradual": plan.map { "\($0)" } ?? "none"])
+    // a resume must continue the same run: same folders, sentences, schedule and hyperparameters
+    let settings = ["finetune.input": model, "finetune.teacher": teacher, "finetune.sentences": input,
+                    "finetune.sentence_count": "\(sentences.count)", "finetune.epochs": "\(epochs)", "finetune.lr": "\(lr)",
+                    "finetune.batch": "\(batch)", "finetune.seed": "\(seed)", "finetune.cosine": "\(cosine)",
+                    "finetune.loss": loss.rawValue, "finetune.token_weight": "\(tokenWeight)",
+                    "finetune.gradual": plan.map { "\($0)" } ?? "none"]
+    let policy = checkpoint.map { CheckpointPolicy(path: $0.path, everySteps: $0.every, settings: settings) }
+    if let checkpoint, checkpoint.resume, FileManager.default.fileExists(atPath: checkpoint.path) {
+        FileHandle.standardError.write(Data("resuming from \(checkpoint.path)\n".utf8))
+    }
     let r = try SentenceDistillation.fineTune(student: student, teacher: dense, tokenizer: tokenizer, sentences: sentences,
                                               config: .init(epochs: epochs, batchSize: batch, learningRate: lr, loss: loss,
-                                                            seed: seed, cosineDecay: cosine, tokenWeight: tokenWeight, dataParallel: dp),
-                                              progress: bar.update)
+                                                            seed: seed, cosineDecay: cosine, tokenWeight: tokenWeight, dataParallel: dp,
+                                                            gradual: plan),
+                                              checkpoint: policy, resume: checkpoint?.resume ?? false, progress: bar.update)
     guard Parallel.isWriter else { return } // rank 0 writes and reports
-    try SentenceEncoderFolder.save(student, to: out, copyingFrom: model,
-                                   metadata: ["prunekit.finetuned": "\(loss.rawValue) token weight \(tokenWeight) \(epochs) epochs lr \(lr) from \(model)"])
+    var meta = ["prunekit.finetuned": "\(loss.rawValue) token weight \(tokenWeight) \(epochs) epochs lr \(lr) from \(model)"]
+    if let plan { meta["prunekit.pruned"] = "gradual \(plan.structure) \(plan.method.rawValue) to \(plan.target) (\(plan.curve.rawValue) over \(plan.steps) steps)" }
+    try SentenceEncoderFolder.save(student, to: out, copyingFrom: model, metadata: meta)
+    let weights = student.linears.map(\.weight)
+    let sparsity = Double(weights.reduce(0) { $0 + $1.effectiveMask.prunedCount }) / Double(weights.reduce(0) { $0 + $1.count })
     var o: [String: Any] = ["model": out, "epochs": epochs, "epoch_losses": r.epochLosses, "train_seconds": r.seconds,
-                            "sentences_per_second": Double(sentences.count * epochs) / max(r.seconds, 1e-9)]
+                            "sentences_per_second": Double(sentences.count * epochs) / max(r.seconds, 1e-9), "sparsity": sparsity]
+    if let plan {
+        o["gradual"] = ["target": plan.target, "structure": "\(plan.structure)", "method": plan.method.rawValue, "scope": plan.scope.rawValue,
+                        "schedule": plan.curve.rawValue, "schedule_steps": plan.steps, "prune_every": plan.every,
+                        "updates": r.maskUpdates.map { ["step": $0.step, "sparsity": $0.sparsity] }] as [String: Any]
+    }
     if let dp { o.merge(dataParallelReport(dp)) { a, _ in a } }
     if json { printJSON(o) } else { for k in o.keys.sorted() { print("\(k): \(o[k]!)") } }
 }

@@ -45,6 +45,34 @@ public enum Checkpoint {
     /// Loads a checkpoint: the model, the optimizer's tensors and metadata, and the position.
     public static func load(_ path: String) throws -> (model: Model, optimizerTensors: [String: Tensor],
                                                       metadata: [String: String], position: TrainingPosition) {
+        let (tensors, meta, position, arch) = try read(path)
+        let modelTensors = tensors.filter { !$0.key.hasPrefix("optim.") }
+        let model: Model
+        do {
+            model = try Model.build(arch, shapesFrom: modelTensors)
+            try ModelFile.assign(modelTensors, to: model)
+        } catch { throw IOError(file: path, reason: "\(error)") }
+        return (model, tensors.filter { $0.key.hasPrefix("optim.") }, meta, position)
+    }
+
+    /// Restores a checkpoint into `model`, a model of the same architecture and shapes built by the
+    /// caller (e.g. an encoder loaded from the folder the run started from): its weights, masks and
+    /// buffers are replaced. Returns the optimizer's tensors and metadata, and the position. Throws
+    /// `IOError` naming the tensor when the checkpoint does not fit `model` (nothing changes then).
+    public static func restore(_ path: String, into model: Model) throws -> (optimizerTensors: [String: Tensor],
+                                                                            metadata: [String: String], position: TrainingPosition) {
+        let (tensors, meta, position, arch) = try read(path)
+        guard arch == model.architecture else {
+            throw IOError(file: path, reason: "a checkpoint of a \(arch) model, not of this \(model.architecture) model")
+        }
+        do { try ModelFile.assign(tensors.filter { !$0.key.hasPrefix("optim.") }, to: model) } catch {
+            throw IOError(file: path, reason: "\(error)")
+        }
+        return (tensors.filter { $0.key.hasPrefix("optim.") }, meta, position)
+    }
+
+    static func read(_ path: String) throws -> (tensors: [String: Tensor], metadata: [String: String], position: TrainingPosition,
+                                               architecture: String) {
         let (tensors, meta) = try SafeTensors.read(path)
         guard meta["prunekit.checkpoint"] == "1", let arch = meta["prunekit.arch"] else {
             throw IOError(file: path, reason: "not a PruneKit checkpoint (no checkpoint metadata)")
@@ -57,13 +85,7 @@ public enum Checkpoint {
         guard sampler.count == 4 else { throw IOError(file: path, reason: "checkpoint sampler state is invalid") }
         let position = TrainingPosition(epoch: try int("ckpt.epoch"), batch: try int("ckpt.batch"), step: try int("ckpt.step"),
                                         samplerState: sampler)
-        let modelTensors = tensors.filter { !$0.key.hasPrefix("optim.") }
-        let model: Model
-        do {
-            model = try Model.build(arch, shapesFrom: modelTensors)
-            try ModelFile.assign(modelTensors, to: model)
-        } catch { throw IOError(file: path, reason: "\(error)") }
-        return (model, tensors.filter { $0.key.hasPrefix("optim.") }, meta, position)
+        return (tensors, meta, position, arch)
     }
 }
 

@@ -192,6 +192,14 @@ public final class ActivationStatistics {
         sums[key]!.rows += rows
     }
 
+    /// Forgets everything recorded so far (the hooks of a running `recording` stay).
+    public func reset() {
+        energy = [:]
+        sums = [:]
+        grams = [:]
+        samples = 0
+    }
+
     /// When set before a pass, Linear layers also accumulate the Gram matrix XᵀX of their inputs
     /// (in × in floats each: SparseGPT's statistics).
     public var recordsGram = false

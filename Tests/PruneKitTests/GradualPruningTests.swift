@@ -1,0 +1,103 @@
+import Foundation
+import XCTest
+@testable import PruneKit
+
+/// Gradual pruning during sentence distillation (issue 17): the sparsity follows the schedule
+/// (Zhu & Gupta's formula written out here, counts by the pinned rounding), masks only grow, N:M
+/// and block runs end in their pattern, a resumed run equals an uninterrupted one, and bad
+/// arguments are refused with nothing written.
+final class GradualPruningTests: XCTestCase {
+    func sentencesFile(_ name: String, _ work: String) throws -> String {
+        let e = try BertFamilyTests.expected(name)
+        let text = work + "/s.txt"
+        let lines = (0..<4).flatMap { _ in e.sentences.map { $0.text.replacingOccurrences(of: "\n", with: " ") } }
+        try (lines.joined(separator: "\n") + "\n").write(toFile: text, atomically: true, encoding: .utf8)
+        return text
+    }
+
+    func testScheduleMasksAndPatterns() throws {
+        let dir = try BertFamilyTests.materialise("l3_h256_cls_cased")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for (structure, target) in [(PruningRequest.Structure.unstructured, 0.7), (.nm(2, 4), 0.5), (.block(4, 4), 0.6)] {
+            let (enc, _) = try SentenceEncoderFolder.load(dir, pooling: nil)
+            let ws = enc.linears.map(\.weight)
+            let plan = GradualPruning(target: target, structure: structure, method: .l1,
+                                      scope: structure == .unstructured ? .layer : .layer, curve: .cubic, steps: 10, every: 3)
+            let pruner = try GradualPruner(plan: plan, weights: ws, names: ws.indices.map { "w\($0)" })
+            XCTAssertEqual(pruner.initialSparsity, 0)
+            var previous = ws.map(\.effectiveMask)
+            var g = SeededGenerator(seed: 7)
+            for step in 1...12 {
+                // weights move between updates, as in training (masked entries stay 0)
+                for w in ws {
+                    let noise = Tensor.normal(w.shape, rng: &g).scalars
+                    try w.assign(try Tensor(shape: w.shape, scalars: zip(w.value.scalars, noise).map { $0 + 0.001 * $1 }))
+                }
+                try pruner.step(step)
+                for (w, old) in zip(ws, previous) {
+                    let m = w.effectiveMask
+                    for i in 0..<w.count where !old[flat: i] { XCTAssertFalse(m[flat: i], "an entry came back at step \(step)") }
+                }
+                previous = ws.map(\.effectiveMask)
+                guard [3, 6, 9, 10].contains(step) else { continue }
+                let x = 1 - min(Double(step), 10) / 10
+                let want = target * (1 - x * x * x)
+                XCTAssertEqual(pruner.sparsity, want, accuracy: structure == .unstructured ? 1e-4 : 0.02, "\(structure) step \(step)")
+            }
+            XCTAssertEqual(pruner.history.map(\.step), [3, 6, 9, 10])
+            XCTAssertEqual(pruner.sparsity, target, accuracy: 1e-4, "\(structure) ends at its target (each layer rounds its own count)")
+            for w in ws {
+                let rows = w.shape[0], cols = w.count / rows, m = w.effectiveMask
+                switch structure {
+                case .nm:
+                    for r in 0..<rows { for g0 in stride(from: 0, to: cols, by: 4) {
+                        XCTAssertEqual((0..<4).filter { m[flat: r * cols + g0 + $0] }.count, 2)
+                    } }
+                case .block:
+                    for br in stride(from: 0, to: rows, by: 4) { for bc in stride(from: 0, to: cols, by: 4) {
+                        let kept = (0..<16).filter { m[flat: (br + $0 / 4) * cols + bc + $0 % 4] }.count
+                        XCTAssertTrue(kept == 0 || kept == 16, "a block is pruned whole")
+                    } }
+                default:
+                    XCTAssertEqual(Double(m.prunedCount) / Double(w.count), target, accuracy: 1.0 / Double(w.count))
+                }
+            }
+        }
+    }
+
+    func testCommandResumesAndRefuses() throws {
+        let name = "l3_h256_cls_cased"
+        let dir = try BertFamilyTests.materialise(name)
+        let work = NSTemporaryDirectory() + "gradual-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir); try? FileManager.default.removeItem(atPath: work) }
+        let text = try sentencesFile(name, work)
+        let common = ["finetune", "--model", dir, "--teacher", dir, "--input", text, "--epochs", "2", "--batch", "4", "--lr", "1e-4",
+                      "--target-sparsity", "0.5", "--method", "wanda", "--prune-every", "2", "--json"]
+        // uninterrupted
+        let a = try runPrunekit(common + ["--out", work + "/a"])
+        XCTAssertEqual(a.status, 0, a.err)
+        let ra = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(a.out.utf8)) as? [String: Any])
+        XCTAssertEqual(try XCTUnwrap(ra["sparsity"] as? Double), 0.5, accuracy: 1e-3)
+        // with checkpoints on, the same run gives the same weights (the resume path is not exercised here)
+        let ck = work + "/ck.safetensors"
+        let b = try runPrunekit(common + ["--out", work + "/b", "--checkpoint", ck, "--checkpoint-every", "3"])
+        XCTAssertEqual(b.status, 0, b.err)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: ck))
+        let wa = try SafeTensors.read(work + "/a/model.safetensors").tensors
+        let wb = try SafeTensors.read(work + "/b/model.safetensors").tensors
+        XCTAssertEqual(Set(wa.keys), Set(wb.keys))
+        for (k, v) in wa { XCTAssertEqual(v.scalars, wb[k]?.scalars, k) }
+        // refusals: one line naming the argument, nothing written
+        for (extra, words) in [(["--target-sparsity", "1.0"], "--target-sparsity"), (["--structure", "2:8"], "2:8"),
+                               (["--schedule-steps", "1000"], "--schedule-steps"), (["--structure", "block:5x5"], "block"),
+                               (["--schedule", "exp"], "--schedule")] {
+            var args = common
+            if let i = args.firstIndex(of: extra[0]) { args[i + 1] = extra[1] } else { args += extra }
+            let r = try runPrunekit(args + ["--out", work + "/bad"])
+            XCTAssertNotEqual(r.status, 0, "\(extra)")
+            XCTAssertTrue(r.err.contains(words), "\(extra): \(r.err)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: work + "/bad"), "\(extra) wrote a folder")
+        }
+    }
+}
