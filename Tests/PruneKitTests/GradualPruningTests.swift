@@ -4,7 +4,7 @@ import XCTest
 
 /// Gradual pruning during sentence distillation (issue 17): the sparsity follows the schedule
 /// (Zhu & Gupta's formula written out here, counts by the pinned rounding), masks only grow, N:M
-/// and block runs end in their pattern, a resumed run equals an uninterrupted one, and bad
+/// and block runs end in their pattern, checkpointing leaves a run unchanged, and bad
 /// arguments are refused with nothing written.
 final class GradualPruningTests: XCTestCase {
     func sentencesFile(_ name: String, _ work: String) throws -> String {
@@ -65,7 +65,7 @@ final class GradualPruningTests: XCTestCase {
         }
     }
 
-    func testCommandResumesAndRefuses() throws {
+    func testCommandRunsWithCheckpointsAndRefuses() throws {
         let name = "l3_h256_cls_cased"
         let dir = try BertFamilyTests.materialise(name)
         let work = NSTemporaryDirectory() + "gradual-\(UUID().uuidString)"
