@@ -10,7 +10,7 @@
 // floats (512 KiB for 4096 inputs): it stays in each core's L2 while the entries stream by. The
 // weight gradient uses tiles of STILE = 64 rows (fewer horizontal sums). Rows are split between threads by entry count (each row computed the same
 // way by whoever owns it), so results never depend on the thread count.
-#include "optim_internal.h"
+#include "sparse_panels.h"
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,7 +218,44 @@ PK_TARGET_AVX512 static void spmm_part_avx512(void *v, int64_t p0, int64_t p1) {
             }
         }
 }
-PK_TARGET_AVX2 static void spmm_part_avx2(void *v, int64_t p0, int64_t p1) { spmm_part_body(v, p0, p1); }
+// The same with AVX2: one output row over NV·8 batch rows, two entries per step into separate sums
+// (2·NV independent FMA chains, enough to cover the FMA latency at NV = 4), added at the end.
+#define SPMM_W8(j) _mm256_broadcast_ss(c->perm ? c->val + c->perm[j] : c->val + (j))
+#define SPMM_ROW_AVX2(NV)                                                                            \
+    PK_TARGET_AVX2 static void spmm_row_avx2_##NV(const spmm_ctx *c, int64_t r, int64_t b0, float *out) { \
+        __m256 a[NV], e[NV];                                                                         \
+        for (int q = 0; q < NV; q++) { a[q] = _mm256_setzero_ps(); e[q] = _mm256_setzero_ps(); }     \
+        int64_t j = c->ptr[r];                                                                       \
+        const int64_t je = c->ptr[r + 1];                                                            \
+        for (; j + 2 <= je; j += 2) {                                                                \
+            const __m256 w = SPMM_W8(j), u = SPMM_W8(j + 1);                                         \
+            const float *x = SPMM_X(j, 8 * NV), *y = SPMM_X(j + 1, 8 * NV);                          \
+            for (int q = 0; q < NV; q++) a[q] = _mm256_fmadd_ps(w, _mm256_load_ps(x + 8 * q), a[q]); \
+            for (int q = 0; q < NV; q++) e[q] = _mm256_fmadd_ps(u, _mm256_load_ps(y + 8 * q), e[q]); \
+        }                                                                                            \
+        if (j < je) {                                                                                \
+            const __m256 w = SPMM_W8(j);                                                             \
+            const float *x = SPMM_X(j, 8 * NV);                                                      \
+            for (int q = 0; q < NV; q++) a[q] = _mm256_fmadd_ps(w, _mm256_load_ps(x + 8 * q), a[q]); \
+        }                                                                                            \
+        for (int q = 0; q < NV; q++) _mm256_store_ps(out + 8 * q, _mm256_add_ps(a[q], e[q]));        \
+    }
+SPMM_ROW_AVX2(4)
+
+// AVX2 reads the activations as the structured kernels' panels (sparse_panels.h: every tile 32 wide,
+// zero padded, built with 8 × 8 register transposes) and writes back through their tile store (bias
+// added there), the transposes being a large part of a product at the encoder's shapes.
+PK_TARGET_AVX2 static void spmm_part_avx2(void *v, int64_t p0, int64_t p1) {
+    const spmm_ctx *c = v;
+    float tile[GROUP][TILE] __attribute__((aligned(64)));
+    for (int64_t p = p0; p < p1; p++)
+        for (int64_t b0 = 0; b0 < c->B; b0 += TILE)
+            for (int64_t r0 = c->bounds[p]; r0 < c->bounds[p + 1]; r0 += GROUP) {
+                const int64_t nr = PK_MIN(GROUP, c->bounds[p + 1] - r0);
+                for (int64_t i = 0; i < nr; i++) spmm_row_avx2_4(c, r0 + i, b0, tile[i]);
+                pk_sp_store_tile(&tile[0][0], nr, PK_MIN(TILE, c->B - b0), r0, b0, c->bias, c->out_fm, c->Y, c->ldy);
+            }
+}
 static void spmm_part_scalar(void *v, int64_t p0, int64_t p1) { spmm_part_body(v, p0, p1); }
 
 typedef struct { const float *val; const int32_t *perm; float *out; } gather_ctx;
@@ -249,8 +286,10 @@ pk_status pk_spmm_layout_f32(const pk_csr *A, int trans, int layout, int64_t B, 
     if (pk_overlaps(X, in_fm ? pk_span(in, B, ldx, 4) : pk_span(B, in, ldx, 4), Y,
                     out_fm ? pk_span(out, B, ldy, 4) : pk_span(B, out, ldy, 4)))
         return PK_ERR_ALIAS;
-    int64_t Bp;
-    const float *XT = transposed(10, X, ldx, in_fm, B, in, TILE, &Bp);
+    pk_isa isa = pk_active_isa();
+    int64_t Bp = (B + TILE - 1) / TILE * TILE;
+    const float *XT = isa == PK_ISA_AVX2 ? pk_sp_panels(10, in_fm, B, in, X, ldx, TILE)
+                                         : transposed(10, X, ldx, in_fm, B, in, TILE, &Bp);
     if (!XT) return PK_ERR_NOMEM;
     const float *val = A->val;
     if (trans && A->nnz > 0) {
@@ -265,7 +304,6 @@ pk_status pk_spmm_layout_f32(const pk_csr *A, int trans, int layout, int64_t B, 
                   .val = val, .XT = XT, .bias = bias, .B = B, .Bp = Bp, .nout = out, .nin = in, .out_fm = out_fm,
                   .Y = Y, .ldy = ldy};
     const int64_t parts = split_rows(c.ptr, out, GROUP, parts_for(), c.bounds);
-    pk_isa isa = pk_active_isa();
     pk_parallel_for(parts, 1, isa == PK_ISA_AVX512 ? spmm_part_avx512 : isa == PK_ISA_AVX2 ? spmm_part_avx2 : spmm_part_scalar, &c);
     return PK_OK;
 }
