@@ -119,6 +119,38 @@ final class BertFamilyTests: XCTestCase {
         }
     }
 
+    /// A pruned encoder's folder loads with its zeros masked again and its Linear layers on
+    /// `.automatic` (the compressed kernels where the crossover favours them), computing what the
+    /// pruned encoder in memory computed, on the dense GEMM and on CSR alike; an unpruned folder
+    /// saved the same way stays dense and unmasked.
+    func testPrunedFolderLoadsMaskedAndRunsSparse() throws {
+        let dir = try Self.materialise("l3_h256_cls_cased")
+        let out = dir + "-pruned", plain = dir + "-plain"
+        defer { for d in [dir, out, plain] { try? FileManager.default.removeItem(atPath: d) } }
+        let (encoder, tok) = try SentenceEncoderFolder.load(dir)
+        try SentenceEncoderFolder.save(encoder, to: plain, copyingFrom: dir)
+        let (unpruned, _) = try SentenceEncoderFolder.load(plain)
+        XCTAssertTrue(unpruned.linears.allSatisfy { $0.weight.mask == nil && $0.execution == .dense })
+        XCTAssertNil(try SafeTensors.read(plain + "/model.safetensors").metadata[SentenceEncoderFolder.maskedZerosKey])
+
+        _ = try encoder.prune(PruningRequest(method: .l1, structure: .unstructured, scope: .row, amount: .fraction(0.9)),
+                              calibration: nil, compensate: false)
+        let texts = try Self.expected("l3_h256_cls_cased").sentences.map(\.text)
+        let want = try encoder.embed(texts: texts, tokenizer: tok, batch: 4)
+        try SentenceEncoderFolder.save(encoder, to: out, copyingFrom: dir)
+        XCTAssertEqual(try SafeTensors.read(out + "/model.safetensors").metadata[SentenceEncoderFolder.maskedZerosKey], "zeros")
+        let (loaded, ltok) = try SentenceEncoderFolder.load(out)
+        for (a, b) in zip(encoder.linears, loaded.linears) {
+            XCTAssertEqual(b.weight.mask, a.weight.mask, "the saved zeros are the masks")
+            XCTAssertEqual(b.execution, .automatic)
+        }
+        for execution in [Execution.automatic, .dense, .sparse] {
+            for l in loaded.linears { l.execution = execution }
+            let got = try loaded.embed(texts: texts, tokenizer: ltok, batch: 4)
+            for (g, w) in zip(got, want) { XCTAssertGreaterThanOrEqual(Self.cosine(g, w), 0.99999, "\(execution)") }
+        }
+    }
+
     /// A plain BertModel folder (no sentence-transformers files) needs `--pooling`; with it, it
     /// embeds as the sentence-transformers folder does, and saving writes the modules for it.
     func testPlainFolderWithPoolingOverride() throws {

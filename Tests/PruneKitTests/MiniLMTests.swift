@@ -45,6 +45,38 @@ final class MiniLMTests: XCTestCase {
         XCTAssertEqual(pk_bert_embeddings_f32(1, 2, 1, &ids, 5, x, 4, x, x, &y), PK_ERR_ARG, "id outside the vocabulary")
     }
 
+    /// Attention on every ISA path against the reference at the shapes its fast path specialises
+    /// (head widths 32 and 64 with the sums in registers, other multiples of 8, widths that are not,
+    /// sequences shorter and longer than a 32-key block, one sequence wholly padded, a head off),
+    /// and the same bits for 1 and 2 threads.
+    func testAttentionEveryPathAgainstReference() throws {
+        var rng = TestRNG(81)
+        for (b, t, h, d) in [(2, 5, 2, 32), (3, 40, 3, 32), (2, 70, 2, 64), (2, 33, 2, 16), (2, 9, 3, 12), (1, 100, 1, 7)] {
+            let n = b * t * h * d, w = Int64(h * d)
+            let q = rng.floats(n, -2, 2), k = rng.floats(n, -2, 2), v = rng.floats(n)
+            var mask = [Float](repeating: 1, count: b * t)
+            for s in (t / 2)..<t { mask[s] = 0 } // the first sequence half padded
+            if b > 2 { for s in 0..<t { mask[2 * t + s] = 0 } } // the third wholly padded
+            var hm = [Float](repeating: 1, count: h)
+            if h > 1 { hm[1] = 0.25 }
+            var want = [Float](repeating: .nan, count: n)
+            XCTAssertEqual(pk_ref_attention_f32(Int64(b), Int64(t), Int64(h), Int64(d), q, k, v, w, mask, hm, &want, w), PK_OK)
+            try forEachISA { isa in
+                var got: [[Float]] = []
+                for threads in [1, 2] {
+                    got.append(withThreads(threads) { () -> [Float] in
+                        var o = [Float](repeating: .nan, count: n)
+                        XCTAssertEqual(pk_attention_f32(Int64(b), Int64(t), Int64(h), Int64(d), q, k, v, w, mask, hm, &o, w), PK_OK)
+                        return o
+                    })
+                }
+                let label = "\(isa) b \(b) t \(t) h \(h) d \(d)"
+                assertClose(got[0], want, rtol: 1e-5, atol: 2e-6, label)
+                XCTAssertEqual(got[0].map(\.bitPattern), got[1].map(\.bitPattern), "\(label): 1 vs 2 threads")
+            }
+        }
+    }
+
     func modelFolder() throws -> String {
         let env = ProcessInfo.processInfo.environment["PRUNEKIT_MINILM"]
         let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

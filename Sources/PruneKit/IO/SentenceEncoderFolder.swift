@@ -38,6 +38,9 @@ public enum SentenceEncoderFolder {
         if (try? pooling(source)) != encoder.pooling { try writeModules(encoder.pooling, hidden: encoder.config.hidden, to: dir) }
         var meta = metadata
         meta["format"] = "pt"
+        // the zeros of a pruned model's Linear weights are its masks: `load` masks them again, so the
+        // folder runs on the compressed kernels and fine-tunes with the same entries pruned
+        if encoder.linears.contains(where: { ($0.weight.mask?.prunedCount ?? 0) > 0 }) { meta[maskedZerosKey] = "zeros" }
         try SafeTensors.write(encoder.stateDict, metadata: meta, to: dir + "/model.safetensors")
     }
 
@@ -112,12 +115,25 @@ public enum SentenceEncoderFolder {
 
     /// Loads the encoder and its tokenizer, validating every file, name and shape first. `pooling`
     /// overrides the folder's modules (and is required for a folder without modules.json).
+    /// The model.safetensors metadata key of a folder whose zero Linear weights are pruned entries.
+    public static let maskedZerosKey = "prunekit.masks"
+
+    /// Loads a folder. When its model.safetensors says (metadata `prunekit.masks` = "zeros", written
+    /// by `save` for a pruned encoder, or a `prunekit.pruned` note) that its zero Linear weights are
+    /// pruned, the blocks' Linear weights are masked where they are zero and run with
+    /// `Execution.automatic`: the compressed kernels where the measured crossover favours them. A
+    /// folder from elsewhere is taken as dense (its Linear layers run the dense GEMM).
     public static func load(_ dir: String, pooling override: SentencePooling? = nil) throws -> (encoder: BertEncoder, tokenizer: WordPieceTokenizer) {
         let configFile = dir + "/config.json"
         let config = try BertConfig(huggingFace: json(configFile), file: configFile)
         let pool = try override ?? pooling(dir)
         let file = dir + "/model.safetensors"
-        let model = try encoder(config: config, tensors: SafeTensors.read(file).tensors, file: file, pooling: pool)
+        let (tensors, metadata) = try SafeTensors.read(file)
+        let model = try encoder(config: config, tensors: tensors, file: file, pooling: pool)
+        if metadata[maskedZerosKey] == "zeros" || metadata["prunekit.pruned"] != nil {
+            _ = try model.model.maskZeroWeights()
+            for l in model.linears where l.weight.mask != nil { l.execution = .automatic }
+        }
         let tokenizer = try WordPieceTokenizer(folder: dir, maxPositions: config.maxPositions)
         guard tokenizer.vocabulary.values.allSatisfy({ Int($0) < config.vocab }) else {
             throw IOError(file: dir + "/vocab.txt", reason: "\(tokenizer.vocabulary.count) tokens: ids beyond config.json vocab_size = \(config.vocab)")
