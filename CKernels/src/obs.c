@@ -5,6 +5,7 @@
 #include "internal.h"
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 typedef struct { int64_t m, n, ld; const float *x; float *g; } gram_ctx;
 
@@ -36,23 +37,68 @@ pk_status pk_gram_acc_f32(int64_t m, int64_t n, const float *x, int64_t ld, floa
     return PK_OK;
 }
 
+typedef double obs_d4 __attribute__((vector_size(32)));
+
+/// Σ a[k]·b[k] for k < len: four-lane partial sums in two registers, then a fixed pairwise order
+/// (the same bits whichever thread computes it).
+static inline double dot_d(const double *a, const double *b, int64_t len) {
+    obs_d4 s0 = {0, 0, 0, 0}, s1 = {0, 0, 0, 0};
+    int64_t k = 0;
+    for (; k + 8 <= len; k += 8) {
+        obs_d4 x0, y0, x1, y1;
+        memcpy(&x0, a + k, 32), memcpy(&y0, b + k, 32), memcpy(&x1, a + k + 4, 32), memcpy(&y1, b + k + 4, 32);
+        s0 += x0 * y0;
+        s1 += x1 * y1;
+    }
+    const obs_d4 t = s0 + s1;
+    double s = (t[0] + t[2]) + (t[1] + t[3]);
+    for (; k < len; k++) s += a[k] * b[k];
+    return s;
+}
+
+typedef struct { double *a; int64_t n, j; } chol_ctx;
+
+static void chol_rows(void *v, int64_t b, int64_t e) {
+    // rows j+1+b .. j+1+e of column j: a[i][j] = (a[i][j] − Σ_{k<j} a[i][k]·a[j][k]) / a[j][j]
+    const chol_ctx *c = v;
+    const int64_t n = c->n, j = c->j;
+    const double *rj = c->a + j * n;
+    for (int64_t i = j + 1 + b; i < j + 1 + e; i++) {
+        double *ri = c->a + i * n;
+        ri[j] = (ri[j] - dot_d(ri, rj, j)) / rj[j];
+    }
+}
+
 /// Lower Cholesky factor of the n×n symmetric a, in place (upper part left alone); 0 when a is not
-/// positive definite.
+/// positive definite. Column by column (left-looking), each column's rows in parallel.
 static int cholesky_lower(double *a, int64_t n) {
     for (int64_t j = 0; j < n; j++) {
-        double d = a[j * n + j];
-        for (int64_t k = 0; k < j; k++) d -= a[j * n + k] * a[j * n + k];
+        const double d = a[j * n + j] - dot_d(a + j * n, a + j * n, j);
         if (!(d > 0)) return 0;
-        d = sqrt(d);
-        a[j * n + j] = d;
-        for (int64_t i = j + 1; i < n; i++) {
-            double s = a[i * n + j];
-            const double *ri = a + i * n, *rj = a + j * n;
-            for (int64_t k = 0; k < j; k++) s -= ri[k] * rj[k];
-            a[i * n + j] = s / d;
-        }
+        a[j * n + j] = sqrt(d);
+        chol_ctx c = {a, n, j};
+        pk_parallel_for(n - 1 - j, PK_MAX(16, 65536 / PK_MAX(j, 1)), chol_rows, &c);
     }
     return 1;
+}
+
+typedef struct { const double *l; double *x; int64_t n; } trinv_ctx;
+
+static void trinv_cols(void *v, int64_t b, int64_t e) {
+    // columns of L⁻¹ by forward substitution, item p taking column p/2 or n−1−p/2 so that
+    // contiguous chunks of items carry equal work; x[j·n + i] = L⁻¹[i, j] (column j as a row)
+    const trinv_ctx *c = v;
+    const int64_t n = c->n;
+    for (int64_t p = b; p < e; p++) {
+        const int64_t j = p % 2 == 0 ? p / 2 : n - 1 - p / 2;
+        double *x = c->x + j * n;
+        for (int64_t i = 0; i < j; i++) x[i] = 0;
+        x[j] = 1 / c->l[j * n + j];
+        for (int64_t i = j + 1; i < n; i++) {
+            const double *li = c->l + i * n;
+            x[i] = -dot_d(li + j, x + j, i - j) / li[i];
+        }
+    }
 }
 
 typedef struct {
@@ -142,32 +188,18 @@ pk_status pk_sparsegpt_f32(int64_t rows, int64_t cols, float *w, const float *gr
         if (h[i * cols + i] == 0) h[i * cols + i] = 1; // an input that never fired (its weights go to 0 below)
         h[i * cols + i] += damp * (mean > 0 ? mean : 1);
     }
-    // H = L·Lᵀ; H⁻¹ = L⁻ᵀ·L⁻¹; H⁻¹ = L₂·L₂ᵀ and U = L₂ᵀ, whose row i holds the OBS update of
-    // column i once columns 0..i−1 are settled
-    if (!cholesky_lower(h, cols)) { st = PK_ERR_ARG; goto done; }
-    // li holds L⁻¹ transposed (li[j·cols + k] = L⁻¹[k, j]): both products below read rows
-    for (int64_t i = 0; i < nn; i++) li[i] = 0;
-    for (int64_t j = 0; j < cols; j++) { // column j of L⁻¹ by forward substitution
-        double *x = li + j * cols;
-        x[j] = 1 / h[j * cols + j];
-        for (int64_t i = j + 1; i < cols; i++) {
-            double s = 0;
-            const double *hi = h + i * cols;
-            for (int64_t k = j; k < i; k++) s += hi[k] * x[k];
-            x[i] = -s / hi[i];
-        }
-    }
-    for (int64_t i = 0; i < cols; i++) { // H⁻¹[i, j] = Σ_k L⁻¹[k, i]·L⁻¹[k, j], lower half
-        for (int64_t j = 0; j <= i; j++) {
-            double s = 0;
-            const double *a = li + i * cols, *b = li + j * cols;
-            for (int64_t k = i; k < cols; k++) s += a[k] * b[k];
-            h[i * cols + j] = s;
-        }
-    }
-    if (!cholesky_lower(h, cols)) { st = PK_ERR_ARG; goto done; }
+    // U, the upper Cholesky factor of H⁻¹ (row i holds the OBS update of column i once columns
+    // 0..i−1 are settled), from one factorisation: with P the order-reversing permutation and
+    // P·H·P = L·Lᵀ, H⁻¹ = (P·L⁻ᵀ·P)·(P·L⁻¹·P), whose first factor is lower triangular with a positive
+    // diagonal, so U = P·L⁻¹·P: U[i, j] = L⁻¹[n−1−i, n−1−j]
+    for (int64_t i = 0; i < cols; i++)
+        for (int64_t j = 0; j < cols; j++) li[i * cols + j] = h[(cols - 1 - i) * cols + (cols - 1 - j)];
+    if (!cholesky_lower(li, cols)) { st = PK_ERR_ARG; goto done; }
+    trinv_ctx tc = {li, h, cols};
+    pk_parallel_for(cols, 1, trinv_cols, &tc); // h[j·cols + i] = L⁻¹[i, j]
     for (int64_t i = 0; i < cols; i++) {
-        for (int64_t j = 0; j < cols; j++) u[i * cols + j] = j >= i ? (float)h[j * cols + i] : 0.0f;
+        // U[i, j] = L⁻¹[n−1−i, n−1−j] = h[(n−1−j)·cols + n−1−i], zero below the diagonal
+        for (int64_t j = 0; j < cols; j++) u[i * cols + j] = j >= i ? (float)h[(cols - 1 - j) * cols + (cols - 1 - i)] : 0.0f;
     }
     for (int64_t i = 0; i < cols; i++) { // w changes only once nothing can fail
         if (gram[i * cols + i] == 0) {

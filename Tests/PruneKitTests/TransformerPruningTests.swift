@@ -306,6 +306,31 @@ final class TransformerPruningTests: XCTestCase {
         }
     }
 
+    /// SparseGPT at a width where the factorisation runs in parallel (the Cholesky columns' rows
+    /// and the inverse's columns split between threads): the reference's masks and weights, and the
+    /// same bits for 1 and 2 threads.
+    func testSparseGPTParallelFactorisation() throws {
+        var rng = TestRNG(22)
+        let (rows, cols, samples) = (5, 200, 400)
+        let x = rng.floats(samples * cols)
+        var gram = [Float](repeating: 0, count: cols * cols)
+        XCTAssertEqual(pk_gram_acc_f32(Int64(samples), Int64(cols), x, Int64(cols), &gram), PK_OK)
+        let w0 = rng.floats(rows * cols)
+        var wr = w0, mr = [UInt8](repeating: 9, count: rows * cols)
+        XCTAssertEqual(pk_ref_sparsegpt_f32(Int64(rows), Int64(cols), &wr, gram, 0.01, 0.6, 0, 0, 64, &mr), PK_OK)
+        var got: [[Float]] = []
+        for threads in [1, 2] {
+            var w = w0, mk = [UInt8](repeating: 9, count: rows * cols)
+            withThreads(threads) {
+                XCTAssertEqual(pk_sparsegpt_f32(Int64(rows), Int64(cols), &w, gram, 0.01, 0.6, 0, 0, 64, &mk), PK_OK)
+            }
+            XCTAssertEqual(mk, mr, "masks, \(threads) threads")
+            for i in 0..<(rows * cols) { XCTAssertEqual(w[i], wr[i], accuracy: 1e-3 + 1e-3 * abs(wr[i])) }
+            got.append(w)
+        }
+        XCTAssertEqual(got[0].map(\.bitPattern), got[1].map(\.bitPattern), "1 vs 2 threads")
+    }
+
     /// SparseGPT's kernel (Cholesky form, float) against its OBS reference (explicit inverses of
     /// trailing blocks, double): same masks, close weights, for unstructured blocks and 2:4; the
     /// Gram kernel against a direct sum; and the reconstruction beats plain masking on the
