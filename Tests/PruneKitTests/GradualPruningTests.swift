@@ -65,6 +65,25 @@ final class GradualPruningTests: XCTestCase {
         }
     }
 
+    /// With a row mask (a batch's token mask), padded rows count in no Wanda statistic: the scores
+    /// and input means equal those recorded on the real rows alone.
+    func testWandaStatisticsLeavePaddedRowsOut() throws {
+        var g = SeededGenerator(seed: 3)
+        let l = try Linear(6, 4, rng: &g)
+        let x = Tensor.uniform([5, 6], -1, 1, rng: &g)
+        let mask = FloatStorage([1, 0, 1, 1, 0])
+        let masked = ActivationStatistics()
+        masked.rowMask = { mask }
+        try masked.recording([l]) { _ = try l.forward(x, training: false) }
+        let real = try Tensor(shape: [3, 6], scalars: [0, 2, 3].flatMap { Array(x.scalars[($0 * 6)..<(($0 + 1) * 6)]) })
+        let plain = ActivationStatistics(), all = ActivationStatistics()
+        try plain.recording([l]) { _ = try l.forward(real, training: false) }
+        try all.recording([l]) { _ = try l.forward(x, training: false) }
+        XCTAssertEqual(try masked.wandaScores(for: l.weight).scalars, try plain.wandaScores(for: l.weight).scalars)
+        XCTAssertEqual(try masked.inputMeans(for: l.weight), try plain.inputMeans(for: l.weight))
+        XCTAssertNotEqual(try all.wandaScores(for: l.weight).scalars, try plain.wandaScores(for: l.weight).scalars)
+    }
+
     func testCommandRunsWithCheckpointsAndRefuses() throws {
         let name = "l3_h256_cls_cased"
         let dir = try BertFamilyTests.materialise(name)

@@ -134,9 +134,12 @@ public final class GradualPruner {
     }
 
     /// Runs `body` (the training run) while the inputs of the weights' layers in `roots` are measured
-    /// for Wanda scores; with `l1` it just runs `body`.
-    public func recording<T>(_ roots: [any Layer], _ body: () throws -> T) throws -> T {
+    /// for Wanda scores; with `l1` it just runs `body`. `rowMask` (see `ActivationStatistics.rowMask`)
+    /// leaves padded token rows out of the statistics.
+    public func recording<T>(_ roots: [any Layer], rowMask: (() -> FloatStorage?)? = nil, _ body: () throws -> T) throws -> T {
         guard let statistics else { return try body() }
+        statistics.rowMask = rowMask
+        defer { statistics.rowMask = nil }
         return try statistics.recording(roots, body)
     }
 

@@ -158,9 +158,26 @@ public final class ActivationStatistics {
         return try body()
     }
 
-    /// Σx² and Σx per input feature of a Linear (and XᵀX when `recordsGram`).
-    func recordLinear(_ l: Linear, _ x: Tensor) throws {
+    /// Which rows of the inputs being recorded are real (nonzero) and which are padding (0), asked
+    /// for at every Linear input recorded: a sequence model's token mask, so padded token rows
+    /// count in no statistic. Nil, or a closure that returns nil or a count other than the input's
+    /// rows: every row counts.
+    public var rowMask: (() -> FloatStorage?)?
+
+    /// Σx² and Σx per input feature of a Linear (and XᵀX when `recordsGram`), padded rows left out.
+    func recordLinear(_ l: Linear, _ x0: Tensor) throws {
         let n = l.inFeatures
+        var x = x0
+        if let m = rowMask?(), m.count == x0.shape[0] {
+            let keep = (0..<m.count).filter { m[$0] != 0 }
+            if keep.count < x0.shape[0] {
+                let src = x0.scalars
+                var rows = [Float]()
+                rows.reserveCapacity(keep.count * n)
+                for r in keep { rows.append(contentsOf: src[(r * n)..<((r + 1) * n)]) }
+                x = try Tensor(shape: [keep.count, n], scalars: rows)
+            }
+        }
         try record(weight: l.weight, columns: n, group: 1) { acc in
             try Kernels.columnSumSquaresAccumulate(rows: x.shape[0], cols: n, x: x.storage, acc: acc)
         }

@@ -155,7 +155,9 @@ public enum SentenceDistillation {
                 stepHook: pruner.map { p in { try p.step($0) } },
                 checkpoint: checkpoint, resumeFrom: position, progress: progress)
         }
-        let r = try pruner.map { try $0.recording([student.model.network], run) } ?? run()
+        // Wanda's input norms over real tokens only (the batches are padded to their longest sentence)
+        let context = student.context
+        let r = try pruner.map { try $0.recording([student.model.network], rowMask: { [unowned context] in context.mask }, run) } ?? run()
         return (r.epochLosses.map(Double.init), r.trainSeconds, pruner?.history ?? [])
     }
 
