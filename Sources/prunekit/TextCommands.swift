@@ -228,7 +228,9 @@ func distilSentenceEncoder(model: String, teacher: String, input: String, epochs
                     "finetune.gradual": plan.map { "\($0)" } ?? "none"]
     let policy = checkpoint.map { CheckpointPolicy(path: $0.path, everySteps: $0.every, settings: settings) }
     if let checkpoint, checkpoint.resume, FileManager.default.fileExists(atPath: checkpoint.path) {
-        FileHandle.standardError.write(Data("resuming from \(checkpoint.path)\n".utf8))
+        let m = (try? SafeTensors.read(checkpoint.path).metadata) ?? [:]
+        let at = m["ckpt.step"].map { s in ": epoch \((Int(m["ckpt.epoch"] ?? "") ?? 0) + 1), batch \(m["ckpt.batch"] ?? "?"), step \(s)" } ?? ""
+        FileHandle.standardError.write(Data("resuming from \(checkpoint.path)\(at)\n".utf8))
     }
     let r = try SentenceDistillation.fineTune(student: student, teacher: dense, tokenizer: tokenizer, sentences: sentences,
                                               config: .init(epochs: epochs, batchSize: batch, learningRate: lr, loss: loss,

@@ -91,22 +91,55 @@ final class GradualPruningTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir); try? FileManager.default.removeItem(atPath: work) }
         let text = try sentencesFile(name, work)
+        // the sparsity rises over the whole run (2 epochs of batches of 4), so a resume lands mid-schedule
+        let lines = try String(contentsOfFile: text, encoding: .utf8).split(separator: "\n").count
+        let steps = 2 * ((lines + 3) / 4)
         let common = ["finetune", "--model", dir, "--teacher", dir, "--input", text, "--epochs", "2", "--batch", "4", "--lr", "1e-4",
-                      "--target-sparsity", "0.5", "--method", "wanda", "--prune-every", "2", "--json"]
+                      "--target-sparsity", "0.5", "--method", "wanda", "--prune-every", "2", "--schedule-steps", "\(steps)", "--json"]
         // uninterrupted
         let a = try runPrunekit(common + ["--out", work + "/a"])
         XCTAssertEqual(a.status, 0, a.err)
         let ra = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(a.out.utf8)) as? [String: Any])
         XCTAssertEqual(try XCTUnwrap(ra["sparsity"] as? Double), 0.5, accuracy: 1e-3)
-        // with checkpoints on, the same run gives the same weights (the resume path is not exercised here)
+        // with checkpoints on, the same run gives the same weights
         let ck = work + "/ck.safetensors"
-        let b = try runPrunekit(common + ["--out", work + "/b", "--checkpoint", ck, "--checkpoint-every", "3"])
+        let b = try runPrunekit(common + ["--out", work + "/b", "--checkpoint", ck, "--checkpoint-every", "4"])
         XCTAssertEqual(b.status, 0, b.err)
         XCTAssertTrue(FileManager.default.fileExists(atPath: ck))
         let wa = try SafeTensors.read(work + "/a/model.safetensors").tensors
         let wb = try SafeTensors.read(work + "/b/model.safetensors").tensors
         XCTAssertEqual(Set(wa.keys), Set(wb.keys))
         for (k, v) in wa { XCTAssertEqual(v.scalars, wb[k]?.scalars, k) }
+        // killed after its first checkpoint and resumed (weights, masks, Adam state and the schedule's
+        // position; checkpoints every 4 steps fall on mask updates every 2, so no Wanda statistics are
+        // pending), the run ends with the uninterrupted run's weights
+        let ck2 = work + "/ck2.safetensors"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: prunekitBinary)
+        p.arguments = common + ["--out", work + "/c", "--checkpoint", ck2, "--checkpoint-every", "4"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let deadline = Date().addingTimeInterval(120)
+        while !FileManager.default.fileExists(atPath: ck2) && Date() < deadline && p.isRunning { usleep(10_000) }
+        let killedEarly = p.isRunning
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        XCTAssertTrue(killedEarly, "the run finished before it could be killed")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: work + "/c"), "no output before the end")
+        let c = try runPrunekit(common + ["--out", work + "/c", "--checkpoint", ck2, "--checkpoint-every", "4", "--resume"])
+        XCTAssertEqual(c.status, 0, c.err)
+        XCTAssertTrue(c.err.contains("resuming from"), c.err)
+        let rc = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(c.out.utf8)) as? [String: Any])
+        // the checkpoint lies mid-run: mask updates came after the step it resumed from
+        let line = try XCTUnwrap(c.err.split(separator: "\n").first { $0.hasPrefix("resuming from") }, c.err)
+        let from = try XCTUnwrap(line.components(separatedBy: "step ").last.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }, c.err)
+        let updates = try XCTUnwrap((ra["gradual"] as? [String: Any])?["updates"] as? [[String: Any]]).compactMap { $0["step"] as? Int }
+        XCTAssertGreaterThan(from, 0)
+        XCTAssertTrue(updates.contains { $0 > from }, "resumed at step \(from), updates at \(updates)")
+        XCTAssertEqual(try XCTUnwrap(rc["sparsity"] as? Double), 0.5, accuracy: 1e-3)
+        let wc = try SafeTensors.read(work + "/c/model.safetensors").tensors
+        for (k, v) in wa { XCTAssertEqual(v.scalars, wc[k]?.scalars, "resumed: \(k)") }
         // refusals: one line naming the argument, nothing written
         for (extra, words) in [(["--target-sparsity", "1.0"], "--target-sparsity"), (["--structure", "2:8"], "2:8"),
                                (["--schedule-steps", "1000"], "--schedule-steps"), (["--structure", "block:5x5"], "block"),
