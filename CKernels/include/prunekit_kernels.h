@@ -401,7 +401,9 @@ pk_status pk_col_dot_f32(int64_t m, int64_t n, const float *a, const float *b, f
 ///           thread count. Errors PK_ERR_SHAPE, PK_ERR_NULL, PK_ERR_ALIAS. Reference pk_ref_channel_dot_f32.
 pk_status pk_channel_dot_f32(int64_t N, int64_t C, int64_t S, const float *a, const float *b, float *out);
 /// pk_gram_acc_f32 — g[i, j] += Σ_r x[r, i]·x[r, j] over m rows (x m×n with leading dimension ld; g n×n):
-///   the Gram matrix of a Linear's calibration inputs, for SparseGPT.
+///   the Gram matrix of a Linear's calibration inputs, for SparseGPT. Computed as the GEMM
+///   pk_gemm_masked_tn_f32 (XᵀX, beta 1): identical bits for any thread count. Errors PK_ERR_SHAPE,
+///   PK_ERR_NULL, PK_ERR_ALIAS (g overlapping x), PK_ERR_NOMEM.
 pk_status pk_gram_acc_f32(int64_t m, int64_t n, const float *x, int64_t ld, float *g);
 /// pk_sparsegpt_f32 — SparseGPT (Frantar & Alistarh 2023) on w (rows×cols, in place) with the Gram
 ///   matrix `gram` (cols×cols) of its inputs: H = gram + damp·mean(diag)·I (an input whose diagonal is

@@ -23,7 +23,7 @@ typedef struct {
     float *Ap, *Bp;
     int first, last;
     int a_in_place; // A row-major and unmasked with few rows: the micro-kernel reads it in place
-    int direct;     // full tiles may be written by the micro-kernel (alpha 1, beta 0, no bias or mask)
+    int direct;     // full tiles may be written by the micro-kernel (alpha 1, beta 0 or 1, no mask; a column bias only with beta 0)
     const pk_update_consts *uc; // fused optimizer step (d->update), NULL when none
 } block_ctx;
 
@@ -125,11 +125,14 @@ static void epilogue(const pk_gemm_desc *d, int first, int last, int64_t i0, int
     for (int64_t r = 0; r < h; r++) {
         const int64_t i = i0 + r;
         const float *restrict t = acc + r * ldt;
-        if (simple_cols && cs == 1 && (d->beta == 0.0f || !first)) {
+        // accumulating into C: a later k block, or the first with beta 1 and no bias (old + alpha·t,
+        // the bits finish() gives)
+        const int add = !first || (d->beta == 1.0f && !d->bias_row && !d->bias_col);
+        if (simple_cols && cs == 1 && (d->beta == 0.0f || add)) {
             // the common case, vectorised: contiguous row segment
             float *restrict c = d->C + row_off(d, i) + col_off(d, j0);
             const float alpha = d->alpha;
-            if (!first) for (int64_t j = 0; j < w; j++) c[j] += alpha * t[j];
+            if (add) for (int64_t j = 0; j < w; j++) c[j] += alpha * t[j];
             else {
                 const float b = d->bias_row ? d->bias_row[i] : 0.0f;
                 if (d->bias_col) {
@@ -240,7 +243,7 @@ static void compute_range(void *vctx, int64_t begin, int64_t end) {
             // full tile, plain update: the micro-kernel writes C itself
             const pk_gemm_desc *d = x->d;
             x->u.ukr(x->kc, x->Ap + ir * mr * x->kc, x->Bp + jr * nr * x->kc, NULL, d->C + row_off(d, i) + col_off(d, j),
-                     d->c_rs, x->first ? PK_UKR_STORE_C : PK_UKR_ADD_C, d->bias_col ? d->bias_col + j : NULL);
+                     d->c_rs, x->first && d->beta == 0.0f ? PK_UKR_STORE_C : PK_UKR_ADD_C, d->bias_col ? d->bias_col + j : NULL);
             continue;
         } else {
             x->u.ukr(x->kc, x->Ap + ir * mr * x->kc, x->Bp + jr * nr * x->kc, acc, NULL, 0, PK_UKR_TO_ACC, NULL);
@@ -303,8 +306,9 @@ static pk_status gemm_blocked(const pk_gemm_desc *d0) {
     // the micro-kernel may store full tiles itself: unit column stride, rows not split in blocks,
     // and an epilogue that would only copy (or add) the product
     // (a column bias is added by the micro-kernel on the first k block)
-    const int direct = d->alpha == 1.0f && d->beta == 0.0f && !d->bias_row && !d->MC &&
-                       !d->update && d->c_cs == 1 && d->c_rblock == 0;
+    // (beta 1 without a column bias: the first k block adds to C as the later ones do)
+    const int direct = d->alpha == 1.0f && (d->beta == 0.0f || (d->beta == 1.0f && !d->bias_col)) && !d->bias_row &&
+                       !d->MC && !d->update && d->c_cs == 1 && d->c_rblock == 0;
     for (int64_t j0 = 0; j0 < d->n; j0 += NC_MAX) {
         int64_t nc = PK_MIN((int64_t)NC_MAX, d->n - j0);
         int64_t njr = (nc + u.nr - 1) / u.nr;

@@ -131,6 +131,13 @@ final class GemmKernelTests: XCTestCase {
         for v in Variant.allCases {
             check(v, m: 500, n: 130, k: 600, maskKind: .random, pad: 1, alpha: 1, beta: 0, rng: &rng, label: "\(v) 500×130×600")
         }
+        // C += A·B (alpha 1, beta 1, no mask: the micro-kernel adds to C from the first k block, the
+        // Gram accumulation's path), on every ISA, full and edge tiles
+        forEachISA { isa in
+            for v in [Variant.nt, .nn, .tn] {
+                check(v, m: 301, n: 203, k: 517, maskKind: .none, pad: 0, alpha: 1, beta: 1, rng: &rng, label: "\(isa) \(v) beta 1")
+            }
+        }
     }
 
     func testBitwiseIdenticalAcrossThreadCounts() {

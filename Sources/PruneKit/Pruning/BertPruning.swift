@@ -67,9 +67,19 @@ extension BertEncoder {
                                   compensate: Bool = true) throws {
         guard !sentences.isEmpty else { throw PruneError.missingStatistics("no calibration sentences") }
         let encoded = sentences.map(tokenizer.encode)
-        let rows = try encoded.map { ids -> Tensor in try embeddings.forward(try sentenceInput(ids), training: false) }
+        // sentences of one token count go through together (no padding, so the statistics are those
+        // of the sentences one by one, summed in another order), up to 64 at a time
+        let byLength = Dictionary(grouping: encoded.indices, by: { encoded[$0].count })
+        let groups = byLength.keys.sorted().flatMap { len -> [[Int]] in
+            let idx = byLength[len]!
+            return stride(from: 0, to: idx.count, by: 64).map { Array(idx[$0..<min($0 + 64, idx.count)]) }
+        }
+        let rows = try groups.map { g -> Tensor in
+            let ids = g.map { encoded[$0] }
+            return try embeddings.forward(try input(ids: ids, mask: ids.map { [Float](repeating: 1, count: $0.count) }), training: false)
+        }
         try ModelPruner.pruneSequentially(stages: blocks, inputs: rows, prepare: { i in
-            try self.context.set(batch: 1, length: encoded[i].count, mask: nil)
+            try self.context.set(batch: groups[i].count, length: encoded[groups[i][0]].count, mask: nil)
         }, request: request, compensate: compensate)
     }
 }

@@ -214,6 +214,7 @@ public final class ActivationStatistics {
         energy = [:]
         sums = [:]
         grams = [:]
+        pendingGramRows = [:]
         samples = 0
     }
 
@@ -222,15 +223,29 @@ public final class ActivationStatistics {
     public var recordsGram = false
     private var grams: [ObjectIdentifier: FloatStorage] = [:]
 
+    /// Input rows waiting to enter a Gram matrix: calibration examples are often a sentence of a few
+    /// dozen tokens, and adding each one's XᵀX alone would read and write the whole n × n matrix per
+    /// example, so rows are gathered and added 512 at a time (and when the matrix is asked for).
+    private var pendingGramRows: [ObjectIdentifier: [Float]] = [:]
+    private static let gramRowsPerProduct = 512
+
     func recordGram(weight: Parameter, x: Tensor) throws {
         guard recordsGram else { return }
         let key = ObjectIdentifier(weight), n = x.shape[1]
         if grams[key] == nil { grams[key] = FloatStorage(count: n * n) }
-        try Kernels.gramAccumulate(rows: x.shape[0], cols: n, x: x.storage, acc: grams[key]!)
+        x.storage.withUnsafeMutableBufferPointer { pendingGramRows[key, default: []].append(contentsOf: $0) }
+        if pendingGramRows[key]!.count >= Self.gramRowsPerProduct * n { try flushGram(key, columns: n) }
+    }
+
+    private func flushGram(_ key: ObjectIdentifier, columns n: Int) throws {
+        guard let rows = pendingGramRows[key], !rows.isEmpty, let acc = grams[key] else { return }
+        pendingGramRows[key] = nil
+        try Kernels.gramAccumulate(rows: rows.count / n, cols: n, x: FloatStorage(rows), acc: acc)
     }
 
     /// The accumulated XᵀX of the Linear whose weight is `p`.
     func gram(for p: Parameter) throws -> FloatStorage {
+        try flushGram(ObjectIdentifier(p), columns: p.count / p.shape[0])
         guard let g = grams[ObjectIdentifier(p)] else {
             throw PruneError.missingStatistics("no Gram matrix for a parameter of shape \(p.shape) (set recordsGram)")
         }
