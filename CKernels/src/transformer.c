@@ -193,9 +193,11 @@ static PK_ALWAYS_INLINE void attn_body(void *vc, int64_t p0, int64_t p1) {
 
 // e^x for x ≤ 0 in straight-line arithmetic the compiler vectorizes: x = n·ln 2 + r with |r| ≤ ln 2 / 2
 // (ln 2 split in two for an exact n·ln 2), a degree-6 polynomial for e^r, 2^n put in the exponent
-// bits. Relative error about 2e-7; below -87 it returns e^-87 (callers zero masked entries).
+// bits. Relative error about 2e-7; below -87 (or NaN) it returns e^-87, above 0 it returns 1 (callers
+// zero masked entries).
 static PK_ALWAYS_INLINE float exp_nonpositive(float x) {
-    x = x < -87.0f ? -87.0f : x;
+    x = x > -87.0f ? x : -87.0f; // NaN too: no out-of-range conversion below
+    x = x < 0.0f ? x : 0.0f;     // a masked key's score may lie above the live maximum: it is zeroed later
     const float n = __builtin_rintf(x * 1.44269504088896341f);
     const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
     float y = 1.9875691500e-4f;
@@ -285,7 +287,7 @@ static PK_ALWAYS_INLINE void attn_fast_body(void *vc, int64_t p0, int64_t p1) {
         if (D % 8 == 0) {
             for (int64_t s = 0; s < Tp; s += 8)
                 for (int64_t d = 0; d < D; d += 8)
-                    attn_kt8(c->k + (b * T + s) * c->ldq + h * D + d, c->ldq, T - s, scale, kt + d * Tp + s, Tp);
+                    attn_kt8(c->k + (b * T + (s < T ? s : 0)) * c->ldq + h * D + d, c->ldq, T - s, scale, kt + d * Tp + s, Tp);
         } else {
             for (int64_t s = 0; s < T; s++) {
                 const float *ks = c->k + (b * T + s) * c->ldq + h * D;

@@ -75,6 +75,19 @@ final class MiniLMTests: XCTestCase {
                 XCTAssertEqual(got[0].map(\.bitPattern), got[1].map(\.bitPattern), "\(label): 1 vs 2 threads")
             }
         }
+        // padding keys whose scores lie far above every real key's (q·k/√d ≈ 141): still ignored
+        let (t, d) = (9, 8)
+        let q = [Float](repeating: 1, count: t * d), v = rng.floats(t * d)
+        var k = rng.floats(t * d, -0.1, 0.1)
+        var mask = [Float](repeating: 1, count: t)
+        for s in 6..<t { mask[s] = 0; for j in 0..<d { k[s * d + j] = 50 } }
+        var want = [Float](repeating: .nan, count: t * d)
+        XCTAssertEqual(pk_ref_attention_f32(1, Int64(t), 1, Int64(d), q, k, v, Int64(d), mask, nil, &want, Int64(d)), PK_OK)
+        try forEachISA { isa in
+            var o = [Float](repeating: .nan, count: t * d)
+            XCTAssertEqual(pk_attention_f32(1, Int64(t), 1, Int64(d), q, k, v, Int64(d), mask, nil, &o, Int64(d)), PK_OK)
+            assertClose(o, want, rtol: 1e-5, atol: 2e-6, "\(isa): large masked scores")
+        }
     }
 
     func modelFolder() throws -> String {

@@ -239,8 +239,8 @@ public final class ActivationStatistics {
 
     private func flushGram(_ key: ObjectIdentifier, columns n: Int) throws {
         guard let rows = pendingGramRows[key], !rows.isEmpty, let acc = grams[key] else { return }
-        pendingGramRows[key] = nil
         try Kernels.gramAccumulate(rows: rows.count / n, cols: n, x: FloatStorage(rows), acc: acc)
+        pendingGramRows[key] = nil
     }
 
     /// The accumulated XᵀX of the Linear whose weight is `p`.
