@@ -288,7 +288,7 @@ pk_status pk_linear_weight_update_f32(int64_t O, int64_t I, int64_t B, const flo
                                       const pk_update_desc *u, float *dW, int64_t ldd);
 
 // ------------------------------------------------------------------------------------------------
-// Transformer encoder pieces (src/transformer.c; reference src/ref/transformer_ref.c). Activations
+// Transformer encoder pieces (src/transformer.c, attention in src/attention.c; reference src/ref/transformer_ref.c). Activations
 // are token rows: B sequences of T tokens, row b·T + t.
 
 /// pk_bert_embeddings_f32 — out[b·T + t] := word[ids[b·T + t]] + pos[t] + type0 (n each).
