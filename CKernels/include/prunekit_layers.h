@@ -39,7 +39,7 @@ pk_status pk_avgpool2d_backward_f32(int64_t N, int64_t C, int64_t H, int64_t W, 
 ///           y[n,o,·] = act(scale[o]·(Σ W⊙M · x̃) + shift[o]), x̃ = x zero-padded by p on each side.
 /// Shapes    x N×C×H×W (unpadded), W OC×C×KH×KW, M as W (uint8) or NULL, scale and shift OC or NULL
 ///           (NULL: 1 and 0), y N×OC×OH×OW with OH = (H+2p−KH)/s+1, OW = (W+2p−KW)/s+1. relu != 0 ⇒
-///           act = max(·, 0), else the identity. y is write-only.
+///           act = max(·, 0) with NaN kept (pk_relu_forward_f32), else the identity. y is write-only.
 /// Method    implicit GEMM: (W ⊙ M) packed once, input patches gathered (padding included) straight into
 ///           the packed panels, scale/shift/ReLU applied once per output in the epilogue. With scale
 ///           NULL and shift = bias it is a plain padded convolution; with BatchNorm's running

@@ -235,7 +235,7 @@ pk_status pk_ref_bsr_weight_grad_f32(const pk_bsr *A, int layout, int64_t B, con
 ///           given by its kept entries only: A is CSR over OC rows × C·KH·KW columns (column
 ///           c·KH·KW + a·KW + b, as a Conv2d's OC × C × KH × KW weight flattens). Stride s, zero
 ///           padding p, dilation d exactly as pk_conv2d_dilated_forward_f32; scale and shift per output
-///           channel or NULL (1 and 0); relu != 0 ⇒ act = max(·, 0). y write-only.
+///           channel or NULL (1 and 0); relu != 0 ⇒ act = max(·, 0), NaN kept. y write-only.
 /// Shapes    x N×C×H×W (unpadded), y N×OC×OH×OW with OC = A->rows, OH = (H + 2p − d·(KH−1) − 1)/s + 1
 ///           (OW alike).
 /// Method    direct, no column matrix: each image copied once into s² phase planes per channel

@@ -239,7 +239,7 @@ static pk_status conv_forward_chunk(const fused_ctx *f, int64_t q) {
         for (int64_t o = 0; o < f->OC; o++) {
             float *restrict yp = f->y + (n * f->OC + o) * f->P;
             const float sc = f->scale ? f->scale[o] : 1.0f, sh = f->scale && f->bias ? f->bias[o] : 0.0f;
-            if (f->relu) for (int64_t i = 0; i < f->P; i++) { float v = yp[i] * sc + sh; yp[i] = v > 0.0f ? v : 0.0f; }
+            if (f->relu) for (int64_t i = 0; i < f->P; i++) { float v = yp[i] * sc + sh; yp[i] = v > 0.0f ? v : (v != v ? v : 0.0f); }
             else for (int64_t i = 0; i < f->P; i++) yp[i] = yp[i] * sc + sh;
         }
     return PK_OK;

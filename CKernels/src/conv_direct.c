@@ -9,8 +9,10 @@
 // (2 of 30 columns for a 28-wide 3×3 layer).
 //
 //   forward   y[o, q] = Σ_c Σ_{a,b} (W⊙M)[o,c,a,b] · xp[c, q + a·Wp + b]
-//             register tile: 4 output channels × 24 positions (12 accumulators); per (c, a, b) three
-//             loads of x and four broadcasts of packed weights feed 12 FMAs.
+//             register tile: 6 output channels × 16 positions (12 accumulators); per (c, a, b) two
+//             loads of x and six broadcasts of packed weights feed 12 FMAs. The last block of a layer
+//             whose channel count is not a multiple of 6 runs a tile of just its remaining rows
+//             (a 32-channel layer: five 6-row tiles and one 2-row tile, not six 6-row ones).
 //   input     dx = the same forward on dy, zero-padded by KH−1−p / KW−1−p, with the weights flipped
 //   gradient  (a → KH−1−a, b → KW−1−b) and transposed (o ↔ c).
 //   weight    dW[o,c,a,b] = Σ_n Σ_q dyz[n, o, q] · xp[n, c, q + a·Wp + b], with dyz = dy on the flat grid
@@ -85,16 +87,21 @@ static void dc_pack_weights(const dc_geom *g, const float *w, const uint8_t *mas
                 }
 }
 
-// One register tile: out[r][0..DC_QB) = Σ over c and taps, for output block ob and positions q0...
-// DC_OB × DC_NV accumulators plus DC_NV input vectors and one broadcast weight fit the 16 registers.
-// The body is inlined into a 3×3 version (taps unrolled: no loop overhead between the 12-FMA groups,
-// about a fifth of the tile's time on Zen 3) and a general one.
+// One register tile: out[r][0..8·NV) = Σ over c and taps, for output block ob, its first R rows
+// (R ≤ DC_OB; the packed weights keep DC_OB rows per tap) and positions q0...
+// The full tile is 6 rows × 2 vectors: 12 accumulators plus 2 input vectors and one broadcast weight
+// fit the 16 registers. A last block of 1 or 2 rows widens to 8 or 12 accumulators (1 × 8 and 2 × 6
+// vectors), so its FMAs still have enough independent chains to hide their latency; those
+// load the row weights once per tap and stream the input vectors past them.
+// The body is inlined into 3×3 versions (taps unrolled: no loop overhead between the 12-FMA groups,
+// about a fifth of the tile's time on Zen 3) and general ones, for every (R, NV) used.
+#define DC_NV_MAX 8
 PK_TARGET_AVX2 static inline __attribute__((always_inline)) void
 dc_tile_body(const dc_geom *g, const float *xp, const float *wp, int64_t ob, int64_t q0, float *out, int64_t ldo,
-             const int64_t KH, const int64_t KW) {
-    __m256 acc[DC_OB][DC_NV];
-    for (int r = 0; r < DC_OB; r++)
-        for (int v = 0; v < DC_NV; v++) acc[r][v] = _mm256_setzero_ps();
+             const int64_t KH, const int64_t KW, const int R, const int NV) {
+    __m256 acc[DC_OB][DC_NV_MAX];
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < NV; v++) acc[r][v] = _mm256_setzero_ps();
     const int64_t T = KH * KW;
     for (int64_t c = 0; c < g->C; c++) {
         const float *xb = xp + c * g->plane + q0;
@@ -102,33 +109,67 @@ dc_tile_body(const dc_geom *g, const float *xp, const float *wp, int64_t ob, int
         for (int64_t a = 0; a < KH; a++) {
             const float *xr = xb + a * g->Wp;
             for (int64_t b = 0; b < KW; b++, wc += DC_OB) {
-                __m256 xv[DC_NV];
-                for (int v = 0; v < DC_NV; v++) xv[v] = _mm256_loadu_ps(xr + b + 8 * v);
-                for (int r = 0; r < DC_OB; r++) {
-                    const __m256 w = _mm256_broadcast_ss(wc + r);
-                    for (int v = 0; v < DC_NV; v++) acc[r][v] = _mm256_fmadd_ps(w, xv[v], acc[r][v]);
+                if (NV <= DC_NV) {
+                    __m256 xv[DC_NV];
+                    for (int v = 0; v < NV; v++) xv[v] = _mm256_loadu_ps(xr + b + 8 * v);
+                    for (int r = 0; r < R; r++) {
+                        const __m256 w = _mm256_broadcast_ss(wc + r);
+                        for (int v = 0; v < NV; v++) acc[r][v] = _mm256_fmadd_ps(w, xv[v], acc[r][v]);
+                    }
+                } else {
+                    __m256 w[DC_OB];
+                    for (int r = 0; r < R; r++) w[r] = _mm256_broadcast_ss(wc + r);
+                    for (int v = 0; v < NV; v++) {
+                        const __m256 x = _mm256_loadu_ps(xr + b + 8 * v);
+                        for (int r = 0; r < R; r++) acc[r][v] = _mm256_fmadd_ps(w[r], x, acc[r][v]);
+                    }
                 }
             }
         }
     }
-    for (int r = 0; r < DC_OB; r++)
-        for (int v = 0; v < DC_NV; v++) _mm256_storeu_ps(out + r * ldo + 8 * v, acc[r][v]);
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < NV; v++) _mm256_storeu_ps(out + r * ldo + 8 * v, acc[r][v]);
 }
 
-PK_TARGET_AVX2 static void dc_tile_3x3(const dc_geom *g, const float *xp, const float *wp, int64_t ob, int64_t q0,
-                                       float *out, int64_t ldo) {
-    dc_tile_body(g, xp, wp, ob, q0, out, ldo, 3, 3);
-}
+typedef void (*dc_tile_fn)(const dc_geom *, const float *, const float *, int64_t, int64_t, float *, int64_t);
+#define DC_TILES(R, NV)                                                                                            \
+    PK_TARGET_AVX2 static void dc_tile_3x3_##R##x##NV(const dc_geom *g, const float *xp, const float *wp,        \
+                                                      int64_t ob, int64_t q0, float *out, int64_t ldo) {          \
+        dc_tile_body(g, xp, wp, ob, q0, out, ldo, 3, 3, R, NV);                                                    \
+    }                                                                                                              \
+    PK_TARGET_AVX2 static void dc_tile_any_##R##x##NV(const dc_geom *g, const float *xp, const float *wp,        \
+                                                      int64_t ob, int64_t q0, float *out, int64_t ldo) {          \
+        dc_tile_body(g, xp, wp, ob, q0, out, ldo, g->KH, g->KW, R, NV);                                            \
+    }
+DC_TILES(1, 2)
+DC_TILES(2, 2)
+DC_TILES(3, 2)
+DC_TILES(4, 2)
+DC_TILES(5, 2)
+DC_TILES(6, 2)
+DC_TILES(1, 8)
+DC_TILES(2, 6)
+// by rows R: the DC_QB-wide tile, and the wide one (NULL: none) with its vector count
+static const dc_tile_fn dc_narrow_3x3[DC_OB + 1] = {NULL, dc_tile_3x3_1x2, dc_tile_3x3_2x2, dc_tile_3x3_3x2,
+                                                    dc_tile_3x3_4x2, dc_tile_3x3_5x2, dc_tile_3x3_6x2};
+static const dc_tile_fn dc_narrow_any[DC_OB + 1] = {NULL, dc_tile_any_1x2, dc_tile_any_2x2, dc_tile_any_3x2,
+                                                    dc_tile_any_4x2, dc_tile_any_5x2, dc_tile_any_6x2};
+static const dc_tile_fn dc_wide_3x3[DC_OB + 1] = {NULL, dc_tile_3x3_1x8, dc_tile_3x3_2x6};
+static const dc_tile_fn dc_wide_any[DC_OB + 1] = {NULL, dc_tile_any_1x8, dc_tile_any_2x6};
+static const int64_t dc_wide_nv[DC_OB + 1] = {0, 8, 6, 0, 0, 0, 0}; // 3 × 4 would spill
 
-PK_TARGET_AVX2 static void dc_tile_any(const dc_geom *g, const float *xp, const float *wp, int64_t ob, int64_t q0,
-                                       float *out, int64_t ldo) {
-    dc_tile_body(g, xp, wp, ob, q0, out, ldo, g->KH, g->KW);
-}
-
-static inline void dc_tile(const dc_geom *g, const float *xp, const float *wp, int64_t ob, int64_t q0, float *out,
-                           int64_t ldo) {
-    if (g->KH == 3 && g->KW == 3) dc_tile_3x3(g, xp, wp, ob, q0, out, ldo);
-    else dc_tile_any(g, xp, wp, ob, q0, out, ldo);
+// All positions [0, Lr) of block ob, its rows inside OC only: wide tiles while they fit (every
+// width is a multiple of DC_QB, so the rest is whole DC_QB tiles), then DC_QB-wide ones.
+static void dc_block(const dc_geom *g, const float *xp, const float *wp, int64_t ob, float *out) {
+    const int64_t rows = PK_MIN((int64_t)DC_OB, g->OC - ob * DC_OB), qw = 8 * dc_wide_nv[rows];
+    const int k3 = g->KH == 3 && g->KW == 3;
+    int64_t q0 = 0;
+    if (qw) {
+        const dc_tile_fn wide = (k3 ? dc_wide_3x3 : dc_wide_any)[rows];
+        for (; q0 + qw <= g->Lr; q0 += qw) wide(g, xp, wp, ob, q0, out + q0, g->Lr);
+    }
+    const dc_tile_fn narrow = (k3 ? dc_narrow_3x3 : dc_narrow_any)[rows];
+    for (; q0 < g->Lr; q0 += DC_QB) narrow(g, xp, wp, ob, q0, out + q0, g->Lr);
 }
 
 // Forward of one padded image xp into y (OC × OH × OW) through out (DC_OB × Lr scratch per block):
@@ -136,7 +177,7 @@ static inline void dc_tile(const dc_geom *g, const float *xp, const float *wp, i
 static void dc_image_forward(const dc_geom *g, const float *xp, const float *wp, int64_t ob_begin, int64_t ob_end,
                              const float *scale, const float *shift, int relu, float *out, float *y) {
     for (int64_t ob = ob_begin; ob < ob_end; ob++) {
-        for (int64_t q0 = 0; q0 < g->Lr; q0 += DC_QB) dc_tile(g, xp, wp, ob, q0, out + q0, g->Lr);
+        dc_block(g, xp, wp, ob, out);
         for (int64_t r = 0; r < DC_OB; r++) {
             const int64_t o = ob * DC_OB + r;
             if (o >= g->OC) break;
@@ -146,7 +187,7 @@ static void dc_image_forward(const dc_geom *g, const float *xp, const float *wp,
             for (int64_t i = 0; i < g->OH; i++) {
                 const float *s = src + i * g->Wp;
                 float *d = dst + i * g->OW;
-                if (relu) for (int64_t j = 0; j < g->OW; j++) { float v = s[j] * sc + sh; d[j] = v > 0.0f ? v : 0.0f; }
+                if (relu) for (int64_t j = 0; j < g->OW; j++) { float v = s[j] * sc + sh; d[j] = v > 0.0f ? v : (v != v ? v : 0.0f); }
                 else for (int64_t j = 0; j < g->OW; j++) d[j] = s[j] * sc + sh;
             }
         }

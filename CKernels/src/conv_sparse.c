@@ -156,7 +156,7 @@ static void sc_epilogue(const sc_geom *g, const float *sums, int64_t q0, int64_t
 #define SC_RUN_SCALAR(S, D, N)                                                                            \
     for (int64_t m = 0; m < (N); m++) {                                                                   \
         const float v = (S)[m] * sc + sh;                                                                 \
-        (D)[m] = relu && !(v > 0.0f) ? 0.0f : v;                                                          \
+        (D)[m] = relu && !(v > 0.0f) && v == v ? 0.0f : v;                                                \
     }
     SC_EPILOGUE(SC_RUN_SCALAR)
 }
@@ -168,7 +168,7 @@ PK_TARGET_AVX2 static void sc_epilogue_avx2(const sc_geom *g, const float *sums,
 #define SC_RUN_AVX2(S, D, N)                                                                              \
     for (int64_t m = 0; m < (N); m += 8) {                                                                \
         __m256 v = _mm256_fmadd_ps(_mm256_loadu_ps((S) + m), vs, vh);                                    \
-        if (relu) v = _mm256_max_ps(v, zero); /* max(NaN, 0) = 0, as the reference */                    \
+        if (relu) v = _mm256_blendv_ps(_mm256_max_ps(v, zero), v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q)); /* NaN kept */ \
         if (m + 8 <= (N)) _mm256_storeu_ps((D) + m, v);                                                   \
         else _mm256_maskstore_ps((D) + m, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)((N) - m)), lanes), v); \
     }

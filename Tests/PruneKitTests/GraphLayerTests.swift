@@ -322,16 +322,28 @@ final class GraphLayerTests: XCTestCase {
                                ("c2", c2, ["r1"]), ("b2", b2, ["c2"]), ("c3", c3, ["b2"]), ("b3", b3, ["c3"]),
                                ("add", Add(), ["b3", "c3"])])
         let c4 = try Conv2d(8, 4, kernelSize: 3, padding: 1, rng: &g), b4 = try BatchNorm(4)
-        let seq = Sequential([("g", graph), ("c4", c4), ("b4", b4), ("pool", GlobalAvgPool2d())])
+        let r4 = ReLU()
+        let seq = Sequential([("g", graph), ("c4", c4), ("b4", b4), ("r4", r4), ("pool", GlobalAvgPool2d())])
         try randomStats([b1, b2, b3, b4])
         XCTAssertTrue(c1.foldedNorm === b1 && c2.foldedNorm === b2 && c4.foldedNorm === b4, "conv → its only reader BatchNorm")
         XCTAssertNil(c3.foldedNorm, "a convolution with a second reader is not folded")
+        XCTAssertTrue(c1.foldedActivation === graph.node(named: "r1")?.layer as? ReLU && c4.foldedActivation === r4,
+                      "conv → BatchNorm → its only reader ReLU: the epilogue rectifies")
+        XCTAssertNil(c2.foldedActivation, "no ReLU after b2")
         let x = Tensor.uniform([3, 3, 9, 7], -1, 1, rng: &g)
-        let folded = try seq.forward(x, training: false)
+        // a NaN pixel in the second image: it reaches that image's outputs through the fused ReLUs
+        // exactly as through the separate ones (the epilogue keeps NaN), and no other image's
+        var xs = x.scalars
+        xs[3 * 9 * 7 + 20] = .nan
+        let xn = try Tensor(shape: x.shape, scalars: xs)
+        let folded = try seq.forward(x, training: false), foldedNaN = try seq.forward(xn, training: false)
         for c in [c1, c2, c4] { c.foldedNorm = nil }
-        let unfolded = try seq.forward(x, training: false)
+        let unfolded = try seq.forward(x, training: false), unfoldedNaN = try seq.forward(xn, training: false)
         let scaleOf = unfolded.scalars.map { abs($0) }.max()!
         assertClose(folded.scalars, unfolded.scalars, rtol: 1e-4, atol: 1e-4 * scaleOf, "folded = unfolded")
+        XCTAssertEqual(foldedNaN.scalars.map(\.isNaN), unfoldedNaN.scalars.map(\.isNaN), "NaN reaches the same outputs")
+        XCTAssertTrue(foldedNaN.scalars[4..<8].allSatisfy(\.isNaN) && !foldedNaN.scalars[0..<4].contains { $0.isNaN },
+                      "the NaN image's outputs are NaN, the others are not")
         // replacing a layer re-links it
         let c5 = try Conv2d(8, 4, kernelSize: 3, padding: 1, rng: &g)
         seq.replace(at: 1, with: c5)

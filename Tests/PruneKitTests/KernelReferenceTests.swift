@@ -202,7 +202,8 @@ final class KernelReferenceTests: XCTestCase {
 
     /// The direct stride-1 kernels (conv_direct.c) called directly, against the references: forward with
     /// every epilogue, dx, and dW summed from its chunk partials; kernels 2×2, 3×3, 3×5, 5×5, paddings
-    /// 0 to KH−1, widths that leave partial vectors, one channel, channel counts off the 6-row tile;
+    /// 0 to KH−1, widths that leave partial vectors, one channel, channel counts off the 6-row tile
+    /// (last blocks of 1 to 5 rows, the 1- and 2-row ones on their wide tiles too, 3×3 and general);
     /// identical bits for 1 and 2 threads; and the dispatching entry points agree with the im2col path
     /// (direct kernels switched off) on the same shapes.
     func testDirectConvolutionMatchesReferenceAndIm2colPath() throws {
@@ -212,6 +213,7 @@ final class KernelReferenceTests: XCTestCase {
             (1, 1, 28, 28, 16, 3, 3, 1), (2, 3, 7, 9, 5, 3, 3, 1), (3, 16, 14, 14, 16, 3, 3, 1), (2, 5, 6, 5, 7, 3, 3, 0),
             (2, 4, 11, 13, 9, 5, 5, 2), (2, 3, 8, 8, 6, 3, 5, 1), (4, 13, 7, 7, 13, 3, 3, 1), (3, 2, 1, 1, 3, 3, 3, 1),
             (2, 8, 5, 5, 4, 2, 2, 0), (2, 8, 5, 5, 4, 2, 2, 1), (11, 6, 4, 4, 8, 3, 3, 2), (2, 7, 30, 3, 12, 3, 3, 1),
+            (2, 6, 12, 10, 10, 3, 3, 1), (2, 32, 28, 28, 32, 3, 3, 1), (2, 3, 12, 12, 8, 5, 5, 2), (2, 7, 9, 9, 7, 2, 2, 1),
         ]
         let saved = pk_get_num_threads()
         defer { pk_set_num_threads(saved); pk_conv2d_set_direct(1) }
@@ -266,6 +268,29 @@ final class KernelReferenceTests: XCTestCase {
                 outs.append(y + dx + dw + db)
             }
             assertClose(outs[0], outs[1], rtol: 1e-4, atol: Float(max(c, oc) * kh * kw + n * oh * ow) * 2e-6, what + ": direct vs im2col")
+        }
+    }
+
+    /// The ReLU epilogue of every dense convolution path keeps NaN, as the ReLU layer does (inference
+    /// folds conv → BatchNorm → ReLU into it): direct (28-wide rows), implicit GEMM (7-wide rows,
+    /// 64·64·9 weights) and chunked im2col (stride 2, few weights), each against the reference.
+    func testConvolutionReluEpilogueKeepsNaN() {
+        var rng = TestRNG(35)
+        for (n, c, h, oc, s) in [(2, 8, 28, 8, 1), (2, 64, 7, 64, 1), (2, 8, 9, 8, 2)] {
+            var x = rng.floats(n * c * h * h)
+            x[c * h * h + 5 * h + 4] = .nan  // image 1, channel 1, pixel (5, 4)
+            let wt = rng.floats(oc * c * 9), scale = rng.floats(oc, 0.5, 2), shift = rng.floats(oc)
+            let oh = (h + 2 - 3) / s + 1, what = "conv \(n),\(c),\(h)x\(h)→\(oc) s\(s)"
+            var want = [Float](repeating: 0, count: n * oc * oh * oh), y = want
+            XCTAssertEqual(pk_ref_conv2d_implicit_forward_f32(Int64(n), Int64(c), Int64(h), Int64(h), Int64(oc), 3, 3, Int64(s), 1, 1,
+                                                              x, wt, nil, scale, shift, &want), PK_OK)
+            XCTAssertEqual(pk_conv2d_padded_forward_f32(Int64(n), Int64(c), Int64(h), Int64(h), Int64(oc), 3, 3, Int64(s), 1, 1,
+                                                        x, wt, nil, scale, shift, &y), PK_OK)
+            XCTAssertTrue(want.contains { $0.isNaN } && want.contains { $0 == 0 }, what + ": the reference has NaN and clamped outputs")
+            XCTAssertEqual(y.map(\.isNaN), want.map(\.isNaN), what + ": NaN where the reference has it")
+            XCTAssertTrue(y.allSatisfy { $0.isNaN || $0 >= 0 }, what + ": rectified")
+            let keep = want.indices.filter { !want[$0].isNaN }
+            assertClose(keep.map { y[$0] }, keep.map { want[$0] }, rtol: 1e-4, atol: Float(c * 9) * 2e-6, what)
         }
     }
 

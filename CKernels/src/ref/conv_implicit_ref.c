@@ -39,7 +39,7 @@ pk_status pk_ref_conv2d_dilated_forward_f32(int64_t N, int64_t C, int64_t H, int
                                 acc += (double)w[wi] * at(x, C, H, W, n, c, oh * s + kh * d - p, ow * s + kw * d - p);
                             }
                     double v = acc * (scale ? scale[o] : 1.0) + (shift ? shift[o] : 0.0);
-                    if (relu && !(v > 0.0)) v = 0.0;
+                    if (relu && !(v > 0.0) && v == v) v = 0.0; // NaN kept, as the ReLU layer
                     y[((n * OC + o) * OH + oh) * OW + ow] = (float)v;
                 }
     return PK_OK;

@@ -23,7 +23,7 @@ pk_status pk_ref_conv2d_sparse_forward_f32(const pk_csr *A, int64_t N, int64_t C
                         acc += (double)A->val[j] * x[((n * C + c) * H + ih) * W + iw];
                     }
                     double v = acc * (scale ? scale[o] : 1.0) + (shift ? shift[o] : 0.0);
-                    if (relu && !(v > 0.0)) v = 0.0;
+                    if (relu && !(v > 0.0) && v == v) v = 0.0; // NaN kept, as the ReLU layer
                     y[((n * OC + o) * OH + oh) * OW + ow] = (float)v;
                 }
     return PK_OK;

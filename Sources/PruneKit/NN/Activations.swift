@@ -1,15 +1,23 @@
-/// max(x, 0), element-wise.
+/// A layer that can apply the ReLU reading its output (directly or through a folded BatchNorm) in
+/// its own pass at inference; the ReLU then passes that output through.
+protocol ActivationFolding: AnyObject {
+    /// True when `x` is exactly the output this layer produced with `act` applied (each output once).
+    func takeActivatedOutput(_ x: Tensor, by act: ReLU) -> Bool
+}
+
+/// max(x, 0), element-wise (NaN kept).
 public final class ReLU: Layer {
     private var output: Tensor?
-    /// The residual Add this ReLU is fused into at inference (linked by the containing graph).
-    weak var foldSource: Add?
+    /// The layer this ReLU is fused into at inference, linked by the containing graph: the residual
+    /// Add it alone reads, or the convolution whose folded BatchNorm it alone reads.
+    weak var foldSource: (any ActivationFolding)?
     /// A ReLU layer (no parameters).
     public init() {}
     public var summary: String { "ReLU" }
 
     public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
-        if !training, let add = foldSource, add.takeActivatedOutput(x, by: self) {
-            // the Add already rectified its sum
+        if !training, let source = foldSource, source.takeActivatedOutput(x, by: self) {
+            // the Add or the convolution already rectified its output
             output = nil
             return x
         }

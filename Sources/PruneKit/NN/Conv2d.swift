@@ -9,7 +9,9 @@
 /// consumes its output (`foldNorm`), a forward pass with `training == false` applies that BatchNorm's
 /// running statistics in the GEMM epilogue, and the BatchNorm passes the result through untouched.
 /// Either side falls back to the unfused computation whenever the link does not hold both ways, a
-/// hook observes either layer, or the BatchNorm receives any other tensor.
+/// hook observes either layer, or the BatchNorm receives any other tensor. When the graph also links
+/// the ReLU that alone reads that BatchNorm (`foldedActivation`), the epilogue rectifies too (NaN
+/// kept, as `ReLU` does) and the ReLU passes the result through.
 public final class Conv2d: Layer {
     /// Input channels (dimension 1 of the input).
     public let inChannels: Int
@@ -38,6 +40,10 @@ public final class Conv2d: Layer {
     weak var foldedNorm: BatchNorm?
     /// The storage of the last inference output with `foldedNorm` already applied, until that BatchNorm takes it.
     weak var foldedOutput: FloatStorage?
+    /// The ReLU that alone reads `foldedNorm`'s output, applied in the same epilogue at inference.
+    weak var foldedActivation: ReLU?
+    /// The storage of the last inference output with `foldedActivation` applied too, until that ReLU takes it.
+    weak var activatedOutput: FloatStorage?
     /// im2col columns of the last training forward pass on the sparse path (backward reuses them).
     private var columns: FloatStorage?
     /// Observers of each forward pass (calibration statistics are gathered through them).
@@ -146,6 +152,18 @@ public final class Conv2d: Layer {
         bn.foldSource = self
     }
 
+    /// Links the ReLU that alone consumes the output of `foldedNorm`, for the same folding.
+    func foldActivation(_ relu: ReLU) {
+        foldedActivation = relu
+        relu.foldSource = self
+    }
+
+    /// Whether this inference pass, whose BatchNorm is folded, also applies the linked ReLU.
+    private var rectifies: Bool {
+        guard let act = foldedActivation else { return false }
+        return act.foldSource === self
+    }
+
     /// Per-output-channel scale and shift of the linked BatchNorm in evaluation mode (the conv bias
     /// included), when folding applies to this forward pass; nil otherwise.
     private func foldedAffine(training: Bool) throws -> (scale: FloatStorage, shift: FloatStorage)? {
@@ -167,6 +185,7 @@ public final class Conv2d: Layer {
                                       got: original.shape)
         }
         foldedOutput = nil
+        activatedOutput = nil
         if groups > 1 {
             let x = try padded(original)
             let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
@@ -189,13 +208,14 @@ public final class Conv2d: Layer {
                 // inference in CSR: the sparse direct convolution (no column matrix), a linked BatchNorm
                 // folded in as on the dense path
                 columns = nil
-                let folded = try foldedAffine(training: false)
+                let folded = try foldedAffine(training: false), relu = folded != nil && rectifies
                 try csr.convolutionForward(n: n, c: inChannels, h: h, w: w, kernel: kernelSize, stride: stride, padding: padding,
-                                           dilation: dilation, relu: false, x: original.storage, scale: folded?.scale,
+                                           dilation: dilation, relu: relu, x: original.storage, scale: folded?.scale,
                                            shift: folded?.shift ?? bias?.value.storage, into: y.storage)
                 input = nil
                 inputPadding = padding
                 if folded != nil { foldedOutput = y.storage }
+                if relu { activatedOutput = y.storage }
                 if let h = forwardHooks, !h.isEmpty { try h.run(input: original, output: y) }
                 return y
             }
@@ -214,14 +234,15 @@ public final class Conv2d: Layer {
             return y
         }
         columns = nil
-        let folded = try foldedAffine(training: training)
+        let folded = try foldedAffine(training: training), relu = folded != nil && rectifies
         try Kernels.convPaddedForward(n: n, c: inChannels, h: h, w: w, outChannels: outChannels, kernel: kernelSize,
-                                        stride: stride, padding: padding, dilation: dilation, relu: false, x: original.storage,
+                                        stride: stride, padding: padding, dilation: dilation, relu: relu, x: original.storage,
                                         weight: weight.value.storage, mask: weight.maskStorage, scale: folded?.scale,
                                         shift: folded?.shift ?? bias?.value.storage, y: y.storage)
         input = training ? original : nil
         inputPadding = padding
         if folded != nil { foldedOutput = y.storage }
+        if relu { activatedOutput = y.storage }
         if let h = forwardHooks, !h.isEmpty { try h.run(input: original, output: y) }
         return y
     }
@@ -230,6 +251,16 @@ public final class Conv2d: Layer {
     func takeFoldedOutput(_ x: Tensor, by bn: BatchNorm) -> Bool {
         guard foldedNorm === bn, let s = foldedOutput, s === x.storage else { return false }
         foldedOutput = nil
+        return true
+    }
+}
+
+extension Conv2d: ActivationFolding {
+    /// Hands the rectified output to the linked ReLU: true when `x` is exactly that output, passed
+    /// through by the BatchNorm (once).
+    func takeActivatedOutput(_ x: Tensor, by act: ReLU) -> Bool {
+        guard foldedActivation === act, let s = activatedOutput, s === x.storage else { return false }
+        activatedOutput = nil
         return true
     }
 

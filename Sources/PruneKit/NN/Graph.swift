@@ -15,7 +15,7 @@ extension MergeLayer {
 }
 
 /// Element-wise sum of inputs of one shape (the join of a residual block).
-public final class Add: MergeLayer {
+public final class Add: MergeLayer, ActivationFolding {
     private var shapes: [[Int]]?
     /// The ReLU that alone reads this sum, linked by the containing graph: at inference the sum and
     /// the ReLU run as one pass here, and the ReLU passes the result through (see `ReLU`).
@@ -219,7 +219,8 @@ public final class Graph: Layer {
     }
 
     /// Links every convolution whose output only a BatchNorm reads (one reader, not the graph's output)
-    /// to that BatchNorm, so inference folds the normalisation into the convolution (see `Conv2d`),
+    /// to that BatchNorm, so inference folds the normalisation into the convolution (see `Conv2d`);
+    /// the ReLU that alone reads such a BatchNorm to the convolution too, so its epilogue rectifies;
     /// and every two-input Add whose sum only a ReLU reads to that ReLU, so inference adds and
     /// rectifies in one pass. Links of layers no longer in such a pair are dropped first.
     private func linkFoldableNorms() {
@@ -228,11 +229,15 @@ public final class Graph: Layer {
         for node in nodes {
             (node.layer as? Add)?.foldedActivation = nil
             (node.layer as? Conv2d)?.foldedNorm = nil
+            (node.layer as? Conv2d)?.foldedActivation = nil
         }
         for (k, node) in nodes.enumerated() {
             guard sources[k].count == 1, let s = sources[k].first, s >= 0, readers[s] == 1, nodes[s].name != output else { continue }
             if let bn = node.layer as? BatchNorm, let conv = nodes[s].layer as? Conv2d {
                 conv.foldNorm(bn)
+            } else if let relu = node.layer as? ReLU, let bn = nodes[s].layer as? BatchNorm, let conv = bn.foldSource,
+                      conv.foldedNorm === bn {
+                conv.foldActivation(relu)
             } else if let relu = node.layer as? ReLU, let add = nodes[s].layer as? Add, sources[s].count == 2 {
                 add.foldedActivation = relu
                 relu.foldSource = add

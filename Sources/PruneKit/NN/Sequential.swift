@@ -7,19 +7,25 @@ public final class Sequential: Layer {
     public var profile: LayerProfile?
 
     /// Runs `layers` (name, layer) in order. Each Conv2d directly followed by a BatchNorm is linked to it
-    /// so inference folds the normalisation into the convolution.
+    /// so inference folds the normalisation into the convolution (and a ReLU right after them too).
     public init(_ layers: [(String, any Layer)]) {
         self.layers = layers.map { (name: $0.0, layer: $0.1) }
         linkFoldableNorms()
     }
 
     /// Links each convolution directly followed by a BatchNorm (which alone reads its output) to it,
-    /// so inference folds the normalisation into the convolution (see `Conv2d`). A convolution no
-    /// longer followed by its BatchNorm (one of them replaced) loses its link.
+    /// so inference folds the normalisation into the convolution (see `Conv2d`), and a ReLU directly
+    /// after that BatchNorm to the convolution, so its epilogue rectifies. A convolution no longer
+    /// followed by its BatchNorm (one of them replaced) loses its links.
     private func linkFoldableNorms() {
-        for (_, layer) in layers { (layer as? Conv2d)?.foldedNorm = nil }
+        for (_, layer) in layers {
+            (layer as? Conv2d)?.foldedNorm = nil
+            (layer as? Conv2d)?.foldedActivation = nil
+        }
         for i in layers.indices.dropLast() {
-            if let conv = layers[i].layer as? Conv2d, let bn = layers[i + 1].layer as? BatchNorm { conv.foldNorm(bn) }
+            guard let conv = layers[i].layer as? Conv2d, let bn = layers[i + 1].layer as? BatchNorm else { continue }
+            conv.foldNorm(bn)
+            if i + 2 < layers.count, let relu = layers[i + 2].layer as? ReLU { conv.foldActivation(relu) }
         }
     }
 
