@@ -221,6 +221,22 @@ static void fused_plan(fused_ctx *f) {
     if (f->chunks < CONV_MIN_CHUNKS) { f->per = f->N; f->chunks = 1; }
 }
 
+typedef struct { const fused_ctx *f; int64_t n0; } epilogue_ctx;
+
+static void conv_epilogue_range(void *v, int64_t b, int64_t e) {
+    // output planes [b, e) of the chunk starting at image n0 (plane = image·OC + channel), in place:
+    // y = act(scale·y + shift)
+    const epilogue_ctx *x = v;
+    const fused_ctx *f = x->f;
+    for (int64_t t = b; t < e; t++) {
+        const int64_t n = x->n0 + t / f->OC, o = t % f->OC;
+        float *restrict yp = f->y + (n * f->OC + o) * f->P;
+        const float sc = f->scale ? f->scale[o] : 1.0f, sh = f->scale && f->bias ? f->bias[o] : 0.0f;
+        if (f->relu) for (int64_t i = 0; i < f->P; i++) { float v = yp[i] * sc + sh; yp[i] = v > 0.0f ? v : (v != v ? v : 0.0f); }
+        else for (int64_t i = 0; i < f->P; i++) yp[i] = yp[i] * sc + sh;
+    }
+}
+
 static pk_status conv_forward_chunk(const fused_ctx *f, int64_t q) {
     // images [q·per, q·per + nb): cols (K × nb·P) then y = (W ⊙ M)·cols + bias, stored NCHW
     int64_t n0 = q * f->per, nb = PK_MIN(f->per, f->N - n0), np = nb * f->P;
@@ -234,14 +250,11 @@ static pk_status conv_forward_chunk(const fused_ctx *f, int64_t q) {
                       .C = f->y + n0 * f->OC * f->P, .c_rs = f->P, .c_cs = 1, .c_cblock = f->P,
                       .c_cblock_stride = f->OC * f->P, .bias_row = f->scale ? NULL : f->bias};
     if ((st = pk_gemm_f32(&d)) != PK_OK || (!f->scale && !f->relu)) return st;
-    // the chunk's output planes are still in cache: y = act(scale·y + shift) per channel
-    for (int64_t n = n0; n < n0 + nb; n++)
-        for (int64_t o = 0; o < f->OC; o++) {
-            float *restrict yp = f->y + (n * f->OC + o) * f->P;
-            const float sc = f->scale ? f->scale[o] : 1.0f, sh = f->scale && f->bias ? f->bias[o] : 0.0f;
-            if (f->relu) for (int64_t i = 0; i < f->P; i++) { float v = yp[i] * sc + sh; yp[i] = v > 0.0f ? v : (v != v ? v : 0.0f); }
-            else for (int64_t i = 0; i < f->P; i++) yp[i] = yp[i] * sc + sh;
-        }
+    // the chunk's output planes are still in cache: y = act(scale·y + shift) per channel; a chunk
+    // holding the whole batch (its GEMM ran on every thread) spreads this pass over them too
+    epilogue_ctx ec = {f, n0};
+    if (f->chunks == 1) pk_parallel_for(nb * f->OC, 8, conv_epilogue_range, &ec);
+    else conv_epilogue_range(&ec, 0, nb * f->OC);
     return PK_OK;
 }
 
