@@ -255,12 +255,9 @@ final class BertFamilyTests: XCTestCase {
         let work = NSTemporaryDirectory() + "bertfam-cli-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: work) }
-        // every structure with two of its methods and every method with at least two structures: each
-        // run is a debug-build process of several seconds, so CI keeps this to eight (the pruners
-        // themselves are tested in process against references elsewhere, TransformerPruningTests)
-        let all: [(String, [String])] = [("heads", ["taylor", "wanda"]), ("neurons", ["l1", "taylor"]),
-                                          ("unstructured", ["wanda", "sparsegpt"]), ("2:4", ["l1", "sparsegpt"]),
-                                          ("block:4x4", ["wanda", "taylor"])]
+        let all: [(String, [String])] = [("heads", ["l1", "taylor", "wanda"]), ("neurons", ["l1", "taylor", "wanda"]),
+                                          ("unstructured", ["l1", "wanda", "taylor", "sparsegpt"]), ("2:4", ["l1", "wanda", "sparsegpt"]),
+                                          ("block:4x4", ["l1", "wanda", "taylor"])]
         let plan: [String: [(String, String)]] = [
             "l3_h256_cls_cased": all.flatMap { s, ms in ms.map { (s, $0) } },
             "l4_h768_max": [("block:4x4", "l1")],
