@@ -232,7 +232,7 @@ static void conv_epilogue_range(void *v, int64_t b, int64_t e) {
         const int64_t n = x->n0 + t / f->OC, o = t % f->OC;
         float *restrict yp = f->y + (n * f->OC + o) * f->P;
         const float sc = f->scale ? f->scale[o] : 1.0f, sh = f->scale && f->bias ? f->bias[o] : 0.0f;
-        if (f->relu) for (int64_t i = 0; i < f->P; i++) { float v = yp[i] * sc + sh; yp[i] = v > 0.0f ? v : (v != v ? v : 0.0f); }
+        if (f->relu) for (int64_t i = 0; i < f->P; i++) yp[i] = pk_relu1(yp[i] * sc + sh);
         else for (int64_t i = 0; i < f->P; i++) yp[i] = yp[i] * sc + sh;
     }
 }

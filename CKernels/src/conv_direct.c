@@ -187,7 +187,7 @@ static void dc_image_forward(const dc_geom *g, const float *xp, const float *wp,
             for (int64_t i = 0; i < g->OH; i++) {
                 const float *s = src + i * g->Wp;
                 float *d = dst + i * g->OW;
-                if (relu) for (int64_t j = 0; j < g->OW; j++) { float v = s[j] * sc + sh; d[j] = v > 0.0f ? v : (v != v ? v : 0.0f); }
+                if (relu) for (int64_t j = 0; j < g->OW; j++) d[j] = pk_relu1(s[j] * sc + sh);
                 else for (int64_t j = 0; j < g->OW; j++) d[j] = s[j] * sc + sh;
             }
         }

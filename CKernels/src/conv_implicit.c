@@ -165,7 +165,7 @@ static PK_ALWAYS_INLINE void ci_epilogue_body(const ci_ctx *c, int64_t j0, int64
             const float *restrict a = acc + o * c->nb + j;
             float *restrict d = c->y + (n * c->OC + o) * c->P + pix;
             const float sc = c->scale ? c->scale[o] : 1.0f, sh = c->shift ? c->shift[o] : 0.0f;
-            if (c->relu) for (int64_t t = 0; t < run; t++) { float v = a[t] * sc + sh; d[t] = v > 0.0f ? v : (v != v ? v : 0.0f); }
+            if (c->relu) for (int64_t t = 0; t < run; t++) d[t] = pk_relu1(a[t] * sc + sh);
             else for (int64_t t = 0; t < run; t++) d[t] = a[t] * sc + sh;
         }
         j += run;
@@ -240,7 +240,7 @@ pk_status pk_conv2d_implicit_forward_f32(int64_t N, int64_t C, int64_t H, int64_
             for (int64_t o = 0; o < OC; o++)
                 for (int64_t q = 0; q < OH * OW; q++) {
                     float v = shift ? shift[o] : 0.0f;
-                    y[(n * OC + o) * OH * OW + q] = relu && !(v > 0.0f) && v == v ? 0.0f : v;
+                    y[(n * OC + o) * OH * OW + q] = relu ? pk_relu1(v) : v;
                 }
         return PK_OK;
     }

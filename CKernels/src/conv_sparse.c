@@ -156,7 +156,7 @@ static void sc_epilogue(const sc_geom *g, const float *sums, int64_t q0, int64_t
 #define SC_RUN_SCALAR(S, D, N)                                                                            \
     for (int64_t m = 0; m < (N); m++) {                                                                   \
         const float v = (S)[m] * sc + sh;                                                                 \
-        (D)[m] = relu && !(v > 0.0f) && v == v ? 0.0f : v;                                                \
+        (D)[m] = relu ? pk_relu1(v) : v;                                                                  \
     }
     SC_EPILOGUE(SC_RUN_SCALAR)
 }

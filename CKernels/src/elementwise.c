@@ -10,7 +10,7 @@ typedef struct { const float *x; const float *y; const float *dy; float *out; co
 static void relu_fwd_range(void *v, int64_t b, int64_t e) {
     // n elements: y = max(x, 0); NaN stays NaN
     const ew_ctx *c = v;
-    for (int64_t i = b; i < e; i++) { float t = c->x[i]; c->out[i] = t > 0.0f ? t : (t != t ? t : 0.0f); }
+    for (int64_t i = b; i < e; i++) c->out[i] = pk_relu1(c->x[i]);
 }
 
 pk_status pk_relu_forward_f32(int64_t n, const float *x, float *y) {
@@ -198,8 +198,7 @@ static void add_relu_range(void *v, int64_t b, int64_t e) {
     // n elements: out = max(x + y, 0); NaN stays NaN (as relu_fwd_range on the sum)
     const axpby_ctx *c = v;
     for (int64_t i = b; i < e; i++) {
-        float t = c->x[i] + c->y[i];
-        c->out[i] = t > 0.0f ? t : (t != t ? t : 0.0f);
+        c->out[i] = pk_relu1(c->x[i] + c->y[i]);
     }
 }
 

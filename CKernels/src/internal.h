@@ -39,6 +39,10 @@ static inline size_t pk_span(int64_t r, int64_t c, int64_t ld, size_t elem) {
 #define PK_TARGET_AVX2 __attribute__((target("avx2,fma")))
 #define PK_ALWAYS_INLINE inline __attribute__((always_inline))
 
+// max(v, 0) with NaN kept and −0 to +0: the ReLU layer's rule, shared by every fused ReLU epilogue
+// (branch-free, so loops using it vectorise).
+static inline float pk_relu1(float v) { return v > 0.0f ? v : (v != v ? v : 0.0f); }
+
 #define PK_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define PK_MAX(a, b) ((a) > (b) ? (a) : (b))
 #endif

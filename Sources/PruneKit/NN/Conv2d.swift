@@ -12,7 +12,7 @@
 /// hook observes either layer, or the BatchNorm receives any other tensor. When the graph also links
 /// the ReLU that alone reads that BatchNorm (`foldedActivation`), the epilogue rectifies too (NaN
 /// kept, as `ReLU` does) and the ReLU passes the result through.
-public final class Conv2d: Layer {
+public final class Conv2d: Layer, ActivationFolding {
     /// Input channels (dimension 1 of the input).
     public let inChannels: Int
     /// Output channels (filters).
@@ -253,9 +253,7 @@ public final class Conv2d: Layer {
         foldedOutput = nil
         return true
     }
-}
 
-extension Conv2d: ActivationFolding {
     /// Hands the rectified output to the linked ReLU: true when `x` is exactly that output, passed
     /// through by the BatchNorm (once).
     func takeActivatedOutput(_ x: Tensor, by act: ReLU) -> Bool {
