@@ -25,8 +25,16 @@ pk_status pk_relu_forward_f32(int64_t n, const float *x, float *y) {
 
 static void relu_bwd_range(void *v, int64_t b, int64_t e) {
     // n elements: dx = y > 0 ? dy : 0
+    // (branch-free and unconditional reads, so it vectorises: a branch on the sign mispredicts half the time)
     const ew_ctx *c = v;
-    for (int64_t i = b; i < e; i++) c->out[i] = c->y[i] > 0.0f ? c->dy[i] : 0.0f;
+    const float *y = c->y, *dy = c->dy;
+    float *out = c->out;
+    // out may be dy itself (in place), never partly overlapping it: element i is read before it is written
+#pragma clang loop vectorize(assume_safety)
+    for (int64_t i = b; i < e; i++) {
+        const float d = dy[i];
+        out[i] = y[i] > 0.0f ? d : 0.0f;
+    }
 }
 
 pk_status pk_relu_backward_f32(int64_t n, const float *y, const float *dy, float *dx) {

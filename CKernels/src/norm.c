@@ -8,25 +8,37 @@
 // the lanes are added in order at the end. The order depends on the shape only (one thread per
 // channel), and the lanes let the compiler vectorise the float→double conversions and adds.
 #define BN_LANES 8
+// The lanes are kept in locals while a plane is summed (the caller's arrays may alias each other, which
+// would keep the compiler from holding them in registers), and stored back at the end: the same
+// additions in the same order.
 static PK_ALWAYS_INLINE void lanes_sum_body(const float *p, int64_t n, double *l) {
+    double a[BN_LANES];
+    for (int k = 0; k < BN_LANES; k++) a[k] = l[k];
     int64_t i = 0;
     for (; i + BN_LANES <= n; i += BN_LANES)
-        for (int k = 0; k < BN_LANES; k++) l[k] += p[i + k];
-    for (int k = 0; i + k < n; k++) l[k] += p[i + k];
+        for (int k = 0; k < BN_LANES; k++) a[k] += p[i + k];
+    for (int k = 0; i + k < n; k++) a[k] += p[i + k];
+    for (int k = 0; k < BN_LANES; k++) l[k] = a[k];
 }
 static PK_ALWAYS_INLINE void lanes_sqdev_body(const float *p, int64_t n, double mean, double *l) {
+    double a[BN_LANES];
+    for (int k = 0; k < BN_LANES; k++) a[k] = l[k];
     int64_t i = 0;
     for (; i + BN_LANES <= n; i += BN_LANES)
-        for (int k = 0; k < BN_LANES; k++) { double d = p[i + k] - mean; l[k] += d * d; }
-    for (int k = 0; i + k < n; k++) { double d = p[i + k] - mean; l[k] += d * d; }
+        for (int k = 0; k < BN_LANES; k++) { double d = p[i + k] - mean; a[k] += d * d; }
+    for (int k = 0; i + k < n; k++) { double d = p[i + k] - mean; a[k] += d * d; }
+    for (int k = 0; k < BN_LANES; k++) l[k] = a[k];
 }
 // sdy += d, sdyx += d·x̂ with x̂ = (x − mean)·invstd in float, as before
 static PK_ALWAYS_INLINE void lanes_bwd_body(const float *p, const float *d, int64_t n, float mean, float invstd,
                                             double *l, double *lx) {
+    double a[BN_LANES], ax[BN_LANES];
+    for (int k = 0; k < BN_LANES; k++) { a[k] = l[k]; ax[k] = lx[k]; }
     int64_t i = 0;
     for (; i + BN_LANES <= n; i += BN_LANES)
-        for (int k = 0; k < BN_LANES; k++) { l[k] += d[i + k]; lx[k] += (double)d[i + k] * ((p[i + k] - mean) * invstd); }
-    for (int k = 0; i + k < n; k++) { l[k] += d[i + k]; lx[k] += (double)d[i + k] * ((p[i + k] - mean) * invstd); }
+        for (int k = 0; k < BN_LANES; k++) { a[k] += d[i + k]; ax[k] += (double)d[i + k] * ((p[i + k] - mean) * invstd); }
+    for (int k = 0; i + k < n; k++) { a[k] += d[i + k]; ax[k] += (double)d[i + k] * ((p[i + k] - mean) * invstd); }
+    for (int k = 0; k < BN_LANES; k++) { l[k] = a[k]; lx[k] = ax[k]; }
 }
 PK_TARGET_AVX2 static void lanes_sum_avx2(const float *p, int64_t n, double *l) { lanes_sum_body(p, n, l); }
 PK_TARGET_AVX2 static void lanes_sqdev_avx2(const float *p, int64_t n, double mean, double *l) { lanes_sqdev_body(p, n, mean, l); }
