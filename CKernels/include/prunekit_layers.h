@@ -52,8 +52,9 @@ pk_status pk_conv2d_implicit_forward_f32(int64_t N, int64_t C, int64_t H, int64_
                                          const uint8_t *mask, const float *scale, const float *shift, float *y);
 /// pk_conv2d_padded_forward_f32 — the same operation and contract as pk_conv2d_implicit_forward_f32
 ///           (same reference), by the faster method for the shape: narrow output rows (OW < 20, or
-///           OW < 10 where pk_conv2d_direct_eligible) with at least 64·64·9 weights run
-///           pk_conv2d_implicit_forward_f32; other stride-1 shapes run pk_conv2d_direct_forward_f32
+///           OW < 10 where pk_conv2d_direct_eligible) with at least 64·64·9 weights, and rows with
+///           OW < 10 and at least 2048 weights where the direct kernels are not eligible (stride > 1),
+///           run pk_conv2d_implicit_forward_f32; other stride-1 shapes run pk_conv2d_direct_forward_f32
 ///           where pk_conv2d_direct_eligible; the rest run chunked
 ///           im2col (padding folded in) + the masked GEMM with the epilogue applied to each chunk in
 ///           cache. The method depends on the shape only: identical bits for any thread count.
