@@ -4,7 +4,7 @@ import PruneKit
 
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train LeNet-300-100, prune it globally at several sparsities with fine-tuning, write a report folder.")
+        abstract: "Train LeNet-300-100, prune it globally at several sparsities with fine-tuning, compare 2:4 and block masks with unstructured ones, write a report folder.")
     @Option(help: "Report folder.") var out: String = "report"
     @Option(parsing: .unconditional, help: "Dense training epochs.") var epochs: Int = 5
     @Option(parsing: .unconditional, help: "Fine-tuning epochs after each pruning.") var finetuneEpochs: Int = 2
@@ -31,7 +31,7 @@ struct Demo: ParsableCommand {
             func acc(_ m: Model) throws -> Double { try Trainer.evaluate(m, data: test).accuracy }
             let started = Date()
 
-            log("[1/4] training LeNet-300-100 (\(epochs) epochs, Adam 1e-3, batch 128, seed \(seed))")
+            log("[1/5] training LeNet-300-100 (\(epochs) epochs, Adam 1e-3, batch 128, seed \(seed))")
             let dense = Model.mlp(seed: seed)
             let tr = try Trainer.train(dense, data: train, optimizer: try Adam(),
                                        config: TrainingConfig(epochs: epochs, batchSize: 128, seed: seed),
@@ -41,14 +41,14 @@ struct Demo: ParsableCommand {
             let denseAcc = try acc(dense)
             log(String(format: "      dense test accuracy %.4f (%.0f samples/s)", denseAcc, tr.samplesPerSecond))
 
-            log("[2/4] dense control: the same \(finetuneEpochs) fine-tuning epochs without pruning")
+            log("[2/5] dense control: the same \(finetuneEpochs) fine-tuning epochs without pruning")
             let control = try ModelFile.load(densePath).model
             _ = try FineTuner.fineTune(control, data: train, config: FineTuneConfig(epochs: finetuneEpochs, seed: seed),
                                        progress: ProgressBar(label: "control").update)
             let controlAcc = try acc(control)
             log(String(format: "      control test accuracy %.4f", controlAcc))
 
-            log("[3/4] global L1 one-shot pruning + \(finetuneEpochs) epochs of fine-tuning (Adam 3e-3, cosine decay)")
+            log("[3/5] global L1 one-shot pruning + \(finetuneEpochs) epochs of fine-tuning (Adam 3e-3, cosine decay)")
             var rows: [[String: Any]] = []
             var tables = "# Per-layer sparsity\n"
             for s in levels {
@@ -67,7 +67,7 @@ struct Demo: ParsableCommand {
                            100 * s, before, after, 100 * (after - controlAcc)))
             }
 
-            log("[4/4] 50% of hidden neurons pruned (L1 norm), fine-tuned, then physically removed")
+            log("[4/5] 50% of hidden neurons pruned (L1 norm), fine-tuned, then physically removed")
             let nm = try ModelFile.load(densePath).model
             try ModelPruner.prune(nm, PruningRequest(method: .l1, structure: .neurons, scope: .layer, amount: .fraction(0.5)))
             _ = try FineTuner.fineTune(nm, data: train, config: FineTuneConfig(epochs: finetuneEpochs, seed: seed),
@@ -80,6 +80,23 @@ struct Demo: ParsableCommand {
             log(String(format: "      masked %.4f, removed %.4f; %d → %d parameters; inference %.1f× faster",
                        maskedAcc, smallAcc, surgery.parametersBefore, surgery.parametersAfter, tDense / tSmall))
 
+            log("[5/5] structured masks (per-layer L1) beside unstructured at the same sparsity, fine-tuned alike")
+            var structured: [[String: Any]] = []
+            for (structure, amount) in [(PruningRequest.Structure.unstructured, 0.5), (.nm(2, 4), 0.5), (.block(4, 4), 0.5),
+                                        (.unstructured, 0.9), (.block(4, 4), 0.9)] {
+                let m = try ModelFile.load(densePath).model
+                try ModelPruner.prune(m, PruningRequest(method: .l1, structure: structure, scope: .layer, amount: .fraction(amount)))
+                let before = try acc(m)
+                _ = try FineTuner.fineTune(m, data: train, config: FineTuneConfig(epochs: finetuneEpochs, seed: seed),
+                                           progress: ProgressBar(label: "\(structure)").update)
+                let after = try acc(m), sparsity = SparsityReport(model: m).sparsity
+                structured.append(["structure": "\(structure)", "requested": amount, "sparsity": sparsity,
+                                   "accuracy_before_finetune": before, "accuracy_after_finetune": after,
+                                   "delta_vs_control": after - controlAcc])
+                log(String(format: "      %@ at %.0f%%: %.4f before, %.4f after fine-tuning (%+.2f points vs control)",
+                           "\(structure)", 100 * sparsity, before, after, 100 * (after - controlAcc)))
+            }
+
             let summary: [String: Any] = [
                 "model": "LeNet-300-100", "dataset": "Fashion-MNIST", "normalize": "\(contract)", "threads": Runtime.threads, "seed": seed,
                 "dense": ["test_accuracy": denseAcc, "epochs": epochs, "samples_per_second": tr.samplesPerSecond],
@@ -89,6 +106,7 @@ struct Demo: ParsableCommand {
                                "parameters_before": surgery.parametersBefore, "parameters_after": surgery.parametersAfter,
                                "units_removed": surgery.removedUnits, "inference_speedup": tDense / tSmall,
                                "delta_vs_control": smallAcc - controlAcc],
+                "structured_layer_l1": structured,
                 "finetune_defaults": "Adam, peak lr 3e-3 cosine-decayed to 0, batch 128, masks fixed",
                 "seconds": Date().timeIntervalSince(started),
             ]
@@ -104,6 +122,11 @@ struct Demo: ParsableCommand {
             }
             print(String(format: "50%% neurons removed: %.4f (%+.2f points), %.1f× faster inference", smallAcc,
                          100 * (smallAcc - controlAcc), tDense / tSmall))
+            for r in structured {
+                print(String(format: "%@ at %.2f (per layer): %.4f → %.4f (%+.2f points vs control)", r["structure"] as! String,
+                             r["sparsity"] as! Double, r["accuracy_before_finetune"] as! Double,
+                             r["accuracy_after_finetune"] as! Double, 100 * (r["delta_vs_control"] as! Double)))
+            }
             print("report written to \(out)/ (summary.json, sparsity.md, accuracy-vs-sparsity.svg)")
         }
     }

@@ -54,6 +54,8 @@ struct PruneCommand: ParsableCommand {
     @Flag(help: "Skip the test-set evaluation.") var noEval = false
     @Option(help: "With --model and --calibration: move the mean contribution of removed weights, heads or neurons into the biases: auto (weights and heads, not neurons), on or off.")
     var compensation: String = "auto"
+    @Option(help: "Output layout: plain (with --model: dense HuggingFace names, readable by transformers), pytorch-pruned (model files) or compressed (each pruned weight in its compressed format: CSR, packed N:M or blocks; the file grows with the kept weights).")
+    var layout: LayoutChoice = .plain
     @Flag(help: "Print one JSON object.") var json = false
     @OptionGroup var dataOption: DataOption
     @OptionGroup var normalization: NormalizationOption
@@ -61,6 +63,7 @@ struct PruneCommand: ParsableCommand {
 
     func validate() throws {
         guard (modelFile == nil) != (model == nil) else { throw ValidationError("give exactly one of --model-file and --model") }
+        if model != nil && layout == .pytorchPruned { throw ValidationError("--layout pytorch-pruned: an encoder folder is plain or compressed") }
         guard calibrationBatches >= 1 else { throw ValidationError("--calibration-batches \(calibrationBatches): expected at least 1 batch") }
     }
 
@@ -71,7 +74,7 @@ struct PruneCommand: ParsableCommand {
                 try normalization.refuse("sentence encoders (--model)")
                 try pruneSentenceEncoder(model: model, structure: structure, method: method, amount: amount,
                                          calibration: calibration, scope: scope, compensation: compensation, seed: seed,
-                                         pooling: poolingOption.parsed(), out: out, json: json)
+                                         pooling: poolingOption.parsed(), layout: layout.value, out: out, json: json)
                 return
             }
             let modelFile = modelFile!
@@ -80,6 +83,7 @@ struct PruneCommand: ParsableCommand {
             let request = PruningRequest(method: m, structure: try PruningRequest.Structure(parsing: structure), scope: sc,
                                          amount: try parseAmount(amount), seed: seed)
             if modelFile.lowercased().hasSuffix(".onnx") {
+                guard layout == .plain else { throw ValidationError("--layout \(layout.rawValue): an ONNX file holds plain weights (zeros in place)") }
                 try pruneONNX(modelFile, request)
                 return
             }
@@ -100,7 +104,7 @@ struct PruneCommand: ParsableCommand {
                 removed = r.result.removedUnits
             }
             meta["prunekit.pruned"] = "\(request.method.rawValue) \(request.structure) \(request.scope.rawValue) \(request.amount)"
-            try ModelFile.save(model, to: out, extraMetadata: meta.carried(with: contract))
+            try ModelFile.save(model, to: out, layout: layout.value, extraMetadata: meta.carried(with: contract))
             let report = SparsityReport(model: model)
             var o: [String: Any] = ["model_file": out, "normalize": "\(contract)", "sparsity": report.sparsity, "kept": report.kept, "total": report.total,
                                     "parameters": model.parameterCount, "report": report.dictionary,
@@ -161,6 +165,7 @@ struct FineTune: ParsableCommand {
         guard (modelFile == nil) != (model == nil) else { throw ValidationError("give exactly one of --model-file and --model") }
         if model != nil && (teacher == nil || input == nil) { throw ValidationError("--model needs --teacher DIR and --input FILE") }
         if model == nil && gradual.isSet { throw ValidationError("--target-sparsity and its schedule options are for sentence encoders (--model DIR)") }
+        if model != nil && layout == .pytorchPruned { throw ValidationError("--layout pytorch-pruned: an encoder folder is plain or compressed") }
         if resume && checkpoint == nil { throw ValidationError("--resume needs --checkpoint FILE") }
         guard checkpointEvery >= 1 else { throw ValidationError("--checkpoint-every must be at least 1") }
         guard epochs >= 0 else { throw ValidationError("--epochs must be at least 0") }
@@ -178,7 +183,8 @@ struct FineTune: ParsableCommand {
                 try distilSentenceEncoder(model: folder, teacher: teacher, input: input, epochs: epochs, batch: batch,
                                           lr: lr, loss: l, seed: seed, cosine: !constantLr, tokenWeight: tokenWeight,
                                           pooling: poolingOption.parsed(), gradual: gradual,
-                                          checkpoint: checkpoint.map { ($0, checkpointEvery, resume) }, out: out, json: json)
+                                          checkpoint: checkpoint.map { ($0, checkpointEvery, resume) }, layout: layout.value,
+                                          out: out, json: json)
                 return
             }
             guard let modelFile else { return }

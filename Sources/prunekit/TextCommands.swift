@@ -86,7 +86,8 @@ func evalSentenceEncoder(model: String, teacher: String?, input: String, batch: 
 /// neurons are ranked on the dense model by the dependency graph and removed; blocks are ranked by
 /// the L2 norm of their entries' scores.
 func pruneSentenceEncoder(model: String, structure: String, method: String, amount: String, calibration: String?,
-                          scope: String?, compensation: String, seed: UInt64, pooling: SentencePooling?, out: String, json: Bool) throws {
+                          scope: String?, compensation: String, seed: UInt64, pooling: SentencePooling?, layout: ModelFile.Layout = .plain,
+                          out: String, json: Bool) throws {
     let st: PruningRequest.Structure
     switch structure {
     case "heads": st = .heads
@@ -134,7 +135,7 @@ func pruneSentenceEncoder(model: String, structure: String, method: String, amou
     }
     let secs = Date().timeIntervalSince(start)
     try SentenceEncoderFolder.save(encoder, to: out, copyingFrom: model,
-                                   metadata: ["prunekit.pruned": "\(structure) \(method) \(amount)", "prunekit.source": model])
+                                   metadata: ["prunekit.pruned": "\(structure) \(method) \(amount)", "prunekit.source": model], layout: layout)
     let zeros = encoder.linears.reduce(0) { $0 + ($1.weight.mask?.prunedCount ?? 0) }
     let r: [String: Any] = ["model": out, "structure": structure, "method": method, "amount": a,
                             "parameters_before": before, "parameters": encoder.parameterCount, "masked_weights": zeros,
@@ -204,7 +205,7 @@ struct GradualOption: ParsableArguments {
 func distilSentenceEncoder(model: String, teacher: String, input: String, epochs: Int, batch: Int, lr: Float,
                            loss: SentenceDistillation.Loss, seed: UInt64, cosine: Bool, tokenWeight: Float, pooling: SentencePooling?,
                            gradual: GradualOption, checkpoint: (path: String, every: Int, resume: Bool)?,
-                           out: String, json: Bool) throws {
+                           layout: ModelFile.Layout = .plain, out: String, json: Bool) throws {
     try AtomicFile.checkWritable(out)
     if let checkpoint { try AtomicFile.checkWritable(checkpoint.path) }
     let sentences = try readLines(input)
@@ -240,7 +241,7 @@ func distilSentenceEncoder(model: String, teacher: String, input: String, epochs
     guard Parallel.isWriter else { return } // rank 0 writes and reports
     var meta = ["prunekit.finetuned": "\(loss.rawValue) token weight \(tokenWeight) \(epochs) epochs lr \(lr) from \(model)"]
     if let plan { meta["prunekit.pruned"] = "gradual \(plan.structure) \(plan.method.rawValue) to \(plan.target) (\(plan.curve.rawValue) over \(plan.steps) steps)" }
-    try SentenceEncoderFolder.save(student, to: out, copyingFrom: model, metadata: meta)
+    try SentenceEncoderFolder.save(student, to: out, copyingFrom: model, metadata: meta, layout: layout)
     let weights = student.linears.map(\.weight)
     let sparsity = Double(weights.reduce(0) { $0 + $1.effectiveMask.prunedCount }) / Double(weights.reduce(0) { $0 + $1.count })
     var o: [String: Any] = ["model": out, "epochs": epochs, "epoch_losses": r.epochLosses, "train_seconds": r.seconds,

@@ -122,7 +122,8 @@ final class BertFamilyTests: XCTestCase {
     /// A pruned encoder's folder loads with its zeros masked again and its Linear layers on
     /// `.automatic` (the compressed kernels where the crossover favours them), computing what the
     /// pruned encoder in memory computed, on the dense GEMM and on CSR alike; an unpruned folder
-    /// saved the same way stays dense and unmasked.
+    /// saved the same way stays dense and unmasked. The compressed layout loads to the same masks,
+    /// weights and embeddings from a file that many kept weights smaller.
     func testPrunedFolderLoadsMaskedAndRunsSparse() throws {
         let dir = try Self.materialise("l3_h256_cls_cased")
         let out = dir + "-pruned", plain = dir + "-plain"
@@ -149,6 +150,35 @@ final class BertFamilyTests: XCTestCase {
             let got = try loaded.embed(texts: texts, tokenizer: ltok, batch: 4)
             for (g, w) in zip(got, want) { XCTAssertGreaterThanOrEqual(Self.cosine(g, w), 0.99999, "\(execution)") }
         }
+
+        // the compressed layout: pruned Linear weights as CSR arrays, masks explicit, a smaller file
+        // whose blocks' share grows with the kept weights; it loads to the same masks and embeddings
+        let compressed = dir + "-compressed"
+        defer { try? FileManager.default.removeItem(atPath: compressed) }
+        XCTAssertThrowsError(try SentenceEncoderFolder.save(encoder, to: compressed + "-refused", copyingFrom: dir, layout: .pytorchPruned))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: compressed + "-refused"))
+        try SentenceEncoderFolder.save(encoder, to: compressed, copyingFrom: dir, layout: .compressed)
+        let file = try SafeTensors.readAll(compressed + "/model.safetensors")
+        XCTAssertEqual(file.metadata[SentenceEncoderFolder.compressedLayoutKey], "compressed")
+        XCTAssertNotNil(file.tensors["encoder.layer.0.attention.self.query.weight.values"])
+        XCTAssertNil(file.tensors["encoder.layer.0.attention.self.query.weight"])
+        func size(_ d: String) throws -> Int { try FileManager.default.attributesOfItem(atPath: d + "/model.safetensors")[.size] as! Int }
+        let linearFloats = encoder.linears.reduce(0) { $0 + $1.weight.count }
+        let kept = encoder.linears.reduce(0) { $0 + $1.weight.count - ($1.weight.mask?.prunedCount ?? 0) }
+        // CSR: 4 + 4 bytes per kept weight and 4 per row pointer, against 4 per weight dense (the
+        // metadata adds a few hundred bytes per weight)
+        let rowPointers = encoder.linears.reduce(0) { $0 + 4 * ($1.weight.shape[0] + 1) }
+        let (plainSize, compressedSize) = (try size(out), try size(compressed))
+        XCTAssertGreaterThan(plainSize - compressedSize, 4 * linearFloats - 8 * kept - rowPointers - 512 * encoder.linears.count,
+                             "sizes \(plainSize) → \(compressedSize)")
+        let (reloaded, rtok) = try SentenceEncoderFolder.load(compressed)
+        for (a, b) in zip(encoder.linears, reloaded.linears) {
+            XCTAssertEqual(b.weight.mask, a.weight.mask, "the compressed arrays' positions are the masks")
+            XCTAssertEqual(b.weight.value.scalars, a.weight.value.scalars)
+            XCTAssertEqual(b.execution, .automatic)
+        }
+        let got = try reloaded.embed(texts: texts, tokenizer: rtok, batch: 4)
+        for (g, w) in zip(got, want) { XCTAssertGreaterThanOrEqual(Self.cosine(g, w), 0.99999, "compressed folder") }
     }
 
     /// A plain BertModel folder (no sentence-transformers files) needs `--pooling`; with it, it

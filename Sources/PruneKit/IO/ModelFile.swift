@@ -57,12 +57,23 @@ public enum ModelFile {
             try SafeTensors.write(stateDict(model, layout: layout), metadata: meta, to: path)
             return
         }
-        var tensors: [String: Tensor] = [:], integers: [String: (shape: [Int], values: [Int32])] = [:]
-        var bytes: [String: (shape: [Int], values: [UInt8])] = [:]
+        var tensors: [String: Tensor] = [:]
         for (name, b) in model.namedBuffers { tensors[name] = b.value }
-        for (name, p) in model.namedParameters {
+        let (integers, bytes) = try compressedEntries(model.namedParameters, tensors: &tensors, metadata: &meta)
+        meta["prunekit.layout"] = "compressed"
+        try SafeTensors.write(tensors, integers: integers, bytes: bytes, metadata: meta, to: path)
+    }
+
+    /// The compressed layout's entries of `parameters` (under their names): each pruned weight of rank
+    /// ≥ 2 (viewed as its first dimension × the rest) in the form it runs in, else the first
+    /// structured format its mask allows, else CSR, with its shape and format in `metadata`; other
+    /// parameters whole in `tensors`. Returns the integer and byte arrays to write beside them.
+    static func compressedEntries(_ parameters: [(name: String, parameter: Parameter)], tensors: inout [String: Tensor],
+                                  metadata meta: inout [String: String])
+        throws -> (integers: [String: (shape: [Int], values: [Int32])], bytes: [String: (shape: [Int], values: [UInt8])]) {
+        var integers: [String: (shape: [Int], values: [Int32])] = [:], bytes: [String: (shape: [Int], values: [UInt8])] = [:]
+        for (name, p) in parameters {
             guard p.isPruned, p.shape.count >= 2 else { tensors[name] = p.value; continue }
-            // the form the parameter runs in, else the first structured format its mask allows, else CSR
             let c: any CompressedWeight
             if let pc = p.compressed { c = pc } else {
                 let rows = p.shape[0], cols = p.count / rows, mask = p.effectiveMask
@@ -76,8 +87,7 @@ public enum ModelFile {
             meta[name + ".shape"] = p.shape.map(String.init).joined(separator: ",")
             meta[name + ".format"] = "\(c.format)"
         }
-        meta["prunekit.layout"] = "compressed"
-        try SafeTensors.write(tensors, integers: integers, bytes: bytes, metadata: meta, to: path)
+        return (integers, bytes)
     }
 
     /// Turns the compressed entries of a file back into dense tensors and masks (validated). A

@@ -22,7 +22,18 @@ public enum SentenceEncoderFolder {
     /// the encoder's pooling (a plain BertModel folder, or another pooling chosen), modules.json and
     /// the Pooling module's config are written for it, so the folder loads the same in PruneKit and
     /// sentence-transformers. The files are written atomically.
-    public static func save(_ encoder: BertEncoder, to dir: String, copyingFrom source: String, metadata: [String: String] = [:]) throws {
+    ///
+    /// `layout` `.plain` (the default) writes every weight dense under its HuggingFace name, as
+    /// transformers and sentence-transformers read it. `.compressed` writes each pruned Linear weight
+    /// in its compressed arrays instead (CSR, packed N:M or blocks, as `ModelFile`'s compressed
+    /// layout: `<name>.values` and its indices, the shape and format in the metadata), so the file
+    /// grows with the kept weights; only PruneKit reads that folder back. `.pytorchPruned` is
+    /// refused: a folder has no `_orig` names.
+    public static func save(_ encoder: BertEncoder, to dir: String, copyingFrom source: String, metadata: [String: String] = [:],
+                            layout: ModelFile.Layout = .plain) throws {
+        guard layout != .pytorchPruned else {
+            throw IOError(file: dir, reason: "layout pytorch-pruned: an encoder folder is written plain (HuggingFace names) or compressed")
+        }
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var names = copiedFiles
         let sourceModules = try? modules(source)
@@ -40,9 +51,25 @@ public enum SentenceEncoderFolder {
         meta["format"] = "pt"
         // the zeros of a pruned model's Linear weights are its masks: `load` masks them again, so the
         // folder runs on the compressed kernels and fine-tunes with the same entries pruned
-        if encoder.linears.contains(where: { ($0.weight.mask?.prunedCount ?? 0) > 0 }) { meta[maskedZerosKey] = "zeros" }
+        let pruned = encoder.linears.contains(where: { ($0.weight.mask?.prunedCount ?? 0) > 0 })
+        if layout == .compressed && pruned {
+            // the masks travel as the compressed arrays' positions: explicit, not zeros
+            var seen = Set<String>(), named: [(name: String, parameter: Parameter)] = []
+            for (name, p) in encoder.model.namedParameters where seen.insert(BertEncoder.huggingFaceName(name)).inserted {
+                named.append((BertEncoder.huggingFaceName(name), p))
+            }
+            var tensors: [String: Tensor] = [:]
+            let (integers, bytes) = try ModelFile.compressedEntries(named, tensors: &tensors, metadata: &meta)
+            meta[compressedLayoutKey] = "compressed"
+            try SafeTensors.write(tensors, integers: integers, bytes: bytes, metadata: meta, to: dir + "/model.safetensors")
+            return
+        }
+        if pruned { meta[maskedZerosKey] = "zeros" }
         try SafeTensors.write(encoder.stateDict, metadata: meta, to: dir + "/model.safetensors")
     }
+
+    /// The model.safetensors metadata key (value "compressed") of a folder written in the compressed layout.
+    public static let compressedLayoutKey = "prunekit.layout"
 
     /// modules.json (Transformer, Pooling, and Normalize when `pooling.normalize`) and 1_Pooling/config.json.
     static func writeModules(_ pooling: SentencePooling, hidden: Int, to dir: String) throws {
@@ -122,15 +149,33 @@ public enum SentenceEncoderFolder {
     /// by `save` for a pruned encoder, or a `prunekit.pruned` note) that its zero Linear weights are
     /// pruned, the blocks' Linear weights are masked where they are zero and run with
     /// `Execution.automatic`: the compressed kernels where the measured crossover favours them. A
-    /// folder from elsewhere is taken as dense (its Linear layers run the dense GEMM).
+    /// folder in the compressed layout (`compressedLayoutKey`) carries its masks explicitly and
+    /// runs the same way. A folder from elsewhere is taken as dense (its Linear layers run the dense GEMM).
     public static func load(_ dir: String, pooling override: SentencePooling? = nil) throws -> (encoder: BertEncoder, tokenizer: WordPieceTokenizer) {
         let configFile = dir + "/config.json"
         let config = try BertConfig(huggingFace: json(configFile), file: configFile)
         let pool = try override ?? pooling(dir)
         let file = dir + "/model.safetensors"
-        let (tensors, metadata) = try SafeTensors.read(file)
+        let all = try SafeTensors.readAll(file)
+        let metadata = all.metadata
+        var tensors = all.tensors, masks: [String: Tensor] = [:]
+        if metadata[compressedLayoutKey] == "compressed" {
+            do { tensors = try ModelFile.expandCompressed(all.tensors, all.integers, metadata) } catch let e as IOError {
+                throw IOError(file: file, reason: "\(e.file): \(e.reason)")
+            }
+            for key in tensors.keys where key.hasSuffix("_mask") { masks[key] = tensors.removeValue(forKey: key) }
+        }
         let model = try encoder(config: config, tensors: tensors, file: file, pooling: pool)
-        if metadata[maskedZerosKey] == "zeros" || metadata["prunekit.pruned"] != nil {
+        if !masks.isEmpty {
+            for (name, p) in model.model.namedParameters {
+                guard let m = masks.removeValue(forKey: BertEncoder.huggingFaceName(name) + "_mask") else { continue }
+                try p.setMask(Mask(shape: p.shape, kept: m.scalars.map { $0 != 0 }))
+            }
+            if let extra = masks.keys.sorted().first {
+                throw IOError(file: file, reason: "compressed weight '\(extra.dropLast("_mask".count))' has no place in the encoder")
+            }
+            for l in model.linears where l.weight.mask != nil { l.execution = .automatic }
+        } else if metadata[maskedZerosKey] == "zeros" || metadata["prunekit.pruned"] != nil {
             _ = try model.model.maskZeroWeights()
             for l in model.linears where l.weight.mask != nil { l.execution = .automatic }
         }
