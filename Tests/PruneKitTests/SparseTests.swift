@@ -444,6 +444,36 @@ final class SparseTests: XCTestCase {
         }
     }
 
+    /// The sparse direct convolution's ReLU epilogue keeps NaN, as the ReLU layer and the dense
+    /// convolutions do: a NaN input pixel reaches the outputs whose windows hold it through a kept
+    /// weight, those stay NaN on every ISA, and the rest match the reference and are rectified.
+    func testSparseConvolutionReluKeepsNaN() throws {
+        var rng = TestRNG(72)
+        for (n, c, h, oc, st) in [(2, 4, 12, 40, 1), (1, 3, 11, 9, 2)] {
+            var x = rng.floats(n * c * h * h)
+            x[(n - 1) * c * h * h + c / 2 * h * h + 5 * h + 4] = .nan  // last image, a middle channel, pixel (5, 4)
+            let weight = try Tensor(shape: [oc, c, 3, 3], scalars: rng.floats(oc * c * 9))
+            let mask = try Mask(shape: weight.shape, kept: rng.mask(weight.count, keep: 0.5).map { $0 != 0 })
+            let sm = try SparseMatrix(weight: weight, mask: mask)  // owns the arrays `a` points into
+            defer { withExtendedLifetime(sm) {} }
+            var a = sm.csr
+            let oh = (h + 2 - 3) / st + 1, scale = rng.floats(oc, 0.5, 2), shift = rng.floats(oc)
+            var want = [Float](repeating: 0, count: n * oc * oh * oh)
+            XCTAssertEqual(pk_ref_conv2d_sparse_forward_f32(&a, Int64(n), Int64(c), Int64(h), Int64(h), 3, 3, Int64(st), 1, 1, 1, x,
+                                                            scale, shift, &want), PK_OK)
+            XCTAssertTrue(want.contains { $0.isNaN } && want.contains { $0 == 0 }, "the reference has NaN and clamped outputs")
+            try forEachISA { isa in
+                var y = [Float](repeating: 0, count: want.count)
+                XCTAssertEqual(pk_conv2d_sparse_forward_f32(&a, Int64(n), Int64(c), Int64(h), Int64(h), 3, 3, Int64(st), 1, 1, 1, x,
+                                                            scale, shift, &y), PK_OK)
+                XCTAssertEqual(y.map(\.isNaN), want.map(\.isNaN), "\(isa) s\(st): NaN where the reference has it")
+                XCTAssertTrue(y.allSatisfy { $0.isNaN || $0 >= 0 }, "\(isa) s\(st): rectified")
+                let keep = want.indices.filter { !want[$0].isNaN }
+                assertClose(keep.map { y[$0] }, keep.map { want[$0] }, rtol: 1e-5, atol: Float(c * 9) * 2e-7 + 1e-6, "\(isa) s\(st)")
+            }
+        }
+    }
+
     func testSparseConvolutionContract() throws {
         var rng = TestRNG(71)
         let (n, c, h, w, oc) = (2, 3, 6, 5, 4)
