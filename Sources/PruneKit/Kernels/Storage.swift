@@ -132,9 +132,9 @@ public typealias ByteStorage = AlignedStorage<UInt8>
 /// Storage of 32-bit integers: class labels and indices.
 public typealias Int32Storage = AlignedStorage<Int32>
 
-/// Keeps a bounded number of recently freed large buffers for reuse. Training allocates the same
-/// activation sizes every step; reusing them avoids the page faults and zeroing of fresh mmap'd
-/// memory. Thread-safe.
+/// Keeps a bounded number of recently freed large buffers for reuse, by size class. Training
+/// allocates the same activation sizes every step (or nearby ones); reusing them avoids the page
+/// faults and zeroing of fresh mmap'd memory. Thread-safe.
 final class BufferCache: @unchecked Sendable {
     static let shared = BufferCache()
     /// Buffers below this size go straight back to malloc.
@@ -148,7 +148,15 @@ final class BufferCache: @unchecked Sendable {
 
     private init() { pthread_mutex_init(lock, nil) }
 
-    static func roundedSize(_ bytes: Int) -> Int { bytes < minBytes ? (bytes + 63) & ~63 : (bytes + 4095) & ~4095 }
+    /// Small buffers: 64-byte multiples. Large ones: size classes, eight per power of two (at most
+    /// 12.5 % over the request), so that batches of nearby shapes (sentences padded to different
+    /// lengths) reuse each other's buffers instead of each size missing the cache.
+    static func roundedSize(_ bytes: Int) -> Int {
+        guard bytes >= minBytes else { return (bytes + 63) & ~63 }
+        let octave = 1 << (Int.bitWidth - 1 - bytes.leadingZeroBitCount) // the power of two ≤ bytes
+        let step = max(4096, octave / 8)
+        return (bytes + step - 1) / step * step
+    }
 
     func take(_ bytes: Int) -> UnsafeMutableRawPointer? {
         guard bytes >= Self.minBytes else { return nil }
