@@ -3,9 +3,9 @@
 # Fashion-MNIST model, prunes copies of it with each structure, fine-tunes each as the demo does
 # (`prunekit finetune` defaults: 2 epochs, Adam, peak lr 3e-3 cosine-decayed to 0, batch 128, masks
 # fixed), and prints one markdown row per structure with the pruned model's measured sparsity.
-# Per-layer scope everywhere, so every prunable layer loses the same fraction; a layer whose shape a
-# structure does not tile (e.g. the CNN's 1-channel 5 × 5 conv1 for 2:4 and 4 × 4 blocks) stays dense,
-# and the measured sparsity says so.
+# Per-layer scope everywhere, so every prunable layer loses the same fraction. A weight whose shape a
+# structure does not tile (the CNN's 1-channel 5 × 5 conv1: 25 inputs per row) is pruned with a short
+# last N:M group or partial edge blocks; the measured sparsity is printed beside each row.
 #
 # Usage: scripts/structured-accuracy.sh PRUNEKIT MODEL [EPOCHS [THREADS]]   (MODEL: mlp or cnn)
 set -euo pipefail

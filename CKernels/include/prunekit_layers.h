@@ -53,7 +53,7 @@ pk_status pk_conv2d_implicit_forward_f32(int64_t N, int64_t C, int64_t H, int64_
 /// pk_conv2d_padded_forward_f32 — the same operation and contract as pk_conv2d_implicit_forward_f32
 ///           (same reference), by the faster method for the shape: narrow output rows (OW < 20, or
 ///           OW < 10 where pk_conv2d_direct_eligible) with at least 64·64·9 weights, and rows with
-///           5 ≤ OW < 10 and at least 2048 weights where the direct kernels are not eligible (stride > 1),
+///           5 ≤ OW < 10 and at least 2048 weights at stride > 1,
 ///           run pk_conv2d_implicit_forward_f32; other stride-1 shapes run pk_conv2d_direct_forward_f32
 ///           where pk_conv2d_direct_eligible; the rest run chunked
 ///           im2col (padding folded in) + the masked GEMM with the epilogue applied to each chunk in

@@ -325,7 +325,7 @@ static pk_status run_chunks(fused_ctx *f, pk_range_fn fn) {
 // 14-pixel rows up the direct forward was as fast or faster (AVX2 EPYC, resnet18's 3×3 layers)
 #define CONV_WIDE_ROWS_DIRECT 10
 #define CONV_IMPLICIT_MIN_WEIGHTS (64 * 64 * 9)
-// convolutions the direct kernels cannot run (stride > 1) with output rows of 5 to 9 pixels take the
+// stride > 1 convolutions (which the direct kernels cannot run) with output rows of 5 to 9 pixels take the
 // implicit GEMM from far fewer weights: chunked im2col re-packs the weights for every few images, and
 // on 7-wide rows that dominated (AVX2 EPYC, 2 threads, 32 → 64 channels, stride 2, 14 → 7 pixels:
 // 3 × 3 27-36 → 42-58 GMAC/s, 1 × 1 6-10 → 12-31, at batch 64 and 128; 64 → 128 1 × 1 10-26 → 41-43).
@@ -344,7 +344,7 @@ pk_status pk_conv2d_dilated_forward_f32(int64_t N, int64_t C, int64_t H, int64_t
     const int64_t weights = OC * C * KH * KW;
     const int implicit = d == 1 && ((OW < (direct ? CONV_WIDE_ROWS_DIRECT : CONV_WIDE_ROWS) &&
                                      weights >= CONV_IMPLICIT_MIN_WEIGHTS) ||
-                                    (!direct && OW >= CONV_IMPLICIT_NARROW_MIN_ROW && OW < CONV_WIDE_ROWS_DIRECT &&
+                                    (s > 1 && !direct && OW >= CONV_IMPLICIT_NARROW_MIN_ROW && OW < CONV_WIDE_ROWS_DIRECT &&
                                      weights >= CONV_IMPLICIT_NARROW_MIN_WEIGHTS));
     if (direct && !implicit) {
         if (N == 0 || OC == 0) return PK_OK;

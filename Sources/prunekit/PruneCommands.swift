@@ -152,7 +152,7 @@ struct FineTune: ParsableCommand {
     @Flag(help: "Constant learning rate instead of the cosine decay.") var constantLr = false
     @Option(help: "Linear and conv layers: automatic (compressed in the fastest format the mask allows when the measured crossover favours it), dense, sparse (compressed, fastest allowed format), or a format: csr, 2:4, 1:4, 2:8, block:4x4, block:8x8, ….")
     var execution: ExecutionChoice = .automatic
-    @Option(help: "Output layout: plain, pytorch-pruned or compressed (each pruned weight in its compressed format: CSR, packed N:M or blocks).") var layout: LayoutChoice = .plain
+    @Option(help: "Output layout: plain, pytorch-pruned (model files only) or compressed (each pruned weight in its compressed format: CSR, packed N:M or blocks).") var layout: LayoutChoice = .plain
     @Option(help: "Checkpoint file (written atomically during fine-tuning).") var checkpoint: String?
     @Option(help: "Optimizer steps between checkpoints (and one at every epoch end).") var checkpointEvery: Int = 100
     @Flag(help: "Continue from --checkpoint when it exists (same settings required).") var resume = false

@@ -214,6 +214,8 @@ final class KernelReferenceTests: XCTestCase {
             (2, 4, 11, 13, 9, 5, 5, 2), (2, 3, 8, 8, 6, 3, 5, 1), (4, 13, 7, 7, 13, 3, 3, 1), (3, 2, 1, 1, 3, 3, 3, 1),
             (2, 8, 5, 5, 4, 2, 2, 0), (2, 8, 5, 5, 4, 2, 2, 1), (11, 6, 4, 4, 8, 3, 3, 2), (2, 7, 30, 3, 12, 3, 3, 1),
             (2, 6, 12, 10, 10, 3, 3, 1), (2, 32, 28, 28, 32, 3, 3, 1), (2, 3, 12, 12, 8, 5, 5, 2), (2, 7, 9, 9, 7, 2, 2, 1),
+            // batches of 15 or more images: chunks of several images summed in registers, the last one shorter
+            (17, 3, 7, 7, 5, 3, 5, 1), (20, 4, 6, 6, 9, 3, 3, 1),
         ]
         let saved = pk_get_num_threads()
         defer { pk_set_num_threads(saved); pk_conv2d_set_direct(1) }
