@@ -48,16 +48,23 @@ struct Demo: ParsableCommand {
             let controlAcc = try acc(control)
             log(String(format: "      control test accuracy %.4f", controlAcc))
 
+            // the dense model pruned one-shot by `request`, then fine-tuned: the model and its accuracy before and after
+            func pruneAndTune(_ request: PruningRequest, label: String) throws -> (model: Model, before: Double, after: Double) {
+                let m = try ModelFile.load(densePath).model
+                try ModelPruner.prune(m, request)
+                let before = try acc(m)
+                _ = try FineTuner.fineTune(m, data: train, config: FineTuneConfig(epochs: finetuneEpochs, seed: seed),
+                                           progress: ProgressBar(label: label).update)
+                return (m, before, try acc(m))
+            }
+
             log("[3/5] global L1 one-shot pruning + \(finetuneEpochs) epochs of fine-tuning (Adam 3e-3, cosine decay)")
             var rows: [[String: Any]] = []
             var tables = "# Per-layer sparsity\n"
             for s in levels {
-                let m = try ModelFile.load(densePath).model
-                try ModelPruner.prune(m, PruningRequest(method: .l1, structure: .unstructured, scope: .global, amount: .fraction(s)))
-                let before = try acc(m)
-                _ = try FineTuner.fineTune(m, data: train, config: FineTuneConfig(epochs: finetuneEpochs, seed: seed),
-                                           progress: ProgressBar(label: String(format: "%.0f%%", 100 * s)).update)
-                let after = try acc(m)
+                let (m, before, after) = try pruneAndTune(
+                    PruningRequest(method: .l1, structure: .unstructured, scope: .global, amount: .fraction(s)),
+                    label: String(format: "%.0f%%", 100 * s))
                 let rep = SparsityReport(model: m)
                 try ModelFile.save(m, to: out + String(format: "/pruned-%02.0f.safetensors", 100 * s), extraMetadata: recorded)
                 tables += String(format: "\n## %.0f%% global L1\n\n", 100 * s) + rep.table + "\n"
@@ -84,12 +91,9 @@ struct Demo: ParsableCommand {
             var structured: [[String: Any]] = []
             for (structure, amount) in [(PruningRequest.Structure.unstructured, 0.5), (.nm(2, 4), 0.5), (.block(4, 4), 0.5),
                                         (.unstructured, 0.9), (.block(4, 4), 0.9)] {
-                let m = try ModelFile.load(densePath).model
-                try ModelPruner.prune(m, PruningRequest(method: .l1, structure: structure, scope: .layer, amount: .fraction(amount)))
-                let before = try acc(m)
-                _ = try FineTuner.fineTune(m, data: train, config: FineTuneConfig(epochs: finetuneEpochs, seed: seed),
-                                           progress: ProgressBar(label: "\(structure)").update)
-                let after = try acc(m), sparsity = SparsityReport(model: m).sparsity
+                let (m, before, after) = try pruneAndTune(
+                    PruningRequest(method: .l1, structure: structure, scope: .layer, amount: .fraction(amount)), label: "\(structure)")
+                let sparsity = SparsityReport(model: m).sparsity
                 structured.append(["structure": "\(structure)", "requested": amount, "sparsity": sparsity,
                                    "accuracy_before_finetune": before, "accuracy_after_finetune": after,
                                    "delta_vs_control": after - controlAcc])

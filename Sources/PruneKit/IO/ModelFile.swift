@@ -21,6 +21,9 @@ public enum ModelFile {
         case plain, pytorchPruned, compressed
     }
 
+    /// The metadata key of a file written in the compressed layout (value "compressed").
+    static let layoutKey = "prunekit.layout"
+
     /// The tensors of a model under its state_dict names.
     public static func stateDict(_ model: Model, layout: Layout = .plain, includeMasks: Bool = true) -> [String: Tensor] {
         var out: [String: Tensor] = [:]
@@ -60,7 +63,7 @@ public enum ModelFile {
         var tensors: [String: Tensor] = [:]
         for (name, b) in model.namedBuffers { tensors[name] = b.value }
         let (integers, bytes) = try compressedEntries(model.namedParameters, tensors: &tensors, metadata: &meta)
-        meta["prunekit.layout"] = "compressed"
+        meta[layoutKey] = "compressed"
         try SafeTensors.write(tensors, integers: integers, bytes: bytes, metadata: meta, to: path)
     }
 

@@ -69,7 +69,7 @@ public enum SentenceEncoderFolder {
     }
 
     /// The model.safetensors metadata key (value "compressed") of a folder written in the compressed layout.
-    public static let compressedLayoutKey = "prunekit.layout"
+    public static let compressedLayoutKey = ModelFile.layoutKey
 
     /// modules.json (Transformer, Pooling, and Normalize when `pooling.normalize`) and 1_Pooling/config.json.
     static func writeModules(_ pooling: SentencePooling, hidden: Int, to dir: String) throws {
