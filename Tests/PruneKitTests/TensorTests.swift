@@ -61,4 +61,45 @@ final class TensorTests: XCTestCase {
         XCTAssertTrue(u.allSatisfy { $0 >= 0 && $0 < 1 })
         XCTAssertEqual(Double(u.reduce(0, +)) / 10_000, 0.5, accuracy: 0.02)
     }
+
+    /// The buffer cache reuses a freed buffer for a nearby size (zero-filled storage still reads 0),
+    /// refuses one far more resident than a request needs, turns cached memory into a request that
+    /// fits nothing instead of adding to it, and gives everything back on request.
+    func testBufferCacheReusesBuffersAndBoundsItsFootprint() throws {
+        Runtime.releaseCachedMemory()
+        XCTAssertEqual(Runtime.cachedMemoryBytes, 0)
+        var first: UnsafeMutablePointer<Float>?
+        do {
+            let a = FloatStorage(count: 1 << 20, repeating: 7) // 4 MiB, every page written
+            first = a.base
+        }
+        XCTAssertEqual(Runtime.cachedMemoryBytes, 4 << 20)
+        do {
+            let b = FloatStorage(count: 900_000) // a shorter batch: the same buffer, zeroed
+            XCTAssertEqual(b.base, first)
+            XCTAssertTrue(b.toArray().allSatisfy { $0 == 0 })
+            XCTAssertEqual(Runtime.cachedMemoryBytes, 0)
+            let c = FloatStorage(count: 1 << 16) // 256 KiB: nothing cached fits it
+            XCTAssertNotEqual(c.base, first)
+        }
+        do {
+            let tiny = FloatStorage(count: 1 << 14) // 64 KiB: the 4 MiB buffer is too resident for it
+            XCTAssertNotEqual(tiny.base, first)
+            let grown = FloatStorage(count: 3 << 19) // 6 MiB: the 4 MiB buffer reserved room to grow into
+            XCTAssertEqual(grown.base, first)
+            XCTAssertTrue(grown.toArray().allSatisfy { $0 == 0 })
+        }
+        let held = Runtime.cachedMemoryBytes
+        XCTAssertGreaterThanOrEqual(held, 6 << 20)
+        do {
+            // fits no cached buffer: the cached ones are given back before new memory is mapped
+            let big = FloatStorage(count: 6 << 20) // 24 MiB
+            XCTAssertEqual(Runtime.cachedMemoryBytes, 0)
+            big.fill(1)
+            XCTAssertEqual(big[big.count - 1], 1)
+        }
+        XCTAssertEqual(Runtime.cachedMemoryBytes, 24 << 20)
+        Runtime.releaseCachedMemory()
+        XCTAssertEqual(Runtime.cachedMemoryBytes, 0)
+    }
 }

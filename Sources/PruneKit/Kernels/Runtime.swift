@@ -19,6 +19,14 @@ public enum Runtime {
         set { pk_set_num_threads(Int32(clamping: newValue)) }
     }
 
+    /// Bytes of freed tensor buffers PruneKit keeps for reuse (at most 1 GiB). Training reuses them
+    /// every step instead of faulting in fresh pages.
+    public static var cachedMemoryBytes: Int { BufferCache.shared.heldBytes }
+
+    /// Returns the cached buffers to the system, e.g. when a tool embedding PruneKit has finished
+    /// training and goes on to other work. Later allocations map fresh memory again.
+    public static func releaseCachedMemory() { BufferCache.shared.releaseAll() }
+
     /// Caps the instruction set ("avx512", "avx2", "scalar"); used by tests to cover every path.
     public static func limitISA(_ name: String) {
         switch name {

@@ -8,12 +8,15 @@ public final class AlignedStorage<Element: BitwiseCopyable>: @unchecked Sendable
     /// Number of elements.
     public let count: Int
 
+    /// Bytes of the buffer (at least count · stride).
     let byteCount: Int
 
     /// Zero-filled storage of `count` elements.
     public convenience init(count: Int) {
         self.init(uninitializedCount: count)
-        UnsafeMutableRawPointer(base).initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
+        // the whole size class the request rounds to (a reused larger buffer's tail stays as it is)
+        let zeroed = min(byteCount, BufferCache.roundedSize(max(count, 1) * MemoryLayout<Element>.stride))
+        UnsafeMutableRawPointer(base).initializeMemory(as: UInt8.self, repeating: 0, count: zeroed)
     }
 
     /// Storage whose contents are unspecified until written: for kernel outputs that write every
@@ -21,9 +24,14 @@ public final class AlignedStorage<Element: BitwiseCopyable>: @unchecked Sendable
     init(uninitializedCount count: Int) {
         precondition(count >= 0, "negative storage size")
         let bytes = BufferCache.roundedSize(max(count, 1) * MemoryLayout<Element>.stride)
-        let raw = BufferCache.shared.take(bytes) ?? UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
-        base = raw.bindMemory(to: Element.self, capacity: bytes / MemoryLayout<Element>.stride)
-        byteCount = bytes
+        let raw: UnsafeMutableRawPointer
+        if bytes >= BufferCache.minBytes {
+            (raw, byteCount) = BufferCache.shared.obtain(bytes)
+        } else {
+            raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+            byteCount = bytes
+        }
+        base = raw.bindMemory(to: Element.self, capacity: byteCount / MemoryLayout<Element>.stride)
         self.count = count
     }
 
@@ -43,7 +51,13 @@ public final class AlignedStorage<Element: BitwiseCopyable>: @unchecked Sendable
         base.update(repeating: value, count: count)
     }
 
-    deinit { BufferCache.shared.give(UnsafeMutableRawPointer(base), byteCount) }
+    deinit {
+        if byteCount >= BufferCache.minBytes {
+            BufferCache.shared.give(UnsafeMutableRawPointer(base), byteCount)
+        } else {
+            UnsafeMutableRawPointer(base).deallocate()
+        }
+    }
 
     /// A new storage with the same contents.
     @_specialize(where Element == Float)
@@ -132,25 +146,52 @@ public typealias ByteStorage = AlignedStorage<UInt8>
 /// Storage of 32-bit integers: class labels and indices.
 public typealias Int32Storage = AlignedStorage<Int32>
 
-/// Keeps a bounded number of recently freed large buffers for reuse, by size class. Training
-/// allocates the same activation sizes every step (or nearby ones); reusing them avoids the page
-/// faults and zeroing of fresh mmap'd memory. Thread-safe.
+/// Keeps recently freed large buffers for reuse. Training allocates the same activation sizes every
+/// step, or nearby ones (sentences padded to other lengths); reusing buffers avoids the page faults
+/// and zeroing of fresh memory, and keeping the footprint near the largest step's needs memory that
+/// the process gives back rather than a heap that only grows:
+/// - large buffers are mapped here directly, reserving twice the request: pages are faulted in only
+///   when first written, so the reserve costs address space, not memory, and lets a later, larger
+///   request (a longer batch) reuse the buffer, faulting in only its new pages;
+/// - a request takes the cached buffer that fits it most tightly, among those whose resident part is
+///   at most `reuseFactor` times the request (attention scores grow with the square of a batch's
+///   length: a factor of 2 or 3 made a distillation run fault in 2.5 times as many pages);
+/// - a request that fits none first unmaps the least recently freed buffers, at least as many
+///   resident bytes as it needs, before mapping a new one, so cached memory turns into the memory
+///   needed now instead of adding to it;
+/// - at most `maxHeldBytes` of resident memory stay cached; `Runtime.releaseCachedMemory()` unmaps
+///   them all.
+/// Thread-safe.
 final class BufferCache: @unchecked Sendable {
     static let shared = BufferCache()
-    /// Buffers below this size go straight back to malloc.
+    /// Buffers below this size go straight to malloc and back.
     static let minBytes = 1 << 16
-    /// Upper bound on the bytes held.
+    /// Upper bound on the resident bytes held.
     static let maxHeldBytes = 1 << 30
+    /// A cached buffer serves a request only if at most this many times the request is resident in
+    /// it (a buffer of a long batch may serve a shorter one; not a tiny one).
+    static let reuseFactor = 8
 
-    private var free: [Int: [UnsafeMutableRawPointer]] = [:]
+    /// A cached buffer: its mapped capacity and the most of it ever used (an upper bound on what is
+    /// resident).
+    private struct Entry {
+        var pointer: UnsafeMutableRawPointer
+        var capacity: Int
+        var used: Int
+        var stamp: UInt64
+    }
+    /// Cached buffers by capacity.
+    private var free: [Int: [Entry]] = [:]
+    /// Bytes of use recorded for each buffer handed out (keyed by address).
+    private var inUse: [UnsafeMutableRawPointer: Int] = [:]
     private var held = 0
+    private var clock: UInt64 = 0
     private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
 
     private init() { pthread_mutex_init(lock, nil) }
 
     /// Small buffers: 64-byte multiples. Large ones: size classes, eight per power of two (at most
-    /// 12.5 % over the request), so that batches of nearby shapes (sentences padded to different
-    /// lengths) reuse each other's buffers instead of each size missing the cache.
+    /// 12.5 % over the request).
     static func roundedSize(_ bytes: Int) -> Int {
         guard bytes >= minBytes else { return (bytes + 63) & ~63 }
         let octave = 1 << (Int.bitWidth - 1 - bytes.leadingZeroBitCount) // the power of two ≤ bytes
@@ -158,27 +199,104 @@ final class BufferCache: @unchecked Sendable {
         return (bytes + step - 1) / step * step
     }
 
-    func take(_ bytes: Int) -> UnsafeMutableRawPointer? {
-        guard bytes >= Self.minBytes else { return nil }
+    /// Resident bytes held by the cache now (an upper bound).
+    var heldBytes: Int {
         pthread_mutex_lock(lock)
         defer { pthread_mutex_unlock(lock) }
-        guard let p = free[bytes]?.popLast() else { return nil }
-        held -= bytes
-        return p
+        return held
     }
 
-    func give(_ p: UnsafeMutableRawPointer, _ bytes: Int) {
-        if bytes >= Self.minBytes {
-            pthread_mutex_lock(lock)
-            if held + bytes <= Self.maxHeldBytes && (free[bytes]?.count ?? 0) < 8 {
-                free[bytes, default: []].append(p)
-                held += bytes
-                pthread_mutex_unlock(lock)
-                return
+    /// A buffer of at least `bytes` (a size class of at least `minBytes`) and its capacity, which
+    /// `give` must receive back.
+    func obtain(_ bytes: Int) -> (pointer: UnsafeMutableRawPointer, capacity: Int) {
+        precondition(bytes >= Self.minBytes, "BufferCache: small buffers go to malloc")
+        pthread_mutex_lock(lock)
+        // the closest fit: a buffer large enough and not more than `reuseFactor` times as resident as
+        // needed, preferring unused resident pages to new pages to fault
+        var best: (capacity: Int, index: Int, cost: Int)?
+        for (capacity, list) in free where capacity >= bytes {
+            for (i, e) in list.enumerated() where e.used <= Self.reuseFactor * bytes {
+                let cost = e.used >= bytes ? e.used - bytes : 2 * (bytes - e.used)
+                if cost < (best?.cost ?? .max) { best = (capacity, i, cost) }
             }
-            pthread_mutex_unlock(lock)
         }
+        if let b = best, var e = free[b.capacity]?.remove(at: b.index) {
+            if free[b.capacity]?.isEmpty == true { free[b.capacity] = nil }
+            held -= e.used
+            e.used = max(e.used, bytes)
+            inUse[e.pointer] = e.used
+            pthread_mutex_unlock(lock)
+            return (e.pointer, e.capacity)
+        }
+        var victims: [Entry] = []
+        var freed = 0
+        while freed < bytes, let v = popOldest() {
+            victims.append(v)
+            freed += v.used
+        }
+        let capacity = Self.roundedSize(2 * bytes)
+        let p = Self.map(capacity)
+        inUse[p] = bytes
+        pthread_mutex_unlock(lock)
+        for v in victims { Self.unmap(v.pointer, v.capacity) }
+        return (p, capacity)
+    }
+
+    /// Returns a buffer from `obtain` (with its capacity) to the cache.
+    func give(_ p: UnsafeMutableRawPointer, _ capacity: Int) {
+        var victims: [Entry] = []
+        pthread_mutex_lock(lock)
+        let used = inUse.removeValue(forKey: p) ?? capacity
+        if used > Self.maxHeldBytes {
+            pthread_mutex_unlock(lock)
+            return Self.unmap(p, capacity)
+        }
+        while held + used > Self.maxHeldBytes, let v = popOldest() { victims.append(v) }
+        clock &+= 1
+        free[capacity, default: []].append(Entry(pointer: p, capacity: capacity, used: used, stamp: clock))
+        held += used
+        pthread_mutex_unlock(lock)
+        for v in victims { Self.unmap(v.pointer, v.capacity) }
+    }
+
+    /// Unmaps every cached buffer.
+    func releaseAll() {
+        pthread_mutex_lock(lock)
+        let all = free.values.flatMap { $0 }
+        free = [:]
+        held = 0
+        pthread_mutex_unlock(lock)
+        for e in all { Self.unmap(e.pointer, e.capacity) }
+    }
+
+    /// The least recently freed buffer, removed from the cache (call with the lock held).
+    private func popOldest() -> Entry? {
+        var oldest: (capacity: Int, stamp: UInt64)?
+        for (capacity, list) in free {
+            if let first = list.first, first.stamp < (oldest?.stamp ?? .max) { oldest = (capacity, first.stamp) }
+        }
+        guard let o = oldest, let e = free[o.capacity]?.removeFirst() else { return nil }
+        if free[o.capacity]?.isEmpty == true { free[o.capacity] = nil }
+        held -= e.used
+        return e
+    }
+
+    static func map(_ bytes: Int) -> UnsafeMutableRawPointer {
+        #if canImport(Glibc)
+        let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        guard let p, p != MAP_FAILED else { fatalError("PruneKit: out of memory (mapping \(bytes) bytes)") }
+        return p
+        #else
+        return UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        #endif
+    }
+
+    static func unmap(_ p: UnsafeMutableRawPointer, _ bytes: Int) {
+        #if canImport(Glibc)
+        munmap(p, bytes)
+        #else
         p.deallocate()
+        #endif
     }
 }
 
