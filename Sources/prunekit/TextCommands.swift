@@ -88,6 +88,7 @@ func evalSentenceEncoder(model: String, teacher: String?, input: String, batch: 
 func pruneSentenceEncoder(model: String, structure: String, method: String, amount: String, calibration: String?,
                           scope: String?, compensation: String, seed: UInt64, pooling: SentencePooling?, layout: ModelFile.Layout = .plain,
                           out: String, json: Bool) throws {
+    try AtomicFile.checkWritableFolder(out) // before the model is loaded and pruned
     let st: PruningRequest.Structure
     switch structure {
     case "heads": st = .heads
@@ -206,7 +207,7 @@ func distilSentenceEncoder(model: String, teacher: String, input: String, epochs
                            loss: SentenceDistillation.Loss, seed: UInt64, cosine: Bool, tokenWeight: Float, pooling: SentencePooling?,
                            gradual: GradualOption, checkpoint: (path: String, every: Int, resume: Bool)?,
                            layout: ModelFile.Layout = .plain, out: String, json: Bool) throws {
-    try AtomicFile.checkWritable(out)
+    try AtomicFile.checkWritableFolder(out)
     if let checkpoint { try AtomicFile.checkWritable(checkpoint.path) }
     let sentences = try readLines(input)
     guard !sentences.isEmpty else { throw ValidationError("--input \(input) holds no sentences") }

@@ -55,6 +55,24 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertTrue(reason(header(#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#)).hasPrefix("bad.safetensors"))
     }
 
+    /// Output folders (sentence encoders): an existing folder or a new one in a writable folder is
+    /// accepted; a file, or a folder whose parent does not exist, is refused by name.
+    func testOutputFolderCheck() throws {
+        let dir = NSTemporaryDirectory() + "pk-outdir-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        XCTAssertNoThrow(try AtomicFile.checkWritableFolder(dir))
+        XCTAssertNoThrow(try AtomicFile.checkWritableFolder(dir + "/new"))
+        FileManager.default.createFile(atPath: dir + "/file", contents: Data([1]))
+        XCTAssertThrowsError(try AtomicFile.checkWritableFolder(dir + "/file")) { e in
+            XCTAssertTrue("\(e)".contains("is a file, expected a folder"), "\(e)")
+        }
+        XCTAssertThrowsError(try AtomicFile.checkWritableFolder(dir + "/missing/new")) { e in
+            XCTAssertTrue("\(e)".contains("does not exist"), "\(e)")
+        }
+        XCTAssertThrowsError(try AtomicFile.checkWritable(dir)) // a file output refuses a folder
+    }
+
     func testModelSaveLoadAndAtomicWrite() throws {
         let dir = NSTemporaryDirectory() + "pk-io-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

@@ -204,6 +204,23 @@ public enum AtomicFile {
         guard access(dir, W_OK) == 0 else { throw IOError(file: path, reason: "folder \(dir) is not writable") }
     }
 
+    /// Throws `IOError` unless `path` can become an output folder: an existing writable folder, or a
+    /// new one whose parent folder exists and is writable (not a file).
+    public static func checkWritableFolder(_ path: String) throws {
+        guard !path.isEmpty else { throw IOError(file: path, reason: "expected a folder path") }
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir) {
+            guard isDir.boolValue else { throw IOError(file: path, reason: "is a file, expected a folder to write") }
+            guard access(path, W_OK) == 0 else { throw IOError(file: path, reason: "folder is not writable") }
+            return
+        }
+        let parent = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        guard FileManager.default.fileExists(atPath: parent, isDirectory: &isDir), isDir.boolValue else {
+            throw IOError(file: path, reason: "folder \(parent) does not exist")
+        }
+        guard access(parent, W_OK) == 0 else { throw IOError(file: path, reason: "folder \(parent) is not writable") }
+    }
+
     /// Writes `data` to a temporary file in the folder of `path`, flushes it and renames it over `path`;
     /// on failure the temporary file is removed. Throws `IOError`; `checkWritable` runs first.
     public static func write(_ data: Data, to path: String) throws {
