@@ -110,6 +110,30 @@ final class DependencyGraphTests: XCTestCase {
         }
     }
 
+    /// L1 group importance counts the BatchNorm scales of a unit, as Torch-Pruning's
+    /// MagnitudeImportance does: with every convolution weight of equal size, the channels with the
+    /// smallest |γ| go.
+    func testMagnitudeImportanceCountsBatchNormScales() throws {
+        func make() throws -> Model {
+            var g = SeededGenerator(seed: 9)
+            let c1 = conv(1, 4, 1, &g), c2 = conv(4, 2, 1, &g)
+            c1.weight.value = try Tensor(shape: [4, 1, 1, 1], scalars: [0.5, -0.5, 0.5, -0.5])
+            c2.weight.value = try Tensor(shape: [2, 4, 1, 1], scalars: [0.5, 0.5, -0.5, 0.5, -0.5, 0.5, 0.5, -0.5])
+            let norm = try bn(4, &g)
+            norm.weight!.value = try Tensor(shape: [4], scalars: [0.5, -2.0, 1.0, 0.9])
+            return Model(architecture: "conv-bn", network: Sequential([("conv1", c1), ("bn", norm), ("relu", ReLU()), ("conv2", c2)]),
+                         inputShape: [1, 3, 3])
+        }
+        for p in [1, 2] {
+            let m = try make()
+            let dg = try DependencyGraph(m)
+            try dg.prune(amount: 0.5, importance: .magnitude(p: p), scope: .layer)
+            try dg.removePrunedUnits()
+            let kept = ((m.network as! Sequential).child(named: "bn") as! BatchNorm).weight!.value.scalars
+            XCTAssertEqual(kept, [-2.0, 1.0], "p = \(p)")
+        }
+    }
+
     func testFlattenCouplesChannelsWithFeatureBlocks() throws {
         let m = Model.cnn(seed: 3)
         m.setExecution(.dense)

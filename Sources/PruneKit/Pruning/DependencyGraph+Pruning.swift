@@ -3,8 +3,10 @@ extension DependencyGraph {
 
     /// How a unit's importance is measured over the weights it owns in its group.
     public enum UnitImportance {
-        /// Σ|w| (p = 1) or Σw² (p = 2) over the unit's producer rows and consumer columns, divided
-        /// by the number of weights (comparable across groups).
+        /// Σ|w| (p = 1) or Σw² (p = 2) over the unit's producer rows and consumer columns and the
+        /// scales γ of its BatchNorms, divided by the number of values summed (comparable across
+        /// groups). Within a group this ranks units as Torch-Pruning's `MagnitudeImportance` does
+        /// (its group mean counts BatchNorm weights as members).
         case magnitude(p: Int)
         /// Σ|γ| of the BatchNorms in the unit (network slimming).
         case batchNormScale
@@ -74,6 +76,17 @@ extension DependencyGraph {
                     let cs = try sums.of(w).cols
                     for c in first..<(first + n) { sum += Double(cs[c]) }
                     count += n * w.shape[0] * (w.shape.count == 4 ? w.shape[2] * w.shape[3] : 1) // rows × kernel taps
+                }
+            }
+            if case let .magnitude(p) = importance {
+                for (v, c) in unit.elements {
+                    for n in nodes where n.output == v {
+                        if let bn = n.layer as? BatchNorm, let w = bn.weight {
+                            let g = Double(abs(w.value[flat: c]))
+                            sum += p == 2 ? g * g : g
+                            count += 1
+                        }
+                    }
                 }
             }
             guard sum.isFinite else { throw PruneError.nonFiniteScores("unit scores") }
