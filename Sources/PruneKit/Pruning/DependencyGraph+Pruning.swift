@@ -51,17 +51,22 @@ extension DependencyGraph {
         }
     }
 
+    /// The scales γ of the BatchNorms whose outputs carry `unit` (one per BatchNorm, at the unit's channel).
+    func batchNormScales(of unit: Unit) -> [Float] {
+        var out: [Float] = []
+        for (v, c) in unit.elements {
+            for n in nodes where n.output == v { if let bn = n.layer as? BatchNorm, let w = bn.weight { out.append(w.value[flat: c]) } }
+        }
+        return out
+    }
+
     func score(_ unit: Unit, _ importance: UnitImportance, index: Int, groupIndex: Int, unitIndex: Int, sums: SliceSums) throws -> Float {
         switch importance {
         case .random(let seed):
             var g = SeededGenerator(seed: seed &+ UInt64(index) &* 0x9E37_79B9_7F4A_7C15)
             return g.nextUnitFloat()
         case .batchNormScale:
-            var s: Float = 0
-            for (v, c) in unit.elements {
-                for n in nodes where n.output == v { if let bn = n.layer as? BatchNorm, let w = bn.weight { s += abs(w.value[flat: c]) } }
-            }
-            return s
+            return batchNormScales(of: unit).reduce(0) { $0 + abs($1) }
         case let .unitTaylor(t):
             return try t.score(group: groupIndex, unit: unitIndex, of: self)
         case .magnitude, .taylor, .scores:
@@ -79,14 +84,9 @@ extension DependencyGraph {
                 }
             }
             if case let .magnitude(p) = importance {
-                for (v, c) in unit.elements {
-                    for n in nodes where n.output == v {
-                        if let bn = n.layer as? BatchNorm, let w = bn.weight {
-                            let g = Double(abs(w.value[flat: c]))
-                            sum += p == 2 ? g * g : g
-                            count += 1
-                        }
-                    }
+                for g in batchNormScales(of: unit).map({ Double(abs($0)) }) {
+                    sum += p == 2 ? g * g : g
+                    count += 1
                 }
             }
             guard sum.isFinite else { throw PruneError.nonFiniteScores("unit scores") }
