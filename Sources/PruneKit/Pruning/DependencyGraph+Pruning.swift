@@ -55,7 +55,7 @@ extension DependencyGraph {
     func batchNormScales(of unit: Unit) -> [Float] {
         var out: [Float] = []
         for (v, c) in unit.elements {
-            for n in nodes where n.output == v { if let bn = n.layer as? BatchNorm, let w = bn.weight { out.append(w.value[flat: c]) } }
+            for k in batchNormsAt[v] ?? [] { if let w = (nodes[k].layer as? BatchNorm)?.weight { out.append(w.value[flat: c]) } }
         }
         return out
     }

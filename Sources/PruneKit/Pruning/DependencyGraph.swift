@@ -230,6 +230,8 @@ public final class DependencyGraph {
     private(set) var producerAt: [Int: Int] = [:]
     private(set) var depthwiseAt: [Int: Int] = [:]
     private(set) var readersOf: [Int: [Int]] = [:]
+    /// The BatchNorm nodes that write each value, in trace order (their scales are unit members).
+    private(set) var batchNormsAt: [Int: [Int]] = [:]
     /// Values that are never pruned (LayerNorm, embeddings).
     private(set) var lockedValues = Set<Int>()
     /// The head value of each attention node, and back.
@@ -245,6 +247,7 @@ public final class DependencyGraph {
             case .locked: lockedValues.formUnion([n.inputs[0], n.output])
             default: break
             }
+            if n.layer is BatchNorm { batchNormsAt[n.output, default: []].append(k) }
             if let mha = n.layer as? MultiHeadAttention {
                 let v = addValue([1, mha.heads])
                 headValueOf[k] = v
