@@ -10,6 +10,11 @@ Recipe (both sides, 2 threads, inputs (x/255 − 0.2860)/0.3530):
      classifier excluded, then fine-tuned as the control.
   With --kd the pruned model's fine-tuning distils from the dense model of step 1 (loss
   0.5·CE + 0.5·T²·KL at T = 2, `prunekit finetune --teacher`'s defaults) on both sides.
+  With --shared-dense PyTorch does not train a dense model of its own: it loads PruneKit's (step 1),
+  checks that it evaluates to PruneKit's accuracy and that Torch-Pruning's pruned weights equal
+  PruneKit's, then runs steps 2 and 3 from it. Both sides then start from the same model and differ
+  only in their pruning and fine-tuning (the dense training's seed-to-seed spread, the largest part
+  of the noise between two independent runs, is shared).
 Reports test accuracy after each step, training samples/s, and the parameters and MACs.
 
 PyTorch's ResNet-20 here is He et al.'s CIFAR network as PruneKit builds it: 3×3 stem of 16
@@ -18,7 +23,7 @@ stride 2 at the start of stages 2 and 3) with 1×1 projection + BatchNorm shortc
 changes, global average pooling, Linear(64, 10).
 
 Usage: python scripts/compare_resnet20_torch.py --prunekit .build/release/prunekit [--epochs 2 --ft-epochs 2] [--kd]
-       [--seed S]
+       [--seed S] [--shared-dense]
        (needs torch, torch-pruning; Debian's dataset-fashion-mnist)
 """
 import argparse, gzip, json, math, os, struct, subprocess, tempfile, time
@@ -112,6 +117,76 @@ def accuracy(m, x, y):
         return sum((m(x[i:i + 1000]).argmax(1) == y[i:i + 1000]).sum().item() for i in range(0, len(y), 1000)) / len(y)
 
 
+def torch_side(args, dense_file=None, pruned_file=None):
+    """Steps 1-3 in PyTorch + Torch-Pruning; with dense_file, step 1 is loading PruneKit's dense model."""
+    torch.manual_seed(args.seed)
+    norm = lambda a: (torch.from_numpy(a.astype(np.float32)) / 255 - 0.2860) / 0.3530
+    xtr, ytr = norm(idx("train-images-idx3-ubyte")).reshape(-1, 1, 28, 28), torch.from_numpy(idx("train-labels-idx1-ubyte").astype(np.int64))
+    xte, yte = norm(idx("t10k-images-idx3-ubyte")).reshape(-1, 1, 28, 28), torch.from_numpy(idx("t10k-labels-idx1-ubyte").astype(np.int64))
+    m = ResNet20()
+    if dense_file:
+        from safetensors.torch import load_file
+        w, init = load_file(dense_file), m.state_dict()
+        missing = [k for k in init if k not in w and "num_batches" not in k]
+        if missing:
+            raise SystemExit(f"PruneKit's dense model lacks {missing}")
+        m.load_state_dict({k: w[k].to(init[k].dtype) if k in w else init[k] for k in init})
+        sps = None
+    else:
+        sps = train(m, xtr, ytr, args.epochs, 1e-3, False, seed=args.seed)
+    dense = accuracy(m, xte, yte)
+    state = {k: v.clone() for k, v in m.state_dict().items()}
+    control = ResNet20()
+    control.load_state_dict(state)
+    train(control, xtr, ytr, args.ft_epochs, 3e-3, True, seed=args.seed)
+    ex = torch.randn(1, 1, 28, 28)
+    macs0, params0 = tp.utils.count_ops_and_params(m, ex)
+    m.eval()
+    tp.pruner.MagnitudePruner(m, ex, importance=tp.importance.MagnitudeImportance(p=1), pruning_ratio=0.5,
+                              ignored_layers=[m.fc]).step()
+    macs1, params1 = tp.utils.count_ops_and_params(m, ex)
+    r = {}
+    if pruned_file:
+        # the same start for the fine-tuning: Torch-Pruning's pruned model must be PruneKit's, weight for weight
+        from safetensors.torch import load_file
+        w = load_file(pruned_file)
+        r["pruned_weights_max_difference_to_prunekit"] = max(
+            (v.float() - w[k].float()).abs().max().item() if k in w and w[k].shape == v.shape else float("inf")
+            for k, v in m.state_dict().items() if "num_batches" not in k)
+    one_shot = accuracy(m, xte, yte)
+    teacher = None
+    if args.kd:
+        teacher = ResNet20()
+        teacher.load_state_dict(state)
+    ft_sps = train(m, xtr, ytr, args.ft_epochs, 3e-3, True, seed=args.seed, teacher=teacher)
+    r.update({"dense": dense, "control": accuracy(control, xte, yte), "pruned_one_shot": one_shot,
+              "pruned_finetuned": accuracy(m, xte, yte), "train_samples_per_second": sps,
+              "pruned_finetune_samples_per_second": ft_sps, "macs": [macs0, macs1], "params": [params0, params1]})
+    if dense_file:
+        r["dense_from"] = "prunekit"
+    return r
+
+
+def prunekit_side(args, d):
+    def run(*a):
+        r = subprocess.run([args.prunekit, *a, "--threads", "2", "--seed", str(args.seed), "--json"], check=True,
+                           capture_output=True, text=True)
+        return json.loads(r.stdout)
+    t = run("train", "--model", "resnet20", "--epochs", str(args.epochs), "--batch", "128", "--lr", "1e-3",
+            "--out", f"{d}/dense.safetensors")
+    c = run("finetune", "--model-file", f"{d}/dense.safetensors", "--epochs", str(args.ft_epochs),
+            "--out", f"{d}/control.safetensors")
+    p = run("prune", "--model-file", f"{d}/dense.safetensors", "--structure", "channels", "--scope", "layer",
+            "--amount", "0.5", "--surgery", "--out", f"{d}/pruned.safetensors")
+    kd = ["--teacher", f"{d}/dense.safetensors"] if args.kd else []
+    f = run("finetune", "--model-file", f"{d}/pruned.safetensors", "--epochs", str(args.ft_epochs),
+            *kd, "--out", f"{d}/tuned.safetensors")
+    return {"dense": t["test_accuracy"], "control": c["test_accuracy"], "pruned_one_shot": p["test_accuracy"],
+            "pruned_finetuned": f["test_accuracy"], "train_samples_per_second": t["samples_per_second"],
+            "pruned_finetune_samples_per_second": f["samples_per_second"],
+            "macs": [p["macs_before"], p["macs_after"]], "params": [p["params_before"], p["params_after"]]}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--prunekit")
@@ -123,57 +198,24 @@ def main():
     ap.add_argument("--kd", action="store_true",
                     help="fine-tune the pruned model with distillation from the dense one (alpha 0.5, T 2: "
                          "`prunekit finetune --teacher`'s defaults) on both sides; the control fine-tunes without")
+    ap.add_argument("--shared-dense", action="store_true",
+                    help="PyTorch starts from PruneKit's trained dense model instead of training its own "
+                         "(needs --prunekit)")
     args = ap.parse_args()
+    if args.shared_dense and (not args.prunekit or args.skip_torch):
+        ap.error("--shared-dense needs --prunekit and the PyTorch side")
     torch.set_num_threads(2)
     out = {}
-    if not args.skip_torch:
-        torch.manual_seed(args.seed)
-        norm = lambda a: (torch.from_numpy(a.astype(np.float32)) / 255 - 0.2860) / 0.3530
-        xtr, ytr = norm(idx("train-images-idx3-ubyte")).reshape(-1, 1, 28, 28), torch.from_numpy(idx("train-labels-idx1-ubyte").astype(np.int64))
-        xte, yte = norm(idx("t10k-images-idx3-ubyte")).reshape(-1, 1, 28, 28), torch.from_numpy(idx("t10k-labels-idx1-ubyte").astype(np.int64))
-        m = ResNet20()
-        sps = train(m, xtr, ytr, args.epochs, 1e-3, False, seed=args.seed)
-        dense = accuracy(m, xte, yte)
-        state = {k: v.clone() for k, v in m.state_dict().items()}
-        control = ResNet20()
-        control.load_state_dict(state)
-        train(control, xtr, ytr, args.ft_epochs, 3e-3, True, seed=args.seed)
-        ex = torch.randn(1, 1, 28, 28)
-        macs0, params0 = tp.utils.count_ops_and_params(m, ex)
-        m.eval()
-        tp.pruner.MagnitudePruner(m, ex, importance=tp.importance.MagnitudeImportance(p=1), pruning_ratio=0.5,
-                                  ignored_layers=[m.fc]).step()
-        macs1, params1 = tp.utils.count_ops_and_params(m, ex)
-        one_shot = accuracy(m, xte, yte)
-        teacher = None
-        if args.kd:
-            teacher = ResNet20()
-            teacher.load_state_dict(state)
-        ft_sps = train(m, xtr, ytr, args.ft_epochs, 3e-3, True, seed=args.seed, teacher=teacher)
-        out["torch"] = {"dense": dense, "control": accuracy(control, xte, yte), "pruned_one_shot": one_shot,
-                        "pruned_finetuned": accuracy(m, xte, yte), "train_samples_per_second": sps,
-                        "pruned_finetune_samples_per_second": ft_sps, "macs": [macs0, macs1], "params": [params0, params1]}
-        print(json.dumps({"torch": out["torch"]}), flush=True)
-    if args.prunekit:
-        with tempfile.TemporaryDirectory() as d:
-            def run(*a):
-                r = subprocess.run([args.prunekit, *a, "--threads", "2", "--seed", str(args.seed), "--json"], check=True,
-                                   capture_output=True, text=True)
-                return json.loads(r.stdout)
-            t = run("train", "--model", "resnet20", "--epochs", str(args.epochs), "--batch", "128", "--lr", "1e-3",
-                    "--out", f"{d}/dense.safetensors")
-            c = run("finetune", "--model-file", f"{d}/dense.safetensors", "--epochs", str(args.ft_epochs),
-                    "--out", f"{d}/control.safetensors")
-            p = run("prune", "--model-file", f"{d}/dense.safetensors", "--structure", "channels", "--scope", "layer",
-                    "--amount", "0.5", "--surgery", "--out", f"{d}/pruned.safetensors")
-            kd = ["--teacher", f"{d}/dense.safetensors"] if args.kd else []
-            f = run("finetune", "--model-file", f"{d}/pruned.safetensors", "--epochs", str(args.ft_epochs),
-                    *kd, "--out", f"{d}/tuned.safetensors")
-            out["prunekit"] = {"dense": t["test_accuracy"], "control": c["test_accuracy"], "pruned_one_shot": p["test_accuracy"],
-                               "pruned_finetuned": f["test_accuracy"], "train_samples_per_second": t["samples_per_second"],
-                               "pruned_finetune_samples_per_second": f["samples_per_second"],
-                               "macs": [p["macs_before"], p["macs_after"]], "params": [p["params_before"], p["params_after"]]}
+    with tempfile.TemporaryDirectory() as d:
+        if not args.skip_torch and not args.shared_dense:
+            out["torch"] = torch_side(args)
+            print(json.dumps({"torch": out["torch"]}), flush=True)
+        if args.prunekit:
+            out["prunekit"] = prunekit_side(args, d)
             print(json.dumps({"prunekit": out["prunekit"]}), flush=True)
+        if args.shared_dense:
+            out["torch"] = torch_side(args, f"{d}/dense.safetensors", f"{d}/pruned.safetensors")
+            print(json.dumps({"torch": out["torch"]}), flush=True)
     print(json.dumps(out, indent=1))
 
 

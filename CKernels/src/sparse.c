@@ -219,15 +219,29 @@ PK_TARGET_AVX512 static void spmm_part_avx512(void *v, int64_t p0, int64_t p1) {
         }
 }
 // The same with AVX2: one output row over NV·8 batch rows, two entries per step into separate sums
-// (2·NV independent FMA chains, enough to cover the FMA latency at NV = 4), added at the end.
+// (2·NV independent FMA chains, enough to cover the FMA latency at NV = 4), added at the end. A
+// 4096-input panel (512 KiB) does not stay in a Zen 3 core's L2, so the panel rows of the entries
+// SPMM_AHEAD ahead are prefetched (the index is known well before the row is needed), across row
+// ends: the entries of the rows that follow are the next ones walked.
+#define SPMM_AHEAD 32
 #define SPMM_W8(j) _mm256_broadcast_ss(c->perm ? c->val + c->perm[j] : c->val + (j))
 #define SPMM_ROW_AVX2(NV)                                                                            \
     PK_TARGET_AVX2 static void spmm_row_avx2_##NV(const spmm_ctx *c, int64_t r, int64_t b0, float *out) { \
         __m256 a[NV], e[NV];                                                                         \
         for (int q = 0; q < NV; q++) { a[q] = _mm256_setzero_ps(); e[q] = _mm256_setzero_ps(); }     \
         int64_t j = c->ptr[r];                                                                       \
-        const int64_t je = c->ptr[r + 1];                                                            \
+        const int64_t je = c->ptr[r + 1], jn = c->ptr[c->nout];                                      \
         for (; j + 2 <= je; j += 2) {                                                                \
+            if (j + SPMM_AHEAD + 2 <= jn) {                                                          \
+                /* the panel rows (two lines each) of the entry pair SPMM_AHEAD ahead, into the     \
+                   next rows' entries (the rows that follow are walked next): L2/L3 latency */       \
+                const char *p = (const char *)SPMM_X(j + SPMM_AHEAD, 8 * NV);                        \
+                const char *q = (const char *)SPMM_X(j + SPMM_AHEAD + 1, 8 * NV);                    \
+                _mm_prefetch(p, _MM_HINT_T0);                                                        \
+                _mm_prefetch(p + 64, _MM_HINT_T0);                                                   \
+                _mm_prefetch(q, _MM_HINT_T0);                                                        \
+                _mm_prefetch(q + 64, _MM_HINT_T0);                                                   \
+            }                                                                                        \
             const __m256 w = SPMM_W8(j), u = SPMM_W8(j + 1);                                         \
             const float *x = SPMM_X(j, 8 * NV), *y = SPMM_X(j + 1, 8 * NV);                          \
             for (int q = 0; q < NV; q++) a[q] = _mm256_fmadd_ps(w, _mm256_load_ps(x + 8 * q), a[q]); \
