@@ -11,8 +11,8 @@ Recipe (both sides, 2 threads, inputs (x/255 − 0.2860)/0.3530):
   With --kd the pruned model's fine-tuning distils from the dense model of step 1 (loss
   0.5·CE + 0.5·T²·KL at T = 2, `prunekit finetune --teacher`'s defaults) on both sides.
   With --shared-dense PyTorch does not train a dense model of its own: it loads PruneKit's (step 1),
-  checks that it evaluates to PruneKit's accuracy and that Torch-Pruning's pruned weights equal
-  PruneKit's, then runs steps 2 and 3 from it. Both sides then start from the same model and differ
+  reports its accuracy (to compare with PruneKit's) and the largest difference between
+  Torch-Pruning's pruned weights and PruneKit's, then runs steps 2 and 3 from it. Both sides then start from the same model and differ
   only in their pruning and fine-tuning (the dense training's seed-to-seed spread, the largest part
   of the noise between two independent runs, is shared).
 Reports test accuracy after each step, training samples/s, and the parameters and MACs.
