@@ -9,7 +9,8 @@ Recipe (both sides, 2 threads, inputs (x/255 − 0.2860)/0.3530):
      (Torch-Pruning 1.6's MagnitudePruner p=1 / prunekit prune --structure channels --scope layer),
      classifier excluded, then fine-tuned as the control.
   With --kd the pruned model's fine-tuning distils from the dense model of step 1 (loss
-  0.5·CE + 0.5·T²·KL at T = 2, `prunekit finetune --teacher`'s defaults) on both sides.
+  0.5·CE + 0.5·T²·KL at T = 2, `prunekit finetune --teacher`'s defaults) on both sides; with
+  --kd control it distils from the dense control of step 2 instead (the stronger teacher).
   With --shared-dense PyTorch does not train a dense model of its own: it loads PruneKit's (step 1),
   reports its accuracy (to compare with PruneKit's) and the largest difference between
   Torch-Pruning's pruned weights and PruneKit's, then runs steps 2 and 3 from it. Both sides then start from the same model and differ
@@ -22,7 +23,7 @@ channels (no bias) + BatchNorm + ReLU, three stages of three basic blocks (16, 3
 stride 2 at the start of stages 2 and 3) with 1×1 projection + BatchNorm shortcuts where the shape
 changes, global average pooling, Linear(64, 10).
 
-Usage: python scripts/compare_resnet20_torch.py --prunekit .build/release/prunekit [--epochs 2 --ft-epochs 2] [--kd]
+Usage: python scripts/compare_resnet20_torch.py --prunekit .build/release/prunekit [--epochs 2 --ft-epochs 2] [--kd [dense|control]]
        [--seed S] [--shared-dense]
        (needs torch, torch-pruning; Debian's dataset-fashion-mnist)
 """
@@ -155,7 +156,9 @@ def torch_side(args, dense_file=None, pruned_file=None):
             for k, v in m.state_dict().items() if "num_batches" not in k)
     one_shot = accuracy(m, xte, yte)
     teacher = None
-    if args.kd:
+    if args.kd == "control":
+        teacher = control
+    elif args.kd:
         teacher = ResNet20()
         teacher.load_state_dict(state)
     ft_sps = train(m, xtr, ytr, args.ft_epochs, 3e-3, True, seed=args.seed, teacher=teacher)
@@ -178,7 +181,7 @@ def prunekit_side(args, d):
             "--out", f"{d}/control.safetensors")
     p = run("prune", "--model-file", f"{d}/dense.safetensors", "--structure", "channels", "--scope", "layer",
             "--amount", "0.5", "--surgery", "--out", f"{d}/pruned.safetensors")
-    kd = ["--teacher", f"{d}/dense.safetensors"] if args.kd else []
+    kd = ["--teacher", f"{d}/{'control' if args.kd == 'control' else 'dense'}.safetensors"] if args.kd else []
     f = run("finetune", "--model-file", f"{d}/pruned.safetensors", "--epochs", str(args.ft_epochs),
             *kd, "--out", f"{d}/tuned.safetensors")
     return {"dense": t["test_accuracy"], "control": c["test_accuracy"], "pruned_one_shot": p["test_accuracy"],
@@ -195,9 +198,10 @@ def main():
     ap.add_argument("--skip-torch", action="store_true")
     ap.add_argument("--seed", type=int, default=0,
                     help="seed of both sides: torch.manual_seed and prunekit's --seed (initialisation, shuffling)")
-    ap.add_argument("--kd", action="store_true",
-                    help="fine-tune the pruned model with distillation from the dense one (alpha 0.5, T 2: "
-                         "`prunekit finetune --teacher`'s defaults) on both sides; the control fine-tunes without")
+    ap.add_argument("--kd", nargs="?", const="dense", choices=["dense", "control"],
+                    help="fine-tune the pruned model with distillation (alpha 0.5, T 2: `prunekit finetune "
+                         "--teacher`'s defaults) on both sides, from the dense model of step 1 (--kd, --kd dense) or "
+                         "from the fine-tuned dense control of step 2 (--kd control); the control fine-tunes without")
     ap.add_argument("--shared-dense", action="store_true",
                     help="PyTorch starts from PruneKit's trained dense model instead of training its own "
                          "(needs --prunekit)")
