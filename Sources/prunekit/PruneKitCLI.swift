@@ -150,7 +150,7 @@ extension Dictionary where Key == String, Value == String {
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Train a model on Fashion-MNIST.")
-    @Option(help: "Architecture: mlp (LeNet-300-100), cnn, resnet18, resnet20 or mobilenetv2 (README, section Graphs and dependency-aware structural pruning).") var model: String = "mlp"
+    @Option(help: ArgumentHelp("Architecture: \(Model.architectures.joined(separator: ", ")) (mlp is LeNet-300-100).")) var model: String = "mlp"
     @Option(parsing: .unconditional, help: "Epochs.") var epochs: Int = 5
     @Option(parsing: .unconditional, help: "Batch size.") var batch: Int = 128
     @Option(parsing: .unconditional, help: "Learning rate.") var lr: Float = 1e-3
