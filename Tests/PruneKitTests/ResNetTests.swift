@@ -7,7 +7,7 @@ final class ResNetTests: XCTestCase {
         try XCTUnwrap(Bundle.module.url(forResource: name, withExtension: "safetensors", subdirectory: "Fixtures"), name).path
     }
 
-    /// torchvision's resnet18 topology (narrowed to 8-64 channels: scripts/make_resnet_fixtures.py),
+    /// torchvision's resnet18 topology (narrowed to 8-64 channels: scripts/make_torchvision_fixtures.py),
     /// its state_dict loaded by name with running statistics, gives PyTorch's logits.
     func testResNet18LoadsATorchvisionStateDictAndMatchesItsLogits() throws {
         let (model, _) = try ModelFile.load(try fixture("torch_resnet18_narrow"))
@@ -23,6 +23,46 @@ final class ResNetTests: XCTestCase {
         // written back, the names are torchvision's again
         let names = Set(ModelFile.stateDict(model).keys)
         XCTAssertEqual(names, Set(try SafeTensors.read(try fixture("torch_resnet18_narrow")).tensors.keys))
+    }
+
+    /// One distillation step through `Trainer.train` (student in training mode, teacher in evaluation
+    /// mode, 0.5·CE + 0.5·T²·KL at T = 2) on a pruned ResNet-20 gives PyTorch's loss, gradients and
+    /// running statistics (scripts/make_resnet20_kd_fixture.py). SGD at learning rate 1 makes the
+    /// weights' change the gradient itself.
+    func testResNet20DistillationStepMatchesPyTorch() throws {
+        let fx = try SafeTensors.read(try fixture("torch_resnet20_kd_step")).tensors
+        func part(_ prefix: String) -> [String: Tensor] {
+            Dictionary(uniqueKeysWithValues: fx.compactMap { k, v in k.hasPrefix(prefix) ? (String(k.dropFirst(prefix.count)), v) : nil })
+        }
+        func build(_ tensors: [String: Tensor]) throws -> Model {
+            let m = try Model.build("resnet20", shapesFrom: tensors, imageSize: 16)
+            try ModelFile.assign(tensors, to: m)
+            return m
+        }
+        let before = part("student."), grads = part("grad."), after = part("after.")
+        let student = try build(before), teacher = try build(part("teacher."))
+        XCTAssertEqual(student.namedParameters.count, grads.count)
+        let x = try XCTUnwrap(fx["x"]), y = try XCTUnwrap(fx["y"]).scalars.map { Int32($0) }
+        let data = try LabeledImages(images: x.reshaped([16, 256]), labels: y)
+        let result = try Trainer.train(student, data: data, optimizer: try SGD(learningRate: 1),
+                                       config: TrainingConfig(epochs: 1, batchSize: 16), teacher: teacher)
+        let want = try XCTUnwrap(fx["loss"]).scalars[0]
+        XCTAssertEqual(result.finalLoss, want, accuracy: 1e-5 * want)
+        let now = ModelFile.stateDict(student)
+        for (name, g) in grads {
+            let w0 = try XCTUnwrap(before[name], name).scalars, w1 = try XCTUnwrap(now[name], name).scalars
+            let mine = zip(w0, w1).map { $0 - $1 }
+            let err = zip(mine, g.scalars).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +).squareRoot()
+            let norm = g.scalars.map { Double($0) * Double($0) }.reduce(0, +).squareRoot()
+            XCTAssertGreaterThan(norm, 0, name)
+            XCTAssertLessThanOrEqual(err, 5e-4 * norm, "\(name): gradient off by \(err / norm) relative")
+        }
+        XCTAssertEqual(after.count, 2 * 21, "21 BatchNorms, mean and variance")
+        for (name, want) in after {
+            let got = try XCTUnwrap(now[name], name).scalars
+            let worst = zip(got, want.scalars).map { abs($0 - $1) / max(1, abs($1)) }.max()!
+            XCTAssertLessThanOrEqual(worst, 1e-5, name)
+        }
     }
 
     func testFreshArchitecturesHaveTheReferenceSizes() throws {
