@@ -21,13 +21,13 @@ Usage: python scripts/make_resnet20_kd_fixture.py   (needs torch, torch-pruning,
 """
 import os, sys
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 import torch_pruning as tp
 from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from compare_resnet20_torch import ResNet20, kd_loss  # noqa: E402
+from make_torchvision_fixtures import randomise_batchnorm  # noqa: E402
 
 FX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "PruneKitTests", "Fixtures")
 
@@ -38,14 +38,7 @@ def narrow_resnet20(seed, ratio):
     m.eval()
     tp.pruner.MagnitudePruner(m, torch.randn(1, 1, 16, 16), importance=tp.importance.MagnitudeImportance(p=1),
                               pruning_ratio=ratio, ignored_layers=[m.fc]).step()
-    m.train()
-    with torch.no_grad():
-        for _ in range(3):
-            m(torch.randn(8, 1, 16, 16) * 1.5 + 0.3)
-        for mod in m.modules():
-            if isinstance(mod, nn.BatchNorm2d):
-                mod.weight.uniform_(0.5, 1.5)
-                mod.bias.uniform_(-0.3, 0.3)
+    randomise_batchnorm(m, size=16)
     return m
 
 

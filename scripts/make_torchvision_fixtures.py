@@ -20,7 +20,6 @@ Usage: python scripts/make_torchvision_fixtures.py   (needs torch, torchvision, 
 import os
 import torch
 import torch.nn as nn
-import torchvision
 from safetensors.torch import save_file
 
 FX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "PruneKitTests", "Fixtures")
@@ -41,11 +40,12 @@ def narrow(module, factor):
             narrow(child, factor)
 
 
-def randomise_batchnorm(m):
+def randomise_batchnorm(m, size=28):
+    """A few training-mode passes on size × size random images, then random BatchNorm affine parameters; leaves m in eval mode."""
     m.train()
     with torch.no_grad():
         for _ in range(3):
-            m(torch.randn(8, 1, 28, 28) * 1.5 + 0.3)
+            m(torch.randn(8, 1, size, size) * 1.5 + 0.3)
         for mod in m.modules():
             if isinstance(mod, nn.BatchNorm2d):
                 mod.weight.uniform_(0.5, 1.5)
@@ -64,6 +64,7 @@ def save(m, name):
 
 
 def mobilenet():
+    import torchvision  # imported where used: other scripts import randomise_batchnorm without it
     torch.manual_seed(1)
     m = torchvision.models.mobilenet_v2(width_mult=0.25, num_classes=10)
     out = m.features[0][0].out_channels
@@ -73,6 +74,7 @@ def mobilenet():
 
 
 def main():
+    import torchvision
     mobilenet()
     torch.manual_seed(0)
     m = torchvision.models.resnet18(num_classes=10)
